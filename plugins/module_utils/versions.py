@@ -1,0 +1,178 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbarch.postgresql contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""PostgreSQL 14-18 differences, in one place.
+
+Modules and engine pieces ask a ``Features`` object instead of comparing version
+numbers themselves. Add a difference here, with the release that introduced it.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+SUPPORTED_MAJORS = (14, 15, 16, 17, 18)
+OLDEST_SUPPORTED = 14
+
+
+def major_of(version_num):
+    """140012 -> 14, 180001 -> 18."""
+    return int(version_num) // 10000
+
+
+def version_text(version_num):
+    v = int(version_num)
+    return "%d.%d" % (v // 10000, v % 10000)
+
+
+class Features:
+    """What a given server version has. Every attribute is documented by its release."""
+
+    def __init__(self, version_num):
+        self.num = int(version_num)
+        self.major = major_of(self.num)
+
+    def __repr__(self):
+        return "Features(%s)" % version_text(self.num)
+
+    @property
+    def supported(self):
+        return self.major in SUPPORTED_MAJORS
+
+    # -- pg_stat_statements ------------------------------------------------------
+    @property
+    def pgss_columns(self):
+        """Logical name -> column of pg_stat_statements on this version.
+
+        13 renamed total_time -> total_exec_time (and mean/min/max/stddev);
+        17 renamed blk_read_time/blk_write_time -> shared_blk_read_time/...
+        and added local_blk_*_time; stats_since appeared in 17.
+        """
+        cols = {
+            "total_time": "total_exec_time",
+            "mean_time": "mean_exec_time",
+            "min_time": "min_exec_time",
+            "max_time": "max_exec_time",
+            "stddev_time": "stddev_exec_time",
+            "total_plan_time": "total_plan_time",
+            "calls": "calls",
+            "rows": "rows",
+            "shared_blks_hit": "shared_blks_hit",
+            "shared_blks_read": "shared_blks_read",
+            "temp_blks_read": "temp_blks_read",
+            "temp_blks_written": "temp_blks_written",
+        }
+        if self.major >= 17:
+            cols["blk_read_time"] = "shared_blk_read_time"
+            cols["blk_write_time"] = "shared_blk_write_time"
+            cols["stats_since"] = "stats_since"
+        else:
+            cols["blk_read_time"] = "blk_read_time"
+            cols["blk_write_time"] = "blk_write_time"
+            cols["stats_since"] = None
+        return cols
+
+    # -- statistics views ----------------------------------------------------------
+    @property
+    def has_pg_stat_checkpointer(self):
+        """17 moved checkpoint counters from pg_stat_bgwriter to pg_stat_checkpointer."""
+        return self.major >= 17
+
+    @property
+    def checkpoint_stats(self):
+        """(view, timed column, requested column) for checkpoint counters."""
+        if self.has_pg_stat_checkpointer:
+            return ("pg_stat_checkpointer", "num_timed", "num_requested")
+        return ("pg_stat_bgwriter", "checkpoints_timed", "checkpoints_req")
+
+    @property
+    def has_last_idx_scan(self):
+        """16 added last_seq_scan / last_idx_scan to pg_stat_*_tables/indexes."""
+        return self.major >= 16
+
+    @property
+    def has_pg_stat_io(self):
+        """16 added pg_stat_io."""
+        return self.major >= 16
+
+    @property
+    def has_stat_wal(self):
+        """14 added pg_stat_wal."""
+        return self.major >= 14
+
+    # -- security defaults ------------------------------------------------------------
+    @property
+    def public_schema_create_default(self):
+        """Before 15, PUBLIC had CREATE on schema public by default."""
+        return self.major < 15
+
+    @property
+    def has_pg_database_owner(self):
+        """14 added the pg_database_owner role (owner of schema public from 15)."""
+        return self.major >= 14
+
+    @property
+    def has_maintain_privilege(self):
+        """17 added the MAINTAIN privilege and the pg_maintain role."""
+        return self.major >= 17
+
+    @property
+    def default_password_encryption(self):
+        return "scram-sha-256"
+
+    # -- catalog shape ---------------------------------------------------------------------
+    @property
+    def has_nulls_not_distinct(self):
+        """15 added UNIQUE NULLS NOT DISTINCT (pg_index.indnullsnotdistinct)."""
+        return self.major >= 15
+
+    @property
+    def has_not_null_constraints_in_catalog(self):
+        """18 records NOT NULL as pg_constraint rows (contype 'n')."""
+        return self.major >= 18
+
+    @property
+    def has_virtual_generated_columns(self):
+        """18 added VIRTUAL generated columns (attgenerated 'v')."""
+        return self.major >= 18
+
+    # -- backup / replication ------------------------------------------------------------
+    @property
+    def has_server_side_compression(self):
+        """15 added pg_basebackup --compress=server-... and lz4/zstd."""
+        return self.major >= 15
+
+    @property
+    def has_incremental_backup(self):
+        """17 added incremental base backups and pg_combinebackup."""
+        return self.major >= 17
+
+    @property
+    def backup_start_function(self):
+        """15 renamed pg_start_backup/pg_stop_backup to pg_backup_start/pg_backup_stop."""
+        if self.major >= 15:
+            return ("pg_backup_start", "pg_backup_stop")
+        return ("pg_start_backup", "pg_stop_backup")
+
+    @property
+    def recovery_target_time_needs_later_commit(self):
+        """Since 14, recovery that ends before reaching recovery_target stops with FATAL."""
+        return self.major >= 14
+
+    @property
+    def has_wal_summarizer(self):
+        return self.major >= 17
+
+    # -- monitoring -------------------------------------------------------------------------
+    @property
+    def has_pg_stat_progress_copy(self):
+        return self.major >= 14
+
+    @property
+    def has_wait_events_view(self):
+        """17 added pg_wait_events."""
+        return self.major >= 17
+
+
+def features(version_num):
+    return Features(version_num)
