@@ -32,7 +32,7 @@ class ActionModule(ActionBase):
         try:
             items, files = reports.build(params)
         except (reports.ReportError, fnd.FindingError) as exc:
-            raise AnsibleActionFail(str(exc))
+            raise AnsibleActionFail(str(exc)) from exc
         changes = reports.plan(files)
         if not self._task.check_mode:
             for _ext, path, _before, after in changes:
@@ -43,9 +43,14 @@ class ActionModule(ActionBase):
         result["findings"] = [f.to_dict() for f in items]
         if self._task.diff and changes:
             result["diff"] = [
-                dict(before=before or "", after=after, before_header=path if before is not None else "/dev/null",
-                     after_header=path)
-                for ext, path, before, after in changes if ext == "md"
+                dict(
+                    before=before or "",
+                    after=after,
+                    before_header=path if before is not None else "/dev/null",
+                    after_header=path,
+                )
+                for ext, path, before, after in changes
+                if ext == "md"
             ]
         failing = fnd.gate(items, params["fail_on"])
         if failing:

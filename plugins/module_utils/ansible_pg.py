@@ -15,7 +15,6 @@ import copy
 import sys
 import traceback
 
-from ansible.module_utils.basic import missing_required_lib  # noqa: F401  (re-exported)
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils.findings import FAIL_ON_CHOICES
 

@@ -53,9 +53,22 @@ class Column:
         "avg_width",
     )
 
-    def __init__(self, name, position, type, not_null=False, default=None, identity="", generated="",
-                 comment=None, type_oid=None, collation=None, null_frac=None, n_distinct=None,
-                 avg_width=None):
+    def __init__(
+        self,
+        name,
+        position,
+        type,
+        not_null=False,
+        default=None,
+        identity="",
+        generated="",
+        comment=None,
+        type_oid=None,
+        collation=None,
+        null_frac=None,
+        n_distinct=None,
+        avg_width=None,
+    ):
         self.name = name
         self.position = position
         self.type = type
@@ -95,9 +108,21 @@ class Constraint:
         "index",
     )
 
-    def __init__(self, name, type, columns, definition="", validated=True, deferrable=False,
-                 ref_schema=None, ref_table=None, ref_columns=None, on_delete=None, on_update=None,
-                 index=None):
+    def __init__(
+        self,
+        name,
+        type,
+        columns,
+        definition="",
+        validated=True,
+        deferrable=False,
+        ref_schema=None,
+        ref_table=None,
+        ref_columns=None,
+        on_delete=None,
+        on_update=None,
+        index=None,
+    ):
         self.name = name
         self.type = type  # p u f c x
         self.columns = list(columns or [])
@@ -142,9 +167,26 @@ class Index:
         "idx_tup_read",
     )
 
-    def __init__(self, name, columns, unique=False, primary=False, valid=True, ready=True, method="btree",
-                 predicate=None, definition="", include=None, opclasses=None, nulls_not_distinct=False,
-                 constraint=None, bytes=None, idx_scan=None, last_idx_scan=None, idx_tup_read=None):
+    def __init__(
+        self,
+        name,
+        columns,
+        unique=False,
+        primary=False,
+        valid=True,
+        ready=True,
+        method="btree",
+        predicate=None,
+        definition="",
+        include=None,
+        opclasses=None,
+        nulls_not_distinct=False,
+        constraint=None,
+        bytes=None,
+        idx_scan=None,
+        last_idx_scan=None,
+        idx_tup_read=None,
+    ):
         self.name = name
         self.columns = list(columns or [])  # key columns or expressions, in order
         self.include = list(include or [])
@@ -191,10 +233,26 @@ class Table:
         "indexes",
     )
 
-    def __init__(self, schema, name, kind="r", oid=None, comment=None, owner=None, persistence="p",
-                 row_estimate=None, analyzed=True, table_bytes=None, toast_bytes=None, index_bytes=None,
-                 partition_of=None, partition_bound=None, partition_key=None, view_definition=None,
-                 stats=None):
+    def __init__(
+        self,
+        schema,
+        name,
+        kind="r",
+        oid=None,
+        comment=None,
+        owner=None,
+        persistence="p",
+        row_estimate=None,
+        analyzed=True,
+        table_bytes=None,
+        toast_bytes=None,
+        index_bytes=None,
+        partition_of=None,
+        partition_bound=None,
+        partition_key=None,
+        view_definition=None,
+        stats=None,
+    ):
         self.schema = schema
         self.name = name
         self.kind = kind
@@ -253,7 +311,9 @@ class Table:
         return None
 
     def to_dict(self):
-        d = dict((k, getattr(self, k)) for k in self.__slots__ if k not in ("columns", "constraints", "indexes"))
+        d = dict(
+            (k, getattr(self, k)) for k in self.__slots__ if k not in ("columns", "constraints", "indexes")
+        )
         d["qualified"] = self.qualified
         d["kind_name"] = self.kind_name
         d["total_bytes"] = self.total_bytes
@@ -317,7 +377,9 @@ class Catalog:
             indexes=sum(len(t.indexes) for t in rel),
             invalid_indexes=sum(1 for t in rel for i in t.indexes if not i.valid),
             foreign_keys=sum(len(t.foreign_keys) for t in tables),
-            tables_without_primary_key=len([t for t in tables if t.primary_key is None and not t.partition_of]),
+            tables_without_primary_key=len(
+                [t for t in tables if t.primary_key is None and not t.partition_of]
+            ),
             estimated_rows=int(sum(t.row_estimate or 0 for t in tables)),
             table_bytes=int(sum(t.table_bytes or 0 for t in rel)),
             index_bytes=int(sum(t.index_bytes or 0 for t in rel)),

@@ -38,7 +38,7 @@ def severity_rank(severity):
     except KeyError:
         raise FindingError(
             "Unknown severity %r: use one of %s." % (severity, ", ".join(SEVERITIES))
-        )
+        ) from None
 
 
 class Finding:
@@ -129,9 +129,7 @@ class Finding:
             raise FindingError("A finding must be a dict, got %s." % type(d).__name__)
         missing = [k for k in ("rule", "severity", "message") if not d.get(k)]
         if missing:
-            raise FindingError(
-                "Finding %r lacks %s." % (d.get("rule") or d, ", ".join(missing))
-            )
+            raise FindingError("Finding %r lacks %s." % (d.get("rule") or d, ", ".join(missing)))
         return cls(
             rule=d["rule"],
             severity=d["severity"],
@@ -347,8 +345,7 @@ def render_junit(findings, title="", fail_on="medium", summary=None):
         )
     if not cases:
         cases.append(
-            '    <testcase classname=%s name=%s time="0"/>'
-            % (_xml_attr(TOOL_NAME), _xml_attr("no findings"))
+            '    <testcase classname=%s name=%s time="0"/>' % (_xml_attr(TOOL_NAME), _xml_attr("no findings"))
         )
     out = [
         '<?xml version="1.0" encoding="UTF-8"?>',

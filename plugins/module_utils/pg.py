@@ -24,6 +24,7 @@ __metaclass__ = type
 
 import os
 import re
+import sys
 
 try:
     import psycopg2
@@ -144,7 +145,7 @@ def _server_reason(exc):
     lines = [ln.strip() for ln in str(reason).strip().splitlines() if ln.strip()]
     text = " ".join(lines) if lines else exc.__class__.__name__
     # libpq repeats the address we already name; keep the server's own words.
-    text = re.sub(r'^connection to server (at|on) .*? failed: ', "", text)
+    text = re.sub(r"^connection to server (at|on) .*? failed: ", "", text)
     text = re.sub(r"^(FATAL|ERROR):\s+", "", text)
     return text
 
@@ -199,7 +200,7 @@ class Session:
             cur.execute(query, params)
         except psycopg2.Error as exc:
             cur.close()
-            raise self.error_from(exc, self._as_text(query))
+            raise self.error_from(exc, self._as_text(query)) from exc
         self.query_count += 1
         if record:
             self.queries.append(self._as_text(query))
@@ -212,7 +213,7 @@ class Session:
             cur.execute(query, params)
             rows = cur.fetchall() if cur.description is not None else []
         except psycopg2.Error as exc:
-            raise self.error_from(exc, self._as_text(query))
+            raise self.error_from(exc, self._as_text(query)) from exc
         finally:
             cur.close()
         self.query_count += 1
@@ -248,17 +249,13 @@ class Session:
         return getattr(exc, "sqlstate", None) == "42501"
 
     def close(self):
-        try:
+        if not self.conn.closed:
             self.conn.close()
-        except Exception:  # pragma: no cover - closing a dead connection
-            pass
 
 
 def connect(params, module_name, autocommit=True, readonly=False):
     """Open a Session. Raises PgError with a one-line, password-free message."""
     if not HAS_PSYCOPG2:
-        import sys
-
         raise PgError(MISSING_DRIVER_MESSAGE.format(python=sys.executable))
     params = params or {}
     kw = resolve_params(params)
@@ -288,7 +285,7 @@ def connect(params, module_name, autocommit=True, readonly=False):
             "Cannot connect to PostgreSQL (%s): %s" % (target, reason),
             sqlstate=getattr(exc, "pgcode", None),
             where=target,
-        )
+        ) from None
     conn.autocommit = autocommit
     if readonly and not autocommit:
         conn.set_session(readonly=True)

@@ -51,7 +51,7 @@ def check_name(kind, value):
 
 def read_text(path):
     try:
-        with open(path, "r", encoding="utf-8") as fh:
+        with open(path, encoding="utf-8") as fh:
             return fh.read()
     except FileNotFoundError:
         return None

@@ -139,8 +139,17 @@ def gather(session, settings=None, all_settings=False):
     )
     facts["in_recovery"] = bool(s["in_recovery"])
     facts["role"] = "standby" if s["in_recovery"] else "primary"
-    for k in ("started_at", "uptime_seconds", "current_database", "current_user", "system_identifier",
-              "current_wal_lsn", "replay_lsn", "replay_delay_seconds", "timeline"):
+    for k in (
+        "started_at",
+        "uptime_seconds",
+        "current_database",
+        "current_user",
+        "system_identifier",
+        "current_wal_lsn",
+        "replay_lsn",
+        "replay_delay_seconds",
+        "timeline",
+    ):
         facts[k] = s[k]
     facts["system_identifier"] = str(s["system_identifier"]) if s["system_identifier"] is not None else None
     facts["privileges"] = dict(
@@ -167,8 +176,10 @@ def gather(session, settings=None, all_settings=False):
     facts["replication"] = dict(role=facts["role"])
     if not facts["privileges"]["read_all_stats"]:
         facts["skipped"].append(
-            dict(check="replication details",
-                 reason="client addresses and LSNs of other sessions need pg_read_all_stats or pg_monitor")
+            dict(
+                check="replication details",
+                reason="client addresses and LSNs of other sessions need pg_read_all_stats or pg_monitor",
+            )
         )
     if facts["in_recovery"]:
         recv = session.fetchone(_Q_WAL_RECEIVER)

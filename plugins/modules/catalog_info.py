@@ -20,7 +20,7 @@ description:
   - This is the model that schema review, the data dictionary, index advice and the
     PII inventory read.
 author:
-  - dbarch.postgresql maintainers
+  - dbarch.postgresql maintainers (@dbarch)
 options:
   schemas:
     description:

@@ -19,7 +19,7 @@ description:
   - A file is rewritten only when its content changes, atomically, so a second run with the same
     findings reports no change.
 author:
-  - dbarch.postgresql maintainers
+  - dbarch.postgresql maintainers (@dbarch)
 options:
   name:
     description: Base name of the report files.
@@ -28,7 +28,8 @@ options:
   findings:
     description:
       - Findings, each a dict with at least C(rule), C(severity) (info, low, medium, high, critical)
-        and C(message); C(object), C(why), C(fix), C(evidence), C(references) and C(location) are shown when present.
+        and C(message); C(object), C(why), C(fix), C(evidence), C(references) and C(location)
+        are shown when present.
     type: list
     elements: dict
     default: []
@@ -41,7 +42,7 @@ options:
     type: dict
     default: {}
   title:
-    description: Report title. Default is C(<name>: <host>).
+    description: "Report title. Default is C(<name>: <host>)."
     type: str
   formats:
     description: Formats to write.
@@ -70,7 +71,8 @@ options:
     default: medium
     choices: [never, info, low, medium, high, critical]
   fail_on:
-    description: Fail the task, after writing the reports, when a finding not suppressed is at or above this severity.
+    description:
+      - Fail the task, after writing the reports, when a finding not suppressed is at or above this severity.
     type: str
     default: never
     choices: [never, info, low, medium, high, critical]

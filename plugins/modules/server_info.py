@@ -18,7 +18,7 @@ description:
   - Read-only; never reports a change. Works with the C(pg_monitor) role; what the login
     role may not read is listed in RV(skipped) instead of failing.
 author:
-  - dbarch.postgresql maintainers
+  - dbarch.postgresql maintainers (@dbarch)
 options:
   settings:
     description:
@@ -143,7 +143,9 @@ def main():
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     session = ansible_pg.connect(module)
     try:
-        facts = gather(session, settings=module.params["settings"], all_settings=module.params["all_settings"])
+        facts = gather(
+            session, settings=module.params["settings"], all_settings=module.params["all_settings"]
+        )
     except pg.PgError as exc:
         ansible_pg.fail(module, exc, session)
     session.close()

