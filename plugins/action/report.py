@@ -23,10 +23,9 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
         result = super(ActionModule, self).run(tmp, task_vars)
-        args = dict(self._task.args)
-        args.setdefault("host", task_vars.get("inventory_hostname", "localhost"))
         _spec, params = self.validate_argument_spec(argument_spec=reports.REPORT_ARGSPEC)
-        params["host"] = args["host"] if not params.get("host") else params["host"]
+        if not params.get("hostname"):
+            params["hostname"] = task_vars.get("inventory_hostname", "localhost")
         if not os.path.isabs(params["dest"]):
             params["dest"] = os.path.abspath(params["dest"])
         try:

@@ -490,6 +490,8 @@ LEFT JOIN pg_class rc ON rc.oid = con.confrelid
 LEFT JOIN pg_namespace rn ON rn.oid = rc.relnamespace
 LEFT JOIN pg_class ic ON ic.oid = con.conindid AND con.contype IN ('p', 'u', 'x')
 WHERE con.contype IN ('p', 'u', 'f', 'c', 'x') AND {filter}
+  AND NOT EXISTS (SELECT 1 FROM pg_constraint parent
+                  WHERE parent.oid = con.conparentid AND parent.conrelid = con.conrelid)
 ORDER BY con.conrelid, con.conname
 """
 
@@ -548,7 +550,7 @@ ORDER BY 1
 SNAPSHOT_QUERIES = 8  # database, relations, columns, constraints, indexes, column stats, types, extensions
 
 
-def _queries(features, include_extension_objects):
+def _queries(features):
     """The snapshot's SQL for one server version; version differences come from Features."""
     extra_table = ", s.last_seq_scan, s.last_idx_scan" if features.has_last_idx_scan else ""
     extra_index = ", si.last_idx_scan" if features.has_last_idx_scan else ""
@@ -601,7 +603,7 @@ def snapshot(session, schemas=None, include_extension_objects=False, column_stat
     agree with each other.
     """
     features = Features(session.server_version_num)
-    q = _queries(features, include_extension_objects)
+    q = _queries(features)
     params = dict(
         system=list(SYSTEM_SCHEMAS),
         schemas=list(schemas) if schemas else None,
@@ -621,8 +623,10 @@ def snapshot(session, schemas=None, include_extension_objects=False, column_stat
         stats = session.fetchall(q["column_stats"], params) if column_stats else []
         types = session.fetchall(q["types"], params)
         exts = session.fetchall(q["extensions"], params)
-        conn.rollback()
     finally:
+        # End the snapshot's transaction first (also after an error, so the caller sees
+        # the PgError rather than psycopg2 refusing set_session inside a transaction).
+        conn.rollback()
         conn.set_session(isolation_level="DEFAULT", readonly="DEFAULT")
         conn.autocommit = was_autocommit
     block = int(db["block_size"])

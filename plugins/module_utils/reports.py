@@ -28,7 +28,7 @@ REPORT_ARGSPEC.update(
     title=dict(type="str"),
     formats=dict(type="list", elements="str", default=list(fnd.FORMATS), choices=list(fnd.FORMATS)),
     dest=dict(type="path", default="reports"),
-    host=dict(type="str"),
+    hostname=dict(type="str"),
     suppressions=dict(type="list", elements="dict", default=[]),
     junit_failure_severity=dict(type="str", default="medium", choices=list(fnd.FAIL_ON_CHOICES)),
     fail_on=dict(type="str", default="never", choices=list(fnd.FAIL_ON_CHOICES)),
@@ -76,7 +76,7 @@ def write_atomic(path, text, mode=0o644):
 
 def build(params):
     """Render every format. Returns (findings, {ext: (path, text)})."""
-    host = check_name("host", params["host"])
+    host = check_name("hostname", params["hostname"])
     name = check_name("name", params["name"])
     items = fnd.normalize(params.get("findings") or [])
     items, unused = fnd.apply_suppressions(items, params.get("suppressions") or [])

@@ -4,7 +4,7 @@
 """Facts about a running server: version, role, settings, databases, extensions, replication.
 
 Read-only, a fixed number of queries, and least privilege: what the role may not read
-is reported in ``skipped`` instead of failing. Plain Python: no Ansible imports.
+is reported in ``checks_skipped`` instead of failing. Plain Python: no Ansible imports.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -85,7 +85,9 @@ ORDER BY d.datname
 
 _Q_EXTENSIONS = """
 SELECT a.name, a.default_version, a.installed_version,
-       (a.name = ANY (string_to_array(replace(current_setting('shared_preload_libraries'), ' ', ''), ',')))
+       -- pg_settings hides what the role may not read instead of raising an error
+       (a.name = ANY (string_to_array(replace(
+           (SELECT setting FROM pg_settings WHERE name = 'shared_preload_libraries'), ' ', ''), ',')))
          AS preloaded
 FROM pg_available_extensions a
 ORDER BY a.name
@@ -126,7 +128,7 @@ def _clean(row):
 
 def gather(session, settings=None, all_settings=False):
     """Server facts as a plain dict. ``settings``: extra setting names to include."""
-    facts = {"skipped": []}
+    facts = {"checks_skipped": []}
     s = _clean(session.fetchone(_Q_SERVER))
     feats = Features(s["version_num"])
     facts["version"] = dict(
@@ -163,7 +165,7 @@ def gather(session, settings=None, all_settings=False):
     facts["pending_restart"] = sorted(r["name"] for r in rows if r["pending_restart"])
     unknown = [n for n in (settings or []) if n not in facts["settings"]]
     if unknown:
-        facts["skipped"].append(
+        facts["checks_skipped"].append(
             dict(check="settings", reason="not visible to this role or unknown: %s" % ", ".join(unknown))
         )
     facts["databases"] = [_clean(r) for r in session.fetchall(_Q_DATABASES)]
@@ -175,7 +177,7 @@ def gather(session, settings=None, all_settings=False):
     )
     facts["replication"] = dict(role=facts["role"])
     if not facts["privileges"]["read_all_stats"]:
-        facts["skipped"].append(
+        facts["checks_skipped"].append(
             dict(
                 check="replication details",
                 reason="client addresses and LSNs of other sessions need pg_read_all_stats or pg_monitor",

@@ -13,7 +13,7 @@ short_description: Write findings as Markdown, JSON, JUnit XML and SARIF reports
 version_added: "0.1.0"
 description:
   - Renders a list of findings returned by any module of the collection, plus an optional
-    summary, into C(<dest>/<host>/<name>.md), C(.json), C(.xml) (JUnit, for CI) and C(.sarif)
+    summary, into C(<dest>/<hostname>/<name>.md), C(.json), C(.xml) (JUnit, for CI) and C(.sarif)
     (SARIF 2.1.0, for code scanning).
   - Runs on the controller (action plugin); nothing is written on the managed host.
   - A file is rewritten only when its content changes, atomically, so a second run with the same
@@ -56,7 +56,7 @@ options:
         C(ansible-playbook) runs in.
     type: path
     default: reports
-  host:
+  hostname:
     description: Sub-folder and name of the host in the report. Default is C(inventory_hostname).
     type: str
   suppressions:

@@ -16,7 +16,7 @@ description:
     settings (with C(pending_restart)), databases and their sizes, installed and
     available extensions, standbys, the WAL receiver and replication slots.
   - Read-only; never reports a change. Works with the C(pg_monitor) role; what the login
-    role may not read is listed in RV(skipped) instead of failing.
+    role may not read is listed in RV(checks_skipped) instead of failing.
 author:
   - dbarch.postgresql maintainers (@dbarch)
 options:
@@ -105,7 +105,7 @@ privileges:
   description: Whether the login role is superuser, can read all settings, can read all statistics.
   returned: always
   type: dict
-skipped:
+checks_skipped:
   description: Checks not done for lack of privilege, each with C(check) and C(reason).
   returned: always
   type: list

@@ -8,12 +8,28 @@ from ansible_collections.dbarch.postgresql.plugins.module_utils import findings 
 
 def sample():
     return [
-        dict(rule="KEY001", severity="high", object="public.orders", message="No primary key.",
-             why="Rows cannot be addressed.", fix="ALTER TABLE orders ADD PRIMARY KEY (id);"),
-        dict(rule="TYPE003", severity="low", object="public.orders.note", message="varchar(255) limit.",
-             location=dict(file="ddl/orders.sql", line=7)),
-        dict(rule="IDX002", severity="critical", object="public.users", message="Invalid index.",
-             evidence=dict(index="users_email_idx")),
+        dict(
+            rule="KEY001",
+            severity="high",
+            object="public.orders",
+            message="No primary key.",
+            why="Rows cannot be addressed.",
+            fix="ALTER TABLE orders ADD PRIMARY KEY (id);",
+        ),
+        dict(
+            rule="TYPE003",
+            severity="low",
+            object="public.orders.note",
+            message="varchar(255) limit.",
+            location=dict(file="ddl/orders.sql", line=7),
+        ),
+        dict(
+            rule="IDX002",
+            severity="critical",
+            object="public.users",
+            message="Invalid index.",
+            evidence=dict(index="users_email_idx"),
+        ),
     ]
 
 
@@ -32,8 +48,10 @@ def test_suppression_needs_a_reason_and_is_applied_by_glob():
         fnd.apply_suppressions(items, [dict(rule="KEY001", object="*")])
     items, unused = fnd.apply_suppressions(
         items,
-        [dict(rule="KEY*", object="public.orders", reason="append-only log, keyed by a view"),
-         dict(rule="NOPE", object="*", reason="never matches")],
+        [
+            dict(rule="KEY*", object="public.orders", reason="append-only log, keyed by a view"),
+            dict(rule="NOPE", object="*", reason="never matches"),
+        ],
     )
     key = [f for f in items if f.rule == "KEY001"][0]
     assert key.suppressed and key.suppression_reason == "append-only log, keyed by a view"

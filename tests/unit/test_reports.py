@@ -7,9 +7,18 @@ from ansible_collections.dbarch.postgresql.plugins.module_utils import reports
 
 
 def params(tmp_path, **kw):
-    p = dict(name="review", host="pg-primary", dest=str(tmp_path), formats=["json", "markdown", "junit", "sarif"],
-             findings=[dict(rule="R1", severity="high", object="public.t", message="m", fix="SELECT 1;")],
-             summary=dict(tables=1), meta={}, suppressions=[], junit_failure_severity="medium", title=None)
+    p = dict(
+        name="review",
+        hostname="pg-primary",
+        dest=str(tmp_path),
+        formats=["json", "markdown", "junit", "sarif"],
+        findings=[dict(rule="R1", severity="high", object="public.t", message="m", fix="SELECT 1;")],
+        summary=dict(tables=1),
+        meta={},
+        suppressions=[],
+        junit_failure_severity="medium",
+        title=None,
+    )
     p.update(kw)
     return p
 

@@ -13,8 +13,15 @@ def test_major_and_text():
     assert version_text(170006) == "17.6"
 
 
-@pytest.mark.parametrize("num,view", [(140010, "pg_stat_bgwriter"), (160004, "pg_stat_bgwriter"),
-                                      (170000, "pg_stat_checkpointer"), (180000, "pg_stat_checkpointer")])
+@pytest.mark.parametrize(
+    "num,view",
+    [
+        (140010, "pg_stat_bgwriter"),
+        (160004, "pg_stat_bgwriter"),
+        (170000, "pg_stat_checkpointer"),
+        (180000, "pg_stat_checkpointer"),
+    ],
+)
 def test_checkpoint_stats_move_in_17(num, view):
     assert Features(num).checkpoint_stats[0] == view
 
