@@ -11,6 +11,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from decimal import Decimal
+
 from ansible_collections.dbarch.postgresql.plugins.module_utils.versions import Features, version_text
 
 # The settings a DBA looks at first; callers may ask for more.
@@ -61,7 +63,8 @@ SELECT current_setting('server_version') AS version,
        CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END AS current_wal_lsn,
        CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()::text END AS replay_lsn,
        CASE WHEN pg_is_in_recovery()
-            THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END AS replay_delay_seconds,
+            THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8
+       END AS replay_delay_seconds,
        (SELECT timeline_id FROM pg_control_checkpoint()) AS timeline
 """
 
@@ -97,7 +100,7 @@ _Q_REPLICATION_PRIMARY = """
 SELECT r.application_name, r.client_addr::text AS client_addr, r.state, r.sync_state,
        r.sent_lsn::text AS sent_lsn, r.replay_lsn::text AS replay_lsn,
        pg_wal_lsn_diff(pg_current_wal_lsn(), r.replay_lsn)::bigint AS replay_lag_bytes,
-       extract(epoch FROM r.replay_lag) AS replay_lag_seconds
+       extract(epoch FROM r.replay_lag)::float8 AS replay_lag_seconds
 FROM pg_stat_replication r
 ORDER BY r.application_name
 """
@@ -119,7 +122,12 @@ FROM pg_stat_wal_receiver
 
 
 def _iso(v):
-    return v.isoformat() if hasattr(v, "isoformat") else v
+    """JSON-safe value: timestamps as ISO text, numerics as numbers."""
+    if hasattr(v, "isoformat"):
+        return v.isoformat()
+    if isinstance(v, Decimal):
+        return int(v) if v == v.to_integral_value() else float(v)
+    return v
 
 
 def _clean(row):
