@@ -1,0 +1,45 @@
+"""What `make demo` does, in a sandbox folder of its own: bring up the sandbox, run
+playbooks/site.yml against it, find the reports, and a second run changes nothing."""
+
+import json
+import os
+
+import pytest
+
+import harness
+
+SANDBOX_PLAYBOOK = harness.REPO_ROOT / "playbooks" / "sandbox.yml"
+SITE_PLAYBOOK = harness.REPO_ROOT / "playbooks" / "site.yml"
+INVENTORY = harness.REPO_ROOT / "inventories" / "sandbox" / "hosts.yml"
+HOSTS = ("pg-primary", "pg-replica", "pg-scratch")
+
+
+@pytest.fixture(scope="module")
+def sandbox_env():
+    folder = os.path.join(harness.work_folder("dbarch-it-site-"), "sandbox")
+    env = {"DBARCH_SANDBOX_DIR": folder}
+    harness.run_playbook(SANDBOX_PLAYBOOK, env=env).assert_ok()
+    yield env
+    harness.run_playbook(SANDBOX_PLAYBOOK, extra_vars={"sandbox_state": "absent"}, env=env)
+    harness.remove_folder(os.path.dirname(folder))
+
+
+def test_site_writes_reports_for_every_host_and_is_idempotent(sandbox_env, tmp_path):
+    dest = str(tmp_path / "reports")
+    extra = {"server_report_dest": dest}
+    first = harness.run_playbook(SITE_PLAYBOOK, extra_vars=extra, env=sandbox_env, inventory=str(INVENTORY))
+    first.assert_ok()
+    for host in HOSTS:
+        for name in ("server", "catalog"):
+            for ext in ("md", "json", "xml", "sarif"):
+                assert os.path.exists(os.path.join(dest, host, "%s.%s" % (name, ext))), (host, name, ext)
+    assert _summary(dest, "pg-replica", "server")["role"] == "standby"
+    assert int(_summary(dest, "pg-primary", "server")["standbys"]) == 1
+    second = harness.run_playbook(SITE_PLAYBOOK, extra_vars=extra, env=sandbox_env, inventory=str(INVENTORY))
+    second.assert_ok()
+    assert second.changed_count() == 0, second.stdout
+
+
+def _summary(dest, host, name):
+    with open(os.path.join(dest, host, name + ".json"), encoding="utf-8") as fh:
+        return json.load(fh)["summary"]
