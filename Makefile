@@ -45,6 +45,14 @@ system-deps:
 
 system-deps-test:
 	$(call apt_install,$(DEB_TEST))
+	@command -v npm >/dev/null 2>&1 || { echo "Installing Debian packages: nodejs npm"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; }
+
+# @dbml/cli validates the DBML that data_dictionary writes (npm registry).
+$(STAMPS)/dbml-cli: | $(STAMPS)
+	npm install --silent --no-audit --no-fund --prefix $(ROOT)/.cache/npm @dbml/cli
+	@touch $@
 
 $(STAMPS)/venv: requirements.txt | $(STAMPS)
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -111,7 +119,7 @@ lint: ruff ansible-lint sanity
 unit: venv-dev
 	$(BIN)/pytest -q tests/unit
 
-integration: venv-dev system-deps-test pg-binaries
+integration: venv-dev system-deps-test pg-binaries $(STAMPS)/dbml-cli
 	$(BIN)/pytest -q tests/integration
 
 molecule: venv-dev system-deps
