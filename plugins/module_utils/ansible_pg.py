@@ -63,3 +63,19 @@ def fail(module, exc, session=None, **extra):
         extra.setdefault("queries", session.queries)
         session.close()
     module.fail_json(msg=msg, **extra)
+
+
+def run_with_session(module, work, autocommit=True):
+    """Connect, run ``work(session)``, close. Returns (result, queries).
+
+    An engine PgError becomes fail_json with the queries that ran; the session is
+    closed whatever happens.
+    """
+    session = connect(module, autocommit=autocommit)
+    try:
+        result = work(session)
+    except pg.PgError as exc:
+        fail(module, exc, session)
+    finally:
+        session.close()
+    return result, session.queries

@@ -95,7 +95,7 @@ queries:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg, pg
+from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils.catalog import snapshot
 
 
@@ -109,18 +109,16 @@ def main():
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
-    session = ansible_pg.connect(module)
-    try:
-        cat = snapshot(
+    cat, queries = ansible_pg.run_with_session(
+        module,
+        lambda session: snapshot(
             session,
             schemas=p["schemas"],
             include_extension_objects=p["include_extension_objects"],
             column_stats=p["column_stats"],
-        )
-    except pg.PgError as exc:
-        ansible_pg.fail(module, exc, session)
-    session.close()
-    result = dict(changed=False, summary=cat.summary(), query_count=cat.query_count, queries=session.queries)
+        ),
+    )
+    result = dict(changed=False, summary=cat.summary(), query_count=cat.query_count, queries=queries)
     if p["detail"] == "full":
         result["catalog"] = cat.to_dict()
     module.exit_json(**result)

@@ -113,7 +113,7 @@ queries:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg, ddl, pg
+from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg, ddl
 from ansible_collections.dbarch.postgresql.plugins.module_utils import dictionary as dd
 from ansible_collections.dbarch.postgresql.plugins.module_utils.catalog import snapshot
 from ansible_collections.dbarch.postgresql.plugins.module_utils.reports import read_text, write_atomic
@@ -128,13 +128,9 @@ def _model(module):
             module.fail_json(msg=str(exc))
         except ValueError as exc:
             module.fail_json(msg="Cannot read the DDL: %s" % exc)
-    session = ansible_pg.connect(module)
-    try:
-        cat = snapshot(session, schemas=p["schemas"], column_stats=False)
-    except pg.PgError as exc:
-        ansible_pg.fail(module, exc, session)
-    session.close()
-    return cat, session.queries
+    return ansible_pg.run_with_session(
+        module, lambda session: snapshot(session, schemas=p["schemas"], column_stats=False)
+    )
 
 
 def main():

@@ -130,7 +130,7 @@ queries:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg, pg
+from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils.server import gather
 
 
@@ -141,15 +141,13 @@ def main():
         all_settings=dict(type="bool", default=False),
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    session = ansible_pg.connect(module)
-    try:
-        facts = gather(
+    facts, queries = ansible_pg.run_with_session(
+        module,
+        lambda session: gather(
             session, settings=module.params["settings"], all_settings=module.params["all_settings"]
-        )
-    except pg.PgError as exc:
-        ansible_pg.fail(module, exc, session)
-    session.close()
-    module.exit_json(changed=False, queries=session.queries, **facts)
+        ),
+    )
+    module.exit_json(changed=False, queries=queries, **facts)
 
 
 if __name__ == "__main__":
