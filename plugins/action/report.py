@@ -52,6 +52,7 @@ class ActionModule(ActionBase):
                 if ext == "md"
             ]
         failing = fnd.gate(items, params["fail_on"])
+        result["failing"] = [dict(rule=f.rule, object=f.object, severity=f.severity) for f in failing]
         if failing:
             result["failed"] = True
             result["msg"] = "Report written to %s. %s" % (

@@ -124,6 +124,11 @@ counts:
   description: Number of findings by severity, suppressed ones and the total not suppressed.
   returned: always
   type: dict
+failing:
+  description: The findings (rule, object, severity) at or above O(fail_on) that are not suppressed.
+  returned: always
+  type: list
+  elements: dict
 findings:
   description: The findings, normalized, sorted most severe first, with suppressions applied.
   returned: always

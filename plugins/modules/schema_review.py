@@ -149,7 +149,7 @@ queries:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg, pg
+from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
 from ansible_collections.dbarch.postgresql.plugins.module_utils import schema_rules
 from ansible_collections.dbarch.postgresql.plugins.module_utils.catalog import snapshot
@@ -187,13 +187,9 @@ def main():
     if p["src"]:
         cat = ddl_catalog(module, p["src"], p["schemas"])
     else:
-        session = ansible_pg.connect(module)
-        try:
-            cat = snapshot(session, schemas=p["schemas"], column_stats=False)
-        except pg.PgError as exc:
-            ansible_pg.fail(module, exc, session)
-        session.close()
-        queries = session.queries
+        cat, queries = ansible_pg.run_with_session(
+            module, lambda session: snapshot(session, schemas=p["schemas"], column_stats=False)
+        )
     try:
         found, summary = schema_rules.review(
             cat,

@@ -26,7 +26,7 @@ def sandbox_env():
 
 def test_site_writes_reports_for_every_host_and_is_idempotent(sandbox_env, tmp_path):
     dest = str(tmp_path / "reports")
-    extra = {"server_report_dest": dest}
+    extra = {"server_report_dest": dest, "schema_review_dest": dest}
     first = harness.run_playbook(SITE_PLAYBOOK, extra_vars=extra, env=sandbox_env, inventory=str(INVENTORY))
     first.assert_ok()
     for host in HOSTS:
@@ -35,6 +35,14 @@ def test_site_writes_reports_for_every_host_and_is_idempotent(sandbox_env, tmp_p
                 assert os.path.exists(os.path.join(dest, host, "%s.%s" % (name, ext))), (host, name, ext)
     assert _summary(dest, "pg-replica", "server")["role"] == "standby"
     assert int(_summary(dest, "pg-primary", "server")["standbys"]) == 1
+    # The demo shop schema is reviewed on the primary, with its data dictionary beside it.
+    with open(os.path.join(dest, "pg-primary", "schema_review.json"), encoding="utf-8") as fh:
+        review = json.load(fh)
+    found = {(f["rule"], f["object"]) for f in review["findings"]}
+    assert ("SR-KEY-001", "shop.events") in found
+    assert ("SR-KEY-002", "shop.orders.customer_id") in found
+    for ext in ("md", "mmd", "dbml", "dot", "svg"):
+        assert os.path.exists(os.path.join(dest, "pg-primary", "data_dictionary", "data_dictionary." + ext))
     second = harness.run_playbook(SITE_PLAYBOOK, extra_vars=extra, env=sandbox_env, inventory=str(INVENTORY))
     second.assert_ok()
     assert second.changed_count() == 0, second.stdout
