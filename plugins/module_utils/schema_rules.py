@@ -27,6 +27,7 @@ import re
 from collections import OrderedDict
 
 from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
+from ansible_collections.dbarch.postgresql.plugins.module_utils import profiling
 from ansible_collections.dbarch.postgresql.plugins.module_utils.pg import is_reserved, qualified_text
 from ansible_collections.dbarch.postgresql.plugins.module_utils.pg import quote_ident_text as qi
 
@@ -55,6 +56,10 @@ DEFAULT_POLICY = dict(
     int4_pk_max_rows=100000000,
     # Columns stem1, stem2, ... stemN with N at least this many are a repeating group.
     repeating_group_min=3,
+    # Table names: "plural", "singular" or "any" (no check).
+    table_names="any",
+    # Columns named like this hold a code from a small set (enum-like).
+    enum_name_pattern=r"(^|_)(status|state|type|kind|category)$",
 )
 
 # Rules whose findings a documented denormalization decision can suppress.
@@ -69,9 +74,11 @@ class SchemaRuleError(ValueError):
 RULES = OrderedDict()
 
 
-def rule(rule_id, title, severity):
+def rule(rule_id, title, severity, needs=None):
+    """Register a rule. ``needs``: "profile" (sampled rows) or "query_patterns" (plans)."""
+
     def wrap(fn):
-        RULES[rule_id] = dict(id=rule_id, title=title, severity=severity, check=fn)
+        RULES[rule_id] = dict(id=rule_id, title=title, severity=severity, check=fn, needs=needs)
         return fn
 
     return wrap
@@ -198,9 +205,11 @@ def _plain_columns(index):
 class Context:
     """What a rule sees: the catalog, the policy and the inputs, plus shared lookups."""
 
-    def __init__(self, catalog, policy, expected_rows):
+    def __init__(self, catalog, policy, expected_rows, profile=None, query_results=None):
         self.catalog = catalog
         self.policy = policy
+        self.profile = profile
+        self.query_results = query_results
         self.expected_rows = {}
         if not isinstance(expected_rows or {}, dict):
             raise SchemaRuleError("expected_rows must be a dict of table (or schema.table) -> rows.")
@@ -953,6 +962,438 @@ def key_arrays(ctx):
             )
 
 
+# -- profile (sampled rows) ----------------------------------------------------------------
+def _sampled(ctx, t):
+    """The sampled rows of ``t`` when there are enough of them, else None."""
+    data = (ctx.profile or {}).get("tables", {}).get(t.qualified)
+    if not data or data["sampled"] < profiling.MIN_ROWS:
+        return None
+    return data
+
+
+def _rows_text(n):
+    return "{:,}".format(n)
+
+
+def _key_columns(t):
+    """Columns of the primary key and of single-column unique constraints or indexes."""
+    keys = set(t.primary_key.columns) if t.primary_key else set()
+    for i in t.indexes:
+        cols = _plain_columns(i)
+        if i.unique and not i.predicate and cols and len(cols) == 1:
+            keys.add(cols[0])
+    return keys
+
+
+@rule("SR-CONS-001", "Nullable column that holds no NULL", "low", needs="profile")
+def missing_not_null(ctx):
+    for t in ctx.tables:
+        data = _sampled(ctx, t)
+        if data is None:
+            continue
+        for col in t.columns:
+            if col.not_null or col.name not in data["columns"]:
+                continue
+            if not profiling.null_free(profiling.column_values(data, col.name)):
+                continue
+            check = qi(_truncate("%s_%s_not_null" % (t.name, col.name)))
+            yield _finding(
+                ctx,
+                "SR-CONS-001",
+                _obj(t, col.name),
+                "%s.%s is nullable but none of the %s sampled rows holds a NULL."
+                % (t.qualified, col.name, _rows_text(data["sampled"])),
+                "A column that is always filled in should say so: NOT NULL documents the rule, stops "
+                "the first bad row, and lets the planner and the application rely on it.",
+                "-- SET NOT NULL takes an ACCESS EXCLUSIVE lock and scans the whole table.\n"
+                "ALTER TABLE %s ALTER COLUMN %s SET NOT NULL;\n"
+                "-- On a big table, prove it first without the long lock (PostgreSQL 12+ skips the scan):\n"
+                "-- ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s IS NOT NULL) NOT VALID;\n"
+                "-- ALTER TABLE %s VALIDATE CONSTRAINT %s;\n"
+                "-- ALTER TABLE %s ALTER COLUMN %s SET NOT NULL;\n"
+                "-- ALTER TABLE %s DROP CONSTRAINT %s;"
+                % (
+                    _tq(t),
+                    qi(col.name),
+                    _tq(t),
+                    check,
+                    qi(col.name),
+                    _tq(t),
+                    check,
+                    _tq(t),
+                    qi(col.name),
+                    _tq(t),
+                    check,
+                ),
+                dict(
+                    sampled_rows=data["sampled"],
+                    nulls=0,
+                    row_estimate=t.row_estimate,
+                    evidence="no NULL in %s sampled rows" % _rows_text(data["sampled"]),
+                ),
+            )
+
+
+@rule("SR-NORM-003", "Comma-separated list in a text column (1NF)", "medium", needs="profile")
+def comma_lists(ctx):
+    for t in ctx.tables:
+        data = _sampled(ctx, t)
+        if data is None:
+            continue
+        for col in t.columns:
+            base = type_info(col.type)[0]
+            if base not in ("text", "character varying", "character") or col.name not in data["columns"]:
+                continue
+            share, lists, present = profiling.list_share(profiling.column_values(data, col.name))
+            if present < profiling.MIN_ROWS or share < profiling.LIST_MIN_SHARE:
+                continue
+            child = _truncate("%s_%s" % (t.name.rstrip("s"), col.name))
+            yield _finding(
+                ctx,
+                "SR-NORM-003",
+                _obj(t, col.name),
+                "%s.%s holds comma-separated lists (%s of %s non-empty sampled values)."
+                % (t.qualified, col.name, profiling.percent(share), _rows_text(present)),
+                "A list in one text value (first normal form violation) cannot be indexed per item, "
+                "joined or constrained: 'rows with this item' becomes a LIKE or a string split over "
+                "every row, and nothing stops misspelled or duplicate items.",
+                "-- one row per item, keyed by the parent's key:\nCREATE TABLE %s (...);\n"
+                "-- fill it with string_to_table(%s, ',') (PostgreSQL 14+), then drop %s."
+                % (qualified_text(t.schema, child), qi(col.name), qi(col.name)),
+                dict(
+                    columns=[col.name],
+                    sampled_rows=data["sampled"],
+                    non_empty=present,
+                    lists=lists,
+                    share=round(share, 4),
+                    evidence="%s of %s non-empty values in %s sampled rows are comma-separated lists"
+                    % (profiling.percent(share), _rows_text(present), _rows_text(data["sampled"])),
+                ),
+            )
+
+
+@rule("SR-NORM-004", "Functional dependency between non-key columns (2NF/3NF)", "medium", needs="profile")
+def functional_dependencies(ctx):
+    for t in ctx.tables:
+        data = _sampled(ctx, t)
+        if data is None:
+            continue
+        keys = _key_columns(t)
+        fk_cols = {c for fk in t.foreign_keys for c in fk.columns}
+        non_key = [
+            c.name
+            for c in t.columns
+            if c.name not in keys and not c.generated and not c.identity and c.name in data["columns"]
+        ]
+        found = []
+        # 3NF: between non-key columns.
+        for a, b, ratio, counted, both in profiling.dependencies(data, non_key):
+            found.append(("3NF", a, b, ratio, counted, both))
+        # 2NF: a part of a composite primary key determines a non-key column.
+        pk = t.primary_key
+        if pk is not None and len(pk.columns) > 1:
+            idx = dict((c, i) for i, c in enumerate(data["columns"]))
+            for k in pk.columns:
+                if k not in idx:
+                    continue
+                for b in non_key:
+                    ok, ratio, _d, counted = profiling.dependency_holds(data["rows"], idx[k], idx[b])
+                    if ok:
+                        found.append(("2NF", k, b, ratio, counted, False))
+        for form, a, b, ratio, counted, both in found:
+            arrow = "<->" if both else "->"
+            text = "%s %s %s holds on %s of %s sampled rows" % (
+                a,
+                arrow,
+                b,
+                profiling.percent(ratio),
+                _rows_text(data["sampled"]),
+            )
+            lookup = qualified_text(
+                t.schema, _truncate("%s_%s" % (a[:-3] if a.endswith("_id") else a, "info"))
+            )
+            if form == "2NF":
+                message = "%s.%s depends on %s, only part of the primary key (%s): %s." % (
+                    t.qualified,
+                    b,
+                    a,
+                    ", ".join(pk.columns),
+                    text,
+                )
+                why = (
+                    "A non-key column that depends on part of a composite key (second normal form "
+                    "violation) is repeated on every row with that part, so an update must touch all "
+                    "of them and they drift apart."
+                )
+            else:
+                message = "In %s, %s determines %s (%s): a transitive dependency." % (t.qualified, a, b, text)
+                why = (
+                    "A non-key column determined by another non-key column (third normal form "
+                    "violation) stores the same fact on many rows: updates must change all of them "
+                    "and one missed row makes the data contradict itself."
+                )
+            if a in fk_cols:
+                fix = "-- %s is a foreign key: read %s from the referenced table and drop it here:\n" % (a, b)
+                fix += "ALTER TABLE %s DROP COLUMN %s;" % (_tq(t), qi(b))
+            else:
+                fix = (
+                    "CREATE TABLE %s (%s %s PRIMARY KEY, %s %s NOT NULL);\n"
+                    "INSERT INTO %s SELECT DISTINCT ON (%s) %s, %s FROM %s WHERE %s IS NOT NULL;\n"
+                    "-- then reference %s from %s and drop %s (after checking the rows that disagree)."
+                    % (
+                        lookup,
+                        qi(a),
+                        t.column(a).type,
+                        qi(b),
+                        t.column(b).type,
+                        lookup,
+                        qi(a),
+                        qi(a),
+                        qi(b),
+                        _tq(t),
+                        qi(a),
+                        lookup,
+                        _tq(t),
+                        qi(b),
+                    )
+                )
+            yield _finding(
+                ctx,
+                "SR-NORM-004",
+                _obj(t, b),
+                message,
+                why,
+                fix,
+                dict(
+                    columns=[a, b],
+                    determinant=a,
+                    dependent=b,
+                    normal_form=form,
+                    both_ways=both,
+                    holds=round(ratio, 4),
+                    sampled_rows=data["sampled"],
+                    rows_counted=counted,
+                    evidence=text,
+                ),
+            )
+
+
+# -- query patterns ------------------------------------------------------------------------
+@rule("SR-QUERY-001", "Query pattern without a supporting index", "medium", needs="query_patterns")
+def query_needs_index(ctx):
+    for r in ctx.query_results or []:
+        if r.get("error") or not r.get("table"):
+            continue
+        schema, name = r["table"].split(".", 1)
+        t = ctx.catalog.get(schema, name)
+        if t is None:
+            continue
+        evidence = dict(
+            query=r["name"],
+            sql=r["sql"],
+            plan="Seq Scan on %s, Filter: %s" % (r["table"], r["filter"]),
+            columns=r["columns"],
+            row_estimate=r["row_estimate"],
+            cost_before=r["cost_before"],
+        )
+        if r["hypopg"] and r.get("cost_after") is not None:
+            if not r["uses_index"] or r["cost_after"] >= r["cost_before"]:
+                continue  # the planner would not use the index: proposing it helps nothing
+            evidence["cost_after"] = r["cost_after"]
+            evidence["gain"] = "estimated cost %.2f -> %.2f with a hypothetical index (hypopg)" % (
+                r["cost_before"],
+                r["cost_after"],
+            )
+        else:
+            evidence["gain"] = "not proven: the hypopg extension is not installed in this database"
+        yield _finding(
+            ctx,
+            "SR-QUERY-001",
+            _obj(t),
+            "Query pattern %s reads %s with a sequential scan filtered on %s."
+            % (r["name"], t.qualified, ", ".join(r["columns"])),
+            "Without an index every run of this query reads the whole table (about %s rows), so its "
+            "latency grows with the table." % _rows_text(int(r["row_estimate"] or 0)),
+            "CREATE INDEX CONCURRENTLY %s ON %s (%s);"
+            % (qi(_index_name(t, r["columns"])), _tq(t), _cols(r["columns"])),
+            evidence,
+        )
+
+
+# -- more naming, key and type rules ---------------------------------------------------------
+_IRREGULAR = {
+    "person": "people",
+    "child": "children",
+    "man": "men",
+    "woman": "women",
+    "mouse": "mice",
+    "datum": "data",
+    "criterion": "criteria",
+    "index": "indices",
+    "matrix": "matrices",
+}
+_UNCOUNTABLE = {
+    "data",
+    "information",
+    "equipment",
+    "news",
+    "series",
+    "species",
+    "metadata",
+    "staff",
+    "inventory",
+    "audit",
+    "feedback",
+    "software",
+    "media",
+}
+
+
+def plural_of(word):
+    w = word.lower()
+    if w in _IRREGULAR:
+        return _IRREGULAR[w]
+    if w in _UNCOUNTABLE:
+        return w
+    if re.search(r"[^aeiou]y$", w):
+        return w[:-1] + "ies"
+    if re.search(r"(s|x|z|ch|sh)$", w):
+        return w + "es"
+    return w + "s"
+
+
+def singular_of(word):
+    w = word.lower()
+    for one, many in _IRREGULAR.items():
+        if w == many:
+            return one
+    if w in _UNCOUNTABLE:
+        return w
+    if w.endswith("ies") and len(w) > 4:
+        return w[:-3] + "y"
+    if re.search(r"(ss|x|z|ch|sh)es$", w) or w.endswith("uses"):
+        return w[:-2]
+    if w.endswith("s") and not w.endswith("ss") and not w.endswith("us") and not w.endswith("is"):
+        return w[:-1]
+    return w
+
+
+def name_number(name):
+    """'plural', 'singular' or None (uncountable) for a table name; the last word counts."""
+    last = re.split(r"_", name.lower())[-1]
+    if last in _UNCOUNTABLE:
+        return None
+    if singular_of(last) != last:
+        return "plural"
+    return "singular"
+
+
+def _with_number(name, number):
+    parts = name.split("_")
+    last = parts[-1]
+    parts[-1] = plural_of(last) if number == "plural" else singular_of(last)
+    return "_".join(parts)
+
+
+@rule("SR-NAME-005", "Table name not in the plural/singular policy", "low")
+def table_name_number(ctx):
+    want = ctx.policy["table_names"]
+    if want == "any":
+        return
+    for t in ctx.tables:
+        number = name_number(t.name)
+        if number is None or number == want:
+            continue
+        new = _with_number(t.name, want)
+        if new == t.name:
+            continue
+        yield _finding(
+            ctx,
+            "SR-NAME-005",
+            _obj(t),
+            "Table %s is named in the %s; the policy wants %s table names (%s)."
+            % (t.qualified, number, want, new),
+            "Mixing orders and order_item makes every name a guess for whoever writes the next query.",
+            _rename("table", t, t.name, new),
+            dict(name=t.name, number=number, policy=want, suggested=new),
+        )
+
+
+@rule("SR-KEY-005", "Composition child without a decided ON DELETE", "low")
+def composition_on_delete(ctx):
+    for t in ctx.tables:
+        pk = t.primary_key
+        if pk is None:
+            continue
+        for fk in t.foreign_keys:
+            n = len(fk.columns)
+            # Identifying relationship: the foreign key leads the child's primary key.
+            if list(pk.columns[:n]) != list(fk.columns) or (fk.on_delete or "NO ACTION") != "NO ACTION":
+                continue
+            parent = "%s.%s" % (fk.ref_schema, fk.ref_table)
+            yield _finding(
+                ctx,
+                "SR-KEY-005",
+                _obj(t),
+                "%s is part of %s (its primary key starts with %s) but %s says nothing ON DELETE."
+                % (t.qualified, parent, ", ".join(fk.columns), fk.name),
+                "A child whose identity includes its parent is deleted with it or blocks the delete; the "
+                "default NO ACTION leaves that decision to whoever first hits the error.",
+                "ALTER TABLE %s DROP CONSTRAINT %s, ADD CONSTRAINT %s FOREIGN KEY (%s) REFERENCES %s (%s) "
+                "ON DELETE CASCADE;  -- or ON DELETE RESTRICT to protect the children"
+                % (
+                    _tq(t),
+                    qi(fk.name),
+                    qi(fk.name),
+                    _cols(fk.columns),
+                    qualified_text(fk.ref_schema, fk.ref_table),
+                    _cols(fk.ref_columns),
+                ),
+                dict(
+                    constraint=fk.name,
+                    columns=list(fk.columns),
+                    references=parent,
+                    on_delete="NO ACTION",
+                    primary_key=list(pk.columns),
+                ),
+            )
+
+
+def _check_mentions(t, column):
+    pat = re.compile(r'(^|[^A-Za-z0-9_$"])("?)%s\2([^A-Za-z0-9_$]|$)' % re.escape(column))
+    for con in t.constraints:
+        if con.type == "c" and (column in con.columns or pat.search(con.definition or "")):
+            return True
+    return False
+
+
+@rule("SR-TYPE-009", "Enum-like text column without CHECK or lookup table", "low")
+def enum_like_text(ctx):
+    pattern = re.compile(ctx.policy["enum_name_pattern"], re.IGNORECASE)
+    for t in ctx.tables:
+        fk_cols = {c for fk in t.foreign_keys for c in fk.columns}
+        for col in t.columns:
+            base, _m, is_array = type_info(col.type)
+            if is_array or base not in ("text", "character varying", "character") or col.generated:
+                continue
+            if not pattern.search(col.name) or col.name in fk_cols or _check_mentions(t, col.name):
+                continue
+            lookup = qualified_text(t.schema, _truncate("%s_%s" % (t.name.rstrip("s"), col.name)))
+            yield _finding(
+                ctx,
+                "SR-TYPE-009",
+                _obj(t, col.name),
+                "%s.%s (%s) is named like a code from a fixed set but nothing limits its values."
+                % (t.qualified, col.name, col.type),
+                "Free text where a small set of codes is meant lets 'Shipped', 'shipped ' and 'shiped' "
+                "all in; reports then count them apart and code paths miss them.",
+                "ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s IN ('...', '...')) NOT VALID;\n"
+                "-- or: CREATE TABLE %s (code text PRIMARY KEY); and a foreign key to it."
+                % (_tq(t), qi(_truncate("%s_%s_check" % (t.name, col.name))), qi(col.name), lookup),
+                dict(type=col.type, columns=[col.name]),
+            )
+
+
 # -- running the review ---------------------------------------------------------------------
 def merge_policy(policy):
     """DEFAULT_POLICY with the user's values; unknown keys and bad patterns are refused."""
@@ -990,9 +1431,14 @@ def merge_policy(policy):
             merged[key] = [str(r) for r in (value or [])]
         else:
             merged[key] = value
+    if merged["table_names"] not in ("plural", "singular", "any"):
+        raise SchemaRuleError(
+            "policy.table_names=%r: use plural, singular or any." % (merged["table_names"],)
+        )
     for name, pattern in [
         ("fk_column_pattern", merged["fk_column_pattern"]),
         ("money_name_pattern", merged["money_name_pattern"]),
+        ("enum_name_pattern", merged["enum_name_pattern"]),
     ] + [("naming.%s" % k, v) for k, v in merged["naming"].items()]:
         if pattern:
             try:
@@ -1061,15 +1507,38 @@ def check_decisions(decisions):
     return out
 
 
-def review(catalog, policy=None, denormalization_decisions=None, expected_rows=None, suppressions=None):
-    """Run every enabled rule. Returns (findings sorted most severe first, summary dict)."""
+_NOT_RUN = dict(
+    profile="needs profile: true on a live database (it samples rows)",
+    query_patterns="needs query_patterns on a live database (it plans them with EXPLAIN)",
+)
+
+
+def review(
+    catalog,
+    policy=None,
+    denormalization_decisions=None,
+    expected_rows=None,
+    suppressions=None,
+    profile=None,
+    query_results=None,
+):
+    """Run every enabled rule. Returns (findings sorted most severe first, summary dict).
+
+    ``profile``: the result of ``profiling.sample`` (None: the profile rules do not run).
+    ``query_results``: the result of ``query_patterns.check`` (None: SR-QUERY-* do not run).
+    """
     pol = merge_policy(policy)
     decisions = check_decisions(denormalization_decisions)
-    ctx = Context(catalog, pol, expected_rows)
+    ctx = Context(catalog, pol, expected_rows, profile=profile, query_results=query_results)
+    available = dict(profile=profile is not None, query_patterns=query_results is not None)
     out = []
     ran = []
+    not_run = OrderedDict()
     for rule_id, meta in RULES.items():
         if not _enabled(rule_id, pol["disabled_rules"]):
+            continue
+        if meta["needs"] and not available[meta["needs"]]:
+            not_run[rule_id] = _NOT_RUN[meta["needs"]]
             continue
         ran.append(rule_id)
         out.extend(meta["check"](ctx) or [])
@@ -1097,10 +1566,31 @@ def review(catalog, policy=None, denormalization_decisions=None, expected_rows=N
         tables_reviewed=len(ctx.tables),
         views_reviewed=len([t for t in ctx.relations if not t.is_table]),
         rules_run=ran,
-        rules_disabled=[r for r in RULES if r not in ran],
+        rules_disabled=[r for r in RULES if r not in ran and r not in not_run],
+        rules_not_run=dict(not_run),
         denormalization_decisions=applied,
         unused_suppressions=unused,
     )
+    if profile is not None:
+        summary["profile"] = dict(
+            enabled=True,
+            sample_rows=profile.get("sample_rows"),
+            statement_timeout=profile.get("statement_timeout"),
+            tables_sampled=len(profile.get("tables", {})),
+            rows_sampled=sum(d["sampled"] for d in profile.get("tables", {}).values()),
+            skipped=list(profile.get("skipped", [])),
+        )
+    else:
+        summary["profile"] = dict(
+            enabled=False,
+            note="SR-CONS-001, SR-NORM-003 and SR-NORM-004 read sampled rows; "
+            "they did not run: set profile: true.",
+        )
+    if query_results is not None:
+        summary["query_patterns"] = dict(
+            checked=len({r["name"] for r in query_results}),
+            errors=[dict(name=r["name"], error=r["error"]) for r in query_results if r.get("error")],
+        )
     return out, dict(summary)
 
 

@@ -18,9 +18,15 @@ description:
     mismatch, C(*_id) column without a foreign key (heuristic, with its confidence), duplicate,
     redundant and invalid indexes, unique indexes standing in for UNIQUE constraints,
     timestamp without time zone, char(n), money, serial instead of identity, json instead of jsonb,
-    varchar(n), floating point for money, int4 primary keys on tables expected to grow, naming
-    convention, reserved words, identifiers over 63 bytes, inconsistent foreign key column names,
-    repeating groups and arrays of keys."
+    varchar(n), floating point for money, int4 primary keys on tables expected to grow, enum-like
+    text columns without CHECK or lookup table, composition children without a decided ON DELETE,
+    naming convention, reserved words, identifiers over 63 bytes, inconsistent foreign key column
+    names, plural/singular table names (by policy), repeating groups and arrays of keys."
+  - "With O(profile=true) on a live database it also samples rows and reports nullable columns
+    that hold no NULL (C(SR-CONS-001)), comma-separated lists in text columns (C(SR-NORM-003)) and
+    functional dependencies between non-key columns or on part of a composite key (C(SR-NORM-004))."
+  - With O(query_patterns) it plans each query with EXPLAIN and proposes an index where a filtered
+    sequential scan serves it (C(SR-QUERY-001)).
   - Each finding has a stable rule id (such as C(SR-KEY-001)), a severity, the object, what is wrong,
     why it matters, the SQL that fixes it and the evidence. Pass them to M(dbarch.postgresql.report).
   - Read-only. The live path reads the catalog with a fixed number of queries in one read-only
@@ -47,7 +53,9 @@ options:
         C(column), C(index) or C(constraint) to a regular expression every name must match in full;
         null disables the check for that kind), C(fk_column_pattern) (regular expression of column
         names expected to be foreign keys; group C(stem) names the table), C(money_name_pattern),
-        C(int4_pk_max_rows) (default 100000000) and C(repeating_group_min) (default 3).
+        C(int4_pk_max_rows) (default 100000000), C(repeating_group_min) (default 3),
+        C(table_names) (C(plural), C(singular) or C(any), the default, which turns C(SR-NAME-005) off)
+        and C(enum_name_pattern) (column names that hold a code from a fixed set, for C(SR-TYPE-009)).
       - An unknown key or an invalid pattern fails the task with the list of valid ones.
     type: dict
     default: {}
@@ -66,6 +74,34 @@ options:
         growth (int4 primary keys). Used together with the live row estimate, and alone for DDL.
     type: dict
     default: {}
+  profile:
+    description:
+      - Sample the rows of each table (live database only) and run the rules that need data
+        (C(SR-CONS-001), C(SR-NORM-003), C(SR-NORM-004)). Without it those rules do not run, and the
+        summary says so.
+      - Read-only; one SELECT per table (C(TABLESAMPLE SYSTEM) on big tables) in a READ ONLY
+        transaction, with O(statement_timeout) or 30s when that is unset. Tables over 10 GiB are skipped
+        and listed in RV(summary.profile.skipped).
+      - Ignored when reviewing DDL files (O(src)).
+    type: bool
+    default: false
+  sample_rows:
+    description:
+      - At most this many rows are read per table when O(profile=true). Evidence names how many were read.
+    type: int
+    default: 10000
+  query_patterns:
+    description:
+      - Queries the application will run, as SQL strings or dicts with C(name) and C(sql).
+      - Only SELECT statements are accepted (checked with pglast); each is planned with
+        C(EXPLAIN (FORMAT JSON)) on the live database, never run or analyzed.
+      - A sequential scan with a filter on a table of at least 1000 rows gets a proposed index
+        (C(SR-QUERY-001)). When the hypopg extension is installed in the database, the index is created
+        hypothetically, the query planned again and the estimated costs reported; it is proposed only
+        if the planner uses it. Without hypopg the evidence says the gain is not proven.
+      - Ignored when reviewing DDL files (O(src)). Needs the Python package pglast.
+    type: list
+    elements: raw
 extends_documentation_fragment:
   - dbarch.postgresql.connection
   - dbarch.postgresql.connection.findings
@@ -88,6 +124,11 @@ EXAMPLES = r"""
     schemas: [public]
     expected_rows:
       orders: 500000000
+    profile: true
+    sample_rows: 20000
+    query_patterns:
+      - name: orders of a user
+        sql: SELECT * FROM orders WHERE user_id = '00000000-0000-0000-0000-000000000000'
     denormalization_decisions:
       - table: users
         columns: [phone1, phone2, phone3]
@@ -137,7 +178,10 @@ summary:
   description:
     - C(source) (C(database) or C(ddl)), C(database), C(counts) by severity (with C(suppressed) and
       C(total)), C(tables_reviewed), C(views_reviewed), C(rules_run), C(rules_disabled),
-      C(denormalization_decisions) (each with the findings it suppressed) and C(unused_suppressions).
+      C(denormalization_decisions) (each with the findings it suppressed), C(unused_suppressions),
+      C(rules_not_run) (rule id to the reason, such as profile or query_patterns not set), C(profile)
+      (C(enabled), C(sample_rows), C(tables_sampled), C(rows_sampled), C(skipped)) and, with
+      O(query_patterns), C(query_patterns) (C(checked), C(errors)).
   returned: always
   type: dict
   sample: {source: database, tables_reviewed: 4, counts: {high: 0, medium: 1, total: 1}}
@@ -151,6 +195,8 @@ queries:
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
+from ansible_collections.dbarch.postgresql.plugins.module_utils import profiling
+from ansible_collections.dbarch.postgresql.plugins.module_utils import query_patterns as qp
 from ansible_collections.dbarch.postgresql.plugins.module_utils import schema_rules
 from ansible_collections.dbarch.postgresql.plugins.module_utils.catalog import snapshot
 
@@ -159,8 +205,10 @@ def ddl_catalog(module, paths, schemas):
     try:
         from ansible_collections.dbarch.postgresql.plugins.module_utils import ddl  # noqa: PLC0415 - optional
     except ImportError as exc:
-        module.fail_json(msg="Reviewing DDL files (src) needs the DDL parser and the Python package pglast "
-                             "on the host that runs the module (pip install pglast): %s" % exc)
+        module.fail_json(
+            msg="Reviewing DDL files (src) needs the DDL parser and the Python package pglast "
+            "on the host that runs the module (pip install pglast): %s" % exc
+        )
     try:
         cat = ddl.catalog_from_paths(paths)
     except Exception as exc:  # the parser's own errors name the file and line
@@ -180,16 +228,36 @@ def main():
         policy=dict(type="dict", default={}),
         denormalization_decisions=dict(type="list", elements="dict", default=[]),
         expected_rows=dict(type="dict", default={}),
+        profile=dict(type="bool", default=False),
+        sample_rows=dict(type="int", default=profiling.DEFAULT_SAMPLE_ROWS),
+        query_patterns=dict(type="list", elements="raw"),
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
     queries = []
+    profile = query_results = None
+    patterns = None
+    if p["sample_rows"] < 1:
+        module.fail_json(msg="sample_rows must be at least 1 (got %d)." % p["sample_rows"])
+    if p["query_patterns"] and not p["src"]:
+        try:
+            patterns = qp.normalize(p["query_patterns"])
+        except qp.QueryPatternError as exc:
+            module.fail_json(msg=str(exc))
     if p["src"]:
         cat = ddl_catalog(module, p["src"], p["schemas"])
     else:
-        cat, queries = ansible_pg.run_with_session(
-            module, lambda session: snapshot(session, schemas=p["schemas"], column_stats=False)
-        )
+
+        def work(session):
+            cat = snapshot(session, schemas=p["schemas"], column_stats=False)
+            prof = qres = None
+            if p["profile"]:
+                prof = profiling.sample(session, cat, p["sample_rows"], p["statement_timeout"])
+            if patterns is not None:
+                qres = qp.check(session, cat, patterns)
+            return cat, prof, qres
+
+        (cat, profile, query_results), queries = ansible_pg.run_with_session(module, work)
     try:
         found, summary = schema_rules.review(
             cat,
@@ -197,9 +265,13 @@ def main():
             denormalization_decisions=p["denormalization_decisions"],
             expected_rows=p["expected_rows"],
             suppressions=p["suppressions"],
+            profile=profile,
+            query_results=query_results,
         )
     except schema_rules.SchemaRuleError as exc:
         module.fail_json(msg=str(exc), queries=queries)
+    if p["src"] and (p["profile"] or p["query_patterns"]):
+        summary["notes"] = ["profile and query_patterns need a live database; they were ignored for src."]
     result = dict(changed=False, findings=[f.to_dict() for f in found], summary=summary, queries=queries)
     failing = fnd.gate(found, p["fail_on"])
     if failing:

@@ -81,7 +81,11 @@ def clean_catalog():
             Index("orders_user_id_created_idx", ["user_id", "status"]),
         ],
     )
-    table(
+    orders = cat.get("public", "orders")
+    orders.constraints.append(
+        Constraint("orders_status_check", "c", ["status"], definition="CHECK (status = ANY (ARRAY['new', 'paid']))")
+    )
+    items = table(
         cat,
         "order_items",
         [("order_id", "uuid", True), ("product_id", "uuid", True), ("quantity", "integer", True)],
@@ -89,6 +93,8 @@ def clean_catalog():
         fks=[(["order_id"], "orders", ["id"]), (["product_id"], "products", ["id"])],
         indexes=[Index("order_items_product_id_idx", ['"product_id"'])],
     )
+    # A composition child: the items go with their order.
+    items.foreign_keys[0].on_delete = "CASCADE"
     return cat
 
 
@@ -100,8 +106,12 @@ def test_clean_schema_has_no_finding():
     findings, summary = sr.review(clean_catalog())
     assert [f.to_dict() for f in findings] == []
     assert summary["tables_reviewed"] == 4
-    assert summary["rules_run"] == list(sr.RULES)
+    assert summary["rules_run"] == [r for r, meta in sr.RULES.items() if not meta["needs"]]
+    assert set(summary["rules_not_run"]) == {r for r, meta in sr.RULES.items() if meta["needs"]}
     assert summary["counts"]["total"] == 0
+    # with a profile and query results (both empty) every rule runs, and still finds nothing
+    findings, summary = sr.review(clean_catalog(), profile=dict(tables={}), query_results=[])
+    assert findings == [] and summary["rules_run"] == list(sr.RULES) and summary["rules_not_run"] == {}
 
 
 def test_clean_schema_without_statistics_has_no_finding():
@@ -323,7 +333,7 @@ def test_serial_instead_of_identity():
 
 def test_int4_pk_on_a_growing_table():
     cat = clean_catalog()
-    table(cat, "events", [("id", "integer", True, None, "a"), ("kind", "text", True)], pk=["id"], rows=5000)
+    table(cat, "events", [("id", "integer", True, None, "a"), ("title", "text", True)], pk=["id"], rows=5000)
     table(
         cat,
         "event_tags",
