@@ -33,6 +33,8 @@ A comment on the first schema marks the database as planted, so a reused databas
 (``--dsn``) is not planted twice.
 """
 
+import time
+
 MARKER = "dbarch schema_review bench: defects planted (v1)"
 
 
@@ -86,7 +88,8 @@ def plan(shape):
     for i in planted["fk_partial_index"]:
         sql.append('DROP INDEX %s."%s_parent_idx";' % (shape.schema_of(i), t(i)))
         sql.append(
-            'CREATE INDEX "%s_parent_partial_idx" ON %s (parent_id) WHERE parent_id IS NOT NULL;' % (t(i), q(i))
+            'CREATE INDEX "%s_parent_partial_idx" ON %s (parent_id) WHERE parent_id IS NOT NULL;'
+            % (t(i), q(i))
         )
     for i in planted["camel_column"]:
         sql.append('ALTER TABLE %s RENAME COLUMN name TO "displayName";' % q(i))
@@ -110,8 +113,6 @@ def plant(conn, shape):
 
     Returns (seconds or None when the database was already planted, planted dict).
     """
-    import time
-
     sql, planted = plan(shape)
     if already_planted(conn, shape):
         return None, planted

@@ -38,7 +38,9 @@ OUT_DIR = os.path.join(BENCH, "out")
 
 def _load_catalog_bench():
     """bench/catalog/run.py as a module (its generator, cluster setup and ansible helpers)."""
-    spec = importlib.util.spec_from_file_location("catalog_bench_run", os.path.join(BENCH, "catalog", "run.py"))
+    spec = importlib.util.spec_from_file_location(
+        "catalog_bench_run", os.path.join(BENCH, "catalog", "run.py")
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -74,7 +76,10 @@ SCHEMALINT_RULES["name-casing"] = ["error", "snake"]
 EXPLAIN = {
     ("SR-TYPE-006", "theirs"): "schemalint flags every varchar (also without a length); "
     "ours flags only varchar(n) outside arrays. Arrays: see the detail",
-    ("SR-TYPE-006", "ours"): "ours reads the type text, schemalint compares type.fullName to pg_catalog.varchar",
+    (
+        "SR-TYPE-006",
+        "ours",
+    ): "ours reads the type text, schemalint compares type.fullName to pg_catalog.varchar",
     ("SR-TYPE-001", "ours"): "ours strips [] and flags timestamp[] too; schemalint sees an array type "
     "(not pg_catalog.timestamp)",
     ("SR-TYPE-001", "theirs"): "schemalint matched a type ours did not",
@@ -189,7 +194,12 @@ def time_schemalint(cli, target, schemas, runs):
         for _run in range(runs):
             t0 = time.perf_counter()
             proc = subprocess.run(
-                ["node", cli, "-c", ".schemalintrc.js"], capture_output=True, text=True, cwd=workdir, env=env
+                ["node", cli, "-c", ".schemalintrc.js"],
+                check=False,
+                capture_output=True,
+                text=True,
+                cwd=workdir,
+                env=env,
             )
             times.append(time.perf_counter() - t0)
             found = [m.groupdict() for m in map(_LINE.match, proc.stderr.splitlines()) if m]
@@ -232,7 +242,7 @@ def compare(cat, ours_all, theirs_all, examples=3):
     out = collections.OrderedDict()
     for their_rule, our_rule in SHARED.items():
         ours = dict((our_key(f), f) for f in ours_all if f["rule"] == our_rule)
-        theirs = set(f["identifier"] for f in theirs_all if f["rule"] == their_rule)
+        theirs = {f["identifier"] for f in theirs_all if f["rule"] == their_rule}
         both = set(ours) & theirs
         entry = dict(ours_rule=our_rule, ours=len(ours), theirs=len(theirs), both=len(both))
         for side, keys in (("ours", set(ours) - theirs), ("theirs", theirs - set(ours))):
@@ -265,7 +275,10 @@ def print_report(rows, ratios, comparison, planted):
     print("Planted defects (tables): %s" % ", ".join("%s=%d" % (k, len(v)) for k, v in planted.items()))
     print()
     print("Shared rules, finding by finding (key: schema.table[.column|.fk_constraint])")
-    print("%-33s %-12s %7s %7s %7s %10s %12s" % ("schemalint rule", "ours", "ours#", "theirs#", "both", "ours only", "theirs only"))
+    print(
+        "%-33s %-12s %7s %7s %7s %10s %12s"
+        % ("schemalint rule", "ours", "ours#", "theirs#", "both", "ours only", "theirs only")
+    )
     for rule, e in comparison.items():
         print(
             "%-33s %-12s %7d %7d %7d %10d %12d"
@@ -276,7 +289,10 @@ def print_report(rows, ratios, comparison, planted):
             if not e["%s_only" % side]:
                 continue
             print()
-            print("%s / %s: %d in %s only; %s" % (rule, e["ours_rule"], e["%s_only" % side], side, e["%s_only_why" % side]))
+            print(
+                "%s / %s: %d in %s only; %s"
+                % (rule, e["ours_rule"], e["%s_only" % side], side, e["%s_only_why" % side])
+            )
             for d, g in e["%s_only_by_detail" % side].items():
                 print("    %5d  %-44s e.g. %s" % (g["count"], d, ", ".join(g["examples"])))
     print()
@@ -308,7 +324,10 @@ def main(argv=None):
                 server_version = cur.fetchone()[0]
         finally:
             conn.close()
-        log("defects %s" % ("already planted" if plant_seconds is None else "planted in %.1fs" % plant_seconds))
+        log(
+            "defects %s"
+            % ("already planted" if plant_seconds is None else "planted in %.1fs" % plant_seconds)
+        )
 
         log("engine: catalog.snapshot() + schema_rules.review() x%d" % opts.runs)
         engine, cat, ours = time_engine(target, shape.schemas, opts.runs)
@@ -319,7 +338,9 @@ def main(argv=None):
     finally:
         target.close(opts.keep)
 
-    same = sorted((f["rule"], f["object"]) for f in ours) == sorted((f["rule"], f["object"]) for f in module_findings)
+    same = sorted((f["rule"], f["object"]) for f in ours) == sorted(
+        (f["rule"], f["object"]) for f in module_findings
+    )
     comparison = compare(cat, ours, theirs)
     shared_ours = sum(1 for f in ours if f["rule"] in SHARED.values())
     rows = [
@@ -328,13 +349,20 @@ def main(argv=None):
         ("  of which schema_rules.review()", min(engine["review_times"]), ""),
         ("%s (ansible ad-hoc)" % OUR_MODULE, module["best"], module["findings"]),
         ("baseline: ansible.builtin.ping, repo .venv", ping["best"], ""),
-        ("schemalint %s (node %s, 7 shared rules)" % (schemalint_version, node_version), lint["best"], lint["findings"]),
+        (
+            "schemalint %s (node %s, 7 shared rules)" % (schemalint_version, node_version),
+            lint["best"],
+            lint["findings"],
+        ),
         ("dbarch, the same 7 rules only (from the engine's run)", engine["best"], shared_ours),
     ]
     ratios = [
         ("ratio schemalint / our engine (seconds)", lint["best"] / engine["best"]),
         ("ratio schemalint / our module (seconds)", lint["best"] / module["best"]),
-        ("ratio schemalint / our module - ping (seconds)", lint["best"] / max(module["best"] - ping["best"], 1e-9)),
+        (
+            "ratio schemalint / our module - ping (seconds)",
+            lint["best"] / max(module["best"] - ping["best"], 1e-9),
+        ),
     ]
     print(
         "Schema review benchmark: PostgreSQL %s, %d tables in %d schemas%s; best of %d runs; "

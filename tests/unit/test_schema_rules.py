@@ -83,7 +83,9 @@ def clean_catalog():
     )
     orders = cat.get("public", "orders")
     orders.constraints.append(
-        Constraint("orders_status_check", "c", ["status"], definition="CHECK (status = ANY (ARRAY['new', 'paid']))")
+        Constraint(
+            "orders_status_check", "c", ["status"], definition="CHECK (status = ANY (ARRAY['new', 'paid']))"
+        )
     )
     items = table(
         cat,
