@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Check the application's query patterns against the live schema with EXPLAIN.
 
-Each pattern (a SELECT) is planned with ``EXPLAIN (FORMAT JSON)`` -- never ANALYZE, never
+Each pattern (a SELECT) is planned with ``EXPLAIN (VERBOSE, FORMAT JSON)`` -- never ANALYZE, never
 executed -- in a READ ONLY transaction. A sequential scan with a filter is a candidate for
 an index on the filtered columns. When the hypopg extension is installed in the database
 the index is created hypothetically (``hypopg_create_index``), the pattern re-planned and
@@ -107,7 +107,7 @@ def filter_columns(filter_text, column_names, alias=None):
 
 
 def _explain(session, text):
-    rows = session.fetchall(pg.pgsql.SQL("EXPLAIN (FORMAT JSON) ") + pg.pgsql.SQL(text))
+    rows = session.fetchall(pg.pgsql.SQL("EXPLAIN (VERBOSE, FORMAT JSON) ") + pg.pgsql.SQL(text))
     doc = list(rows[0].values())[0]
     if isinstance(doc, str):
         doc = json.loads(doc)

@@ -94,7 +94,7 @@ options:
     description:
       - Queries the application will run, as SQL strings or dicts with C(name) and C(sql).
       - Only SELECT statements are accepted (checked with pglast); each is planned with
-        C(EXPLAIN (FORMAT JSON)) on the live database, never run or analyzed.
+        C(EXPLAIN (VERBOSE, FORMAT JSON)) on the live database, never run or analyzed.
       - A sequential scan with a filter on a table of at least 1000 rows gets a proposed index
         (C(SR-QUERY-001)). When the hypopg extension is installed in the database, the index is created
         hypothetically, the query planned again and the estimated costs reported; it is proposed only

@@ -41,6 +41,12 @@ def test_site_writes_reports_for_every_host_and_is_idempotent(sandbox_env, tmp_p
     found = {(f["rule"], f["object"]) for f in review["findings"]}
     assert ("SR-KEY-001", "shop.events") in found
     assert ("SR-KEY-002", "shop.orders.customer_id") in found
+    # The shop's requirements file: its query pattern has no index, its sizes feed the growth rules,
+    # and profiling sees that phone1 is always filled.
+    assert ("SR-QUERY-001", "shop.orders") in found
+    assert ("SR-TYPE-008", "shop.products.id") not in found  # products has no expectation
+    assert ("SR-CONS-001", "shop.customers.phone1") in found
+    assert review["summary"]["requirements"]["pii"] == ["shop.customers"]
     for ext in ("md", "mmd", "dbml", "dot", "svg"):
         assert os.path.exists(os.path.join(dest, "pg-primary", "data_dictionary", "data_dictionary." + ext))
     second = harness.run_playbook(SITE_PLAYBOOK, extra_vars=extra, env=sandbox_env, inventory=str(INVENTORY))
