@@ -420,9 +420,9 @@ def main(argv=None):
     ap.add_argument("--prefix", default="cat", help="schema name prefix (default cat -> cat_s0, ...)")
     ap.add_argument(
         "--peer-tables",
-        type=int,
-        default=1000,
-        help="when schemalint fails at --tables, measure again at this size (prefix sub), in the same run",
+        default="500,250",
+        help="when schemalint fails at --tables, measure again at these sizes in turn (comma-separated, "
+        "largest first) until it finishes, in the same run and cluster (schemas sub<N>_s0, ...)",
     )
     ap.add_argument("--version", type=int, default=15, help="PostgreSQL major of the throwaway cluster")
     ap.add_argument("--dsn", help="use this database, not a throwaway cluster (defects get planted in it)")
@@ -438,10 +438,13 @@ def main(argv=None):
     measured = []
     try:
         measured.append(measure(target, shape, opts, cli, schemalint_version))
-        if measured[0]["lint"].get("failed") and 0 < opts.peer_tables < opts.tables:
-            small = cb.gen.generate(opts.peer_tables, opts.schemas, "sub")
+        for size in [int(x) for x in str(opts.peer_tables).split(",") if x.strip()]:
+            if not measured[-1]["lint"].get("failed") or not 0 < size < measured[-1]["shape"].table_count:
+                break
+            small = cb.gen.generate(size, opts.schemas, "sub%d" % size)
             log(
-                "schemalint failed at %d tables: measuring both again at %d" % (opts.tables, opts.peer_tables)
+                "schemalint failed at %d tables: measuring both again at %d"
+                % (measured[-1]["shape"].table_count, size)
             )
             measured.append(measure(target, small, opts, cli, schemalint_version))
     finally:
