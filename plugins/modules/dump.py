@@ -13,7 +13,7 @@ short_description: Dump a PostgreSQL database with pg_dump -Fc, or restore such 
 version_added: "0.1.0"
 description:
   - With O(command=dump), writes a custom-format dump (C(pg_dump -Fc)) of the connected database
-    to O(path) on the host that runs the module. The file appears only when complete: it is
+    to O(path) on the host that runs the module. The file appears only when complete; it is
     written to C(<path>.partial), flushed to disk, read back with C(pg_restore --list) and then
     renamed.
   - With O(command=restore), restores such a dump into the connected database with
