@@ -1,0 +1,2 @@
+DROP TABLE ${billing_schema}.invoices;
+DROP SCHEMA ${billing_schema};

@@ -1,0 +1,1 @@
+ALTER TABLE ${billing_schema}.invoices DROP COLUMN status;
