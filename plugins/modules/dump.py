@@ -192,10 +192,10 @@ def main():
             module.exit_json(msg=msg, **result)
         bindir = dmp.client_bindir(major, p["bindir"])
         if module.check_mode:
-            env, password = dmp.libpq_environment(p)
-            entries = dmp.archive_entries(path, bindir, env, password) if os.path.isfile(path) else None
-            if entries is None:
+            if not os.path.isfile(path):
                 raise dmp.DumpError("No dump at %s: nothing to restore." % path)
+            env, password = dmp.libpq_environment(p)
+            entries = dmp.archive_entries(path, bindir, env, password)
             result.update(changed=True, entries=entries)
             module.exit_json(msg="Would restore %d entries from %s." % (entries, path), **result)
         facts = dmp.restore(
