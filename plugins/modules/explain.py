@@ -72,8 +72,8 @@ options:
     type: dict
     default: {}
 notes:
-  - Use O(session_settings) to explain under the settings of the application, for example
-    C({work_mem: 64kB}); the plan's C(Settings) lists those that differ from the defaults.
+  - Use O(session_settings) to explain under the settings of the application, for example a
+    C(work_mem) of C(64kB); the plan's C(Settings) lists those that differ from the defaults.
   - Needs the Python package pglast on the host that runs the module.
 extends_documentation_fragment:
   - dbarch.postgresql.connection

@@ -141,8 +141,8 @@ stats_reset:
   type: str
 delta:
   description:
-    - With O(since) only. C(since), C(until), C(stats_reset_between) (the statistics were reset in between:
-      the counters are those since the reset), C(reentered) (statements evicted and recorded again),
+    - With O(since) only. C(since), C(until), C(stats_reset_between) (the statistics were reset in between,
+      so the counters are those since the reset), C(reentered) (statements evicted and recorded again),
       C(disappeared) (statements of the snapshot gone now) and C(new).
   returned: when since is set
   type: dict
