@@ -26,6 +26,9 @@ SELECT g, 1 + g % 400, (g % 1000) / 10.0, md5(g::text) || md5((g * 7)::text)
 FROM generate_series(1, 40000) g;
 ANALYZE customers;
 ANALYZE orders;
+CREATE TABLE audit (at timestamptz NOT NULL DEFAULT now(), what text NOT NULL);
+CREATE FUNCTION touch(what text) RETURNS int LANGUAGE sql VOLATILE
+    AS 'INSERT INTO audit (what) VALUES (what) RETURNING 1';
 """
 
 JOIN_FK = "SELECT c.name, o.total FROM customers c JOIN orders o ON o.customer_id = c.id WHERE c.id = $1"
@@ -134,6 +137,7 @@ def test_explain_analyze_of_writes_leaves_every_row_as_it_was(shop, run_playbook
                 explain_task(
                     "insert", "INSERT INTO orders SELECT id + 100000, customer_id, total, note FROM orders"
                 ),
+                explain_task("function", "SELECT touch($1) WHERE $2 LIKE 'a%'", params=["100% sure", "abc"]),
             ],
         )
     )
@@ -146,7 +150,11 @@ def test_explain_analyze_of_writes_leaves_every_row_as_it_was(shop, run_playbook
     delete = res.task("delete")["result"]
     assert delete["plan"]["Plan"]["Plans"][0]["Actual Rows"] == 19900
     assert res.task("cte")["result"]["statement"]["why"] == "data-modifying WITH gone"
+    function = res.task("function")["result"]
+    assert function["statement"]["writes"] is False and function["statement"]["transaction"] == "read write"
+    assert function["analyzed"] is True and function["plan"]["Plan"]["Actual Rows"] == 1
     assert table_state(shop) == before, "EXPLAIN ANALYZE must leave every row as it was"
+    assert shop.query("SELECT count(*) FROM audit", dbname=DB) == [(0,)]
 
 
 def test_explain_check_mode_plans_writes_and_compare_to(shop, run_playbook):
