@@ -45,8 +45,10 @@ class Features:
         """Logical name -> column of pg_stat_statements on this version.
 
         13 renamed total_time -> total_exec_time (and mean/min/max/stddev);
+        15 added temp_blk_read_time/temp_blk_write_time and the jit_* counters;
         17 renamed blk_read_time/blk_write_time -> shared_blk_read_time/...
         and added local_blk_*_time; stats_since appeared in 17.
+        A logical name mapped to None has no column on this version.
         """
         cols = {
             "total_time": "total_exec_time",
@@ -61,7 +63,15 @@ class Features:
             "shared_blks_read": "shared_blks_read",
             "temp_blks_read": "temp_blks_read",
             "temp_blks_written": "temp_blks_written",
+            "wal_bytes": "wal_bytes",
+            "toplevel": "toplevel",
         }
+        if self.major >= 15:
+            cols["temp_blk_read_time"] = "temp_blk_read_time"
+            cols["temp_blk_write_time"] = "temp_blk_write_time"
+        else:
+            cols["temp_blk_read_time"] = None
+            cols["temp_blk_write_time"] = None
         if self.major >= 17:
             cols["blk_read_time"] = "shared_blk_read_time"
             cols["blk_write_time"] = "shared_blk_write_time"
@@ -70,6 +80,16 @@ class Features:
             cols["blk_read_time"] = "blk_read_time"
             cols["blk_write_time"] = "blk_write_time"
             cols["stats_since"] = None
+        return cols
+
+    @property
+    def pgss_jit_time_columns(self):
+        """15 added jit_*_time to pg_stat_statements; 17 added jit_deform_time."""
+        if self.major < 15:
+            return ()
+        cols = ("jit_generation_time", "jit_inlining_time", "jit_optimization_time", "jit_emission_time")
+        if self.major >= 17:
+            cols += ("jit_deform_time",)
         return cols
 
     # -- statistics views ----------------------------------------------------------

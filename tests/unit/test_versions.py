@@ -42,3 +42,11 @@ def test_release_boundaries():
     assert not Features(170000).has_not_null_constraints_in_catalog
     assert Features(180000).has_not_null_constraints_in_catalog
     assert Features(130000).supported is False and Features(180000).supported is True
+
+
+def test_pg_stat_statements_columns_added_in_15_and_17():
+    assert Features(140000).pgss_columns["temp_blk_read_time"] is None
+    assert Features(150000).pgss_columns["temp_blk_read_time"] == "temp_blk_read_time"
+    assert Features(140000).pgss_jit_time_columns == ()
+    assert "jit_deform_time" not in Features(160000).pgss_jit_time_columns
+    assert "jit_deform_time" in Features(170000).pgss_jit_time_columns

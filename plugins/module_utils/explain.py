@@ -1,0 +1,192 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbarch.postgresql contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Run EXPLAIN on one statement safely; the plan rules live in ``plans``.
+
+Safety, decided once for every statement:
+- the statement is parsed with pglast first: exactly one statement, and only one that
+  EXPLAIN can run (SELECT, VALUES, INSERT, UPDATE, DELETE, MERGE);
+- EXPLAIN ANALYZE always runs inside a transaction that is always rolled back, under
+  ``statement_timeout`` (30s unless the caller set one);
+- a statement that does not write (no INSERT/UPDATE/DELETE/MERGE, no data-modifying
+  WITH, no SELECT INTO / FOR UPDATE) runs in a READ ONLY transaction too, so a function
+  it calls cannot write either (PostgreSQL refuses, and even nextval() is refused);
+- parameters ($1, $2 ...) are bound on the server: PREPARE, then EXPLAIN EXECUTE with the
+  values passed by psycopg2, never formatted into the SQL text.
+Plain Python: no Ansible imports.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+
+from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
+
+DEFAULT_STATEMENT_TIMEOUT = "30s"
+PREPARED_NAME = "dbarch_explain"
+
+_EXPLAINABLE = {
+    "SelectStmt": "SELECT",
+    "InsertStmt": "INSERT",
+    "UpdateStmt": "UPDATE",
+    "DeleteStmt": "DELETE",
+    "MergeStmt": "MERGE",
+}
+_WRITES = ("InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt")
+
+
+class ExplainError(ValueError):
+    pass
+
+
+def _walk(node, seen=None):
+    """Every pglast node below ``node`` (including it)."""
+    from pglast import ast  # noqa: PLC0415 - optional dependency
+
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (list, tuple)):
+            stack.extend(item)
+            continue
+        if not isinstance(item, ast.Node):
+            continue
+        yield item
+        for attr in item:
+            stack.append(getattr(item, attr))
+
+
+def classify(text):
+    """{kind, writes, why, params} of one statement; ExplainError when it cannot be explained.
+
+    ``params`` is the highest $n placeholder used.
+    """
+    try:
+        import pglast  # noqa: PLC0415 - optional dependency
+    except ImportError as exc:
+        raise ExplainError(
+            "explain parses the statement with the Python package pglast, which is not installed on "
+            "the host that runs the module (pip install pglast): %s" % exc
+        ) from None
+    if not isinstance(text, str) or not text.strip():
+        raise ExplainError("query is empty: give one SELECT, INSERT, UPDATE, DELETE or MERGE statement.")
+    try:
+        stmts = pglast.parse_sql(text)
+    except pglast.parser.ParseError as exc:
+        raise ExplainError("query is not valid SQL: %s" % exc) from None
+    if len(stmts) != 1:
+        raise ExplainError(
+            "query holds %d statements: explain takes exactly one statement (remove the others, "
+            "or the trailing text after the first ';')." % len(stmts)
+        )
+    node = stmts[0].stmt
+    kind = type(node).__name__
+    if kind not in _EXPLAINABLE:
+        raise ExplainError(
+            "query is a %s statement, which EXPLAIN cannot run: give one SELECT, VALUES, INSERT, UPDATE, "
+            "DELETE or MERGE statement." % kind.replace("Stmt", "").upper()
+        )
+    reasons = []
+    if kind in _WRITES:
+        reasons.append("%s statement" % _EXPLAINABLE[kind])
+    if kind == "SelectStmt" and getattr(node, "intoClause", None) is not None:
+        raise ExplainError(
+            "query is SELECT INTO, which creates a table: use CREATE TABLE AS outside explain."
+        )
+    max_param = 0
+    for sub in _walk(node):
+        name = type(sub).__name__
+        if name == "CommonTableExpr" and type(sub.ctequery).__name__ in _WRITES:
+            reasons.append("data-modifying WITH %s" % sub.ctename)
+        elif name == "LockingClause":
+            reasons.append("row locks (FOR UPDATE/SHARE)")
+        elif name == "ParamRef":
+            max_param = max(max_param, int(sub.number or 0))
+    return dict(
+        kind=_EXPLAINABLE[kind],
+        writes=bool(reasons),
+        why=", ".join(dict.fromkeys(reasons)) or "reads only",
+        params=max_param,
+        text=text.strip().rstrip(";").strip(),
+    )
+
+
+def explain_sql(analyze, settings=True):
+    """The EXPLAIN prefix (a psycopg2.sql.SQL): options are fixed words, never user text."""
+    opts = ["ANALYZE", "BUFFERS", "VERBOSE"] if analyze else ["VERBOSE"]
+    if settings:
+        opts.append("SETTINGS")
+    opts.append("FORMAT JSON")
+    if not analyze:
+        opts.insert(0, "ANALYZE false")
+    return pg.pgsql.SQL("EXPLAIN (%s) " % ", ".join(opts))
+
+
+READ_ONLY_SQLSTATE = "25006"
+
+
+def check_params(info, params):
+    """The params as a list, one per $n placeholder, or ExplainError."""
+    params = list(params or [])
+    if info["params"] != len(params):
+        raise ExplainError(
+            "query uses %d parameter(s) ($1..$%d) and params holds %d value(s): give one value per "
+            "placeholder, in order." % (info["params"], info["params"], len(params))
+            if info["params"]
+            else "params holds %d value(s) but query has no $1, $2 ... placeholders." % len(params)
+        )
+    return params
+
+
+def run(session, info, params=None, analyze=True, statement_timeout=None):
+    """EXPLAIN the classified statement ``info``; returns (plan document, transaction).
+
+    ``transaction`` is ``read only`` or ``read write``. A statement classified as
+    reading only runs READ ONLY; if PostgreSQL refuses because a function it calls
+    writes, it runs again read-write -- still rolled back.
+    """
+    try:
+        return _run(session, info, params, analyze, statement_timeout, info["writes"]), (
+            "read write" if info["writes"] else "read only"
+        )
+    except pg.PgError as exc:
+        if info["writes"] or exc.sqlstate != READ_ONLY_SQLSTATE:
+            raise
+    return _run(session, info, params, analyze, statement_timeout, True), "read write"
+
+
+def _run(session, info, params, analyze, statement_timeout, writable):
+    params = check_params(info, params)
+    timeout = pg.validate_timeout("statement_timeout", statement_timeout or DEFAULT_STATEMENT_TIMEOUT)
+    conn = session.conn
+    conn.rollback()
+    conn.autocommit = False
+    try:
+        conn.set_session(readonly=not writable)
+        session.execute("SELECT set_config('statement_timeout', %s, true)", (timeout,))
+        prefix = explain_sql(analyze)
+        if params:
+            session.execute(
+                pg.pgsql.SQL("PREPARE {} AS ").format(pg.ident(PREPARED_NAME)) + pg.pgsql.SQL(info["text"])
+            )
+            placeholders = pg.pgsql.SQL(", ").join([pg.pgsql.Placeholder()] * len(params))
+            stmt = prefix + pg.pgsql.SQL("EXECUTE {} ({})").format(pg.ident(PREPARED_NAME), placeholders)
+            rows = session.fetchall(stmt, params)
+        else:
+            rows = session.fetchall(prefix + pg.pgsql.SQL(info["text"]))
+    finally:
+        conn.rollback()
+        if params:
+            try:
+                conn.autocommit = True
+                session.execute(pg.pgsql.SQL("DEALLOCATE {}").format(pg.ident(PREPARED_NAME)), record=False)
+            except pg.PgError:
+                pass  # it was never prepared
+        conn.set_session(readonly="DEFAULT")
+        conn.autocommit = True
+    doc = list(rows[0].values())[0]
+    if isinstance(doc, str):
+        doc = json.loads(doc)
+    return doc[0]
