@@ -19,7 +19,7 @@ description:
     C(ACCESS EXCLUSIVE), C(SHARE ROW EXCLUSIVE), C(SHARE)), whether it rewrites the table
     (RV(findings[].evidence.rewrites_table)), the statement, and its file and line (C(location)).
   - "Rules (stable ids): C(ML-000) SQL that does not parse; C(ML-001) column added with a volatile default
-    (C(random()), C(gen_random_uuid()), C(clock_timestamp()); C(now()) and constants are fine);
+    such as random, gen_random_uuid or clock_timestamp (now and constants are fine);
     C(ML-002) column added NOT NULL without a default; C(ML-003) foreign key without NOT VALID;
     C(ML-004) CHECK without NOT VALID; C(ML-005) SET NOT NULL; C(ML-006) CREATE INDEX without
     CONCURRENTLY; C(ML-007) DROP INDEX without CONCURRENTLY; C(ML-008) REINDEX without CONCURRENTLY;
