@@ -70,7 +70,7 @@ RULES = {
         "Foreign key added without NOT VALID",
         "medium",
         True,
-        ("adding-foreign-key-constraint",),
+        ("adding-foreign-key-constraint", "constraint-missing-not-valid"),
     ),
     "ML-004": ("CHECK constraint added without NOT VALID", "medium", True, ("constraint-missing-not-valid",)),
     "ML-005": (
@@ -81,13 +81,13 @@ RULES = {
     ),
     "ML-006": ("CREATE INDEX without CONCURRENTLY", "medium", True, ("require-concurrent-index-creation",)),
     "ML-007": ("DROP INDEX without CONCURRENTLY", "medium", False, ("require-concurrent-index-deletion",)),
-    "ML-008": ("REINDEX without CONCURRENTLY", "medium", True, ()),
+    "ML-008": ("REINDEX without CONCURRENTLY", "medium", True, ("require-concurrent-reindex",)),
     "ML-009": ("Column type changed", "high", True, ("changing-column-type",)),
     "ML-010": (
         "UNIQUE or PRIMARY KEY constraint built under ACCESS EXCLUSIVE",
         "medium",
         True,
-        ("disallowed-unique-constraint", "adding-primary-key-constraint"),
+        ("disallowed-unique-constraint", "adding-serial-primary-key-field"),
     ),
     "ML-011": ("Column renamed", "medium", False, ("renaming-column",)),
     "ML-012": ("Table renamed", "medium", False, ("renaming-table",)),
@@ -98,23 +98,23 @@ RULES = {
         "32-bit (or smaller) integer primary key",
         "low",
         False,
-        ("prefer-bigint-over-int", "prefer-big-int"),
+        ("prefer-bigint-over-int", "prefer-bigint-over-smallint"),
     ),
     "ML-017": ("serial column instead of identity", "low", False, ("prefer-identity",)),
     "ML-018": ("varchar(n) instead of text", "low", False, ("prefer-text-field",)),
-    "ML-019": ("timestamp without time zone", "low", False, ("prefer-timestamptz",)),
+    "ML-019": ("timestamp without time zone", "low", False, ("prefer-timestamp-tz",)),
     "ML-020": ("char(n) column", "low", False, ("ban-char-field",)),
     "ML-021": (
         "No lock_timeout before a statement that takes a blocking lock",
         "medium",
         False,
-        ("require-timeout-settings", "require-lock-timeout"),
+        ("require-lock-timeout",),
     ),
     "ML-022": (
         "No statement_timeout before a long locking statement",
         "low",
         False,
-        ("require-timeout-settings", "require-statement-timeout"),
+        ("require-statement-timeout",),
     ),
     "ML-023": (
         "CONCURRENTLY (or another non-transactional statement) inside a transaction",
@@ -128,7 +128,7 @@ RULES = {
         False,
         ("transaction-nesting", "ban-uncommitted-transaction"),
     ),
-    "ML-025": ("Identifier longer than 63 bytes", "medium", False, ()),
+    "ML-025": ("Identifier longer than 63 bytes", "medium", False, ("identifier-too-long",)),
     "ML-026": ("Column added as serial, identity or stored generated: table rewrite", "high", True, ()),
     "ML-027": (
         "SET LOGGED/UNLOGGED, SET TABLESPACE or SET ACCESS METHOD rewrites the table",
@@ -486,6 +486,7 @@ class _FileLinter:
         # statements that cannot run in one (and SET/BEGIN/COMMIT).
         file_wrapped = any(k == "transactional" for k in kinds)
         depth = 0
+        opened = None
         for stmt, kind in zip(stmts, kinds):  # noqa: B905 - same length by construction
             if kind == "begin":
                 if depth:
@@ -501,6 +502,8 @@ class _FileLinter:
                             "Remove the inner BEGIN/COMMIT, or use SAVEPOINT name / RELEASE SAVEPOINT name.",
                         ),
                     )
+                if not depth:
+                    opened = stmt
                 depth += 1
                 continue
             if kind == "commit":
@@ -527,13 +530,12 @@ class _FileLinter:
             self.in_any_tx = in_tx or (file_wrapped and kind in ("transactional", "enum-add"))
             self.statement(stmt)
         if depth:
-            last = stmts[-1]
             self.hit(
-                last,
+                opened,
                 _Hit(
                     "ML-024",
-                    self.where(last),
-                    "The file ends inside a transaction opened by BEGIN and never committed.",
+                    self.where(opened),
+                    "This BEGIN is never committed or rolled back: the file ends inside its transaction.",
                     "An open transaction keeps its locks until the session ends; a runner may commit or "
                     "roll it back behind your back.",
                     "End the file with COMMIT, or remove the BEGIN and let the runner wrap the file.",
@@ -1668,6 +1670,18 @@ def lint_sql(sql, source="<string>", table_sizes=None, exclude_rules=(), start_l
     """
     check_rule_patterns(exclude_rules)
     return _lint_text(sql, source, table_sizes, exclude_rules, start_line, thresholds)[0]
+
+
+def statement_spans(sql):
+    """[{"line", "end_line", "text"}] of each statement of ``sql`` (psql meta-commands skipped).
+
+    Raises MigrationLintError with the line when the SQL does not parse.
+    """
+    linter = _FileLinter(sql, "<sql>", None, DEFAULT_THRESHOLDS, 1)
+    stmts, error = linter.parse()
+    if error is not None:
+        raise MigrationLintError("line %d: %s" % error)
+    return [dict(line=s.line, end_line=s.end_line, text=s.text) for s in stmts]
 
 
 def lint_paths(paths, table_sizes=None, exclude_rules=(), thresholds=None):

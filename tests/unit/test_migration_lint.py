@@ -269,8 +269,8 @@ def test_transaction_nesting_and_unbalanced_transactions():
     assert [f.location["line"] for f in nested] == [3]
     stray = [f for f in lint("SELECT 1;\nCOMMIT;") if f.rule == "ML-024"]
     assert [f.location["line"] for f in stray] == [2] and "without a BEGIN" in stray[0].message
-    open_tx = [f for f in lint("BEGIN;\nSELECT 1;") if f.rule == "ML-024"]
-    assert open_tx and "never committed" in open_tx[0].message
+    open_tx = [f for f in lint("SELECT 0;\nBEGIN;\nSELECT 1;") if f.rule == "ML-024"]
+    assert [f.location["line"] for f in open_tx] == [2] and "never committed" in open_tx[0].message
     ok = lint("BEGIN;\nSELECT 1;\nCOMMIT;\nSTART TRANSACTION;\nSELECT 2;\nROLLBACK;")
     assert "ML-024" not in {f.rule for f in ok}
 
