@@ -594,7 +594,7 @@ class _FileLinter:
                 _Hit(
                     "ML-021",
                     obj,
-                    "%s takes a %s lock on %s and no lock_timeout is set before it in this file."
+                    "%s takes the %s lock on %s and no lock_timeout is set before it in this file."
                     % (self.verb(stmt), lock, obj),
                     "While it waits for the lock (behind any long transaction), every later query on the "
                     "table "
@@ -630,6 +630,13 @@ class _FileLinter:
 
     def on_VariableSetStmt(self, stmt, node):
         name = (node.name or "").lower()
+        if name == "search_path" and _enum(node.kind) == "VAR_SET_VALUE":
+            for arg in node.args or ():
+                value = getattr(getattr(arg, "val", None), "sval", None)
+                if value and value not in ("$user", "pg_catalog"):
+                    self.schema = value
+                    break
+            return None
         if name not in ("lock_timeout", "statement_timeout"):
             return None
         value = True

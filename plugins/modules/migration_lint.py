@@ -15,9 +15,9 @@ description:
   - Parses migration files (or any SQL) with the PostgreSQL parser (pglast) and reports each statement
     that takes a long or blocking lock, rewrites a table, fails on a non-empty table, or breaks code that
     is still running, with the safe multi-step alternative.
-  - Each finding gives the lock the statement takes (RV(findings[].evidence.lock), such as
+  - Each finding gives the lock the statement takes (C(evidence.lock) of each of RV(findings), such as
     C(ACCESS EXCLUSIVE), C(SHARE ROW EXCLUSIVE), C(SHARE)), whether it rewrites the table
-    (RV(findings[].evidence.rewrites_table)), the statement, and its file and line (C(location)).
+    (C(evidence.rewrites_table)), the statement, and its file and line (C(location)).
   - "Rules (stable ids): C(ML-000) SQL that does not parse; C(ML-001) column added with a volatile default
     such as random, gen_random_uuid or clock_timestamp (now and constants are fine);
     C(ML-002) column added NOT NULL without a default; C(ML-003) foreign key without NOT VALID;

@@ -431,3 +431,11 @@ def test_lint_paths_reads_folders_in_name_order(tmp_path):
 def test_psql_meta_commands_are_skipped_and_lines_kept():
     found = ml.lint_sql("\\set ON_ERROR_STOP on\nDROP TABLE t;\n")
     assert [(f.rule, f.location["line"]) for f in found if f.rule == "ML-014"] == [("ML-014", 2)]
+
+
+def test_search_path_sets_the_schema_of_unqualified_names():
+    found = lint(TIMEOUTS + "SET search_path = billing, public;\nALTER TABLE invoices DROP COLUMN note;")
+    assert {f.object for f in found if f.rule == "ML-013"} == {"billing.invoices.note"}
+    sizes = {"billing.invoices": {"bytes": 0, "rows": 0}}
+    sql = "SET search_path TO billing;\nALTER TABLE invoices ALTER COLUMN n TYPE bigint;"
+    assert only(sql, "ML-009", table_sizes=sizes)[0].severity == "info"
