@@ -1529,7 +1529,7 @@ class _FileLinter:
                     "size of %s unknown (not in the database or not given): default severity" % key
                 )
             else:
-                severity, note = self.scaled(severity, size, h.rewrites)
+                severity, note = self.scaled(severity, size, h.rewrites, fails_with_rows=h.rule == "ML-002")
                 evidence["table_bytes"] = size.get("bytes")
                 evidence["table_rows"] = size.get("rows")
                 evidence["size_note"] = note
@@ -1546,12 +1546,17 @@ class _FileLinter:
             title=title,
         )
 
-    def scaled(self, severity, size, rewrites):
+    def scaled(self, severity, size, rewrites, fails_with_rows=False):
         t = self.thresholds
         nbytes = int(size.get("bytes") or 0)
         rows = int(size.get("rows") or 0)
         if rows <= 0 and nbytes < t["small_table_bytes"]:
-            return "info", "table is empty (%d bytes): the lock is brief" % nbytes
+            return (
+                "info",
+                "table is empty (%d bytes, as of the last VACUUM/ANALYZE): the lock is brief" % nbytes,
+            )
+        if fails_with_rows:
+            return severity, "table has about %d rows: the statement fails on the first one" % rows
         if nbytes < t["small_table_bytes"] and rows < t["small_table_rows"]:
             return "low", "table is small (%d bytes, about %d rows; thresholds %d bytes, %d rows)" % (
                 nbytes,

@@ -321,3 +321,83 @@ def test_module_rejects_bad_input(pg, run_playbook, tmp_path):
     assert "one of the following is required: src, sql" in res.task("nothing")["result"]["msg"]
     assert "nope.sql: no such file or folder" in res.task("missing")["result"]["msg"]
     assert "matches no rule" in res.task("bad rule")["result"]["msg"]
+
+
+FIX_SCHEMA = """
+CREATE TABLE users (id bigint PRIMARY KEY);
+CREATE TABLE items (id bigint NOT NULL, qty integer, ref text, user_id bigint, note text);
+INSERT INTO users SELECT g FROM generate_series(1, 50) g;
+INSERT INTO items SELECT g, g % 9, 'r' || g, 1 + g % 50, 'n' FROM generate_series(1, 2000) g;
+CREATE INDEX items_note_idx ON items (note);
+"""
+
+# (statement, rule, query that must return true once the fix has run)
+FIX_CASES = [
+    (
+        "ALTER TABLE items ADD COLUMN token uuid DEFAULT gen_random_uuid()",
+        "ML-001",
+        "SELECT count(*) = 1 FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid "
+        "AND a.attnum = d.adnum WHERE d.adrelid = 'items'::regclass AND a.attname = 'token'",
+    ),
+    (
+        "ALTER TABLE items ADD CONSTRAINT items_user_fk FOREIGN KEY (user_id) REFERENCES users (id)",
+        "ML-003",
+        "SELECT convalidated FROM pg_constraint WHERE conname = 'items_user_fk'",
+    ),
+    (
+        "ALTER TABLE items ADD CONSTRAINT items_qty_check CHECK (qty >= 0)",
+        "ML-004",
+        "SELECT convalidated FROM pg_constraint WHERE conname = 'items_qty_check'",
+    ),
+    (
+        "ALTER TABLE items ALTER COLUMN qty SET NOT NULL",
+        "ML-005",
+        "SELECT attnotnull AND NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'items_qty_not_null' "
+        "AND contype = 'c') FROM pg_attribute WHERE attrelid = 'items'::regclass AND attname = 'qty'",
+    ),
+    (
+        "CREATE INDEX items_qty_idx ON items (qty)",
+        "ML-006",
+        "SELECT indisvalid FROM pg_index WHERE indexrelid = 'items_qty_idx'::regclass",
+    ),
+    ("DROP INDEX items_note_idx", "ML-007", "SELECT to_regclass('items_note_idx') IS NULL"),
+    (
+        "REINDEX INDEX items_note_idx",
+        "ML-008",
+        "SELECT indisvalid FROM pg_index WHERE indexrelid = 'items_note_idx'::regclass",
+    ),
+    (
+        "ALTER TABLE items ALTER COLUMN qty TYPE bigint",
+        "ML-009",
+        "SELECT format_type(atttypid, atttypmod) = 'bigint' FROM pg_attribute "
+        "WHERE attrelid = 'items'::regclass AND attname = 'qty'",
+    ),
+    (
+        "ALTER TABLE items ADD CONSTRAINT items_ref_key UNIQUE (ref)",
+        "ML-010",
+        "SELECT contype = 'u' FROM pg_constraint WHERE conname = 'items_ref_key'",
+    ),
+    (
+        "ALTER TABLE items ADD PRIMARY KEY (id)",
+        "ML-010",
+        "SELECT contype = 'p' FROM pg_constraint WHERE conname = 'items_pkey'",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "statement,rule,check", FIX_CASES, ids=["%s-%d" % (c[1], i) for i, c in enumerate(FIX_CASES)]
+)
+def test_the_fix_sql_runs_on_postgresql_and_does_the_job(pg, statement, rule, check):
+    db = pg.createdb("ml_fix")
+    with pg.connect(db) as conn, conn.cursor() as cur:
+        cur.execute(FIX_SCHEMA)
+    found = [f for f in ml.lint_sql(statement + ";") if f.rule == rule]
+    assert found, statement
+    steps = ml.statement_spans(found[0].fix)
+    assert len(steps) >= 1
+    with pg.connect(db) as conn, conn.cursor() as cur:  # autocommit: CONCURRENTLY steps need it
+        for step in steps:
+            cur.execute(step["text"])
+        cur.execute(check)
+        assert cur.fetchone()[0] is True, (found[0].fix, check)

@@ -439,3 +439,10 @@ def test_search_path_sets_the_schema_of_unqualified_names():
     sizes = {"billing.invoices": {"bytes": 0, "rows": 0}}
     sql = "SET search_path TO billing;\nALTER TABLE invoices ALTER COLUMN n TYPE bigint;"
     assert only(sql, "ML-009", table_sizes=sizes)[0].severity == "info"
+
+
+def test_not_null_without_default_fails_on_any_table_with_rows_whatever_its_size():
+    sql = "ALTER TABLE %s ADD COLUMN a int NOT NULL;"
+    assert only(sql % "empty_t", "ML-002", table_sizes=SIZES)[0].severity == "info"
+    small = only(sql % "small_t", "ML-002", table_sizes=SIZES)[0]
+    assert small.severity == "high" and "fails" in small.evidence["size_note"]
