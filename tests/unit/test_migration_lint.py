@@ -446,3 +446,11 @@ def test_not_null_without_default_fails_on_any_table_with_rows_whatever_its_size
     assert only(sql % "empty_t", "ML-002", table_sizes=SIZES)[0].severity == "info"
     small = only(sql % "small_t", "ML-002", table_sizes=SIZES)[0]
     assert small.severity == "high" and "fails" in small.evidence["size_note"]
+
+
+def test_findings_render_to_sarif_and_junit_with_file_and_line():
+    found = ml.lint_sql(TIMEOUTS + "\nDROP TABLE orders;", source="db/V7__drop.sql")
+    sarif = fnd.render_sarif(found)
+    assert '"uri": "db/V7__drop.sql"' in sarif and '"startLine": 4' in sarif
+    junit = fnd.render_junit(found, fail_on="high")
+    assert 'failures="1"' in junit and "ML-014 public.orders" in junit
