@@ -576,11 +576,17 @@ class _FileLinter:
         kind = _tname(node)
         handler = getattr(self, "on_" + kind, None)
         lock_info = None
-        if handler is not None:
-            lock_info = handler(stmt, node)
-        self.identifiers(stmt, node)
-        if lock_info:
-            self.timeouts(stmt, lock_info)
+        try:
+            if handler is not None:
+                lock_info = handler(stmt, node)
+            self.identifiers(stmt, node)
+            if lock_info:
+                self.timeouts(stmt, lock_info)
+        except Exception as exc:  # noqa: BLE001 - name the statement instead of a traceback
+            raise MigrationLintError(
+                "%s: cannot lint this statement (%s: %s): %s"
+                % (self.where(stmt), exc.__class__.__name__, exc, " ".join(stmt.text.split())[:200])
+            ) from None
 
     def timeouts(self, stmt, lock_info):
         """lock_info: (table, lock, slow) for the table the statement locks."""
