@@ -54,6 +54,14 @@ $(STAMPS)/dbml-cli: | $(STAMPS)
 	npm install --silent --no-audit --no-fund --prefix $(ROOT)/.cache/npm @dbml/cli
 	@touch $@
 
+# squawk (npm squawk-cli; the binary comes in its @squawk-cli/<platform> optional dependency from the
+# npm registry) for tests/integration/test_squawk_compare.py.
+SQUAWK_VERSION := 2.66.0
+$(STAMPS)/squawk-cli: | $(STAMPS)
+	npm install --silent --no-audit --no-fund --prefix $(ROOT)/.cache/npm squawk-cli@$(SQUAWK_VERSION)
+	$(ROOT)/.cache/npm/node_modules/.bin/squawk --version
+	@touch $@
+
 $(STAMPS)/venv: requirements.txt | $(STAMPS)
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
@@ -119,7 +127,7 @@ lint: ruff ansible-lint sanity
 unit: venv-dev
 	$(BIN)/pytest -q tests/unit
 
-integration: venv-dev system-deps-test pg-binaries $(STAMPS)/dbml-cli
+integration: venv-dev system-deps-test pg-binaries $(STAMPS)/dbml-cli $(STAMPS)/squawk-cli
 	$(BIN)/pytest -q tests/integration
 
 molecule: venv-dev system-deps
