@@ -159,7 +159,9 @@ def parse_name(name):
     description = desc.replace("_", " ")
     if prefix == "R":
         if raw_version:
-            raise MigrationError("%s: a repeatable migration has no version (R__<description>.sql)." % name, script=name)
+            raise MigrationError(
+                "%s: a repeatable migration has no version (R__<description>.sql)." % name, script=name
+            )
         return prefix, None, description
     try:
         version = Version(raw_version)
@@ -386,7 +388,8 @@ def split_statements(text, script):
             raise MigrationError(
                 "%s line %d: transaction control (%s) is not allowed in a migration: each migration "
                 "already runs in its own transaction (or outside one when it only holds statements "
-                "such as CREATE INDEX CONCURRENTLY). Remove it." % (script, line, sql_text.split()[0].upper()),
+                "such as CREATE INDEX CONCURRENTLY). Remove it."
+                % (script, line, sql_text.split()[0].upper()),
                 script=script,
                 line=line,
             )
@@ -556,6 +559,7 @@ class Migrator:
         self.log = []
         self.retries = 0
         self._builtins = None
+        self._prepared = {}
 
     # -- SQL helpers ---------------------------------------------------------------------
     @property
@@ -623,8 +627,9 @@ class Migrator:
     def insert_row(self, version, description, typ, script, checksum_value, execution_time, success):
         cur = self.session.execute(
             pg.pgsql.SQL(
-                "INSERT INTO {t} (installed_rank, version, description, type, script, checksum, installed_by, "
-                "execution_time, success) SELECT coalesce(max(installed_rank), 0) + 1, %s, %s, %s, %s, %s, "
+                "INSERT INTO {t} (installed_rank, version, description, type, script, checksum, "
+                "installed_by, execution_time, success) "
+                "SELECT coalesce(max(installed_rank), 0) + 1, %s, %s, %s, %s, %s, "
                 "left(current_user, 100), %s, %s FROM {t} RETURNING installed_rank"
             ).format(t=self.qtable),
             (version, description[:200], typ, script[:1000], checksum_value, int(execution_time), success),
@@ -730,7 +735,9 @@ class Migrator:
                         "database but will reach new ones.",
                         fix="Revert the file and put the change in a new migration, or run command=repair "
                         "to accept the file as it is.",
-                        evidence=dict(version=mig.version_text, stored=row["checksum"], computed=mig.checksum),
+                        evidence=dict(
+                            version=mig.version_text, stored=row["checksum"], computed=mig.checksum
+                        ),
                         location=dict(file=mig.script, line=1),
                         title="Checksum drift",
                     )
@@ -763,7 +770,8 @@ class Migrator:
                         "%s (version %s) is pending but older than the current version %s."
                         % (mig.script, mig.version_text, current.text),
                         why="Applying it after newer migrations changes the order the schema was built in.",
-                        fix="Give it a version above %s, or set out_of_order=true to apply it." % current.text,
+                        fix="Give it a version above %s, or set out_of_order=true to apply it."
+                        % current.text,
                         evidence=dict(version=mig.version_text, current=current.text),
                         location=dict(file=mig.script),
                         title="Pending migration older than the current version",
@@ -807,7 +815,7 @@ class Migrator:
             stmt.line,
             sqlstate or "?",
             server,
-            " (%s)" % detail if detail else "",
+            " (%s)" % detail.rstrip(".") if detail else "",
             text,
         )
         if transactional:
@@ -860,7 +868,9 @@ class Migrator:
                     ) from None
                 err = self._error(mig, stmt, exc, state_version, True)
                 if getattr(exc, "pgcode", None) == LOCK_NOT_AVAILABLE:
-                    err.message = err.args[0] + " Gave up after %d retries (lock_retries)." % self.lock_retries
+                    err.message = (
+                        err.args[0] + " Gave up after %d retries (lock_retries)." % self.lock_retries
+                    )
                     err.args = (err.message,)
                 raise err from None
             except pg.PgError:
@@ -900,25 +910,43 @@ class Migrator:
         cur.close()
         elapsed = int((time.monotonic() - started) * 1000)
         self.session.execute(
-            self._sql("UPDATE {} SET success = true, execution_time = %s WHERE installed_rank = %s", self.qtable),
+            self._sql(
+                "UPDATE {} SET success = true, execution_time = %s WHERE installed_rank = %s", self.qtable
+            ),
             (elapsed, rank),
             record=False,
         )
         return rank, elapsed
 
+    def prepared(self, mig):
+        """Statements and mode of a migration, parsed once per run."""
+        key = mig.script
+        if key not in self._prepared:
+            self._prepared[key] = prepare(mig, self.placeholders, self.builtins())
+        return self._prepared[key]
+
     def apply(self, mig, typ, state_version):
-        statements, transactional = prepare(mig, self.placeholders, self.builtins())
+        statements, transactional = self.prepared(mig)
         if transactional:
             rank, elapsed = self._run_transactional(mig, statements, typ, state_version)
         else:
             rank, elapsed = self._run_outside(mig, statements, typ, state_version)
-        self.log.append("%s %s (%d statements%s)" % (typ, mig.script, len(statements), "" if transactional else ", no transaction"))
+        self.log.append(
+            "%s %s (%d statements%s)"
+            % (typ, mig.script, len(statements), "" if transactional else ", no transaction")
+        )
         row = self.session.fetchone(
-            self._sql("SELECT installed_on FROM {} WHERE installed_rank = %s", self.qtable), (rank,), record=False
+            self._sql("SELECT installed_on FROM {} WHERE installed_rank = %s", self.qtable),
+            (rank,),
+            record=False,
         )
         entry = mig.summary()
-        entry.update(type=typ, execution_time=elapsed, installed_rank=rank,
-                     installed_on=row["installed_on"].isoformat(sep=" ") if row else None)
+        entry.update(
+            type=typ,
+            execution_time=elapsed,
+            installed_rank=rank,
+            installed_on=row["installed_on"].isoformat(sep=" ") if row else None,
+        )
         self.applied.append(entry)
         return entry
 
@@ -926,7 +954,7 @@ class Migrator:
         """The SQL that would run, placeholders replaced (for check mode and diff)."""
         chunks = []
         for mig in migrations:
-            statements, transactional = prepare(mig, self.placeholders, self.builtins())
+            statements, transactional = self.prepared(mig)
             head = "-- %s%s" % (mig.script, "" if transactional else " (runs outside a transaction)")
             chunks.append(head + "\n" + "\n".join(s.sql.rstrip(";") + ";" for s in statements))
         return "\n\n".join(chunks)
@@ -986,6 +1014,8 @@ class Migrator:
             self._gate(state, "applied")
             pending = self.pending(state)
             before = state.current.text if state.current else None
+            for mig in pending:  # every file parsed before anything runs
+                self.prepared(mig)
             preview = self.sql_preview(pending) if self.want_preview else None
             for mig in pending:
                 self.apply(mig, "SQL", state.current.text if state.current else None)
@@ -1014,7 +1044,8 @@ class Migrator:
             ):
                 return self._result(state, False, pending=[], findings=[])
             raise MigrationError(
-                "Cannot baseline %s.%s at version %s: the history is not empty (%d rows, current version %s). "
+                "Cannot baseline %s.%s at version %s: the history is not empty "
+                "(%d rows, current version %s). "
                 "A baseline only marks an existing database that has no history yet."
                 % (self.schema, self.table, version.text, len(state.rows), state.current or "none")
             )
@@ -1025,7 +1056,9 @@ class Migrator:
             self.create_history()
             state = self.read_history()
             if state.rows:
-                raise MigrationError("Another run wrote the history of %s.%s meanwhile." % (self.schema, self.table))
+                raise MigrationError(
+                    "Another run wrote the history of %s.%s meanwhile." % (self.schema, self.table)
+                )
             self.insert_row(version.text, description, "BASELINE", BASELINE_SCRIPT, None, 0, True)
             self.log.append("BASELINE %s" % version.text)
             return self._result(self.read_history(), True, pending=[], findings=[])
@@ -1037,7 +1070,9 @@ class Migrator:
         state = self.read_history()
         actions = self._repair_actions(state)
         if self.check_mode or not actions:
-            return self._result(state, bool(actions), pending=[], findings=[], repairs=[a[0] for a in actions])
+            return self._result(
+                state, bool(actions), pending=[], findings=[], repairs=[a[0] for a in actions]
+            )
         self.lock()
         try:
             state = self.read_history()
@@ -1078,18 +1113,24 @@ class Migrator:
                         "marked %s (version %s) deleted" % (row["script"], row["version"]),
                         pg.pgsql.SQL(
                             "INSERT INTO {t} (installed_rank, version, description, type, script, checksum, "
-                            "installed_by, execution_time, success) SELECT coalesce(max(installed_rank), 0) + 1, "
+                            "installed_by, execution_time, success) "
+                            "SELECT coalesce(max(installed_rank), 0) + 1, "
                             "%s, %s, 'DELETE', %s, %s, left(current_user, 100), 0, true FROM {t}"
                         ).format(t=self.qtable),
                         (row["version"], row["description"], row["script"], row["checksum"]),
                     )
                 )
-            elif (row["checksum"], row["description"], row["script"]) != (mig.checksum, mig.description, mig.script):
+            elif (row["checksum"], row["description"], row["script"]) != (
+                mig.checksum,
+                mig.description,
+                mig.script,
+            ):
                 actions.append(
                     (
                         "realigned %s (checksum %s -> %s)" % (mig.script, row["checksum"], mig.checksum),
                         self._sql(
-                            "UPDATE {} SET checksum = %s, description = %s, script = %s WHERE installed_rank = %s",
+                            "UPDATE {} SET checksum = %s, description = %s, script = %s "
+                            "WHERE installed_rank = %s",
                             self.qtable,
                         ),
                         (mig.checksum, mig.description[:200], mig.script[:1000], row["installed_rank"]),
@@ -1116,6 +1157,8 @@ class Migrator:
             self._gate(state, "undone")
             todo = self._undo_plan(state)
             before = state.current.text if state.current else None
+            for mig in todo:
+                self.prepared(mig)
             preview = self.sql_preview(todo) if self.want_preview else None
             for mig in todo:
                 self.apply(mig, "UNDO_SQL", state.current.text if state.current else None)
@@ -1127,7 +1170,7 @@ class Migrator:
             self.unlock()
 
     def _undo_after(self, state, todo):
-        undone = set(m.version for m in todo)
+        undone = {m.version for m in todo}
         left = [v for v in state.applied if v not in undone]
         return max(left).text if left else None
 
@@ -1144,7 +1187,9 @@ class Migrator:
         for version in versions:
             row = state.applied[version]
             if row["type"] == "BASELINE":
-                raise MigrationError("Version %s is the baseline; a baseline cannot be undone." % version.text)
+                raise MigrationError(
+                    "Version %s is the baseline; a baseline cannot be undone." % version.text
+                )
             mig = self.set.undo.get(version)
             if mig is None:
                 raise MigrationError(

@@ -332,7 +332,8 @@ def main():
         )
     if p["command"] == "validate" and found:
         module.fail_json(
-            msg="Validation of %s.%s failed: %s" % (p["schema"], p["table"], " ".join(f["message"] for f in found)),
+            msg="Validation of %s.%s failed: %s"
+            % (p["schema"], p["table"], " ".join(f["message"] for f in found)),
             **result
         )
     module.exit_json(**result)

@@ -126,7 +126,9 @@ def test_checksum_is_over_raw_text_before_placeholders():
 
 # -- placeholders ------------------------------------------------------------------------
 def test_placeholders_replaced():
-    out = mg.substitute("CREATE ROLE ${owner};\r\nGRANT ${Perm} TO ${owner};", {"owner": "app", "perm": "x"}, "V1__a.sql")
+    out = mg.substitute(
+        "CREATE ROLE ${owner};\r\nGRANT ${Perm} TO ${owner};", {"owner": "app", "perm": "x"}, "V1__a.sql"
+    )
     assert out == "CREATE ROLE app;\r\nGRANT x TO app;"
 
 
@@ -147,7 +149,10 @@ def test_builtin_placeholders():
 
 # -- statements --------------------------------------------------------------------------
 def test_statements_and_lines():
-    text = "-- header\nCREATE TABLE t (id int);\n\n/* c */ INSERT INTO t\nVALUES (1);\nDO $$ BEGIN PERFORM 1; END $$;\n"
+    text = (
+        "-- header\nCREATE TABLE t (id int);\n\n/* c */ INSERT INTO t\nVALUES (1);\n"
+        "DO $$ BEGIN PERFORM 1; END $$;\n"
+    )
     stmts = mg.split_statements(text, "V1__a.sql")
     assert [s.line for s in stmts] == [2, 4, 6]
     assert stmts[1].sql.startswith("INSERT INTO t")
@@ -193,7 +198,9 @@ def test_transactional_statements(sql):
 
 
 def test_all_non_transactional_file_runs_outside():
-    stmts = mg.split_statements("CREATE INDEX CONCURRENTLY a ON t (x);\nCREATE INDEX CONCURRENTLY b ON t (y);", "V2__i.sql")
+    stmts = mg.split_statements(
+        "CREATE INDEX CONCURRENTLY a ON t (x);\nCREATE INDEX CONCURRENTLY b ON t (y);", "V2__i.sql"
+    )
     assert mg.execution_mode(stmts, "V2__i.sql") is False
 
 
@@ -225,8 +232,15 @@ def test_advisory_key_is_stable_and_distinct():
 
 def test_history_state_follows_undo_and_failures():
     def row(rank, version, typ, success=True, desc="d", checksum=1):
-        return dict(installed_rank=rank, version=version, description=desc, type=typ, script="s",
-                    checksum=checksum, success=success)
+        return dict(
+            installed_rank=rank,
+            version=version,
+            description=desc,
+            type=typ,
+            script="s",
+            checksum=checksum,
+            success=success,
+        )
 
     state = mg.HistoryState(
         [
