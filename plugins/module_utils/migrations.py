@@ -101,7 +101,8 @@ class Version:
                 "such as 1, 1.2 or 2024_05_01." % text
             )
         self.parts = tuple(int(p) for p in re.split(r"[._]", text))
-        self.text = ".".join(str(p) for p in self.parts)
+        # Stored as Flyway stores it: the name's version with "_" as ".".
+        self.text = text.replace("_", ".")
 
     def _key(self):
         parts = list(self.parts)
@@ -430,7 +431,10 @@ def prepare(migration, placeholders, builtins=None):
     values = dict(builtins or {})
     values["flyway:filename"] = migration.script
     values.update(placeholders or {})
-    text = substitute(migration.text, values, migration.script)
+    raw = (
+        migration.text[1:] if migration.text.startswith("\ufeff") else migration.text
+    )  # BOM, as Flyway drops it
+    text = substitute(raw, values, migration.script)
     statements = split_statements(text, migration.script)
     return statements, execution_mode(statements, migration.script)
 
@@ -653,8 +657,9 @@ class Migrator:
                     "SELECT a.pid, a.application_name, a.client_addr::text AS addr FROM pg_locks l "
                     "JOIN pg_stat_activity a USING (pid) WHERE l.locktype = 'advisory' AND l.granted "
                     "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-                    "AND ((l.classid::bigint << 32) | l.objid::bigint) = %s LIMIT 1",
-                    (key,),
+                    "AND l.classid = %s::bigint::oid AND l.objid = %s::bigint::oid AND l.objsubid = 1 "
+                    "LIMIT 1",
+                    ((key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF),
                     record=False,
                 )
                 who = (

@@ -121,6 +121,14 @@ options:
       - Description of the baseline row.
     type: str
     default: << Flyway Baseline >>
+  _files:
+    description:
+      - Internal, set by the action plugin; do not set it. The migration files read on the controller,
+        each a dict with C(name) (path relative to O(path)) and C(content) (the file's text).
+      - When absent (the module run without its action plugin), the files are read from O(path) on the
+        host that runs the module.
+    type: list
+    elements: dict
 extends_documentation_fragment:
   - dbarch.postgresql.connection
 attributes:

@@ -81,7 +81,7 @@ options:
         summary says so.
       - Read-only; one SELECT per table (C(TABLESAMPLE SYSTEM) on big tables) in a READ ONLY
         transaction, with O(statement_timeout) or 30s when that is unset. Tables over 10 GiB are skipped
-        and listed in RV(summary.profile.skipped).
+        and listed in C(summary.profile.skipped).
       - Ignored when reviewing DDL files (O(src)).
     type: bool
     default: false

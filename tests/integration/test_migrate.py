@@ -11,9 +11,11 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ansible_collections.dbarch.postgresql.plugins.module_utils import migrations as mg
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg as pgmod
@@ -378,15 +380,34 @@ def test_baseline(pg, run_playbook, workdir):
     assert history(pg, db)[0][:4] == ("1", "existing", "BASELINE", "<< Flyway Baseline >>")
 
 
-def test_custom_table_and_schema(pg, run_playbook, workdir):
+def test_custom_table_and_schema_and_relative_path(pg, run_playbook, workdir):
     db = pg.createdb("mig_table")
-    path = write_files(os.path.join(workdir, "t"), {"V1__a.sql": "CREATE TABLE a (id int);\n"})
-    run = run_playbook(
-        play(pg, db, [task("m", path=path, schema="Ops Schema", table="Schema History")])
-    ).assert_ok()
-    assert result_of(run, "m")["current_version"] == "1"
-    assert pg.query('SELECT count(*) FROM "Ops Schema"."Schema History"', dbname=db) == [(1,)]
+    # A CRLF file with a byte order mark: the checksum is Flyway's (terminators and BOM ignored).
+    write_files(
+        os.path.join(workdir, "project", "db", "sub"),
+        {"V1__a.sql": "\ufeffCREATE TABLE a (id int);\r\nINSERT INTO a VALUES (1);\r\n"},
+    )
+    playbook = Path(workdir, "project", "play.yml")
+    playbook.write_text(
+        yaml.safe_dump([play(pg, db, [task("m", path="db", schema="Ops Schema", table="Schema History")])])
+    )
+    run = run_playbook(playbook).assert_ok()
+    res = result_of(run, "m")
+    assert res["current_version"] == "1"
+    assert res["applied"][0]["script"] == "sub/V1__a.sql"
+    assert res["applied"][0]["checksum"] == signed_crc("CREATE TABLE a (id int);INSERT INTO a VALUES (1);")
+    assert pg.query('SELECT count(*), min(checksum) FROM "Ops Schema"."Schema History"', dbname=db) == [
+        (1, res["applied"][0]["checksum"])
+    ]
     assert pg.query("SELECT to_regclass('flyway_schema_history') IS NULL", dbname=db) == [(True,)]
+    assert pg.query('SELECT to_regclass(\'"Ops Schema"."Schema History_s_idx"\') IS NOT NULL', dbname=db) == [
+        (True,)
+    ]
+
+
+def signed_crc(text):
+    value = zlib.crc32(text.encode("utf-8"))
+    return value - (1 << 32) if value >= (1 << 31) else value
 
 
 # -- concurrency and locks (the engine directly) --------------------------------------------------
@@ -414,7 +435,7 @@ def test_four_concurrent_runs_apply_each_migration_once(pg):
         finally:
             session.close()
 
-    threads = [threading.Thread(target=worker) for _ in range(4)]
+    threads = [threading.Thread(target=worker) for _worker in range(4)]
     for t in threads:
         t.start()
     for t in threads:
@@ -485,16 +506,22 @@ def test_lock_wait_timeout(pg):
     files = [("V1__t.sql", "CREATE TABLE t (id int);\n")]
     other = pg.connect(db)
     try:
-        other.cursor().execute(
-            "SELECT pg_advisory_lock(%s)", (mg.advisory_key("public", "flyway_schema_history"),)
-        )
-        session = engine_session(pg, db)
-        with pytest.raises(mg.MigrationError, match="Another migration run holds the lock of history table"):
-            mg.run(session, "migrate", files, lock_wait_timeout=1)
-        session.close()
+        # Both signs of the 64-bit key: the default table's is positive, history_b's negative.
+        for schema, table in (("public", "flyway_schema_history"), ("public", "history_b")):
+            cur = other.cursor()
+            cur.execute("SELECT pg_advisory_lock(%s), pg_backend_pid()", (mg.advisory_key(schema, table),))
+            pid = cur.fetchone()[1]
+            session = engine_session(pg, db)
+            with pytest.raises(mg.MigrationError) as err:
+                mg.run(session, "migrate", files, lock_wait_timeout=1, schema=schema, table=table)
+            session.close()
+            msg = str(err.value)
+            assert "Another migration run holds the lock of history table %s.%s" % (schema, table) in msg
+            assert "held by pid %d" % pid in msg
     finally:
         other.close()
     assert pg.query("SELECT to_regclass('t') IS NULL", dbname=db) == [(True,)]
+    assert pg.query("SELECT to_regclass('flyway_schema_history') IS NULL", dbname=db) == [(True,)]
 
 
 # -- SIGKILL at random points ---------------------------------------------------------------

@@ -26,7 +26,7 @@ def reference_checksum(lines):
         ("V1__init.sql", "V", "1", "init"),
         ("V1_2__add_users_table.sql", "V", "1.2", "add users table"),
         ("V1.10__x.sql", "V", "1.10", "x"),
-        ("V2024_05_01_1200__orders.sql", "V", "2024.5.1.1200", "orders"),
+        ("V2024_05_01_1200__orders.sql", "V", "2024.05.01.1200", "orders"),
         ("U3__drop_it.sql", "U", "3", "drop it"),
         ("R__views.sql", "R", None, "views"),
         ("R__refresh_the_views.sql", "R", None, "refresh the views"),
@@ -57,7 +57,8 @@ def test_versions_compare_numerically():
     assert v("1.0") == v("1")
     assert v("2") > v("1.999")
     assert sorted([v("1.10"), v("1.2"), v("1.9"), v("1")]) == [v("1"), v("1.2"), v("1.9"), v("1.10")]
-    assert v("010").text == "10"
+    assert v("010").text == "010" and v("010") == v("10")
+    assert v("1_2").text == "1.2"
 
 
 def test_migration_set_orders_and_rejects_duplicates():
@@ -256,3 +257,10 @@ def test_history_state_follows_undo_and_failures():
     assert state.baseline_version == mg.Version("1")
     assert state.repeatable["views"]["checksum"] == 7
     assert [r["installed_rank"] for r in state.failed] == [6]
+
+
+def test_byte_order_mark_is_not_sql():
+    mig = mg.Migration("V1__bom.sql", "\ufeffCREATE TABLE t (id int);\r\n")
+    statements, transactional = mg.prepare(mig, {})
+    assert statements[0].sql == "CREATE TABLE t (id int)" and transactional
+    assert mig.checksum == mg.checksum("CREATE TABLE t (id int);")
