@@ -634,14 +634,14 @@ class Migrator:
                 "INSERT INTO {t} (installed_rank, version, description, type, script, checksum, "
                 "installed_by, execution_time, success) "
                 "SELECT coalesce(max(installed_rank), 0) + 1, %s, %s, %s, %s, %s, "
-                "left(current_user, 100), %s, %s FROM {t} RETURNING installed_rank"
+                "left(current_user, 100), %s, %s FROM {t} RETURNING installed_rank, installed_on"
             ).format(t=self.qtable),
             (version, description[:200], typ, script[:1000], checksum_value, int(execution_time), success),
             record=False,
         )
-        rank = cur.fetchone()[0]
+        recorded = cur.fetchone()
         cur.close()
-        return rank
+        return recorded
 
     # -- locking -------------------------------------------------------------------------
     def lock(self):
@@ -849,12 +849,12 @@ class Migrator:
                     cur.execute(stmt.sql)
                 elapsed = int((time.monotonic() - started) * 1000)
                 stmt = None
-                rank = self.insert_row(
+                recorded = self.insert_row(
                     mig.version_text, mig.description, typ, mig.script, mig.checksum, elapsed, True
                 )
                 cur.execute("COMMIT")
                 cur.close()
-                return rank, elapsed
+                return recorded, elapsed
             except pg.psycopg2.Error as exc:
                 try:
                     self.session.conn.cursor().execute("ROLLBACK")
@@ -886,7 +886,8 @@ class Migrator:
                 raise
 
     def _run_outside(self, mig, statements, typ, state_version):
-        rank = self.insert_row(mig.version_text, mig.description, typ, mig.script, mig.checksum, 0, False)
+        recorded = self.insert_row(mig.version_text, mig.description, typ, mig.script, mig.checksum, 0, False)
+        rank = recorded[0]
         cur = self.session.conn.cursor()
         started = time.monotonic()
         if self.lock_timeout:
@@ -921,7 +922,7 @@ class Migrator:
             (elapsed, rank),
             record=False,
         )
-        return rank, elapsed
+        return recorded, elapsed
 
     def prepared(self, mig):
         """Statements and mode of a migration, parsed once per run."""
@@ -933,24 +934,19 @@ class Migrator:
     def apply(self, mig, typ, state_version):
         statements, transactional = self.prepared(mig)
         if transactional:
-            rank, elapsed = self._run_transactional(mig, statements, typ, state_version)
+            (rank, installed_on), elapsed = self._run_transactional(mig, statements, typ, state_version)
         else:
-            rank, elapsed = self._run_outside(mig, statements, typ, state_version)
+            (rank, installed_on), elapsed = self._run_outside(mig, statements, typ, state_version)
         self.log.append(
             "%s %s (%d statements%s)"
             % (typ, mig.script, len(statements), "" if transactional else ", no transaction")
-        )
-        row = self.session.fetchone(
-            self._sql("SELECT installed_on FROM {} WHERE installed_rank = %s", self.qtable),
-            (rank,),
-            record=False,
         )
         entry = mig.summary()
         entry.update(
             type=typ,
             execution_time=elapsed,
             installed_rank=rank,
-            installed_on=row["installed_on"].isoformat(sep=" ") if row else None,
+            installed_on=installed_on.isoformat(sep=" ") if installed_on else None,
         )
         self.applied.append(entry)
         return entry
@@ -1022,9 +1018,13 @@ class Migrator:
             for mig in pending:  # every file parsed before anything runs
                 self.prepared(mig)
             preview = self.sql_preview(pending) if self.want_preview else None
+            current = state.current
             for mig in pending:
-                self.apply(mig, "SQL", state.current.text if state.current else None)
-                state = self.read_history()
+                # The history is not read again after each migration: the lock keeps it ours.
+                self.apply(mig, "SQL", current.text if current else None)
+                if mig.version is not None and (current is None or mig.version > current):
+                    current = mig.version
+            state = self.read_history()
             return self._result(
                 state, bool(self.applied), pending=[], findings=[], preview=preview, before_version=before
             )
