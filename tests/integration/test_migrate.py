@@ -410,6 +410,55 @@ def signed_crc(text):
     return value - (1 << 32) if value >= (1 << 31) else value
 
 
+def test_continues_a_history_written_by_flyway(pg, run_playbook, workdir):
+    """A database Flyway manages validates and continues without a new baseline.
+
+    The history is the one Flyway 6 writes on PostgreSQL (its own DDL, a SCHEMA row, a SQL
+    row); the checksum -1039259818 is the one Flyway printed for this file's content in
+    flyway/flyway issue #2474.
+    """
+    db = pg.createdb("mig_flyway")
+    pg.query(
+        "CREATE TABLE location_history (id int);"
+        "CREATE TABLE flyway_schema_history (installed_rank INT NOT NULL, version VARCHAR(50), "
+        "description VARCHAR(200) NOT NULL, type VARCHAR(20) NOT NULL, script VARCHAR(1000) NOT NULL, "
+        "checksum INTEGER, installed_by VARCHAR(100) NOT NULL, "
+        "installed_on TIMESTAMP NOT NULL DEFAULT now(), "
+        "execution_time INTEGER NOT NULL, success BOOLEAN NOT NULL);"
+        "ALTER TABLE flyway_schema_history ADD CONSTRAINT flyway_schema_history_pk "
+        "PRIMARY KEY (installed_rank);"
+        "CREATE INDEX flyway_schema_history_s_idx ON flyway_schema_history (success);"
+        "INSERT INTO flyway_schema_history VALUES "
+        "(0, NULL, '<< Flyway Schema Creation >>', 'SCHEMA', '\"public\"', NULL, 'app', now(), 0, true), "
+        "(1, '1.1', 'add column location history valid until', 'SQL', "
+        "'V1_1__add_column_location_history_valid_until.sql', -1039259818, 'app', now(), 12, true);"
+        "ALTER TABLE location_history ADD COLUMN valid_until timestamp with time zone;",
+        dbname=db,
+    )
+    path = write_files(
+        os.path.join(workdir, "flyway"),
+        {
+            "V1_1__add_column_location_history_valid_until.sql": (
+                "alter table location_history add column valid_until timestamp with time zone;\n"
+            ),
+            "V1_2__location_history_index.sql": (
+                "CREATE INDEX lh_valid_until_idx ON location_history (valid_until);\n"
+            ),
+        },
+    )
+    run = run_playbook(
+        play(pg, db, [task("validate", path=path, command="validate"), task("migrate", path=path)])
+    ).assert_ok()
+    assert result_of(run, "validate")["findings"] == []
+    assert [p["script"] for p in result_of(run, "validate")["pending"]] == [
+        "V1_2__location_history_index.sql"
+    ]
+    res = result_of(run, "migrate")
+    assert [m["script"] for m in res["applied"]] == ["V1_2__location_history_index.sql"]
+    assert res["current_version"] == "1.2"
+    assert pg.query("SELECT max(installed_rank) FROM flyway_schema_history", dbname=db) == [(2,)]
+
+
 # -- concurrency and locks (the engine directly) --------------------------------------------------
 def test_four_concurrent_runs_apply_each_migration_once(pg):
     db = pg.createdb("mig_concurrent")
