@@ -459,6 +459,27 @@ def test_continues_a_history_written_by_flyway(pg, run_playbook, workdir):
     assert pg.query("SELECT max(installed_rank) FROM flyway_schema_history", dbname=db) == [(2,)]
 
 
+def test_target_and_out_of_order(pg):
+    db = pg.createdb("mig_order")
+    files = [("V1__a.sql", "CREATE TABLE a (id int);\n"), ("V3__c.sql", "CREATE TABLE c (id int);\n")]
+    session = engine_session(pg, db)
+    try:
+        assert mg.run(session, "migrate", files, target="1")["current_version"] == "1"
+        assert mg.run(session, "migrate", files)["current_version"] == "3"
+        files.append(("V2__b.sql", "CREATE TABLE b (id int);\n"))
+        res = mg.run(session, "validate", files)
+        assert [(f.rule, f.object) for f in res["findings"]] == [("MG-003", "V2__b.sql")]
+        with pytest.raises(mg.MigrationError, match=r"V2__b\.sql \(version 2\) is pending but older"):
+            mg.run(session, "migrate", files)
+        assert pg.query("SELECT to_regclass('b') IS NULL", dbname=db) == [(True,)]
+        res = mg.run(session, "migrate", files, out_of_order=True)
+        assert [m["script"] for m in res["applied"]] == ["V2__b.sql"]
+        assert res["current_version"] == "3"
+        assert mg.run(session, "validate", files)["findings"] == []
+    finally:
+        session.close()
+
+
 # -- concurrency and locks (the engine directly) --------------------------------------------------
 def test_four_concurrent_runs_apply_each_migration_once(pg):
     db = pg.createdb("mig_concurrent")
