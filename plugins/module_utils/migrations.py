@@ -1002,7 +1002,7 @@ class Migrator:
             pending = self.pending(state)
             return self._result(
                 state,
-                bool(pending),
+                bool(pending) or not self.table_exists(),
                 pending=[m.summary() for m in pending],
                 findings=[],
                 preview=self.sql_preview(pending),
@@ -1010,7 +1010,7 @@ class Migrator:
             )
         self.lock()
         try:
-            self.create_history()
+            created = self.create_history()
             state = self.read_history()
             self._gate(state, "applied")
             pending = self.pending(state)
@@ -1026,7 +1026,12 @@ class Migrator:
                     current = mig.version
             state = self.read_history()
             return self._result(
-                state, bool(self.applied), pending=[], findings=[], preview=preview, before_version=before
+                state,
+                bool(self.applied) or created,
+                pending=[],
+                findings=[],
+                preview=preview,
+                before_version=before,
             )
         finally:
             self.unlock()

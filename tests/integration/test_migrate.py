@@ -464,6 +464,12 @@ def test_target_and_out_of_order(pg):
     files = [("V1__a.sql", "CREATE TABLE a (id int);\n"), ("V3__c.sql", "CREATE TABLE c (id int);\n")]
     session = engine_session(pg, db)
     try:
+        # No files yet: creating the history table is the change (check mode says so, creates nothing).
+        assert mg.run(session, "migrate", [], check_mode=True)["changed"] is True
+        assert pg.query("SELECT to_regclass('flyway_schema_history') IS NULL", dbname=db) == [(True,)]
+        assert mg.run(session, "migrate", [])["changed"] is True
+        assert mg.run(session, "migrate", [])["changed"] is False
+        assert mg.run(session, "migrate", [], check_mode=True)["changed"] is False
         assert mg.run(session, "migrate", files, target="1")["current_version"] == "1"
         assert mg.run(session, "migrate", files)["current_version"] == "3"
         files.append(("V2__b.sql", "CREATE TABLE b (id int);\n"))
