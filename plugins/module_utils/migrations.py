@@ -541,8 +541,12 @@ class Migrator:
         check_mode=False,
         preview=False,
         sleep=time.sleep,
+        lint=None,
     ):
         self.session = session
+        # lint(pending) -> findings: called with [(script, text with placeholders replaced)] of the
+        # pending migrations before anything runs; it raises MigrationError to stop the run.
+        self.lint_hook = lint
         self.schema = schema or DEFAULT_SCHEMA
         self.table = table or DEFAULT_TABLE
         self.placeholders = dict(placeholders or {})
@@ -924,6 +928,20 @@ class Migrator:
         )
         return recorded, elapsed
 
+    def substituted(self, mig):
+        """The migration's text with its placeholders replaced, lines kept (for the lint)."""
+        values = dict(self.builtins())
+        values["flyway:filename"] = mig.script
+        values.update(self.placeholders)
+        raw = mig.text[1:] if mig.text.startswith("\ufeff") else mig.text
+        return substitute(raw, values, mig.script)
+
+    def lint(self, pending):
+        """Findings of the lint hook on the pending migrations ([] without a hook)."""
+        if self.lint_hook is None or not pending:
+            return []
+        return list(self.lint_hook([(mig.script, self.substituted(mig)) for mig in pending]))
+
     def prepared(self, mig):
         """Statements and mode of a migration, parsed once per run."""
         key = mig.script
@@ -1000,14 +1018,18 @@ class Migrator:
         if self.check_mode:
             self._gate(state, "applied")
             pending = self.pending(state)
+            linted = self.lint(pending)
             return self._result(
                 state,
                 bool(pending) or not self.table_exists(),
                 pending=[m.summary() for m in pending],
-                findings=[],
+                findings=linted,
                 preview=self.sql_preview(pending),
                 target_version=self._after_version(state, pending),
             )
+        # Lint what is pending before the lock and before the history table exists: a lint
+        # failure leaves the database exactly as it was.
+        linted = self.lint(self.pending(state))
         self.lock()
         try:
             created = self.create_history()
@@ -1029,7 +1051,7 @@ class Migrator:
                 state,
                 bool(self.applied) or created,
                 pending=[],
-                findings=[],
+                findings=linted,
                 preview=preview,
                 before_version=before,
             )

@@ -68,6 +68,10 @@ DEFAULT_THRESHOLDS = dict(
     cache_min_blocks=1000,
     # QS-TEMP-001: temp blocks written (8 kB each) at least this many.
     temp_blocks=1000,
+    # QS-LAT-001 (with compare_to): mean time grown by more than this ratio ...
+    latency_ratio=1.5,
+    # ... over at least this many calls after.
+    latency_min_calls=1,
 )
 
 _Q_STATUS = """
@@ -467,6 +471,66 @@ def findings(statements, overrides=None):
             )
     out.sort(key=lambda f: f.sort_key())
     return out
+
+
+def compare(before, after, overrides=None):
+    """Mean time per statement before (an earlier run's statements) and after (these statements).
+
+    Returns (comparison, findings): one row per statement present on both sides with a mean
+    time before, most grown first, and a QS-LAT-001 finding for each that grew past
+    ``latency_ratio`` over at least ``latency_min_calls`` calls.
+    """
+    t = thresholds(overrides)
+    earlier = {}
+    for s in before or []:
+        if isinstance(s, dict) and s.get("queryid") is not None and s.get("mean_time_ms"):
+            earlier[str(s["queryid"])] = s
+    rows, out = [], []
+    for s in after or []:
+        b = earlier.get(str(s.get("queryid")))
+        if b is None or s.get("mean_time_ms") is None:
+            continue
+        ratio = s["mean_time_ms"] / b["mean_time_ms"]
+        rows.append(
+            dict(
+                queryid=s["queryid"],
+                query=_short(s["query"], 300),
+                mean_ms_before=b["mean_time_ms"],
+                mean_ms_after=s["mean_time_ms"],
+                calls_before=b.get("calls"),
+                calls_after=s.get("calls"),
+                ratio=round(ratio, 3),
+            )
+        )
+        if ratio > t["latency_ratio"] and (s.get("calls") or 0) >= t["latency_min_calls"]:
+            obj = "queryid %s" % s["queryid"]
+            out.append(
+                Finding(
+                    rule="QS-LAT-001",
+                    title="Statement slower than before",
+                    severity="medium",
+                    object=obj,
+                    message="%s went from %.3f ms to %.3f ms a call (x%.2f, %d calls after): %s"
+                    % (
+                        obj,
+                        b["mean_time_ms"],
+                        s["mean_time_ms"],
+                        ratio,
+                        s.get("calls") or 0,
+                        _short(s["query"]),
+                    ),
+                    why="A change (a migration, a dropped or rebuilt index, a rewritten table without fresh "
+                    "statistics) that makes the statements the application runs slower is a regression even "
+                    "when it succeeded.",
+                    fix="EXPLAIN (ANALYZE, BUFFERS) the statement (dbarch.postgresql.explain) and compare "
+                    "its plan with the one before; ANALYZE the tables that were rewritten; restore an index "
+                    "that was dropped.",
+                    evidence=rows[-1],
+                )
+            )
+    rows.sort(key=lambda r: -r["ratio"])
+    out.sort(key=lambda f: f.sort_key())
+    return rows, out
 
 
 def reset(session, st):

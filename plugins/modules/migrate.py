@@ -89,6 +89,23 @@ options:
       - Schema of the history table; created when missing.
     type: str
     default: public
+  lint_fail_on:
+    description:
+      - With O(command=migrate), the pending migrations (placeholders replaced) are first linted with the
+        rules of M(dbarch.postgresql.migration_lint), using the real table sizes of the database; their
+        findings are returned in RV(findings), in check mode too.
+      - When a finding that is not suppressed has this severity or a higher one, the run stops before
+        anything is applied (not even the history table is created). V(never) lints without stopping.
+      - Suppress a finding for one statement with a comment in the file that carries a reason, such as
+        C(-- migration_lint: ignore ML-006 reason: the table is empty at this point).
+    type: str
+    default: high
+    choices: [never, info, low, medium, high, critical]
+  lint_exclude_rules:
+    description: Lint rules (ids or patterns such as C(ML-02*)) not to run.
+    type: list
+    elements: str
+    default: []
   lock_timeout:
     description:
       - C(lock_timeout) of every migration statement (C(SET LOCAL) in each migration's transaction),
@@ -244,6 +261,8 @@ queries:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg
+from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
+from ansible_collections.dbarch.postgresql.plugins.module_utils import migration_lint as ml
 from ansible_collections.dbarch.postgresql.plugins.module_utils import migrations as mg
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
 
@@ -286,6 +305,8 @@ def main():
         lock_wait_timeout=dict(type="int", default=300),
         baseline_version=dict(type="str", default="1"),
         baseline_description=dict(type="str", default=mg.BASELINE_DESCRIPTION),
+        lint_fail_on=dict(type="str", default="high", choices=list(fnd.FAIL_ON_CHOICES)),
+        lint_exclude_rules=dict(type="list", elements="str", default=[]),
         _files=dict(type="list", elements="dict"),
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
@@ -297,6 +318,25 @@ def main():
     if p["lock_retries"] < 0 or p["lock_wait_timeout"] < 0 or p["lock_retry_delay"] < 0:
         module.fail_json(msg="lock_retries, lock_retry_delay and lock_wait_timeout must not be negative.")
     session = ansible_pg.connect(module)
+    linted = []
+
+    def lint(pending):
+        """migration_lint on the pending migrations, with the database's table sizes."""
+        sizes = ml.table_sizes(session)
+        for script, text in pending:
+            linted.extend(
+                ml.lint_sql(text, source=script, table_sizes=sizes, exclude_rules=p["lint_exclude_rules"])
+            )
+        failing = fnd.gate(linted, p["lint_fail_on"])
+        if failing:
+            message = fnd.gate_message(failing, p["lint_fail_on"])
+            raise mg.MigrationError(
+                "Lint of the pending migrations: %s Nothing was applied." % message,
+                script=(failing[0].location or {}).get("file"),
+                line=(failing[0].location or {}).get("line"),
+            )
+        return linted
+
     try:
         result = mg.run(
             session,
@@ -315,9 +355,10 @@ def main():
             lock_wait_timeout=p["lock_wait_timeout"],
             check_mode=module.check_mode,
             preview=module._diff,
+            lint=lint if p["command"] == "migrate" else None,
         )
-    except (mg.MigrationError, pg.PgError) as exc:
-        extra = dict(sqlstate=getattr(exc, "sqlstate", None))
+    except (mg.MigrationError, pg.PgError, ml.MigrationLintError) as exc:
+        extra = dict(sqlstate=getattr(exc, "sqlstate", None), findings=[f.to_dict() for f in linted])
         if isinstance(exc, mg.MigrationError):
             extra.update(script=exc.script, line=exc.line)
         session.close()

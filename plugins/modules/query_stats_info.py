@@ -51,6 +51,14 @@ options:
       - RV(snapshot) of an earlier run of this module on the same database. The statements then hold
         the difference between that run and now; statements not called in between are left out.
     type: dict
+  compare_to:
+    description:
+      - RV(statements) of an earlier run (for example before a migration). Each statement found in both
+        gets its mean time before and now in RV(comparison), and a C(QS-LAT-001) finding when it grew by
+        more than the C(latency_ratio) threshold (default 1.5) over at least C(latency_min_calls) calls
+        (default 1). With O(since), "now" is the mean over the calls made since the snapshot.
+    type: list
+    elements: dict
   all_databases:
     description:
       - Statements of every database, not only the connected one. The extension must still be
@@ -65,7 +73,8 @@ options:
   thresholds:
     description:
       - Limits of the findings. C(cache_hit_ratio) (default 0.9) and C(cache_min_blocks) (default 1000)
-        for C(QS-CACHE-001); C(temp_blocks) (default 1000 blocks written) for C(QS-TEMP-001).
+        for C(QS-CACHE-001); C(temp_blocks) (default 1000 blocks written) for C(QS-TEMP-001);
+        C(latency_ratio) (default 1.5) and C(latency_min_calls) (default 1) for C(QS-LAT-001).
     type: dict
     default: {}
 extends_documentation_fragment:
@@ -153,9 +162,17 @@ extension:
       C(columns) (logical name to the column read) and C(missing_columns).
   returned: always
   type: dict
+comparison:
+  description:
+    - With O(compare_to), one row per statement on both sides, most grown first, with C(queryid), C(query),
+      C(mean_ms_before), C(mean_ms_after), C(calls_before), C(calls_after) and C(ratio).
+  returned: when compare_to is set
+  type: list
+  elements: dict
 findings:
   description:
-    - Findings in the shared format (C(QS-EXT-001), C(QS-CACHE-001), C(QS-TEMP-001)), most severe first.
+    - Findings in the shared format (C(QS-EXT-001), C(QS-CACHE-001), C(QS-TEMP-001), C(QS-LAT-001)), most
+      severe first.
   returned: always
   type: list
   elements: dict
@@ -250,6 +267,9 @@ def collect(session, p):
         )
     result["statements"] = qs.top(shaped, p["order_by"], p["limit"])
     result["findings"] = qs.findings(result["statements"], p["thresholds"])
+    if p["compare_to"] is not None:
+        result["comparison"], slower = qs.compare(p["compare_to"], shaped, p["thresholds"])
+        result["findings"] = sorted(result["findings"] + slower, key=lambda f: f.sort_key())
     result["msg"] = "%d statement(s) of %d, ordered by %s%s." % (
         len(result["statements"]),
         len(shaped),
@@ -280,6 +300,7 @@ def main():
             ],
         ),
         since=dict(type="dict"),
+        compare_to=dict(type="list", elements="dict"),
         all_databases=dict(type="bool", default=False),
         min_calls=dict(type="int", default=1),
         thresholds=dict(type="dict", default={}),

@@ -49,6 +49,8 @@ def play(pg, db, tasks):
 
 
 def task(name, **args):
+    # These tests exercise the engine's own checks; the lint gate in front of it has its own test.
+    args.setdefault("lint_fail_on", "never")
     extra = {}
     for key in ("check_mode", "diff", "ignore_errors"):
         if key in args:
@@ -681,3 +683,41 @@ def test_sigkill_at_random_points_leaves_history_and_schema_in_agreement(pg, wor
     assert res["current_version"] == "100"
     assert pg.query("SELECT count(*) FROM side", dbname=db) == [(99,)]
     assert pg.query("SELECT count(*) FROM flyway_schema_history WHERE success", dbname=db) == [(100,)]
+
+
+def test_lint_gate_stops_before_anything_and_check_mode_lists_findings(pg, run_playbook, workdir):
+    db = "mig_lint_gate"
+    pg.createdb(db)
+    with pg.connect(db) as conn, conn.cursor() as cur:
+        cur.execute(
+            "CREATE TABLE big (id int); INSERT INTO big SELECT generate_series(1, 20000); ANALYZE big"
+        )
+    path = write_files(
+        os.path.join(workdir, "lintgate"),
+        {
+            "V1__ok.sql": "CREATE TABLE ok (id int);\n",
+            "V2__index.sql": "SET lock_timeout = '2s';\nCREATE INDEX big_id_idx ON big (id);\n",
+        },
+    )
+    before = fingerprint(pg, db)
+    run = run_playbook(
+        play(
+            pg,
+            db,
+            [
+                task("preview", path=path, lint_fail_on="high", check_mode=True),
+                task("gated", path=path, lint_fail_on="low", ignore_errors=True),
+            ],
+        )
+    )
+    preview = run.task("preview")["result"]
+    assert [m["script"] for m in preview["pending"]] == ["V1__ok.sql", "V2__index.sql"]
+    lint = [f for f in preview["findings"] if f["rule"] == "ML-006"]
+    assert lint and lint[0]["location"] == {"file": "V2__index.sql", "line": 2}
+    gated = run.task("gated")
+    assert gated["status"] == "failed"
+    assert gated["result"]["msg"].startswith("Lint of the pending migrations: ")
+    assert "ML-006" in gated["result"]["msg"] and gated["result"]["msg"].endswith("Nothing was applied.")
+    assert any(f["rule"] == "ML-006" for f in gated["result"]["findings"])
+    # Nothing ran: not even the history table was created.
+    assert fingerprint(pg, db) == before

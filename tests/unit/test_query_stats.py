@@ -150,3 +150,24 @@ def test_classify_counts_parameters_and_rejects():
 def test_explain_options_are_fixed_words():
     assert "ANALYZE, BUFFERS, VERBOSE, SETTINGS, FORMAT JSON" in repr(ex.explain_sql(True))
     assert "ANALYZE false, VERBOSE, SETTINGS, FORMAT JSON" in repr(ex.explain_sql(False))
+
+
+def test_compare_flags_statements_that_grew_past_the_ratio():
+    before = [
+        dict(queryid="1", query="SELECT a", mean_time_ms=2.0, calls=100),
+        dict(queryid="2", query="SELECT b", mean_time_ms=1.0, calls=10),
+        dict(queryid="3", query="SELECT c", mean_time_ms=0.0, calls=5),  # no mean: not compared
+    ]
+    after = [
+        dict(queryid="1", query="SELECT a", mean_time_ms=6.0, calls=3),
+        dict(queryid="2", query="SELECT b", mean_time_ms=1.2, calls=4),
+        dict(queryid="3", query="SELECT c", mean_time_ms=5.0, calls=4),
+        dict(queryid="4", query="SELECT new", mean_time_ms=50.0, calls=4),  # new: nothing to compare with
+    ]
+    rows, found = qs.compare(before, after)
+    assert [(r["queryid"], r["ratio"]) for r in rows] == [("1", 3.0), ("2", 1.2)]
+    assert [(f.rule, f.object) for f in found] == [("QS-LAT-001", "queryid 1")]
+    assert "2.000 ms to 6.000 ms" in found[0].message and found[0].evidence["calls_after"] == 3
+    # thresholds move the bar
+    assert qs.compare(before, after, dict(latency_ratio=1.1))[1][1].object == "queryid 2"
+    assert qs.compare(before, after, dict(latency_min_calls=5))[1] == []
