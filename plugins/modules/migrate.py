@@ -96,8 +96,8 @@ options:
         findings are returned in RV(findings), in check mode too.
       - When a finding that is not suppressed has this severity or a higher one, the run stops before
         anything is applied (not even the history table is created). V(never) lints without stopping.
-      - Suppress a finding for one statement with a comment in the file that carries a reason, such as
-        C(-- migration_lint: ignore ML-006 reason: the table is empty at this point).
+      - "Suppress a finding for one statement with a comment in the file that carries a reason, such as
+        C(-- migration_lint: ignore ML-006 reason: the table is empty at this point)."
     type: str
     default: high
     choices: [never, info, low, medium, high, critical]
