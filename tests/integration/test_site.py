@@ -26,7 +26,7 @@ def sandbox_env():
 
 def test_site_writes_reports_for_every_host_and_is_idempotent(sandbox_env, tmp_path):
     dest = str(tmp_path / "reports")
-    extra = {"server_report_dest": dest, "schema_review_dest": dest}
+    extra = {"server_report_dest": dest, "schema_review_dest": dest, "migrations_report_dest": dest}
     first = harness.run_playbook(SITE_PLAYBOOK, extra_vars=extra, env=sandbox_env, inventory=str(INVENTORY))
     first.assert_ok()
     for host in HOSTS:
@@ -47,6 +47,10 @@ def test_site_writes_reports_for_every_host_and_is_idempotent(sandbox_env, tmp_p
     assert ("SR-TYPE-008", "shop.products.id") not in found  # products has no expectation
     assert ("SR-CONS-001", "shop.customers.phone1") in found
     assert review["summary"]["requirements"]["pii"] == ["shop.customers"]
+    # The demo migrations were applied to the primary's demo database (the dev stage).
+    migrations = _summary(dest, "pg-primary", "migrations")
+    assert migrations["version"] == "3" and migrations["pending"] == []
+    assert migrations["history"][-1] == "R__customer_balance_view.sql success=True"
     for ext in ("md", "mmd", "dbml", "dot", "svg"):
         assert os.path.exists(os.path.join(dest, "pg-primary", "data_dictionary", "data_dictionary." + ext))
     second = harness.run_playbook(SITE_PLAYBOOK, extra_vars=extra, env=sandbox_env, inventory=str(INVENTORY))
