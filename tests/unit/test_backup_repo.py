@@ -159,7 +159,7 @@ def restorable(backups, wal_names, t):
     return False
 
 
-@settings(max_examples=500, deadline=None, derandomize=True)
+@settings(max_examples=500, deadline=None, derandomize=True, database=None)
 @given(histories())
 def test_retention_never_deletes_what_the_window_needs(history):
     backups, wal, now, retain_count, retain_days = history
