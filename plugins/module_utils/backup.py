@@ -355,7 +355,7 @@ def resolve_bindir(bindir, major):
         if not os.access(tool, os.X_OK):
             raise BackupError("bindir %s has no pg_basebackup" % bindir)
         if found is not None and found != major:
-            raise BackupError("bindir %s holds PostgreSQL %d but the server runs %d" % (bindir, found, major))
+            raise BackupError("bindir %s holds PostgreSQL %s but the server runs %s" % (bindir, found, major))
         return bindir
     try:
         return lc.find_bindir(major)

@@ -515,14 +515,17 @@ class S3Repository:
             raise self._error("list", exc) from None
         return objects, prefixes
 
+    def _objects(self, prefix):
+        return self._list(prefix)[0]
+
     def list_ids(self):
         base = self.key("backups") + "/"
-        _objects, prefixes = self._list(base, delimiter="/")
+        prefixes = self._list(base, delimiter="/")[1]
         ids = [p[len(base) :].strip("/") for p in prefixes]
         return sorted(i for i in ids if BACKUP_ID.match(i))
 
     def id_taken(self, backup_id):
-        objects, _ = self._list(self.key("backups", backup_id) + "/")
+        objects = self._objects(self.key("backups", backup_id) + "/")
         return bool(objects)
 
     def _get(self, key):
@@ -661,7 +664,7 @@ class S3Repository:
 
     def data_files(self, backup_id):
         base = self.key("backups", backup_id, DATA_FOLDER) + "/"
-        objects, _ = self._list(base)
+        objects = self._objects(base)
         return {o["Key"][len(base) :]: o["Size"] for o in objects}
 
     def file_sha256(self, backup_id, rel):
@@ -689,12 +692,12 @@ class S3Repository:
     def delete_backup(self, backup_id):
         """backup.json first (the backup stops being complete), then the data objects."""
         self.delete_keys([self.key("backups", backup_id, METADATA_NAME)])
-        objects, _ = self._list(self.key("backups", backup_id) + "/")
+        objects = self._objects(self.key("backups", backup_id) + "/")
         self.delete_keys(o["Key"] for o in objects)
 
     def list_wal(self):
         base = self.key("wal") + "/"
-        objects, _ = self._list(base)
+        objects = self._objects(base)
         out = []
         for obj in objects:
             name = obj["Key"][len(base) :]

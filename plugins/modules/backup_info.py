@@ -58,7 +58,7 @@ attributes:
 notes:
   - The latest restorable time is the archive time of the last contiguous segment (file
     modification time, or S3 C(LastModified)); recovery can reach the commits in that segment, and
-    none after it. The exact LSN is in RV(wal.latest_lsn).
+    none after it. The exact LSN is in C(wal.latest_lsn).
   - The connection options are accepted, so C(module_defaults) for the group
     C(group/dbarch.postgresql.all) apply, and ignored.
   - Options O(bandwidth_limit), O(storage_class), O(sse) and O(sse_kms_key_id) are accepted for

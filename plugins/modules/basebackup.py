@@ -31,7 +31,8 @@ description:
   - With O(retain_count) or O(retain_days) it then applies retention (see there).
   - Works against a standby. There, the backup starts at the standby's next restartpoint;
     O(checkpoint=fast) cannot force one, so the backup may wait up to C(checkpoint_timeout)
-    unless the primary is busy.
+    unless the primary is busy. PostgreSQL refuses a backup on a standby that replayed WAL
+    written with C(full_page_writes=off) since its last restartpoint; the module reports that error.
   - Every run takes a new backup, so it always reports a change.
 author:
   - dbarch.postgresql maintainers (@dbarch)

@@ -166,7 +166,7 @@ def _wait_archived(cluster, segment, timeout=60):
 
 def _switch(cluster, times):
     names = []
-    for _ in range(times):
+    for _round in range(times):
         cluster.query("INSERT INTO w SELECT g FROM generate_series(1, 100) g", dbname="postgres")
         names.append(cluster.query("SELECT pg_walfile_name(pg_switch_wal())")[0][0])
     return names
@@ -328,3 +328,35 @@ def test_engine_is_importable_without_ansible():
         env=dict(os.environ, PYTHONPATH=str(harness.REPO_ROOT / ".collections")),
     )
     assert out.stdout.strip() == "False"
+
+
+def test_backup_from_a_standby(pg, workdir):
+    from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc  # noqa: PLC0415
+
+    # A standby refuses a backup after replaying WAL written with full_page_writes=off (the
+    # shared test cluster's speed setting), so this primary keeps the default.
+    source = harness.start_cluster(pg.major, workdir=workdir, name="fpw", settings={"full_page_writes": True})
+    replica = lc.LocalCluster(os.path.join(workdir, "replica", "data"), port=lc.free_port(), bindir=pg.bindir)
+    primary = {"host": "127.0.0.1", "port": source.port, "user": source.user, "password": source.password}
+    try:
+        replica.create_replica(primary, None, settings=dict(harness.DEFAULT_SETTINGS, full_page_writes=True))
+        replica.start()
+        source.query("CHECKPOINT")
+        standby = dict(source.conn_params, login_port=replica.port)
+        session = pgmod.connect(standby, "basebackup")
+        try:
+            assert session.scalar("SELECT pg_is_in_recovery()") is True
+            meta = bk.take(
+                session,
+                pgmod.resolve_params(standby),
+                br.LocalRepository(os.path.join(workdir, "repo")),
+                timeout=600,
+            )
+        finally:
+            session.close()
+        assert meta["taken_from"] == "standby" and meta["status"] == "valid"
+        assert meta["system_identifier"] == system_identifier(source)
+        assert br.parse_lsn(meta["start_lsn"]) <= br.parse_lsn(meta["stop_lsn"])
+    finally:
+        replica.destroy()
+        source.stop()
