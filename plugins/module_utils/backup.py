@@ -25,6 +25,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import datetime
 import gzip
 import json
 import os
@@ -391,12 +392,18 @@ def plan(
     return {"backup_id": backup_id, "label": label, "argv": argv, "actions": actions}
 
 
-def _unique_id(repo):
-    backup_id = br.new_backup_id()
-    while repo.id_taken(backup_id):
-        time.sleep(0.5)
+def _claim_id(repo, staging_root):
+    """A new backup id and its staging folder; a taken id (a concurrent run) waits a second."""
+    for _attempt in range(30):
         backup_id = br.new_backup_id()
-    return backup_id
+        if repo.id_taken(backup_id):
+            time.sleep(0.5)
+            continue
+        try:
+            return backup_id, repo.staging_dir(backup_id, staging_root)
+        except FileExistsError:
+            time.sleep(0.5)
+    raise BackupError("could not claim a new backup id in %s for 15 seconds" % repo.url)
 
 
 def take(
@@ -424,10 +431,9 @@ def take(
     check_options(features, fmt, compression, site, checkpoint)
     bindir = resolve_bindir(bindir, features.major)
     repo.ensure()
-    backup_id = _unique_id(repo)
+    backup_id, staged = _claim_id(repo, staging_root)
     label = label or "dbarch %s" % backup_id
-    staged = repo.staging_dir(backup_id, staging_root)
-    started = br.utcnow()
+    started = session.scalar("SELECT now()")
     argv = basebackup_argv(bindir, staged, features, fmt, compression, site, checkpoint, label, max_rate)
     res = _run(argv, bindir, env_extra=connection_env(libpq), timeout=timeout, what="pg_basebackup")
     if res.returncode != 0:
@@ -524,7 +530,38 @@ def summary_of(entry):
     return out
 
 
-def inspect(repo, check_files=False, include_incomplete=False, max_age_hours=None, now=None):
+def _latest_commit(repo, newest, cover, bindir):
+    """latest_commit_* of the coverage: pg_waldump on the last contiguous segments."""
+    size = cover["segment_size"]
+    end_segno = br.segno_of(br.parse_lsn(cover["latest_lsn"]) - 1, size)
+    stop_segno = br.segno_of(br.parse_lsn(newest["stop_lsn"]), size)
+    present = {}
+    for entry in repo.list_wal():
+        info = br.parse_wal_name(entry["name"], size)
+        if info and info["kind"] == "segment":
+            present[(info["timeline"], info["segno"])] = entry["name"]
+    names = []
+    for segno in range(end_segno, stop_segno - 1, -1):
+        candidates = [present[k] for k in sorted(present, reverse=True) if k[1] == segno]
+        if candidates:
+            names.append(candidates[0])
+    try:
+        bindir = bindir or lc.find_bindir(newest["pg_major"])
+    except lc.LocalClusterError as exc:
+        return {"latest_commit_note": "pg_waldump not available: %s" % exc}
+    moment, segment, note = last_commit_time(repo, names, bindir)
+    return {"latest_commit_time": moment, "latest_commit_segment": segment, "latest_commit_note": note}
+
+
+def inspect(
+    repo,
+    check_files=False,
+    include_incomplete=False,
+    max_age_hours=None,
+    now=None,
+    read_commits=True,
+    bindir=None,
+):
     """Backups, WAL coverage, gaps and findings of a repository. Changes nothing."""
     now = br.parse_time(now) if now else br.utcnow()
     found = []
@@ -583,6 +620,9 @@ def inspect(repo, check_files=False, include_incomplete=False, max_age_hours=Non
         if info and info["kind"] == "history":
             histories[info["timeline"]] = repo.read_wal_text(entry["name"])
     cover = br.coverage(complete, wal_entries, histories, segment_size)
+    cover.update(latest_commit_time=None, latest_commit_segment=None, latest_commit_note=None)
+    if read_commits and usable and cover["latest_lsn"] != usable[-1]["stop_lsn"]:
+        cover.update(_latest_commit(repo, usable[-1], cover, bindir))
     if not usable:
         found.append(
             Finding(
@@ -647,6 +687,47 @@ def inspect(repo, check_files=False, include_incomplete=False, max_age_hours=Non
         "file_checks": verification,
         "findings": findings_sorted(found),
     }
+
+
+_COMMIT = re.compile(r"desc: COMMIT (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) ?(\S*)")
+
+
+def parse_commit_time(text, zone):
+    """A pg_waldump COMMIT timestamp -> aware datetime (None for a zone it cannot read)."""
+    stamp = datetime.datetime.strptime(text + ("" if "." in text else ".0"), "%Y-%m-%d %H:%M:%S.%f")
+    if zone in ("UTC", "GMT", "+00", "Z", ""):
+        return stamp.replace(tzinfo=br.UTC)
+    match = re.match(r"^([+-])(\d\d)(?::?(\d\d))?$", zone)
+    if not match:
+        return None
+    offset = datetime.timedelta(hours=int(match.group(2)), minutes=int(match.group(3) or 0))
+    return stamp.replace(tzinfo=datetime.timezone(-offset if match.group(1) == "-" else offset))
+
+
+def last_commit_time(repo, names, bindir, limit=8):
+    """Time of the last COMMIT in the newest of ``names`` (newest first) that holds one.
+
+    Reads at most ``limit`` segments with pg_waldump --rmgr=Transaction. Returns
+    (iso time or None, segment name or None, note or None).
+    """
+    scratch = tempfile.mkdtemp(prefix="dbarch-waldump-")
+    try:
+        for name in names[:limit]:
+            path = repo.wal_path(name, scratch)
+            res = _run(
+                [os.path.join(bindir, "pg_waldump"), "--rmgr=Transaction", path], bindir, what="pg_waldump"
+            )
+            found = _COMMIT.findall(res.stdout or "")
+            if found:
+                moment = parse_commit_time(*found[-1])
+                if moment is None:
+                    return None, name, "pg_waldump printed a time zone it cannot read: %s" % found[-1][1]
+                return br.format_time(moment), name, None
+        return None, None, "no COMMIT record in the last %d archived segment(s)" % min(limit, len(names))
+    except (BackupError, br.RepositoryError, OSError) as exc:
+        return None, None, "could not read the WAL with pg_waldump: %s" % exc
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def findings_sorted(found):

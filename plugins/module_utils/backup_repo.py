@@ -280,7 +280,13 @@ class LocalRepository:
     def ensure(self):
         for folder in (self.root, self.backups_dir, self.wal_dir):
             if not os.path.isdir(folder):
-                os.makedirs(folder, mode=0o750, exist_ok=True)
+                try:
+                    os.makedirs(folder, mode=0o750, exist_ok=True)
+                except OSError as exc:
+                    raise RepositoryError(
+                        "cannot create %s as OS user uid %d: %s; create the repository folder for the "
+                        "user that runs the task (become_user) first" % (folder, os.geteuid(), exc)
+                    ) from None
         if not os.access(self.backups_dir, os.W_OK | os.X_OK):
             raise RepositoryError(
                 "%s is not writable by this OS user (uid %d); run the task as the repository's owner "
@@ -377,11 +383,31 @@ class LocalRepository:
         with open(os.path.join(self.wal_dir, name), "rb") as handle:
             return _decompress_small(name, handle.read()).decode("utf-8", "replace")
 
+    def wal_path(self, name, scratch):
+        """A local, uncompressed copy (or the file itself) of WAL file ``name``."""
+        path = os.path.join(self.wal_dir, name)
+        if not name.endswith(COMPRESSED_SUFFIXES):
+            return path
+        with open(path, "rb") as handle:
+            data = handle.read()
+        return _write_plain(scratch, name, data)
+
     def delete_wal(self, names):
         for name in names:
             os.unlink(os.path.join(self.wal_dir, name))
         if names:
             fsync_dir(self.wal_dir)
+
+
+def _write_plain(scratch, name, data):
+    if name.endswith(".gz"):
+        data = gzip.decompress(data)
+    elif name.endswith(COMPRESSED_SUFFIXES):
+        raise RepositoryError("%s: only gzip-compressed WAL can be read here" % name)
+    path = os.path.join(scratch, name.split(".")[0])
+    with open(path, "wb") as out:
+        out.write(data)
+    return path
 
 
 def _decompress_small(name, data):
@@ -708,6 +734,12 @@ class S3Repository:
     def read_wal_text(self, name):
         raw = self._get(self.key("wal", name)) or b""
         return _decompress_small(name, raw).decode("utf-8", "replace")
+
+    def wal_path(self, name, scratch):
+        raw = self._get(self.key("wal", name))
+        if raw is None:
+            raise RepositoryError("%s/wal/%s disappeared while reading" % (self.url, name))
+        return _write_plain(scratch, name, raw)
 
     def delete_wal(self, names):
         self.delete_keys(self.key("wal", n) for n in names)

@@ -39,6 +39,20 @@ options:
         C(backup.json). Reads the whole repository (downloads it, for S3).
     type: bool
     default: false
+  read_commits:
+    description:
+      - Read the last archived segments after the newest backup with C(pg_waldump) to find the time
+        of the last archived commit (RV(wal) C(latest_commit_time)). A time target after it cannot be
+        reached; PostgreSQL 14 and later stop with a FATAL error when recovery ends before a time
+        target.
+      - Reads at most 8 segments (downloads them, for S3).
+    type: bool
+    default: true
+  bindir:
+    description:
+      - Folder with C(pg_waldump) of the backups' major version. Default, looked up by the major
+        version of the newest backup, like M(dbarch.postgresql.basebackup) does.
+    type: path
   max_age_hours:
     description:
       - Report a finding when the newest usable backup finished longer ago than this.
@@ -100,9 +114,10 @@ wal:
   description:
     - WAL coverage, C(earliest_time), C(earliest_lsn), C(earliest_backup), C(latest_time),
       C(latest_lsn), C(latest_timeline), C(latest_backup), C(first_missing_segment) (the segment
-      recovery would need next), C(segments) (count), C(first_segment), C(last_segment),
-      C(timelines), C(history), C(partial), C(other_files), C(segment_size), C(gaps) and
-      C(gaps_in_window) (gaps after the start of the oldest usable backup).
+      recovery would need next), C(latest_commit_time) and C(latest_commit_segment) (with
+      O(read_commits); C(latest_commit_note) says why it is missing), C(segments) (count),
+      C(first_segment), C(last_segment), C(timelines), C(history), C(partial), C(other_files),
+      C(segment_size), C(gaps) and C(gaps_in_window) (gaps after the start of the oldest usable backup).
   returned: always
   type: dict
 gaps:
@@ -145,6 +160,8 @@ def main():
         include_incomplete=dict(type="bool", default=False),
         verify=dict(type="bool", default=False),
         max_age_hours=dict(type="float", default=26),
+        read_commits=dict(type="bool", default=True),
+        bindir=dict(type="path"),
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
@@ -155,10 +172,14 @@ def main():
             check_files=p["verify"],
             include_incomplete=p["include_incomplete"],
             max_age_hours=p["max_age_hours"],
+            read_commits=p["read_commits"],
+            bindir=p["bindir"],
         )
         found, unused = fnd.apply_suppressions(report["findings"], p["suppressions"])
     except (br.RepositoryError, bk.BackupError, fnd.FindingError) as exc:
         module.fail_json(msg=str(exc))
+    except OSError as exc:
+        module.fail_json(msg="cannot read repository %s: %s" % (p["repository"], exc))
     summary = {
         "repository": repo.url,
         "backups": len(report["backups"]),

@@ -304,6 +304,9 @@ def main():
         module.fail_json(msg=str(exc), queries=session.queries, **result)
     except (br.RepositoryError, pg.PgError) as exc:
         module.fail_json(msg=str(exc), queries=session.queries)
+    except OSError as exc:
+        msg = "file system error in repository %s: %s" % (repo.url, exc)
+        module.fail_json(msg=msg, queries=session.queries)
     finally:
         session.close()
     module.exit_json(queries=session.queries, **result)

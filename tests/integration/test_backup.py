@@ -184,6 +184,7 @@ def test_wal_archiving_coverage_and_a_gap(pg, workdir, run_playbook):
         cluster.query("CREATE TABLE w (id int)")
         meta = take(cluster, repo_dir)
         switched = _switch(cluster, 4)
+        last_insert_done = cluster.query("SELECT now()")[0][0]
         _wait_archived(cluster, switched[-1])
         archived = sorted(os.listdir(os.path.join(repo_dir, "wal")))
         for segment in switched:
@@ -199,6 +200,11 @@ def test_wal_archiving_coverage_and_a_gap(pg, workdir, run_playbook):
         assert wal["gaps"] == [] and wal["earliest_lsn"] == meta["stop_lsn"]
         last = br.parse_wal_name(switched[-1], meta["wal_segment_size"])
         assert wal["latest_lsn"] == br.format_lsn((last["segno"] + 1) * meta["wal_segment_size"])
+        # The last archived commit (pg_waldump) is the last INSERT, before the final switch.
+        assert wal["latest_commit_note"] is None, wal
+        assert wal["latest_commit_segment"] == switched[-1]
+        commit = br.parse_time(wal["latest_commit_time"])
+        assert br.parse_time(meta["stop_time"]) < commit <= last_insert_done
 
         # Remove one segment inside the window: reported as a gap naming it.
         missing = switched[1]

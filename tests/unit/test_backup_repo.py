@@ -216,3 +216,17 @@ def test_retention_keeps_the_backup_before_the_window():
     assert plan["delete_wal"] == [name(1, s) for s in range(2, 6)]
     with pytest.raises(br.RepositoryError):
         br.plan_retention(backups, wal, retain_count=0)
+
+
+def test_pg_waldump_commit_times_are_read_with_their_zone():
+    from ansible_collections.dbarch.postgresql.plugins.module_utils import backup as bk  # noqa: PLC0415
+
+    line = (
+        "rmgr: Transaction len (rec/tot): 34/34, tx: 741, lsn: 0/0301E0A8, "
+        "desc: COMMIT 2026-11-25 23:12:01.123456 UTC"
+    )
+    (stamp, zone) = bk._COMMIT.findall(line)[0]
+    assert bk.parse_commit_time(stamp, zone) == datetime.datetime(2026, 11, 25, 23, 12, 1, 123456, tzinfo=UTC)
+    later = bk.parse_commit_time("2026-11-25 23:12:01", "+02")
+    assert later == datetime.datetime(2026, 11, 25, 21, 12, 1, tzinfo=UTC)
+    assert bk.parse_commit_time("2026-11-25 23:12:01", "CET") is None
