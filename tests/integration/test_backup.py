@@ -366,3 +366,60 @@ def test_backup_from_a_standby(pg, workdir):
     finally:
         replica.destroy()
         source.stop()
+
+
+def _wait_for(check, what, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError("%s did not happen within %ss" % (what, timeout))
+
+
+def test_coverage_follows_a_promotion_to_a_new_timeline(pg, workdir):
+    from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc  # noqa: PLC0415
+
+    repo_dir = os.path.join(workdir, "repo")
+    os.makedirs(os.path.join(repo_dir, "wal"))
+    for folder in (repo_dir, os.path.join(repo_dir, "wal")):
+        shutil.chown(folder, "postgres", "postgres")
+    settings = dict(_archive_settings(repo_dir), full_page_writes=True)
+    source = harness.start_cluster(pg.major, workdir=workdir, name="tl1", settings=settings)
+    replica = lc.LocalCluster(os.path.join(workdir, "tl2", "data"), port=lc.free_port(), bindir=pg.bindir)
+    try:
+        source.query("CREATE TABLE w (id int)")
+        meta = take(source, repo_dir)
+        switched = _switch(source, 2)
+        _wait_archived(source, switched[-1])
+        primary = {"host": "127.0.0.1", "port": source.port, "user": source.user, "password": source.password}
+        replica.create_replica(primary, None, settings=dict(harness.DEFAULT_SETTINGS, **settings))
+        replica.start()
+        target = source.query("SELECT pg_current_wal_lsn()::text")[0][0]
+        _wait_for(
+            lambda: replica.psql("SELECT pg_last_wal_replay_lsn() >= '%s'::pg_lsn" % target) == ["t"],
+            "replay on the standby",
+        )
+        source.cluster.stop()
+        assert replica.psql("SELECT pg_promote(true, 60)") == ["t"]
+        replica.psql("INSERT INTO w SELECT g FROM generate_series(1, 100) g")
+        after = replica.psql("SELECT pg_walfile_name(pg_switch_wal())")[0]
+        assert after.startswith("00000002")
+        _wait_for(
+            lambda: (
+                replica.psql("SELECT coalesce(last_archived_wal, '') >= '%s' FROM pg_stat_archiver" % after)
+                == ["t"]
+            ),
+            "archiving of %s" % after,
+        )
+        report = bk.inspect(br.LocalRepository(repo_dir), read_commits=False)
+        wal = report["wal"]
+        assert "00000002.history" in wal["history"] and wal["timelines"][-1] == 2
+        assert report["gaps"] == []
+        assert wal["latest_timeline"] == 2 and wal["latest_backup"] == meta["id"]
+        end = br.parse_wal_name(after, meta["wal_segment_size"])["segno"] + 1
+        assert wal["latest_lsn"] == br.format_lsn(end * meta["wal_segment_size"])
+        assert wal["first_missing_segment"] == br.segment_name(2, end, meta["wal_segment_size"])
+    finally:
+        replica.destroy()
+        source.stop()
