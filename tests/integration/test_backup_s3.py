@@ -85,6 +85,20 @@ def test_upload_checks_every_object_and_multipart_limits(bucket, moto, tmp_path)
     assert head["ServerSideEncryption"] == "AES256"
 
 
+def test_upload_with_kms_encryption(bucket, moto, tmp_path):
+    client, name = bucket
+    key_id = boto3.client("kms", endpoint_url=moto).create_key()["KeyMetadata"]["KeyId"]
+    repo = br.S3Repository("s3://%s/kms" % name, endpoint_url=moto, sse="aws:kms", sse_kms_key_id=key_id)
+    path = tmp_path / "blob"
+    path.write_bytes(os.urandom(6 * 1024 * 1024))
+    repo.part_size = br.S3_MIN_PART
+    assert repo.upload_file(str(path), repo.key("blob"))["parts"] == 2
+    head = client.head_object(Bucket=name, Key="kms/blob")
+    assert head["ServerSideEncryption"] == "aws:kms" and key_id in head["SSEKMSKeyId"]
+    with pytest.raises(br.RepositoryError):
+        br.S3Repository("s3://%s/kms" % name, endpoint_url=moto, sse="AES256", sse_kms_key_id=key_id)
+
+
 @pytest.mark.parametrize("major", [NEWEST], ids=lambda m: "pg%d" % m)
 def test_s3_backup_list_verify_retention_and_wal(bucket, moto, run_playbook, workdir, major):
     client, name = bucket
