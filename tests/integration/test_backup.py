@@ -4,6 +4,7 @@
 
 import json
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -423,3 +424,28 @@ def test_coverage_follows_a_promotion_to_a_new_timeline(pg, workdir):
     finally:
         replica.destroy()
         source.stop()
+
+
+def test_as_the_postgres_user_with_the_system_python(pg, workdir, run_playbook):
+    """How the modules run on a real host: become_user postgres, /usr/bin/python3."""
+    repo_dir = os.path.join(workdir, "repo")
+    os.makedirs(repo_dir)
+    shutil.chown(repo_dir, "postgres", "postgres")
+    inventory = "localhost ansible_connection=local ansible_python_interpreter=/usr/bin/python3\n"
+    become = {"become": True, "become_user": "postgres"}
+    run = run_playbook(
+        play(
+            dict(
+                task("basebackup", "Backup", repository=repo_dir, format="plain", **pg.conn_params), **become
+            ),
+            dict(task("backup_info", "Info", repository=repo_dir, verify=True), **become),
+        ),
+        inventory=inventory,
+    ).assert_ok()
+    res = run.task("Backup")["result"]
+    assert res["metadata"]["status"] == "valid"
+    data = os.path.join(repo_dir, "backups", res["backup_id"], "data")
+    assert os.stat(data).st_uid == pwd.getpwnam("postgres").pw_uid, "pg_basebackup ran as another user"
+    info = run.task("Info")["result"]
+    assert [b["id"] for b in info["backups"]] == [res["backup_id"]]
+    assert info["file_checks"] == {res["backup_id"]: []}
