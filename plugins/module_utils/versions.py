@@ -163,6 +163,18 @@ class Features:
         return self.major >= 15
 
     @property
+    def basebackup_compression_methods(self):
+        """pg_basebackup compression: 14 has gzip only (client side, tar format); 15 added lz4, zstd."""
+        if self.major >= 15:
+            return ("gzip", "lz4", "zstd")
+        return ("gzip",)
+
+    @property
+    def verifybackup_reads_tar(self):
+        """18 taught pg_verifybackup to read tar-format backups (before: plain only)."""
+        return self.major >= 18
+
+    @property
     def has_incremental_backup(self):
         """17 added incremental base backups and pg_combinebackup."""
         return self.major >= 17

@@ -1,0 +1,206 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: dbarch.postgresql contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: backup_info
+short_description: List the backups of a repository and the point-in-time window its WAL covers
+version_added: "0.2.0"
+description:
+  - Reads a backup repository written by M(dbarch.postgresql.basebackup) and the C(dbarch-wal)
+    archive command, a local folder or V(s3://bucket/prefix).
+  - Lists the complete backups (those with a C(backup.json)); C(status) C(valid), C(unverified)
+    or C(invalid) (failed verification, never usable). With O(include_incomplete), interrupted
+    backups too.
+  - Reports WAL coverage, the earliest restorable point (the end of the oldest usable backup) and
+    the latest one (the end of the last segment archived without a gap after the newest usable
+    backup, following timeline switches recorded in C(.history) files), and every gap in the
+    archived WAL (missing segments between two archived ones of the same timeline), with the
+    names of the missing segments.
+  - With O(verify), reads every stored file and compares it with the size and SHA-256 recorded in
+    C(backup.json); a mismatch names the file and makes the backup unusable in the output.
+  - Read-only; never reports a change. Does not connect to PostgreSQL.
+author:
+  - dbarch.postgresql maintainers (@dbarch)
+options:
+  include_incomplete:
+    description:
+      - Also list backups without C(backup.json) (interrupted, or still running).
+    type: bool
+    default: false
+  verify:
+    description:
+      - Read every file of every complete backup and check its size and SHA-256 against
+        C(backup.json). Reads the whole repository (downloads it, for S3).
+    type: bool
+    default: false
+  read_commits:
+    description:
+      - Read the last archived segments after the newest backup with C(pg_waldump) to find the time
+        of the last archived commit (RV(wal) C(latest_commit_time)). A time target after it cannot be
+        reached; PostgreSQL 14 and later stop with a FATAL error when recovery ends before a time
+        target.
+      - Reads at most 8 segments (downloads them, for S3).
+    type: bool
+    default: true
+  bindir:
+    description:
+      - Folder with C(pg_waldump) of the backups' major version. Default, looked up by the major
+        version of the newest backup, like M(dbarch.postgresql.basebackup) does.
+    type: path
+  max_age_hours:
+    description:
+      - Report a finding when the newest usable backup finished longer ago than this.
+    type: float
+    default: 26
+extends_documentation_fragment:
+  - dbarch.postgresql.backup_repository
+  - dbarch.postgresql.connection
+  - dbarch.postgresql.connection.findings
+attributes:
+  check_mode:
+    support: full
+    description: Runs normally in check mode; it only reads.
+  diff_mode:
+    support: none
+    description: Nothing changes, so there is no diff.
+notes:
+  - The latest restorable time is the archive time of the last contiguous segment (file
+    modification time, or S3 C(LastModified)); recovery can reach the commits in that segment, and
+    none after it. The exact LSN is in C(wal.latest_lsn).
+  - The connection options are accepted, so C(module_defaults) for the group
+    C(group/dbarch.postgresql.all) apply, and ignored.
+  - Options O(bandwidth_limit), O(storage_class), O(sse) and O(sse_kms_key_id) are accepted for
+    use with C(module_defaults) and ignored (nothing is uploaded).
+seealso:
+  - module: dbarch.postgresql.basebackup
+"""
+
+EXAMPLES = r"""
+- name: Backups and WAL coverage of a local repository
+  dbarch.postgresql.backup_info:
+    repository: /var/backups/postgresql/main
+  become: true
+  become_user: postgres
+  register: repo
+
+- name: Show the restorable window
+  ansible.builtin.debug:
+    msg: "Restorable from {{ repo.wal.earliest_time }} to {{ repo.wal.latest_time }}"
+
+- name: Check every file of every backup in S3 and fail on a gap or a corrupt backup
+  dbarch.postgresql.backup_info:
+    repository: s3://acme-pg-backups/prod/main
+    region: eu-west-1
+    verify: true
+    fail_on: high
+"""
+
+RETURN = r"""
+backups:
+  description:
+    - Backups in id (time) order, each the content of its C(backup.json) without per-file
+      checksums, plus C(usable) and C(file_count). C(status) is C(valid), C(unverified),
+      C(invalid), C(corrupt) (O(verify) found a mismatch) or C(incomplete).
+  returned: always
+  type: list
+  elements: dict
+wal:
+  description:
+    - WAL coverage, C(earliest_time), C(earliest_lsn), C(earliest_backup), C(latest_time),
+      C(latest_lsn), C(latest_timeline), C(latest_backup), C(first_missing_segment) (the segment
+      recovery would need next), C(latest_commit_time) and C(latest_commit_segment) (with
+      O(read_commits); C(latest_commit_note) says why it is missing), C(segments) (count),
+      C(first_segment), C(last_segment), C(timelines), C(history), C(partial), C(other_files),
+      C(segment_size), C(gaps) and C(gaps_in_window) (gaps after the start of the oldest usable backup).
+  returned: always
+  type: dict
+gaps:
+  description:
+    - Every gap in the archived WAL, each with C(timeline), C(after), C(before) (the archived
+      segments around it), C(missing_count) and C(missing) (names, at most 50).
+  returned: always
+  type: list
+  elements: dict
+file_checks:
+  description: With O(verify), the problems found per backup id (empty list when intact).
+  returned: always
+  type: dict
+findings:
+  description:
+    - Findings, most severe first. Rules C(BACKUP-NONE), C(BACKUP-INVALID), C(BACKUP-CORRUPT),
+      C(BACKUP-INCOMPLETE), C(BACKUP-STALE), C(WAL-GAP), C(WAL-NOT-ARCHIVED), C(WAL-UNKNOWN-FILE).
+  returned: always
+  type: list
+  elements: dict
+summary:
+  description: C(repository), C(backups), C(usable_backups) and C(counts) of findings by severity.
+  returned: always
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg
+from ansible_collections.dbarch.postgresql.plugins.module_utils import backup as bk
+from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
+from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
+
+
+def main():
+    spec = dict(br.REPOSITORY_ARGSPEC)
+    spec.update(ansible_pg.findings_argument_spec())
+    # Connection options are accepted (and ignored) so module_defaults of the group apply.
+    spec.update(ansible_pg.connection_argument_spec())
+    spec.update(
+        include_incomplete=dict(type="bool", default=False),
+        verify=dict(type="bool", default=False),
+        max_age_hours=dict(type="float", default=26),
+        read_commits=dict(type="bool", default=True),
+        bindir=dict(type="path"),
+    )
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    p = module.params
+    try:
+        repo = br.repository_from_params(p)
+        report = bk.inspect(
+            repo,
+            check_files=p["verify"],
+            include_incomplete=p["include_incomplete"],
+            max_age_hours=p["max_age_hours"],
+            read_commits=p["read_commits"],
+            bindir=p["bindir"],
+        )
+        found, unused = fnd.apply_suppressions(report["findings"], p["suppressions"])
+    except (br.RepositoryError, bk.BackupError, fnd.FindingError) as exc:
+        module.fail_json(msg=str(exc))
+    except OSError as exc:
+        module.fail_json(msg="cannot read repository %s: %s" % (p["repository"], exc))
+    summary = {
+        "repository": repo.url,
+        "backups": len(report["backups"]),
+        "usable_backups": len([b for b in report["backups"] if b.get("usable")]),
+        "counts": fnd.counts(found),
+        "unused_suppressions": unused,
+    }
+    result = dict(
+        changed=False,
+        backups=report["backups"],
+        wal=report["wal"],
+        gaps=report["gaps"],
+        file_checks=report["file_checks"],
+        findings=[f.to_dict() for f in found],
+        summary=summary,
+    )
+    failing = fnd.gate(found, p["fail_on"])
+    if failing:
+        module.fail_json(msg=fnd.gate_message(failing, p["fail_on"]), **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
