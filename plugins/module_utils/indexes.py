@@ -564,7 +564,7 @@ def present(
         )
     wanted.bind(table)
     schema, name = table["schema"], wanted.name
-    shape_wanted, definition = probe(session, wanted)
+    _shape, definition = probe(session, wanted)
     existing = find_index(session, schema, name)
     _check_is_index_of(existing, table, name)
     result = dict(
@@ -650,8 +650,10 @@ def present(
         return result
 
     builder = Builder(session, schema, **(builder_options or {}))
+    current = None
     try:
         for description, sql in steps:
+            current = description
             if description == "create" or description.startswith("create the new"):
                 result["build"] = builder.build(wanted, build_name, concurrently)
             elif description.startswith("drop the INVALID") or description == "drop the old index":
@@ -663,7 +665,7 @@ def present(
         raise IndexError_(str(exc), result) from None
     except pg.PgError as exc:
         result.update(_builder_facts(builder))
-        raise IndexError_("%s (while: %s)" % (exc, description), result) from None
+        raise IndexError_("%s (while: %s)" % (exc, current), result) from None
     result.update(_builder_facts(builder))
     if verify_info is not None:
         result["verify"] = verify(session, name, verify_info, verify_params)

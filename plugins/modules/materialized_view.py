@@ -21,8 +21,8 @@ description:
     drops and creates the view in one transaction (readers wait for that transaction)."
   - "O(state=refreshed): C(REFRESH MATERIALIZED VIEW CONCURRENTLY) when the view is populated and has a unique
     index on plain columns without a predicate, so readers are not blocked; otherwise a plain refresh (an
-    ACCESS EXCLUSIVE lock for its duration) and RV(refresh.reason) says why. Returns the measured duration and
-    the row count. A refresh always reports C(changed=true)."
+    ACCESS EXCLUSIVE lock for its duration) and C(reason) in RV(refresh) says why. Returns the measured
+    duration and the row count. A refresh always reports C(changed=true)."
   - O(state=absent) drops it (C(DROP MATERIALIZED VIEW IF EXISTS), never CASCADE; objects that depend on it
     make the module fail with their names).
   - O(query) is parsed with pglast first; it must be exactly one SELECT (or VALUES) without parameters.
