@@ -1,0 +1,465 @@
+"""dbarch.postgresql.index against real clusters of every supported major.
+
+Builds, idempotence, check and diff mode, replace, INVALID leftovers, lock_timeout retries
+(locks held from this process and released from a thread), verify_query, absent, and a
+build under a concurrent write load.
+"""
+
+import threading
+import time
+
+import psycopg2
+import pytest
+
+DB = "idxdb"
+
+SCHEMA = """
+CREATE TABLE items (
+    id int PRIMARY KEY,
+    customer_id int NOT NULL,
+    email text NOT NULL,
+    status text NOT NULL,
+    note text NOT NULL
+);
+INSERT INTO items
+SELECT g, g % 500, 'User' || g || '@Example.com', CASE WHEN g % 10 = 0 THEN 'active' ELSE 'closed' END,
+       md5(g::text)
+FROM generate_series(1, 20000) g;
+ANALYZE items;
+CREATE TABLE dups (v int NOT NULL);
+INSERT INTO dups VALUES (1), (2), (2), (3);
+CREATE TABLE parent (id int PRIMARY KEY);
+CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent (id));
+"""
+
+
+@pytest.fixture(scope="module")
+def db(pg):
+    pg.createdb(DB)
+    with pg.connect(DB) as conn, conn.cursor() as cur:
+        cur.execute(SCHEMA)
+    return pg
+
+
+def play(pg, tasks):
+    return [
+        dict(
+            hosts="localhost",
+            gather_facts=False,
+            module_defaults={"group/dbarch.postgresql.all": dict(pg.conn_params, login_db=DB)},
+            tasks=tasks,
+        )
+    ]
+
+
+def index_task(task_name, ignore_errors=False, **options):
+    task = dict(name=task_name, register=task_name, **{"dbarch.postgresql.index": options})
+    if ignore_errors:
+        task["ignore_errors"] = True
+    return task
+
+
+def index_rows(pg, name):
+    """[(valid, definition)] of every index called ``name``."""
+    return pg.query(
+        "SELECT x.indisvalid, pg_get_indexdef(c.oid) FROM pg_class c JOIN pg_index x ON x.indexrelid = c.oid "
+        "WHERE c.relname = %s",
+        (name,),
+        dbname=DB,
+    )
+
+
+def invalid_indexes(pg):
+    return pg.query(
+        "SELECT c.relname FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid WHERE NOT x.indisvalid",
+        dbname=DB,
+    )
+
+
+def drop(pg, *names):
+    for name in names:
+        pg.query("DROP INDEX IF EXISTS %s" % name, dbname=DB)
+
+
+def test_create_check_mode_diff_idempotence_and_verify(db, run_playbook):
+    spec = dict(name="items_customer_idx", table="public.items", columns=["customer_id"])
+    check = run_playbook(play(db, [index_task("check", **spec)]), check=True, diff=True)
+    check.assert_ok()
+    res = check.task("check")["result"]
+    assert res["changed"] is True and res["before"] is None
+    assert res["planned"] == [
+        'CREATE INDEX CONCURRENTLY "items_customer_idx" ON "public"."items" USING btree ("customer_id")'
+    ]
+    assert res["definition"] == "CREATE INDEX items_customer_idx ON public.items USING btree (customer_id)"
+    assert res["diff"]["before"] == "" and "USING btree (customer_id)" in res["diff"]["after"]
+    assert not any("CONCURRENTLY" in q for q in res["queries"])
+    assert index_rows(db, "items_customer_idx") == [], "check mode must not build the index"
+
+    verify = dict(verify_query="SELECT * FROM items WHERE customer_id = $1", verify_params=[7])
+    run = run_playbook(
+        play(
+            db,
+            [
+                index_task("first", log_progress=True, **spec, **verify),
+                index_task("second", **spec, **verify),
+            ],
+        ),
+        diff=True,
+    )
+    run.assert_ok()
+    first, second = run.task("first")["result"], run.task("second")["result"]
+    try:
+        assert first["changed"] is True and first["invalid_dropped"] is False and first["retries"] == 0
+        assert first["build"]["duration_ms"] >= 0 and first["attempts"] == [dict(attempt=1, outcome="built")]
+        assert isinstance(first["progress"]["phases"], list) and "samples" in first["progress"]
+        assert first["verify"]["used"] is True
+        assert first["verify"]["plan_node"]["Index Name"] == "items_customer_idx"
+        assert first["verify"]["plan_node"]["Node Type"] in (
+            "Index Scan",
+            "Bitmap Index Scan",
+            "Index Only Scan",
+        )
+        assert "CREATE INDEX CONCURRENTLY" in " ".join(first["queries"])
+        assert second["changed"] is False and second["planned"] == [] and "diff" not in second
+        assert second["before"] == second["definition"] and second["verify"]["used"] is True
+        assert index_rows(db, "items_customer_idx") == [(True, first["definition"])]
+    finally:
+        drop(db, "items_customer_idx")
+
+
+def test_equivalent_expression_is_unchanged_and_bad_input_is_refused(db, run_playbook):
+    spec = dict(name="items_email_active", table="items", columns=["lower(email)"], unique=True)
+    run = run_playbook(
+        play(
+            db,
+            [
+                index_task("create", where="status = 'active'", **spec),
+                index_task("same", where="(status = 'active'::text)", **spec),
+                index_task("inject", True, name="bad1", table="items", columns=["id) WITH (fillfactor=10"]),
+                index_task(
+                    "two", True, name="bad2", table="items", columns=["id"], where="true; DROP TABLE items"
+                ),
+                index_task("sub", True, name="bad3", table="items", columns=["(SELECT 1)"]),
+                index_task("nocol", True, name="bad4", table="items", columns=["missing"]),
+                index_task("notable", True, name="bad5", table="nope", columns=["id"]),
+            ],
+        )
+    )
+    try:
+        assert run.task("create")["result"]["changed"] is True, run.task("create")["result"]
+        same = run.task("same")["result"]
+        assert same["changed"] is False and "WHERE (status = 'active'::text)" in same["definition"]
+        assert (
+            "one" in run.task("inject")["result"]["msg"]
+            and "expression" in run.task("inject")["result"]["msg"]
+        )
+        assert "expression" in run.task("two")["result"]["msg"]
+        assert "no subquery" in run.task("sub")["result"]["msg"]
+        assert "column 'missing' does not exist" in run.task("nocol")["result"]["msg"]
+        assert "table 'nope' does not exist" in run.task("notable")["result"]["msg"]
+        assert db.query("SELECT count(*) FROM items", dbname=DB) == [(20000,)]
+        assert all(index_rows(db, "bad%d" % i) == [] for i in range(1, 6))
+    finally:
+        drop(db, "items_email_active")
+
+
+def test_other_definition_is_refused_then_replaced(db, run_playbook):
+    base = dict(name="items_status_idx", table="items")
+    run = run_playbook(
+        play(
+            db,
+            [
+                index_task("create", columns=["status"], **base),
+                index_task("other", True, columns=["status", "customer_id"], **base),
+                index_task(
+                    "replace", columns=["status", "customer_id"], include=["note"], replace=True, **base
+                ),
+                index_task(
+                    "again", columns=["status", "customer_id"], include=["note"], replace=True, **base
+                ),
+            ],
+        ),
+        diff=True,
+    )
+    try:
+        other = run.task("other")["result"]
+        assert (
+            other["failed"]
+            and "exists with another definition" in other["msg"]
+            and "replace=true" in other["msg"]
+        )
+        rep = run.task("replace")["result"]
+        assert rep["changed"] is True and rep["replaced"] is True, rep
+        assert rep["before"].endswith("USING btree (status)")
+        assert rep["planned"][0].startswith('CREATE INDEX CONCURRENTLY "items_status_idx_dbarch_new"')
+        assert rep["planned"][1] == 'DROP INDEX CONCURRENTLY IF EXISTS "public"."items_status_idx"'
+        assert rep["diff"]["before"] != rep["diff"]["after"]
+        assert run.task("again")["result"]["changed"] is False
+        assert index_rows(db, "items_status_idx") == [
+            (
+                True,
+                "CREATE INDEX items_status_idx ON public.items USING btree (status, customer_id) "
+                "INCLUDE (note)",
+            )
+        ]
+        assert index_rows(db, "items_status_idx_dbarch_new") == []
+    finally:
+        drop(db, "items_status_idx", "items_status_idx_dbarch_new")
+
+
+def make_invalid_unique_index(pg, name):
+    with pg.connect(DB) as conn, conn.cursor() as cur, pytest.raises(psycopg2.errors.UniqueViolation):
+        cur.execute("CREATE UNIQUE INDEX CONCURRENTLY %s ON dups (v)" % name)
+    assert index_rows(pg, name)[0][0] is False
+
+
+def test_invalid_leftover_is_rebuilt_and_a_failing_build_leaves_nothing(db, run_playbook):
+    make_invalid_unique_index(db, "dups_v_key")
+    spec = dict(name="dups_v_key", table="dups", columns=["v"], unique=True)
+    try:
+        failing = run_playbook(play(db, [index_task("dup", True, **spec)]))
+        res = failing.task("dup")["result"]
+        assert res["failed"] and "23505" in res["msg"] and "dropped" in res["msg"], res["msg"]
+        assert res["invalid_dropped"] is True
+        assert index_rows(db, "dups_v_key") == [], "a failed build must leave no INVALID index"
+        # the same failure again, with no leftover to start from
+        failing = run_playbook(play(db, [index_task("dup", True, **spec)]))
+        assert "23505" in failing.task("dup")["result"]["msg"] and index_rows(db, "dups_v_key") == []
+
+        make_invalid_unique_index(db, "dups_v_key")
+        db.query(
+            "DELETE FROM dups WHERE ctid IN (SELECT max(ctid) FROM dups GROUP BY v HAVING count(*) > 1)",
+            dbname=DB,
+        )
+        run = run_playbook(play(db, [index_task("rebuild", **spec)]))
+        run.assert_ok()
+        rebuilt = run.task("rebuild")["result"]
+        assert rebuilt["changed"] is True and rebuilt["invalid_dropped"] is True
+        assert rebuilt["actions"][0].startswith("drop the INVALID index")
+        assert index_rows(db, "dups_v_key") == [
+            (True, "CREATE UNIQUE INDEX dups_v_key ON public.dups USING btree (v)")
+        ]
+    finally:
+        drop(db, "dups_v_key")
+    assert invalid_indexes(db) == []
+
+
+def waiting_dbarch_backends(pg):
+    return pg.query(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE application_name = 'dbarch.index' AND wait_event_type = 'Lock'",
+        dbname=DB,
+    )[0][0]
+
+
+def release_after_first_timeout(pg, conn, done, seen):
+    """Commit ``conn`` once a dbarch.index backend waited on a lock and gave up (deterministic)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not done.is_set():
+        waiting = waiting_dbarch_backends(pg)
+        if waiting:
+            seen.append(waiting)
+        elif seen:
+            break
+        time.sleep(0.02)
+    conn.commit()
+
+
+def test_lock_timeout_retry_until_the_writer_commits(db, run_playbook):
+    holder = db.connect(DB, autocommit=False)
+    done, seen = threading.Event(), []
+    try:
+        with holder.cursor() as cur:
+            cur.execute("UPDATE items SET note = note WHERE id = 1")  # an open write transaction
+        releaser = threading.Thread(target=release_after_first_timeout, args=(db, holder, done, seen))
+        releaser.start()
+        spec = dict(
+            name="items_note_idx", table="items", columns=["note"], lock_timeout="300ms", retry_delay=0.2
+        )
+        run = run_playbook(play(db, [index_task("build", **spec)]))
+        done.set()
+        releaser.join()
+        run.assert_ok()
+        res = run.task("build")["result"]
+        assert seen, "the build never waited on the open write transaction"
+        assert res["changed"] is True and res["retries"] >= 1, res["attempts"]
+        assert res["attempts"][0]["sqlstate"] == "55P03" and res["attempts"][-1]["outcome"] == "built"
+        assert "waiting for writers before build" in res["progress"]["phases"]
+        assert index_rows(db, "items_note_idx")[0][0] is True
+        assert invalid_indexes(db) == []
+    finally:
+        done.set()
+        holder.close()
+        drop(db, "items_note_idx")
+
+
+def test_lock_that_never_goes_away_fails_cleanly(db, run_playbook):
+    holder = db.connect(DB, autocommit=False)
+    try:
+        with holder.cursor() as cur:
+            cur.execute("LOCK TABLE items IN SHARE ROW EXCLUSIVE MODE")
+        spec = dict(
+            name="items_never_idx",
+            table="items",
+            columns=["note"],
+            lock_timeout="200ms",
+            retries=2,
+            retry_delay=0.1,
+        )
+        run = run_playbook(play(db, [index_task("build", True, **spec)]))
+        res = run.task("build")["result"]
+        assert res["failed"] and "55P03" in res["msg"] and "after 3 attempt(s)" in res["msg"], res["msg"]
+        assert [a["sqlstate"] for a in res["attempts"]] == ["55P03"] * 3
+        assert index_rows(db, "items_never_idx") == []
+    finally:
+        holder.close()
+        drop(db, "items_never_idx")
+    assert invalid_indexes(db) == []
+
+
+def test_open_writer_that_never_commits_is_reported(db, run_playbook):
+    holder = db.connect(DB, autocommit=False)
+    try:
+        with holder.cursor() as cur:
+            cur.execute("UPDATE items SET note = note WHERE id = 2")
+        spec = dict(
+            name="items_stuck_idx",
+            table="items",
+            columns=["note"],
+            lock_timeout="200ms",
+            retries=1,
+            retry_delay=0.1,
+        )
+        run = run_playbook(play(db, [index_task("build", True, **spec)]))
+        res = run.task("build")["result"]
+        assert res["failed"] and "55P03" in res["msg"]
+        assert "could not be dropped" in res["msg"] and "next run" in res["msg"], res["msg"]
+    finally:
+        holder.close()
+    # the writer is gone: the next run drops the INVALID leftover and builds the index
+    run = run_playbook(play(db, [index_task("build", **spec)]))
+    try:
+        run.assert_ok()
+        assert run.task("build")["result"]["invalid_dropped"] is True
+        assert index_rows(db, "items_stuck_idx")[0][0] is True
+    finally:
+        drop(db, "items_stuck_idx")
+
+
+def test_verify_query_not_using_the_index_rolls_back(db, run_playbook):
+    spec = dict(name="items_note_unused", table="items", columns=["note"])
+    run = run_playbook(
+        play(
+            db,
+            [
+                index_task(
+                    "unused",
+                    True,
+                    verify_query="SELECT * FROM items WHERE customer_id = 3",
+                    rollback_unused=True,
+                    **spec,
+                ),
+                index_task("badquery", True, verify_query="DROP TABLE items", **spec),
+            ],
+        )
+    )
+    res = run.task("unused")["result"]
+    assert res["failed"] and "does not use index public.items_note_unused" in res["msg"]
+    assert (
+        res["rolled_back"] is True and res["verify"]["used"] is False and res["verify"]["plan_node"] is None
+    )
+    assert index_rows(db, "items_note_unused") == []
+    assert "verify_query" in run.task("badquery")["result"]["msg"]
+    assert index_rows(db, "items_note_unused") == []
+
+
+def test_absent_and_constraint_indexes(db, run_playbook):
+    db.query("CREATE INDEX items_drop_me ON items (status)", dbname=DB)
+    run = run_playbook(
+        play(
+            db,
+            [
+                dict(
+                    index_task("check", name="items_drop_me", table="items", state="absent"), check_mode=True
+                ),
+                index_task("pk", True, name="items_pkey", table="items", state="absent"),
+                index_task("fk_target", True, name="parent_pkey", table="parent", state="absent"),
+                index_task("drop", name="items_drop_me", table="items", state="absent"),
+                index_task("again", name="items_drop_me", table="items", state="absent"),
+            ],
+        ),
+        diff=True,
+    )
+    check = run.task("check")["result"]
+    assert check["changed"] is True and check["planned"] == [
+        'DROP INDEX CONCURRENTLY IF EXISTS "public"."items_drop_me"'
+    ]
+    pk = run.task("pk")["result"]
+    assert pk["failed"] and "backs constraint items_pkey (PRIMARY KEY)" in pk["msg"]
+    assert run.task("fk_target")["result"]["failed"]
+    drop_res = run.task("drop")["result"]
+    assert drop_res["changed"] is True and drop_res["diff"]["after"] == ""
+    assert run.task("again")["result"]["changed"] is False
+    assert index_rows(db, "items_drop_me") == [] and index_rows(db, "items_pkey")[0][0] is True
+
+
+class WriteLoad:
+    """Threads writing to items in short transactions until stopped; records commits and errors."""
+
+    def __init__(self, pg, threads=2):
+        self.pg = pg
+        self.stop = threading.Event()
+        self.commits = []
+        self.errors = []
+        self.threads = [threading.Thread(target=self.work, args=(n,)) for n in range(threads)]
+
+    def work(self, n):
+        conn = self.pg.connect(DB, autocommit=False)
+        key = 1000000 + n * 100000
+        try:
+            while not self.stop.is_set():
+                key += 1
+                try:
+                    with conn.cursor() as cur:
+                        cur.execute("INSERT INTO items VALUES (%s, 1, 'load', 'load', 'load')", (key,))
+                        cur.execute("UPDATE items SET note = md5(note) WHERE id = %s", (key % 20000 + 1,))
+                        cur.execute("SELECT pg_sleep(0.005)")
+                    conn.commit()
+                    self.commits.append(time.time())
+                except psycopg2.Error as exc:
+                    conn.rollback()
+                    self.errors.append("%s %s" % (exc.pgcode, exc))
+        finally:
+            conn.close()
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for t in self.threads:
+            t.join()
+        return False
+
+
+def test_build_under_concurrent_writes(db, run_playbook):
+    spec = dict(name="items_load_idx", table="items", columns=["customer_id", "status"])
+    try:
+        with WriteLoad(db) as load:
+            while len(load.commits) < 20:
+                time.sleep(0.05)
+            run = run_playbook(play(db, [index_task("build", **spec)]))
+            after = len(load.commits)
+            while len(load.commits) < after + 20:
+                time.sleep(0.05)
+        run.assert_ok()
+        build = run.task("build")["result"]["build"]
+        during = [t for t in load.commits if build["started_at"] <= t <= build["finished_at"]]
+        assert load.errors == [], load.errors[:5]
+        assert during, "no write committed while the index was being built"
+        assert index_rows(db, "items_load_idx")[0][0] is True
+    finally:
+        drop(db, "items_load_idx")
+        db.query("DELETE FROM items WHERE id > 20000", dbname=DB)
