@@ -7,10 +7,14 @@ CREATE UNIQUE INDEX CONCURRENTLY that failed. A clean database whose statements 
 served by indexes gives no proposal and no finding.
 """
 
+import json
 import time
+from pathlib import Path
 
 import psycopg2
 import pytest
+
+import harness
 
 DB = "ia_shop"
 CLEAN = "ia_clean"
@@ -243,3 +247,56 @@ def test_bad_input_fails_with_a_message(shop, run_playbook):
     assert res.task("ddl")["result"]["failed"] and "DROP" in res.task("ddl")["result"]["msg"]
     assert res.task("saving")["result"]["failed"] and "min_cost_saving" in res.task("saving")["result"]["msg"]
     assert shop.query("SELECT count(*) FROM shop.orders", dbname=DB)[0][0] == 50000
+
+
+def test_query_tuning_playbook_writes_the_report_and_a_second_run_changes_nothing(shop, tmp_path):
+    conn = shop.connect(DB)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_stat_statements_reset()")
+            for i in range(1, 40):
+                cur.execute(JOIN_FK.replace("$1", "%s"), (i,))
+    finally:
+        conn.close()
+    env = dict(PGHOST=shop.host, PGPORT=str(shop.port), PGUSER=shop.user, PGPASSWORD=shop.password)
+    extra = dict(
+        dbarch_target="localhost",
+        dbarch_login_host=shop.host,
+        dbarch_login_port=shop.port,
+        dbarch_login_user=shop.user,
+        dbarch_login_password=shop.password,
+        query_tuning_database=DB,
+        query_tuning_dest=str(tmp_path),
+        query_tuning_schemas=["shop"],
+        query_tuning_explain=[dict(name="orders of a customer", query=JOIN_FK, params=[7])],
+    )
+    playbook = Path(harness.REPO_ROOT) / "playbooks" / "query_tuning.yml"
+    before = shop.query("SELECT count(*), sum(hashtext(o::text)) FROM shop.orders o", dbname=DB)
+    res = harness.run_playbook(playbook, extra_vars=extra, env=env)
+    res.assert_ok()
+    folder = tmp_path / "localhost"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "query_tuning.json",
+        "query_tuning.md",
+        "query_tuning.sarif",
+        "query_tuning.xml",
+    ]
+    report = json.loads((folder / "query_tuning.json").read_text())
+    found = {(f["rule"], f["object"]) for f in report["findings"]}
+    # the plan of the join (explain), the proposal (index advice) and the review of the indexes there are
+    assert ("QP-SCAN-001", "shop.orders") in found
+    assert ("IA-INDEX-001", "shop.orders") in found
+    assert ("IA-FK-001", "shop.orders.customer_id") in found
+    summary = report["summary"]
+    assert summary["workload"] == "pg_stat_statements"
+    assert summary["explained"] == ["orders of a customer"] and summary["explain_errors"] == []
+    assert (
+        "CREATE INDEX CONCURRENTLY orders_customer_id_idx ON shop.orders (customer_id);"
+        in summary["proposals"]
+    )
+    assert summary["apply"] is False
+    assert shop.query("SELECT count(*), sum(hashtext(o::text)) FROM shop.orders o", dbname=DB) == before
+    assert not shop.query("SELECT 1 FROM pg_indexes WHERE indexname = 'orders_customer_id_idx'", dbname=DB)
+    again = harness.run_playbook(playbook, extra_vars=extra, env=env)
+    again.assert_ok()
+    assert again.changed_count() == 0, (report, json.loads((folder / "query_tuning.json").read_text()))
