@@ -736,6 +736,9 @@ def index_findings(catalog, stats_reset, schemas=None):
             f.rule, f.title = rule_id, RULES[rule_id][0]
             f.severity = RULES[rule_id][1]
             f.evidence["schema_review_rule"] = shared_id
+            # Sizes and row estimates move with VACUUM and growth; the report must not (idempotence).
+            f.evidence.pop("bytes", None)
+            f.evidence.pop("row_estimate", None)
             for key in ("duplicate", "redundant", "index"):
                 if f.evidence.get(key):
                     reported.add((f.object, f.evidence[key]))
@@ -765,7 +768,6 @@ def index_findings(catalog, stats_reset, schemas=None):
                         definition=i.definition,
                         idx_scan=i.idx_scan,
                         last_idx_scan=i.last_idx_scan,
-                        bytes=i.bytes,
                         stats_reset=stats_reset,
                         counted_since=since,
                     ),
@@ -945,44 +947,61 @@ def _where_columns(cand):
     return [_unident(m.group(1))] if m else []
 
 
+def _bucket(share):
+    for limit in (0.01, 0.05, 0.1, 0.25, 0.5):
+        if share < limit:
+            return "under %d%%" % round(100 * limit)
+    return "%d%% or more" % 50
+
+
+def _stable_write_note(p):
+    """The write cost in words without counters (they move between runs; the proposal has them)."""
+    write = p["evidence"]["write"]
+    if write["updated_columns"]:
+        return (
+            "column(s) %s are SET by UPDATE statements of the workload: an index on them makes those "
+            "updates non-HOT." % ", ".join(write["updated_columns"])
+        )
+    if p["write_cost_note"]:
+        return "the table is updated heavily: the index adds write cost, and updates of its columns lose HOT."
+    return None
+
+
 def _proposal_finding(p):
+    """IA-INDEX-001 for a proposal. Its text and evidence leave out planned costs, row counts and
+    update counters, which drift as tables grow and autovacuum runs, so a report of the same
+    advice does not change between runs; the proposal itself has the numbers."""
     names = ", ".join(q["name"] for q in p["queries"])
     if p["proven"]:
-        gain = "planned cost %.2f -> %.2f (%d%% less) with a hypothetical index (hypopg)" % (
-            p["cost_before"],
-            p["cost_after"],
-            round(100 * p["saving"]),
+        gain = "a hypothetical index (hypopg) cuts their planned cost by about %d%%" % round(
+            100 * p["saving"]
         )
     else:
-        gain = (
-            "not proven (no hypopg): the plan scans %s sequentially and the predicates select "
-            "about %s%% of it"
-            % (
-                p["table"],
-                round(100 * p["evidence"]["selectivity"], 2),
-            )
+        gain = "not proven (no hypopg): the predicates select %s of %s" % (
+            _bucket(p["evidence"]["selectivity"]),
+            p["table"],
         )
+    note = _stable_write_note(p)
     f = _finding(
         "IA-INDEX-001",
         p["table"],
         "An index on %s (%s)%s would serve %s."
         % (p["table"], ", ".join(p["columns"]), " WHERE %s" % p["where"] if p["where"] else "", names),
-        "The statements scan the whole table to find few rows; "
+        "The statements scan the table to find few rows; "
         + gain
         + "."
-        + (" Write cost: %s" % p["write_cost_note"] if p["write_cost_note"] else ""),
+        + (" Write cost: %s" % note if note else ""),
         p["create_sql"],
         dict(
             columns=p["columns"],
             where=p["where"],
             include=p["include"],
             queries=[q["name"] for q in p["queries"]],
-            cost_before=p["cost_before"],
-            cost_after=p["cost_after"],
-            saving=p["saving"],
+            saving_percent=round(100 * p["saving"]) if p["saving"] is not None else None,
             hypopg=p["hypopg"],
             proven=p["proven"],
-            write_cost_note=p["write_cost_note"],
+            method=p["method"],
+            write_cost=note,
         ),
     )
     if not p["proven"]:

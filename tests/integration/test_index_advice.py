@@ -86,7 +86,7 @@ def shop(pg):
             cur.execute("UPDATE shop.orders SET status = status WHERE id % 10 = 0")
     finally:
         conn.close()
-    for _ in range(100):  # the statistics reach the views shortly after the backend ends
+    for _attempt in range(100):  # the statistics reach the views shortly after the backend ends
         if pg.query(
             "SELECT n_tup_upd FROM pg_stat_user_tables WHERE relid = 'shop.orders'::regclass", dbname=DB
         )[0][0]:
@@ -299,4 +299,14 @@ def test_query_tuning_playbook_writes_the_report_and_a_second_run_changes_nothin
     assert not shop.query("SELECT 1 FROM pg_indexes WHERE indexname = 'orders_customer_id_idx'", dbname=DB)
     again = harness.run_playbook(playbook, extra_vars=extra, env=env)
     again.assert_ok()
-    assert again.changed_count() == 0, (report, json.loads((folder / "query_tuning.json").read_text()))
+    second = json.loads((folder / "query_tuning.json").read_text())
+    assert again.changed_count() == 0, _differences(report, second)
+
+
+def _differences(first, second):
+    """What differs between two reports, for the message of a failed idempotence check."""
+    a = {json.dumps(f, sort_keys=True) for f in first["findings"]}
+    b = {json.dumps(f, sort_keys=True) for f in second["findings"]}
+    return dict(
+        only_first=sorted(a - b), only_second=sorted(b - a), summary=(first["summary"], second["summary"])
+    )
