@@ -323,6 +323,8 @@ def predicates(text, alias):
     """
     out = []
     for part in _split_and(text or ""):
+        if re.search(r"\sOR\s", part):
+            continue  # an OR needs a BitmapOr of indexes or a rewrite: not one index
         m = _NULLTEST.match(part)
         if m:
             q = _unident(m.group("lq"))
