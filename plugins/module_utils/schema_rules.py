@@ -294,15 +294,17 @@ def no_primary_key(ctx):
         )
 
 
-def _fk_supported(t, fk):
+def index_supports_fk(index, fk):
+    """True when ``index`` (valid, full, btree) leads with exactly the columns of ``fk``."""
+    if not index.valid or index.predicate or index.method not in ("btree", None):
+        return False
     need = set(fk.columns)
-    for i in t.indexes:
-        if not i.valid or i.predicate or i.method not in ("btree", None):
-            continue
-        cols = [_unquote(c) for c in i.columns]
-        if set(cols[: len(need)]) == need:
-            return True
-    return False
+    cols = [_unquote(c) for c in index.columns]
+    return set(cols[: len(need)]) == need
+
+
+def _fk_supported(t, fk):
+    return any(index_supports_fk(i, fk) for i in t.indexes)
 
 
 @rule("SR-KEY-002", "Foreign key without a supporting index", "medium")

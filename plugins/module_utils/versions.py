@@ -120,6 +120,17 @@ class Features:
         """14 added pg_stat_wal."""
         return self.major >= 14
 
+    # -- planning ---------------------------------------------------------------------
+    @property
+    def has_explain_generic_plan(self):
+        """16 added EXPLAIN (GENERIC_PLAN): a statement with $1 placeholders is planned as is.
+
+        Before 16 the statement is prepared (parameter types inferred) and EXPLAIN EXECUTE
+        runs with NULL values under plan_cache_mode = force_generic_plan, so the NULLs are
+        not folded into the plan.
+        """
+        return self.major >= 16
+
     # -- security defaults ------------------------------------------------------------
     @property
     def public_schema_create_default(self):

@@ -26,7 +26,12 @@ def sandbox_env():
 
 def test_site_writes_reports_for_every_host_and_is_idempotent(sandbox_env, tmp_path):
     dest = str(tmp_path / "reports")
-    extra = {"server_report_dest": dest, "schema_review_dest": dest, "migrations_report_dest": dest}
+    extra = {
+        "server_report_dest": dest,
+        "schema_review_dest": dest,
+        "migrations_report_dest": dest,
+        "query_tuning_dest": dest,
+    }
     first = harness.run_playbook(SITE_PLAYBOOK, extra_vars=extra, env=sandbox_env, inventory=str(INVENTORY))
     first.assert_ok()
     for host in HOSTS:
@@ -53,6 +58,18 @@ def test_site_writes_reports_for_every_host_and_is_idempotent(sandbox_env, tmp_p
     assert migrations["history"][-1] == "R__customer_balance_view.sql success=True"
     for ext in ("md", "mmd", "dbml", "dot", "svg"):
         assert os.path.exists(os.path.join(dest, "pg-primary", "data_dictionary", "data_dictionary." + ext))
+    # Query tuning of the demo workload: the foreign key without an index it joins on is seen by
+    # EXPLAIN ANALYZE and by the index advice, which proposes the index.
+    with open(os.path.join(dest, "pg-primary", "query_tuning.json"), encoding="utf-8") as fh:
+        tuning = json.load(fh)
+    found = {(f["rule"], f["object"]) for f in tuning["findings"]}
+    assert ("IA-FK-001", "shop.orders.customer_id") in found
+    assert ("IA-INDEX-001", "shop.orders") in found
+    assert ("QP-SCAN-001", "shop.orders") in found
+    assert tuning["summary"]["workload"] == "pg_stat_statements"
+    assert any(p.endswith("ON shop.orders (customer_id);") for p in tuning["summary"]["proposals"])
+    assert tuning["summary"]["explained"] == ["orders of a customer"]
+    assert not os.path.exists(os.path.join(dest, "pg-replica", "query_tuning.json"))
     second = harness.run_playbook(SITE_PLAYBOOK, extra_vars=extra, env=sandbox_env, inventory=str(INVENTORY))
     second.assert_ok()
     assert second.changed_count() == 0, second.stdout

@@ -1,0 +1,1015 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbarch.postgresql contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Index advice: propose indexes from a workload and prove them; review the indexes there are.
+
+The workload is the top statements of pg_stat_statements (``query_stats``) or a list of
+queries. Each statement is planned -- ``EXPLAIN (VERBOSE, FORMAT JSON)``, never executed --
+in one READ ONLY transaction that is rolled back. Statements with ``$1`` placeholders (as
+pg_stat_statements records them) get a generic plan: ``EXPLAIN (GENERIC_PLAN)`` on 16+,
+PREPARE + EXPLAIN EXECUTE with NULLs under ``plan_cache_mode = force_generic_plan`` before
+(``versions.Features.has_explain_generic_plan``).
+
+Candidates come from the plans: Seq Scans with a filter, the scanned side of a join whose
+other side is small, and Seq Scans feeding a Sort under a Limit. Key order: equality
+columns first (most distinct values first), then one range column, else the sort keys.
+A constant predicate on a rare value (pg_stats) becomes the WHERE of a partial index.
+
+With hypopg installed in the database each candidate is created hypothetically, the
+statements it serves planned again, and it is proposed only when the planner uses it and
+the weighted planned cost falls by ``min_cost_saving``. Without hypopg the proposals come
+from the predicate heuristics alone and say so (``hypopg: false``).
+
+Findings on the existing indexes reuse the schema review rules (duplicate, redundant,
+invalid, foreign key without an index) under IA-* ids, plus unused indexes.
+
+Plain Python: no Ansible imports.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import re
+from collections import OrderedDict
+
+from ansible_collections.dbarch.postgresql.plugins.module_utils import catalog as cat
+from ansible_collections.dbarch.postgresql.plugins.module_utils import explain as ex
+from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
+from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
+from ansible_collections.dbarch.postgresql.plugins.module_utils import query_stats as qs
+from ansible_collections.dbarch.postgresql.plugins.module_utils import schema_rules as sr
+from ansible_collections.dbarch.postgresql.plugins.module_utils.versions import Features
+
+DEFAULT_MIN_COST_SAVING = 0.3
+DEFAULT_LIMIT = 20
+# Tables estimated smaller than this are left alone: a sequential scan of them is cheap.
+MIN_ROWS = 1000
+# Without hypopg: a filter must keep at most this share of the table to be worth an index.
+HEURISTIC_MAX_SELECTIVITY = 0.1
+# A join side is worth an index when the other side is this many times smaller.
+JOIN_RATIO = 50
+# A constant predicate becomes the WHERE of a partial index when its value is this rare.
+PARTIAL_MAX_FREQUENCY = 0.2
+PARTIAL_MAX_DISTINCT = 50
+# Heavy updates: at least this many, and at least this share of the live rows.
+HEAVY_UPDATES = 1000
+HEAVY_UPDATE_SHARE = 0.1
+MAX_INCLUDE = 4
+PREPARED_NAME = "dbarch_index_advice"
+
+RULES = OrderedDict(
+    [
+        ("IA-INDEX-001", ("Missing index (proposal)", "medium")),
+        ("IA-UNUSED-001", ("Unused index", "low")),
+        ("IA-DUP-001", ("Duplicate index", "medium")),
+        ("IA-REDUNDANT-001", ("Redundant index (prefix of another)", "low")),
+        ("IA-INVALID-001", ("Invalid index", "high")),
+        ("IA-FK-001", ("Foreign key without a supporting index", "medium")),
+    ]
+)
+# Index review rules shared with schema_review: its rule function -> our id.
+_SHARED = (
+    (sr.duplicate_indexes, "IA-DUP-001", "SR-IDX-001"),
+    (sr.redundant_indexes, "IA-REDUNDANT-001", "SR-IDX-002"),
+    (sr.invalid_indexes, "IA-INVALID-001", "SR-IDX-003"),
+    (sr.fk_without_index, "IA-FK-001", "SR-KEY-002"),
+)
+_SYSTEM_PREFIXES = ("pg_", "information_schema")
+
+
+class IndexAdviceError(ValueError):
+    pass
+
+
+# -- the workload ---------------------------------------------------------------------------
+def normalize_queries(queries):
+    """[{name, sql, weight, params}] from a list of SQL strings or {name, sql, weight} dicts."""
+    out = []
+    for i, q in enumerate(queries or []):
+        if isinstance(q, dict):
+            unknown = set(q) - {"name", "sql", "weight"}
+            if unknown:
+                raise IndexAdviceError(
+                    "queries[%d] has unknown key(s) %s: give name, sql and weight."
+                    % (i, ", ".join(sorted(unknown)))
+                )
+            name, text, weight = q.get("name") or "queries[%d]" % i, q.get("sql"), q.get("weight", 1)
+        else:
+            name, text, weight = "queries[%d]" % i, q, 1
+        try:
+            weight = float(weight)
+        except (TypeError, ValueError):
+            raise IndexAdviceError("%s: weight must be a number, got %r." % (name, weight)) from None
+        if weight <= 0:
+            raise IndexAdviceError("%s: weight must be above 0, got %s." % (name, weight))
+        try:
+            info = ex.classify(text)
+        except ex.ExplainError as exc:
+            raise IndexAdviceError("%s: %s" % (name, exc)) from None
+        out.append(
+            dict(name=str(name), sql=info["text"], weight=weight, params=info["params"], kind=info["kind"])
+        )
+    return out
+
+
+def _relations(text):
+    """(schema or None, name) of every table a statement names, or None when it does not parse."""
+    import pglast  # noqa: PLC0415 - optional dependency (explain needs it too)
+
+    try:
+        stmts = pglast.parse_sql(text)
+    except pglast.parser.ParseError:
+        return None
+    return [(n.schemaname, n.relname) for n in ex._walk(stmts[0].stmt) if type(n).__name__ == "RangeVar"]
+
+
+def _is_system(rels):
+    return all((s or "").startswith(_SYSTEM_PREFIXES) or n.startswith(_SYSTEM_PREFIXES) for s, n in rels)
+
+
+def workload_from_stats(session, limit):
+    """(workload, info): the top statements of the connected database by total time."""
+    st = qs.status(session)
+    info = dict(source="pg_stat_statements", usable=st["usable"], reason=None, utility_skipped=0)
+    if not st["usable"]:
+        info["reason"] = qs.message(st)
+        return [], info
+    data = qs.read(session, st)
+    rows = qs.top([qs.shape(r) for r in data["statements"]], "total_time", 0)
+    out = []
+    for r in rows:
+        text = r["query"]
+        if not text or text == qs.INSUFFICIENT:
+            continue
+        try:
+            c = ex.classify(text)
+        except ex.ExplainError:
+            info["utility_skipped"] += 1  # BEGIN, SET, DDL, EXPLAIN, ...
+            continue
+        rels = _relations(text)
+        if not rels or _is_system(rels):
+            continue
+        same = [q for q in out if q["sql"] == c["text"]]  # one text, several users or nesting levels
+        if same:
+            same[0]["weight"] += max(float(r["total_time_ms"] or 0), 0.001)
+            same[0]["calls"] += r["calls"]
+            continue
+        out.append(
+            dict(
+                name="queryid %s" % r["queryid"],
+                sql=c["text"],
+                weight=max(float(r["total_time_ms"] or 0), 0.001),
+                params=c["params"],
+                kind=c["kind"],
+                calls=r["calls"],
+                total_time_ms=r["total_time_ms"],
+            )
+        )
+        if limit and len(out) >= limit:
+            break
+    info["stats_reset"] = data["stats_reset"]
+    return out, info
+
+
+def updated_columns(workload):
+    """{(schema or None, table): set(columns)} SET by the UPDATE statements of the workload."""
+    import pglast  # noqa: PLC0415
+
+    out = {}
+    for q in workload:
+        if q["kind"] != "UPDATE":
+            continue
+        try:
+            node = pglast.parse_sql(q["sql"])[0].stmt
+        except pglast.parser.ParseError:
+            continue
+        rel = node.relation
+        cols = out.setdefault((rel.schemaname, rel.relname), set())
+        for target in node.targetList or ():
+            if target.name:
+                cols.add(target.name)
+    return out
+
+
+# -- planning -------------------------------------------------------------------------------
+def _doc(rows):
+    doc = list(rows[0].values())[0]
+    if isinstance(doc, str):
+        doc = json.loads(doc)
+    return doc[0]
+
+
+def plan(session, features, q):
+    """The JSON plan document of one workload statement (generic when it has placeholders).
+
+    Runs inside the caller's transaction; the caller wraps it in a savepoint.
+    """
+    text = pg.pgsql.SQL(q["sql"])
+    if not q["params"]:
+        return _doc(session.fetchall(pg.pgsql.SQL("EXPLAIN (VERBOSE, FORMAT JSON) ") + text))
+    if features.has_explain_generic_plan:
+        return _doc(session.fetchall(pg.pgsql.SQL("EXPLAIN (GENERIC_PLAN, VERBOSE, FORMAT JSON) ") + text))
+    session.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+    session.execute(pg.pgsql.SQL("PREPARE {} AS ").format(pg.ident(PREPARED_NAME)) + text)
+    try:
+        nulls = pg.pgsql.SQL(", ".join(["NULL"] * q["params"]))
+        return _doc(
+            session.fetchall(
+                pg.pgsql.SQL("EXPLAIN (VERBOSE, FORMAT JSON) EXECUTE {} (").format(pg.ident(PREPARED_NAME))
+                + nulls
+                + pg.pgsql.SQL(")")
+            )
+        )
+    finally:
+        session.prepared = True
+
+
+def _deallocate(session):
+    if getattr(session, "prepared", False):
+        session.execute(pg.pgsql.SQL("DEALLOCATE {}").format(pg.ident(PREPARED_NAME)), record=False)
+        session.prepared = False
+
+
+def _plan_safely(session, features, q):
+    """(plan document, None) or (None, reason)."""
+    session.execute("SAVEPOINT dbarch_advice", record=False)
+    try:
+        doc = plan(session, features, q)
+    except pg.PgError as exc:
+        session.execute("ROLLBACK TO SAVEPOINT dbarch_advice", record=False)
+        _deallocate(session)
+        return None, str(exc)
+    session.execute("RELEASE SAVEPOINT dbarch_advice", record=False)
+    _deallocate(session)
+    return doc, None
+
+
+# -- reading plan expressions -------------------------------------------------------------------
+_IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
+_COLREF = r"\(?(?:(?P<{p}q>{i})\.)?(?P<{p}c>{i})\)?(?:::[A-Za-z_][A-Za-z0-9_ ]*(?:\[\])?)?"
+_OPS = r"(?P<op>=|<>|<=|>=|<|>|~~|!~~)"
+_LEFT = re.compile(r"^%s\s*%s\s*(?P<rhs>.+)$" % (_COLREF.format(p="l", i=_IDENT), _OPS), re.S)
+_RIGHT = re.compile(r"^(?P<lhs>.+?)\s*%s\s*%s$" % (_OPS, _COLREF.format(p="r", i=_IDENT)), re.S)
+_NULLTEST = re.compile(r"^%s\s+IS\s+(?P<not>NOT\s+)?NULL$" % _COLREF.format(p="l", i=_IDENT), re.S)
+_LITERAL = re.compile(
+    r"^(?:'(?:[^']|'')*'|-?\d+(?:\.\d+)?|true|false)(?:::[A-Za-z_][A-Za-z0-9_ ]*(?:\[\])?)?$"
+)
+_PARAM = re.compile(r"^\$\d+(?:::[A-Za-z_][A-Za-z0-9_ ]*)?$")
+_FLIP = {"<": ">", ">": "<", "<=": ">=", ">=": "<=", "=": "=", "<>": "<>"}
+
+
+def _unident(name):
+    if name and name.startswith('"'):
+        return name[1:-1].replace('""', '"')
+    return name
+
+
+def _strip_parens(text):
+    text = text.strip()
+    while text.startswith("(") and text.endswith(")"):
+        depth = 0
+        for i, ch in enumerate(text):
+            depth += ch == "("
+            depth -= ch == ")"
+            if depth == 0 and i < len(text) - 1:
+                return text
+        text = text[1:-1].strip()
+    return text
+
+
+def _split_and(text):
+    """Top-level AND conjuncts of a plan expression (quotes and parentheses respected)."""
+    text = _strip_parens(text)
+    parts, depth, start, i, quote = [], 0, 0, 0, False
+    while i < len(text):
+        ch = text[i]
+        if ch == "'":
+            quote = not quote
+        elif not quote:
+            if ch == "(":
+                depth += 1
+            elif ch == ")":
+                depth -= 1
+            elif depth == 0 and text[i : i + 5] == " AND ":
+                parts.append(text[start:i])
+                start = i + 5
+                i += 5
+                continue
+        i += 1
+    parts.append(text[start:])
+    return [_strip_parens(p) for p in parts if p.strip()]
+
+
+def _value(rhs, alias):
+    rhs = _strip_parens(rhs)
+    if _LITERAL.match(rhs):
+        return "constant", rhs
+    if _PARAM.match(rhs):
+        return "param", rhs
+    m = re.match(r"^%s$" % _COLREF.format(p="v", i=_IDENT), rhs)
+    if m and m.group("vq") and _unident(m.group("vq")) != alias:
+        return "join", rhs
+    if rhs.startswith("ANY ("):
+        return "list", rhs
+    return "expression", rhs
+
+
+def predicates(text, alias):
+    """[{column, kind (eq, range, null), value_kind, value}] of a plan expression on ``alias``.
+
+    Conjuncts on other aliases, OR-ed conditions and expressions on columns are left out.
+    """
+    out = []
+    for part in _split_and(text or ""):
+        if re.search(r"\sOR\s", part):
+            continue  # an OR needs a BitmapOr of indexes or a rewrite: not one index
+        m = _NULLTEST.match(part)
+        if m:
+            q = _unident(m.group("lq"))
+            if (q is None or alias is None or q == alias) and not m.group("not"):
+                out.append(
+                    dict(column=_unident(m.group("lc")), kind="null", value_kind="constant", value="NULL")
+                )
+            continue
+        col = op = rhs = None
+        m = _LEFT.match(part)
+        if m and (m.group("lq") is None or alias is None or _unident(m.group("lq")) == alias):
+            col, op, rhs = _unident(m.group("lc")), m.group("op"), m.group("rhs")
+        else:
+            m = _RIGHT.match(part)
+            if m and (m.group("rq") is None or alias is None or _unident(m.group("rq")) == alias):
+                col, op, rhs = _unident(m.group("rc")), _FLIP.get(m.group("op")), m.group("lhs")
+        if col is None or op in (None, "<>", "~~", "!~~"):
+            continue
+        vkind, value = _value(rhs, alias)
+        if op == "=":
+            if vkind == "list":
+                continue  # col = ANY(...) needs its own thought; leave it
+            out.append(dict(column=col, kind="eq", value_kind=vkind, value=value))
+        else:
+            out.append(dict(column=col, kind="range", value_kind=vkind, value=value))
+    return out
+
+
+def _sort_columns(keys, alias, table):
+    out = []
+    for k in keys or ():
+        m = re.match(
+            r"^%s(?P<dir>\s+DESC)?(?:\s+NULLS\s+(?:FIRST|LAST))?$" % _COLREF.format(p="s", i=_IDENT), k
+        )
+        if not m:
+            return []
+        q = _unident(m.group("sq"))
+        col = _unident(m.group("sc"))
+        if (q is not None and alias is not None and q != alias) or table.column(col) is None:
+            return []
+        out.append((col, bool(m.group("dir"))))
+    return out
+
+
+def _walk(node, ancestors=()):
+    yield node, ancestors
+    for child in node.get("Plans") or ():
+        yield from _walk(child, ancestors + (node,))
+
+
+_JOINS = ("Nested Loop", "Hash Join", "Merge Join")
+
+
+def _scan_below(node):
+    """The Seq Scan a join side reads (through Hash, Materialize, Gather), or None."""
+    while node is not None:
+        if node.get("Node Type") == "Seq Scan":
+            return node
+        if node.get("Node Type") in ("Hash", "Materialize", "Gather", "Sort", "Memoize"):
+            kids = node.get("Plans") or []
+            node = kids[0] if len(kids) == 1 else None
+        else:
+            return None
+    return None
+
+
+# -- candidates -------------------------------------------------------------------------------
+class Candidate:
+    def __init__(self, table, columns, where, include, reason, selectivity):
+        self.table = table
+        self.columns = columns  # [(name, desc)]
+        self.where = where
+        self.include = include
+        self.reason = reason
+        self.selectivity = selectivity
+        self.queries = []  # (workload item, cost before)
+
+    @property
+    def key(self):
+        return (self.table.qualified, tuple(self.columns), self.where or "", tuple(self.include))
+
+    def column_names(self):
+        return [c for c, _d in self.columns]
+
+    def ddl(self, concurrently=True, name=None):
+        cols = ", ".join(pg.quote_ident_text(c) + (" DESC" if d else "") for c, d in self.columns)
+        words = (
+            ["CREATE INDEX"]
+            + (["CONCURRENTLY"] if concurrently else [])
+            + ([pg.quote_ident_text(name)] if name else [])
+        )
+        text = "%s ON %s (%s)" % (
+            " ".join(words),
+            pg.qualified_text(self.table.schema, self.table.name),
+            cols,
+        )
+        if self.include:
+            text += " INCLUDE (%s)" % ", ".join(pg.quote_ident_text(c) for c in self.include)
+        if self.where:
+            text += " WHERE %s" % self.where
+        return text
+
+    def name(self):
+        base = "%s_%s%s_idx" % (self.table.name, "_".join(self.column_names()), "_part" if self.where else "")
+        return sr._truncate(base)
+
+
+def _distinct(table, col):
+    c = table.column(col)
+    nd = getattr(c, "n_distinct", None) if c is not None else None
+    if nd is None:
+        return 0.0
+    rows = float(table.row_estimate or 0)
+    return -nd * rows if nd < 0 else nd
+
+
+def _covered(table, names, where):
+    """True when a valid btree index already leads with these columns (any order) and predicate."""
+    need = set(names)
+    for i in table.indexes:
+        if not i.valid or i.method != "btree" or (i.predicate and i.predicate != (where or "")):
+            continue
+        lead = [sr._unquote(c) for c in i.columns[: len(need)]]
+        if set(lead) == need:
+            return True
+    return False
+
+
+def _rare_value_predicate(table, pred, mcv):
+    """The WHERE text of a partial index for ``column = constant`` when the value is rare."""
+    col = table.column(pred["column"])
+    if col is None or pred["value_kind"] != "constant":
+        return None, None
+    if pred["kind"] == "null":
+        frac = getattr(col, "null_frac", None)
+        if frac is not None and frac <= PARTIAL_MAX_FREQUENCY:
+            return "%s IS NULL" % pg.quote_ident_text(col.name), frac
+        return None, None
+    nd = _distinct(table, col.name)
+    if not nd or nd > PARTIAL_MAX_DISTINCT:
+        return None, None
+    value = re.sub(r"::[A-Za-z_][A-Za-z0-9_ ]*(?:\[\])?$", "", pred["value"])
+    plain = value[1:-1].replace("''", "'") if value.startswith("'") else value
+    vals, freqs = mcv.get((table.schema, table.name, col.name), ([], []))
+    if plain in vals:
+        freq = freqs[vals.index(plain)]
+    else:
+        rest = 1.0 - sum(freqs) - float(getattr(col, "null_frac", 0) or 0)
+        others = nd - len(vals)
+        freq = rest / others if others > 0 else 0.0
+    if freq > PARTIAL_MAX_FREQUENCY:
+        return None, freq
+    return "%s = %s" % (pg.quote_ident_text(col.name), value), freq
+
+
+def _compose(table, preds, sort, output, covering, mcv):
+    """Candidate (columns, where, include) from a scan's predicates, or None."""
+    eq, rng, where, seen = [], [], None, set()
+    consts = [p for p in preds if p["kind"] in ("eq", "null") and p["value_kind"] == "constant"]
+    best = None
+    for p in consts:
+        w, freq = _rare_value_predicate(table, p, mcv)
+        if w and (best is None or freq < best[1]):
+            best = (w, freq, p["column"])
+    if best:
+        where = best[0]
+        seen.add(best[2])
+    for p in preds:
+        col = p["column"]
+        if col in seen or table.column(col) is None:
+            continue
+        if p["kind"] in ("eq", "null"):
+            eq.append(col)
+            seen.add(col)
+        elif p["kind"] == "range":
+            rng.append(col)
+    eq.sort(key=lambda c: -_distinct(table, c))
+    columns = [(c, False) for c in eq]
+    rng = [c for c in rng if c not in seen]
+    if rng:
+        columns.append((rng[0], False))
+    elif sort:
+        for col, desc in sort:
+            if col not in seen:
+                columns.append((col, desc))
+                seen.add(col)
+    if not columns:
+        if not where:
+            return None
+        columns = [(best[2], False)]
+    include = []
+    if covering:
+        keys = {c for c, _d in columns}
+        for o in output or ():
+            name = _unident(o.split(".")[-1]) if re.match(r"^%s\.%s$" % (_IDENT, _IDENT), o) else None
+            if name and name not in keys and name not in include and table.column(name) is not None:
+                include.append(name)
+        if len(include) > MAX_INCLUDE:
+            include = []
+    return columns, where, include
+
+
+def candidates(doc, catalog, schemas, mcv, covering=False):
+    """Candidates of one plan document: [(Candidate, scan node)]."""
+    out = []
+    root = doc["Plan"]
+    for node, ancestors in _walk(root):
+        ntype = node.get("Node Type")
+        if ntype == "Seq Scan":
+            table = catalog.get(node.get("Schema"), node.get("Relation Name"))
+            if (
+                table is None
+                or (schemas and table.schema not in schemas)
+                or (table.row_estimate or 0) < MIN_ROWS
+            ):
+                continue
+            alias = node.get("Alias")
+            preds = predicates(node.get("Filter"), alias)
+            sort, limited = [], False
+            for anc in reversed(ancestors):
+                if anc.get("Node Type") in _JOINS:
+                    break
+                if anc.get("Node Type") in ("Sort", "Incremental Sort") and not sort:
+                    sort = _sort_columns(anc.get("Sort Key"), alias, table)
+                if anc.get("Node Type") == "Limit" and sort:
+                    limited = True
+            if ancestors and ancestors[-1].get("Node Type") == "Nested Loop":
+                parent = ancestors[-1]
+                if (parent.get("Plans") or [None, None])[-1] is node:
+                    preds += predicates(parent.get("Join Filter"), alias)
+            rows = float(table.row_estimate or 1)
+            selectivity = min(1.0, float(node.get("Plan Rows") or 0) / rows)
+            if preds:
+                reason = "filter"
+            elif sort and limited:
+                reason, selectivity = "sort", 0.0
+            else:
+                continue
+            composed = _compose(table, preds, sort, node.get("Output"), covering, mcv)
+            if composed:
+                out.append(
+                    (Candidate(table, composed[0], composed[1], composed[2], reason, selectivity), node)
+                )
+        elif ntype in ("Hash Join", "Merge Join"):
+            cond = node.get("Hash Cond") or node.get("Merge Cond")
+            sides = [_scan_below(k) for k in node.get("Plans") or ()]
+            kids = node.get("Plans") or ()
+            for i, scan in enumerate(sides):
+                if scan is None or len(kids) != 2:
+                    continue
+                table = catalog.get(scan.get("Schema"), scan.get("Relation Name"))
+                if (
+                    table is None
+                    or (schemas and table.schema not in schemas)
+                    or (table.row_estimate or 0) < MIN_ROWS
+                ):
+                    continue
+                other_rows = float(kids[1 - i].get("Plan Rows") or 0)
+                if other_rows * JOIN_RATIO > float(table.row_estimate):
+                    continue
+                alias = scan.get("Alias")
+                preds = [p for p in predicates(cond, alias) if p["value_kind"] == "join"]
+                if not preds:
+                    continue
+                preds += predicates(scan.get("Filter"), alias)
+                composed = _compose(table, preds, [], scan.get("Output"), covering, mcv)
+                if composed:
+                    sel = min(1.0, other_rows / float(table.row_estimate))
+                    out.append((Candidate(table, composed[0], composed[1], composed[2], "join", sel), scan))
+    return out
+
+
+# -- statistics the catalog does not hold -------------------------------------------------------
+_Q_MCV = """
+SELECT schemaname AS schema, tablename AS table, attname AS column,
+       most_common_vals::text::text[] AS vals, most_common_freqs AS freqs
+FROM pg_stats
+WHERE NOT inherited
+  AND (schemaname, tablename, attname) IN (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))
+"""
+
+_Q_STATS_RESET = "SELECT stats_reset FROM pg_stat_database WHERE datname = current_database()"
+
+
+def most_common_values(session, columns):
+    """{(schema, table, column): (values, frequencies)} from pg_stats, for the given columns."""
+    if not columns:
+        return {}
+    cols = sorted(columns)
+    rows = session.fetchall(_Q_MCV, ([c[0] for c in cols], [c[1] for c in cols], [c[2] for c in cols]))
+    return dict(
+        (
+            (r["schema"], r["table"], r["column"]),
+            (list(r["vals"] or []), [float(f) for f in r["freqs"] or []]),
+        )
+        for r in rows
+    )
+
+
+# -- write cost ------------------------------------------------------------------------------------
+def write_cost(table, columns, updated):
+    """(note or None, factor for the score) for an index on ``columns`` of ``table``."""
+    s = table.stats or {}
+    upd = int(s.get("n_tup_upd") or 0)
+    hot = int(s.get("n_tup_hot_upd") or 0)
+    live = int(s.get("n_live_tup") or table.row_estimate or 0)
+    hot_share = round(hot / float(upd), 3) if upd else None
+    hit = sorted(
+        set(columns) & updated.get((table.schema, table.name), set())
+        | set(columns) & updated.get((None, table.name), set())
+    )
+    if hit and upd:
+        return (
+            "column(s) %s are SET by UPDATE statements of the workload; %s had %d update(s) since the "
+            "statistics reset, %s HOT. With an index on them those updates can no longer be HOT: "
+            "every update writes every index of the table and leaves more dead tuples."
+            % (
+                ", ".join(hit),
+                table.qualified,
+                upd,
+                "%d%%" % round(100 * hot_share) if hot_share is not None else "none",
+            ),
+            0.5,
+            dict(n_tup_upd=upd, n_tup_hot_upd=hot, hot_share=hot_share, updated_columns=hit),
+        )
+    if upd >= HEAVY_UPDATES and upd >= HEAVY_UPDATE_SHARE * max(live, 1):
+        return (
+            "%s is updated heavily (%d update(s) since the statistics reset, %s HOT): the index adds "
+            "write cost; if the application updates %s, those updates lose HOT."
+            % (
+                table.qualified,
+                upd,
+                "%d%%" % round(100 * hot_share) if hot_share is not None else "none",
+                ", ".join(columns),
+            ),
+            0.8,
+            dict(n_tup_upd=upd, n_tup_hot_upd=hot, hot_share=hot_share, updated_columns=[]),
+        )
+    return None, 1.0, dict(n_tup_upd=upd, n_tup_hot_upd=hot, hot_share=hot_share, updated_columns=[])
+
+
+# -- proving with hypopg -----------------------------------------------------------------------------
+def _hypopg(catalog):
+    for e in catalog.extensions:
+        if e["name"] == "hypopg":
+            return e
+    return None
+
+
+def _uses(doc, index_name):
+    found = []
+
+    def walk(node):
+        if node.get("Index Name") == index_name:
+            found.append(node)
+        for child in node.get("Plans") or ():
+            walk(child)
+
+    walk(doc["Plan"])
+    return bool(found)
+
+
+def prove(session, features, ext, cand):
+    """Create ``cand`` hypothetically, plan its queries again: [(cost after, uses index)] or reason."""
+    schema = ext["schema"]
+    session.execute("SAVEPOINT dbarch_hypo", record=False)
+    try:
+        row = session.fetchone(
+            pg.pgsql.SQL("SELECT indexname FROM {}(%s)").format(pg.ident(schema, "hypopg_create_index")),
+            (cand.ddl(concurrently=False),),
+        )
+    except pg.PgError as exc:
+        session.execute("ROLLBACK TO SAVEPOINT dbarch_hypo", record=False)
+        return None, "hypopg could not create it: %s" % exc
+    results = []
+    try:
+        for q, _before in cand.queries:
+            doc, err = _plan_safely(session, features, q)
+            if err:
+                return None, "planning again failed: %s" % err
+            results.append((float(doc["Plan"].get("Total Cost") or 0), _uses(doc, row["indexname"])))
+    finally:
+        session.execute(pg.pgsql.SQL("SELECT {}()").format(pg.ident(schema, "hypopg_reset")))
+        session.execute("RELEASE SAVEPOINT dbarch_hypo", record=False)
+    return results, None
+
+
+# -- findings on existing indexes ------------------------------------------------------------------
+def _finding(rule_id, obj, message, why, fix, evidence):
+    title, severity = RULES[rule_id]
+    return fnd.Finding(
+        rule=rule_id,
+        severity=severity,
+        object=obj,
+        message=message,
+        why=why,
+        fix=fix,
+        evidence=evidence,
+        title=title,
+    )
+
+
+def index_findings(catalog, stats_reset, schemas=None):
+    """Duplicate, redundant, invalid, FK-without-index (schema review's rules) and unused indexes."""
+    ctx = sr.Context(catalog, sr.merge_policy(None), None)
+    if schemas:
+        ctx.tables = [t for t in ctx.tables if t.schema in schemas]
+    out, reported = [], set()
+    for check, rule_id, shared_id in _SHARED:
+        for f in check(ctx) or ():
+            f.rule, f.title = rule_id, RULES[rule_id][0]
+            f.severity = RULES[rule_id][1]
+            f.evidence["schema_review_rule"] = shared_id
+            # Sizes and row estimates move with VACUUM and growth; the report must not (idempotence).
+            f.evidence.pop("bytes", None)
+            f.evidence.pop("row_estimate", None)
+            for key in ("duplicate", "redundant", "index"):
+                if f.evidence.get(key):
+                    reported.add((f.object, f.evidence[key]))
+            out.append(f)
+    since = stats_reset or "the statistics were never reset (since the server's statistics began)"
+    for t in ctx.tables:
+        fks = t.foreign_keys
+        for i in t.indexes:
+            if i.idx_scan is None or i.idx_scan > 0 or not i.valid:
+                continue
+            if i.primary or i.unique or i.constraint or (t.qualified, i.name) in reported:
+                continue
+            if any(sr.index_supports_fk(i, fk) for fk in fks):
+                continue
+            out.append(
+                _finding(
+                    "IA-UNUSED-001",
+                    t.qualified,
+                    "Index %s on %s has not been used by any scan since %s."
+                    % (i.name, t.qualified, stats_reset or "the statistics began"),
+                    "An index no query reads still costs every INSERT, every non-HOT UPDATE and every "
+                    "DELETE, and takes disk and cache. Counters are per server: check the replicas before "
+                    "dropping it.",
+                    "DROP INDEX CONCURRENTLY %s;" % pg.qualified_text(t.schema, i.name),
+                    dict(
+                        index=i.name,
+                        definition=i.definition,
+                        idx_scan=i.idx_scan,
+                        last_idx_scan=i.last_idx_scan,
+                        stats_reset=stats_reset,
+                        counted_since=since,
+                    ),
+                )
+            )
+    return out
+
+
+# -- the whole advice -----------------------------------------------------------------------------------
+def advise(
+    session,
+    queries=None,
+    min_cost_saving=DEFAULT_MIN_COST_SAVING,
+    limit=DEFAULT_LIMIT,
+    schemas=None,
+    covering=False,
+):
+    """Returns dict(proposals, rejected, findings (Finding objects), not_planned, summary)."""
+    if not 0 < float(min_cost_saving) < 1:
+        raise IndexAdviceError(
+            "min_cost_saving is a share between 0 and 1 (0.3 = 30%%), got %s." % min_cost_saving
+        )
+    features = Features(session.server_version_num)
+    if queries:
+        workload = normalize_queries(queries)
+        source = dict(source="queries", usable=True, reason=None, utility_skipped=0)
+    else:
+        workload, source = workload_from_stats(session, limit)
+    catalog = cat.snapshot(session, schemas=schemas)
+    stats_reset = session.scalar(_Q_STATS_RESET)
+    stats_reset = stats_reset.isoformat() if hasattr(stats_reset, "isoformat") else stats_reset
+    ext = _hypopg(catalog)
+    updated = updated_columns(workload)
+    skipped, rejected = [], []
+    total_weight = sum(q["weight"] for q in workload) or 1.0
+    found = OrderedDict()
+    conn = session.conn
+    was_autocommit = conn.autocommit
+    conn.autocommit = False
+    try:
+        conn.set_session(readonly=True)
+        plans = []
+        for q in workload:
+            doc, err = _plan_safely(session, features, q)
+            if err:
+                skipped.append(dict(name=q["name"], sql=q["sql"], reason=err))
+                continue
+            plans.append((q, doc))
+        # rare-value statistics for every column a constant predicate names
+        wanted = set()
+        for _q, doc in plans:
+            for node, _a in _walk(doc["Plan"]):
+                if node.get("Node Type") == "Seq Scan" and node.get("Filter"):
+                    for p in predicates(node["Filter"], node.get("Alias")):
+                        if p["value_kind"] == "constant":
+                            wanted.add((node.get("Schema"), node.get("Relation Name"), p["column"]))
+        mcv = most_common_values(session, wanted)
+        for q, doc in plans:
+            cost = float(doc["Plan"].get("Total Cost") or 0)
+            for cand, _node in candidates(doc, catalog, schemas, mcv, covering):
+                if _covered(cand.table, cand.column_names(), cand.where):
+                    continue
+                have = found.setdefault(cand.key, cand)
+                if all(existing is not q for existing, _c in have.queries):
+                    have.queries.append((q, cost))
+                have.selectivity = min(have.selectivity, cand.selectivity)
+        proposals = []
+        for cand in found.values():
+            before = [c for _q, c in cand.queries]
+            weights = [q["weight"] for q, _c in cand.queries]
+            note, factor, write = write_cost(
+                cand.table, cand.column_names() + list(cand.include) + _where_columns(cand), updated
+            )
+            item = OrderedDict(
+                table=cand.table.qualified,
+                columns=[c + (" DESC" if d else "") for c, d in cand.columns],
+                where=cand.where,
+                include=list(cand.include),
+                name=cand.name(),
+                create_sql=cand.ddl(name=cand.name()) + ";",
+                reason=cand.reason,
+                queries=[
+                    dict(name=q["name"], sql=q["sql"], cost_before=round(c, 2)) for q, c in cand.queries
+                ],
+                cost_before=round(sum(before), 2),
+                cost_after=None,
+                saving=None,
+                hypopg=ext is not None,
+                proven=False,
+                method="hypopg" if ext is not None else "heuristic",
+                write_cost_note=note,
+                evidence=OrderedDict(
+                    hypopg=ext is not None,
+                    selectivity=round(cand.selectivity, 4),
+                    table_rows=cand.table.row_estimate,
+                    write=write,
+                ),
+            )
+            share = sum(weights) / total_weight
+            if ext is not None:
+                results, err = prove(session, features, ext, cand)
+                if err:
+                    item["rejected_because"] = err
+                    rejected.append(item)
+                    continue
+                after = [r[0] for r in results]
+                used = all(r[1] for r in results)
+                wb = sum(w * b for w, b in zip(weights, before))  # noqa: B905
+                wa = sum(w * a for w, a in zip(weights, after))  # noqa: B905
+                saving = 1.0 - wa / wb if wb else 0.0
+                for qd, a, r in zip(item["queries"], after, results):  # noqa: B905
+                    qd.update(cost_after=round(a, 2), uses_index=r[1])
+                item.update(cost_after=round(sum(after), 2), saving=round(saving, 4))
+                item["evidence"]["planner_uses_index"] = used
+                if not used or saving < float(min_cost_saving):
+                    item["rejected_because"] = (
+                        "the planner does not use the hypothetical index"
+                        if not used
+                        else "planned cost falls by %d%%, less than min_cost_saving %d%%"
+                        % (round(100 * saving), round(100 * float(min_cost_saving)))
+                    )
+                    rejected.append(item)
+                    continue
+                item["proven"] = True
+                item["score"] = round(saving * share * factor, 4)
+            else:
+                if cand.reason == "filter" and cand.selectivity > HEURISTIC_MAX_SELECTIVITY:
+                    item["rejected_because"] = (
+                        "the filter keeps %d%% of the rows (estimated): an index would not help"
+                        % round(100 * cand.selectivity)
+                    )
+                    rejected.append(item)
+                    continue
+                item["evidence"]["note"] = (
+                    "not proven: the hypopg extension is not installed in this database "
+                    "(CREATE EXTENSION hypopg; proves each proposal with a hypothetical index)"
+                )
+                item["score"] = round((1.0 - cand.selectivity) * share * factor, 4)
+            proposals.append(item)
+    finally:
+        conn.rollback()
+        conn.set_session(readonly="DEFAULT")
+        conn.autocommit = was_autocommit
+    proposals.sort(key=lambda p: (-p["score"], p["table"], p["columns"]))
+    findings = [_proposal_finding(p) for p in proposals] + index_findings(catalog, stats_reset, schemas)
+    findings.sort(key=lambda f: f.sort_key())
+    summary = OrderedDict(
+        database=catalog.database,
+        workload=source["source"],
+        workload_usable=source["usable"],
+        workload_reason=source["reason"],
+        statements=len(workload),
+        statements_planned=len(workload) - len(skipped),
+        statements_skipped=len(skipped),
+        utility_statements_skipped=source["utility_skipped"],
+        generic_plan="EXPLAIN (GENERIC_PLAN)"
+        if features.has_explain_generic_plan
+        else "PREPARE + EXPLAIN EXECUTE (force_generic_plan)",
+        hypopg=ext is not None,
+        hypopg_version=ext["version"] if ext else None,
+        min_cost_saving=float(min_cost_saving),
+        candidates=len(found),
+        proposals=len(proposals),
+        rejected=len(rejected),
+        stats_reset=stats_reset,
+        counts=fnd.counts(findings),
+    )
+    return dict(
+        proposals=proposals, rejected=rejected, findings=findings, not_planned=skipped, summary=summary
+    )
+
+
+def _where_columns(cand):
+    if not cand.where:
+        return []
+    m = re.match(r"^(%s)" % _IDENT, cand.where)
+    return [_unident(m.group(1))] if m else []
+
+
+def _bucket(share):
+    for limit in (0.01, 0.05, 0.1, 0.25, 0.5):
+        if share < limit:
+            return "under %d%%" % round(100 * limit)
+    return "%d%% or more" % 50
+
+
+def _stable_write_note(p):
+    """The write cost in words without counters (they move between runs; the proposal has them)."""
+    write = p["evidence"]["write"]
+    if write["updated_columns"]:
+        return (
+            "column(s) %s are SET by UPDATE statements of the workload: an index on them makes those "
+            "updates non-HOT." % ", ".join(write["updated_columns"])
+        )
+    if p["write_cost_note"]:
+        return "the table is updated heavily: the index adds write cost, and updates of its columns lose HOT."
+    return None
+
+
+def _proposal_finding(p):
+    """IA-INDEX-001 for a proposal. Its text and evidence leave out planned costs, row counts and
+    update counters, which drift as tables grow and autovacuum runs, so a report of the same
+    advice does not change between runs; the proposal itself has the numbers."""
+    names = ", ".join(q["name"] for q in p["queries"])
+    if p["proven"]:
+        gain = "a hypothetical index (hypopg) cuts their planned cost by about %d%%" % round(
+            100 * p["saving"]
+        )
+    else:
+        gain = "not proven (no hypopg): the predicates select %s of %s" % (
+            _bucket(p["evidence"]["selectivity"]),
+            p["table"],
+        )
+    note = _stable_write_note(p)
+    f = _finding(
+        "IA-INDEX-001",
+        p["table"],
+        "An index on %s (%s)%s would serve %s."
+        % (p["table"], ", ".join(p["columns"]), " WHERE %s" % p["where"] if p["where"] else "", names),
+        "The statements scan the table to find few rows; "
+        + gain
+        + "."
+        + (" Write cost: %s" % note if note else ""),
+        p["create_sql"],
+        dict(
+            columns=p["columns"],
+            where=p["where"],
+            include=p["include"],
+            queries=[q["name"] for q in p["queries"]],
+            saving_percent=round(100 * p["saving"]) if p["saving"] is not None else None,
+            hypopg=p["hypopg"],
+            proven=p["proven"],
+            method=p["method"],
+            write_cost=note,
+        ),
+    )
+    if not p["proven"]:
+        f.severity = "low"
+    return f
+
+
+def rule_catalog():
+    return [dict(id=k, title=v[0], severity=v[1]) for k, v in RULES.items()]

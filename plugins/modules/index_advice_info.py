@@ -1,0 +1,220 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: dbarch.postgresql contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: index_advice_info
+short_description: Propose indexes for a workload, prove them with hypopg, review the existing indexes
+version_added: "0.1.0"
+description:
+  - Plans every statement of the workload with C(EXPLAIN (VERBOSE, FORMAT JSON)), never with ANALYZE, in one
+    READ ONLY transaction that is rolled back. The workload is the top O(limit) statements of
+    C(pg_stat_statements) by total time, or O(queries).
+  - Statements with C($1) placeholders (as C(pg_stat_statements) records them) get a generic plan,
+    C(EXPLAIN (GENERIC_PLAN)) on PostgreSQL 16 and later; before 16 the statement is prepared and
+    C(EXPLAIN EXECUTE) runs with NULLs under C(plan_cache_mode = force_generic_plan). A statement whose
+    parameter types cannot be inferred is skipped, with the reason in RV(not_planned).
+  - Candidate indexes come from the plans, sequential scans with a filter, the large side of a join whose
+    other side is small, and sequential scans sorted under a LIMIT. Equality columns come first, then one
+    range column, else the sort keys. A constant predicate on a rare value (per C(pg_stats)) becomes the
+    C(WHERE) of a partial index. An index that already leads with the columns is not proposed again.
+  - With the hypopg extension installed in the database, each candidate is created hypothetically and the
+    statements it serves planned again. It is proposed only when the planner uses it and the planned cost,
+    weighted by each statement's total time, falls by O(min_cost_saving). Without hypopg the proposals rest
+    on predicate heuristics and say so (C(hypopg=false), C(proven=false)).
+  - The write cost is weighed from the table statistics, updates and the share of HOT updates, and the
+    columns the workload's UPDATE statements set. An index on such columns makes those updates non-HOT;
+    the proposal says so in C(write_cost_note) and its score is lowered.
+  - "Findings: C(IA-INDEX-001) proposed index, C(IA-UNUSED-001) index unused since the statistics reset
+    (primary key, unique, constraint and foreign key indexes excluded), C(IA-DUP-001) duplicate index,
+    C(IA-REDUNDANT-001) index that is a prefix of another, C(IA-INVALID-001) invalid index, C(IA-FK-001)
+    foreign key without an index. The last four are the schema review's rules on the same catalog."
+  - Read-only; never reports a change. Needs the Python package C(pglast) where the module runs.
+author:
+  - dbarch.postgresql maintainers (@dbarch)
+options:
+  queries:
+    description:
+      - The workload, instead of C(pg_stat_statements). Each item is a SQL string, or a dict with C(sql),
+        C(name) and C(weight) (default 1; the share of the workload the statement stands for).
+      - Statements may use C($1) placeholders. They are planned, never run.
+    type: list
+    elements: raw
+  min_cost_saving:
+    description:
+      - The share by which a hypothetical index must cut the planned cost of the statements it serves
+        (V(0.3) is 30%). Used only with hypopg.
+    type: float
+    default: 0.3
+  limit:
+    description:
+      - Size of the workload read from C(pg_stat_statements), the top statements by total time of the
+        connected database (statements on system catalogs and utility statements left out). V(0) takes all.
+    type: int
+    default: 20
+  schemas:
+    description:
+      - Only tables and indexes of these schemas. Default every user schema.
+    type: list
+    elements: str
+  covering:
+    description:
+      - Add the other columns the scan returns as C(INCLUDE) columns (at most four), so an index-only scan
+        can answer the statement.
+    type: bool
+    default: false
+extends_documentation_fragment:
+  - dbarch.postgresql.connection
+  - dbarch.postgresql.connection.findings
+attributes:
+  check_mode:
+    support: full
+    description: Runs normally in check mode; it only reads.
+  diff_mode:
+    support: none
+    description: Nothing changes, so there is no diff.
+seealso:
+  - module: dbarch.postgresql.query_stats_info
+  - module: dbarch.postgresql.explain
+  - module: dbarch.postgresql.schema_review
+"""
+
+EXAMPLES = r"""
+- name: Index advice for the top 20 statements of pg_stat_statements
+  dbarch.postgresql.index_advice_info:
+    login_db: shop
+  register: advice
+
+- name: Show the proposals
+  ansible.builtin.debug:
+    msg: "{{ advice.proposals | map(attribute='create_sql') | list }}"
+
+- name: Advice for given statements, a 50% saving required
+  dbarch.postgresql.index_advice_info:
+    login_db: shop
+    min_cost_saving: 0.5
+    queries:
+      - name: orders of a customer
+        sql: SELECT * FROM shop.orders WHERE customer_id = $1
+        weight: 10
+      - SELECT id FROM shop.orders WHERE status = 'new' ORDER BY created_at LIMIT 50
+"""
+
+RETURN = r"""
+proposals:
+  description:
+    - Indexes to build, best score first. Each has C(table), C(columns) (key columns in order, C(DESC) where
+      the sort needs it), C(where) (partial index predicate or null), C(include), C(name), C(create_sql)
+      (C(CREATE INDEX CONCURRENTLY ...)), C(reason) (C(filter), C(join) or C(sort)), C(queries) (the
+      statements served, each with C(name), C(sql), C(cost_before) and, with hypopg, C(cost_after) and
+      C(uses_index)), C(cost_before), C(cost_after), C(saving) (share, with hypopg), C(hypopg), C(proven),
+      C(method) (C(hypopg) or C(heuristic)), C(write_cost_note), C(score) and C(evidence).
+  returned: always
+  type: list
+  elements: dict
+rejected:
+  description:
+    - Candidates not proposed, each as a proposal with C(rejected_because) (the planner does not use the
+      hypothetical index, the saving is under O(min_cost_saving), or the filter is not selective).
+  returned: always
+  type: list
+  elements: dict
+findings:
+  description: Findings in the shared format (C(IA-*) rules), most severe first.
+  returned: always
+  type: list
+  elements: dict
+not_planned:
+  description: Workload statements that could not be planned, each with C(name), C(sql) and C(reason).
+  returned: always
+  type: list
+  elements: dict
+summary:
+  description:
+    - C(database), C(workload) (C(pg_stat_statements) or C(queries)), C(workload_usable), C(workload_reason),
+      C(statements), C(statements_planned), C(statements_skipped), C(generic_plan) (how placeholders were
+      planned), C(hypopg), C(hypopg_version), C(min_cost_saving), C(candidates), C(proposals), C(rejected),
+      C(stats_reset) (of C(pg_stat_database), the start of the index usage counters) and C(counts).
+  returned: always
+  type: dict
+msg:
+  description: A one-line summary.
+  returned: always
+  type: str
+queries:
+  description: The SQL the module ran.
+  returned: always
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg
+from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
+from ansible_collections.dbarch.postgresql.plugins.module_utils import index_advice as ia
+
+
+def main():
+    spec = ansible_pg.connection_argument_spec()
+    spec.update(ansible_pg.findings_argument_spec())
+    spec.update(
+        queries=dict(type="list", elements="raw"),
+        min_cost_saving=dict(type="float", default=ia.DEFAULT_MIN_COST_SAVING),
+        limit=dict(type="int", default=ia.DEFAULT_LIMIT),
+        schemas=dict(type="list", elements="str"),
+        covering=dict(type="bool", default=False),
+    )
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    p = module.params
+    if p["limit"] < 0:
+        module.fail_json(msg="limit must be 0 (all) or more, got %d." % p["limit"])
+    if not 0 < p["min_cost_saving"] < 1:
+        module.fail_json(
+            msg="min_cost_saving is a share between 0 and 1 (0.3 means 30%%), got %s." % p["min_cost_saving"]
+        )
+    try:
+        ia.normalize_queries(p["queries"])
+    except ia.IndexAdviceError as exc:
+        module.fail_json(msg=str(exc))
+
+    def work(session):
+        return ia.advise(
+            session,
+            queries=p["queries"],
+            min_cost_saving=p["min_cost_saving"],
+            limit=p["limit"],
+            schemas=p["schemas"],
+            covering=p["covering"],
+        )
+
+    result, queries = ansible_pg.run_with_session(module, work)
+    try:
+        found, _unused = fnd.apply_suppressions(result["findings"], p["suppressions"])
+    except fnd.FindingError as exc:
+        module.fail_json(msg=str(exc), queries=queries)
+    result["findings"] = [f.to_dict() for f in found]
+    s = result["summary"]
+    result["msg"] = "%d proposal(s) (%s), %d finding(s) from %d statement(s) of %s." % (
+        s["proposals"],
+        "proven with hypopg" if s["hypopg"] else "heuristic: hypopg is not installed",
+        len(found),
+        s["statements_planned"],
+        s["workload"],
+    )
+    if not s["workload_usable"]:
+        result["msg"] += " The workload could not be read: %s" % s["workload_reason"]
+    result.update(changed=False, queries=queries)
+    failing = fnd.gate(found, p["fail_on"])
+    if failing:
+        result["msg"] = fnd.gate_message(failing, p["fail_on"])
+        module.fail_json(**result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
