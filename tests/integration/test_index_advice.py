@@ -310,3 +310,47 @@ def _differences(first, second):
     return dict(
         only_first=sorted(a - b), only_second=sorted(b - a), summary=(first["summary"], second["summary"])
     )
+
+
+def test_query_tuning_apply_builds_verifies_and_compares(shop, tmp_path):
+    """query_tuning_apply: the chosen proposal is built concurrently and the join plan uses it."""
+    if shop.major not in (15, 18):
+        pytest.skip("the apply flow runs on 15 (hypopg) and 18")
+    env = dict(PGHOST=shop.host, PGPORT=str(shop.port), PGUSER=shop.user, PGPASSWORD=shop.password)
+    extra = dict(
+        dbarch_target="localhost",
+        dbarch_login_host=shop.host,
+        dbarch_login_port=shop.port,
+        dbarch_login_user=shop.user,
+        dbarch_login_password=shop.password,
+        query_tuning_database=DB,
+        query_tuning_dest=str(tmp_path),
+        query_tuning_schemas=["shop"],
+        query_tuning_queries=[dict(name="orders of a customer", sql=JOIN_FK.replace("$1", "7"))],
+        query_tuning_explain=[dict(name="orders of a customer", query=JOIN_FK, params=[7])],
+        query_tuning_apply=True,
+        query_tuning_apply_indexes=["orders_customer_id_idx"],
+    )
+    playbook = Path(harness.REPO_ROOT) / "playbooks" / "query_tuning.yml"
+    try:
+        res = harness.run_playbook(playbook, extra_vars=extra, env=env)
+        res.assert_ok()
+        built = res.task("Build the index (CREATE INDEX CONCURRENTLY, verified with EXPLAIN)")["result"]
+        assert built["changed"] is True, built
+        valid = shop.query(
+            "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "WHERE c.relname = 'orders_customer_id_idx'",
+            dbname=DB,
+        )
+        assert valid == [(True,)]
+        after = res.task("EXPLAIN ANALYZE again and compare with before")["result"]
+        assert "orders_customer_id_idx" in json.dumps(after["results"][0]["plan"])
+        dropped = res.task("Drop an index no compared statement uses and got faster with")["result"]
+        assert all(r.get("skipped") for r in dropped["results"]), dropped
+    finally:
+        conn = shop.connect(DB)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("DROP INDEX IF EXISTS shop.orders_customer_id_idx")
+        finally:
+            conn.close()
