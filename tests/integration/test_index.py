@@ -2,14 +2,18 @@
 
 Builds, idempotence, check and diff mode, replace, INVALID leftovers, lock_timeout retries
 (locks held from this process and released from a thread), verify_query, absent, and a
-build under a concurrent write load.
+build under a concurrent write load (Python writer threads, and the server's own pgbench).
 """
 
+import os
+import subprocess
 import threading
 import time
 
 import psycopg2
 import pytest
+
+from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
 
 DB = "idxdb"
 
@@ -462,4 +466,49 @@ def test_build_under_concurrent_writes(db, run_playbook):
         assert index_rows(db, "items_load_idx")[0][0] is True
     finally:
         drop(db, "items_load_idx")
+        db.query("DELETE FROM items WHERE id > 20000", dbname=DB)
+
+
+PGBENCH_SCRIPT = """\\set k random(2000001, 2999999)
+\\set u random(1, 20000)
+INSERT INTO items VALUES (:k, 1, 'bench', 'bench', 'bench') ON CONFLICT (id) DO NOTHING;
+UPDATE items SET note = md5(note) WHERE id = :u;
+"""
+
+
+def test_build_under_pgbench_write_load(db, run_playbook, tmp_path):
+    """pgbench (the server's own, two clients, a bounded run) writes while the index builds concurrently."""
+    bindir = lc.find_bindir(db.major)
+    script = tmp_path / "load.sql"
+    script.write_text(PGBENCH_SCRIPT)
+    env = dict(os.environ, PGPASSWORD=db.password, **lc.library_env(bindir))
+    argv = [os.path.join(bindir, "pgbench"), "-n", "-c", "2", "-T", "20", "-f", str(script), "-l"]
+    argv += ["--log-prefix", str(tmp_path / "tx"), "-h", db.host, "-p", str(db.port), "-U", db.user, DB]
+    spec = dict(name="items_bench_idx", table="items", columns=["status", "customer_id"])
+    bench = subprocess.Popen(
+        argv, cwd=str(tmp_path), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        time.sleep(2)  # let the load start before the build
+        run = run_playbook(play(db, [index_task("build", **spec)]))
+        output = bench.communicate(timeout=120)[0].decode()
+        run.assert_ok()
+        assert bench.returncode == 0, output
+        build = run.task("build")["result"]["build"]
+        ends = []
+        for log in tmp_path.glob("tx*"):
+            for line in log.read_text().splitlines():
+                fields = line.split()
+                ends.append(int(fields[4]) + int(fields[5]) / 1e6)  # time_epoch, time_us of the commit
+        during = [t for t in ends if build["started_at"] <= t <= build["finished_at"]]
+        assert ends and during, "pgbench committed %d transactions, none while the index was built" % len(
+            ends
+        )
+        assert "failed" not in output or "number of failed transactions: 0" in output, output
+        assert index_rows(db, "items_bench_idx")[0][0] is True and invalid_indexes(db) == []
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+            bench.wait()
+        drop(db, "items_bench_idx")
         db.query("DELETE FROM items WHERE id > 20000", dbname=DB)
