@@ -15,7 +15,8 @@ One run, one throwaway cluster, one fresh database per tool and per run:
    lint, the engine in-process (``migrations.run(session, "migrate", files)``), dbmate,
    sqitch and yoyo;
 3. run each tool again with nothing pending on the applied database (the no-op run);
-4. time ``ansible.builtin.ping`` the same way, so the module's own time can be told;
+4. time ``ansible.builtin.ping`` the same way, before each module run and at the end, so
+   the module's own time (module minus the best ping) can be told;
 5. count what is in each database afterwards (tables, columns, indexes, rows, history
    rows) and compare it with what was generated;
 6. print the table with the ratios to psql and write bench/out/migrate.json.
@@ -482,11 +483,18 @@ def main(argv=None):
         server_version = cluster.server_version()
         runner = Runner(cluster, paths)
         versions = tool_versions(runner)
+        ping = []
+
+        def ping_once():
+            ping.append(run_adhoc("ansible.builtin.ping", None, cluster.password)[0])
+
         for tool in TOOLS:
             res = results[tool]
             for run in range(opts.runs):
                 dbname = "mb_%s_%d" % (TOOLS.index(tool), run + 1)
                 cluster.create_db(dbname)
+                if tool in (MOD_NOLINT, MOD_LINT):
+                    ping_once()  # next to each module run: the machine's load drifts
                 log(
                     "%s: apply %d migrations to %s (run %d/%d)"
                     % (tool, opts.migrations, dbname, run + 1, opts.runs)
@@ -506,14 +514,15 @@ def main(argv=None):
             log("%s: no-op run on %s" % (tool, res["database"]))
             try:
                 for _run in range(opts.noop_runs):
+                    if tool in (MOD_NOLINT, MOD_LINT):
+                        ping_once()
                     res["noop"].append(runner.run(tool, res["database"]))
             except ToolFailed as exc:
                 res["noop_error"] = str(exc)
                 log("  no-op FAILED: %s" % exc)
-        log("baseline: ansible.builtin.ping x%d" % opts.noop_runs)
-        ping = []
+        log("baseline: ansible.builtin.ping x%d (plus one before each module run)" % opts.noop_runs)
         for _run in range(opts.noop_runs):
-            ping.append(run_adhoc("ansible.builtin.ping", None, cluster.password)[0])
+            ping_once()
         # A psql session that only connects and reads one row: the fixed cost of a client.
         psql_select = []
         for _run in range(opts.noop_runs):
