@@ -41,8 +41,8 @@ class ExplainError(ValueError):
     pass
 
 
-def _walk(node, seen=None):
-    """Every pglast node below ``node`` (including it)."""
+def walk(node):
+    """Every pglast node below ``node`` (including it). Shared by the modules that parse SQL."""
     from pglast import ast  # noqa: PLC0415 - optional dependency
 
     stack = [node]
@@ -96,7 +96,7 @@ def classify(text):
             "query is SELECT INTO, which creates a table: use CREATE TABLE AS outside explain."
         )
     max_param = 0
-    for sub in _walk(node):
+    for sub in walk(node):
         name = type(sub).__name__
         if name == "CommonTableExpr" and type(sub.ctequery).__name__ in _WRITES:
             reasons.append("data-modifying WITH %s" % sub.ctename)

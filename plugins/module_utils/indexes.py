@@ -28,6 +28,7 @@ import re
 import threading
 import time
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils import explain as ex
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
 
 METHODS = ["btree", "hash", "gist", "gin", "brin", "spgist"]
@@ -86,7 +87,7 @@ def check_expression(text, what):
         )
     )
     if ok:
-        for sub in _walk(node.targetList[0]):
+        for sub in ex.walk(node.targetList[0]):
             name = type(sub).__name__
             if name in ("SubLink", "ParamRef"):
                 ok = False
@@ -96,22 +97,6 @@ def check_expression(text, what):
             "give one column name or expression per list item." % (what, text)
         )
     return text
-
-
-def _walk(node):
-    from pglast import ast  # noqa: PLC0415 - optional dependency
-
-    stack = [node]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, (list, tuple)):
-            stack.extend(item)
-            continue
-        if not isinstance(item, ast.Node):
-            continue
-        yield item
-        for attr in item:
-            stack.append(getattr(item, attr))
 
 
 def check_name(name, what="name"):
@@ -528,7 +513,6 @@ def _same_tablespace(existing, wanted):
 
 def verify(session, name, verify_info, verify_params):
     """EXPLAIN (FORMAT JSON, no ANALYZE) the verify query; {used, nodes, plan_node}."""
-    from ansible_collections.dbarch.postgresql.plugins.module_utils import explain as ex  # noqa: PLC0415
 
     doc, _transaction = ex.run(session, verify_info, verify_params, analyze=False)
     nodes = nodes_using(doc, name)

@@ -20,6 +20,7 @@ __metaclass__ = type
 
 import time
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils import explain as ex
 from ansible_collections.dbarch.postgresql.plugins.module_utils import indexes
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
 
@@ -57,7 +58,7 @@ def check_query(text):
             "query must be one SELECT (or VALUES) statement, not %s."
             % type(node).__name__.replace("Stmt", "").upper()
         )
-    for sub in indexes._walk(node):
+    for sub in ex.walk(node):
         if type(sub).__name__ == "ParamRef":
             raise MatviewError(
                 "query must not use parameters ($1 ...): a materialized view stores one result."
