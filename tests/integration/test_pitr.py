@@ -237,3 +237,22 @@ def test_module_check_mode_refusal_and_restore(pg, history, run_playbook):
     again = run_playbook(_play(force=True, **options)).task("Restore")
     assert again["status"] == "failed" and "is running" in again["result"]["msg"]
     assert _rows(cluster) == [1, 2, 3, 4]
+
+
+def test_pause_at_a_restore_point_stays_in_recovery(pg, history):
+    repo = br.LocalRepository(history["repo"])
+    data_dir = os.path.join(history["workdir"], "paused", "data")
+    planned = pitr.plan(
+        repo,
+        pitr.parse_target(target_name="rp_after_4"),
+        data_dir,
+        lc.free_port(),
+        target_action="pause",
+        wal_script=WAL_SCRIPT,
+    )
+    assert ("recovery_target_action", "pause") in planned["recovery_settings"]
+    reached = pitr.restore(repo, planned, timeout=120)
+    cluster = lc.LocalCluster(data_dir, bindir=planned["bindir"])
+    assert reached["in_recovery"] is True
+    assert cluster.psql("SELECT pg_is_in_recovery(), pg_get_wal_replay_pause_state()") == ["t|paused"]
+    assert _rows(cluster) == [1, 2, 3, 4]
