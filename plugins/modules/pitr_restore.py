@@ -89,7 +89,7 @@ options:
     default: promote
   force:
     description:
-      - Replace the content of a non-empty O(data_dir). A running server there is never touched:
+      - Replace the content of a non-empty O(data_dir). A running server there is never touched;
         stop it first.
     type: bool
     default: false
