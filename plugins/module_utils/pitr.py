@@ -270,7 +270,8 @@ def _locate(backups, archive, segments, histories, bindir, target, inclusive):
         xid = target["value"]
 
         def wanted(rec_xid, _lsn, kind, _rest):
-            return rec_xid == xid and kind in ("COMMIT", "ABORT")
+            # pg_waldump prints 32-bit xids; target_xid may carry the epoch (txid_current()).
+            return rec_xid == xid & 0xFFFFFFFF and kind in ("COMMIT", "ABORT")
 
         what = "no COMMIT or ABORT record of transaction %d" % xid
         rmgr = "Transaction"
@@ -425,7 +426,8 @@ def _check_coverage(chosen, chain, archive, bindir, target, inclusive, located):
     moment = target["value"]
 
     def wanted(_xid, _lsn, rec_kind, rest):
-        if rec_kind != "COMMIT":
+        # PostgreSQL stops at the first COMMIT or ABORT record after (inclusive) or at the time.
+        if rec_kind not in ("COMMIT", "ABORT"):
             return False
         stamp = _commit_time(rest)
         if stamp is None:
