@@ -122,7 +122,7 @@ def _relations(text):
         stmts = pglast.parse_sql(text)
     except pglast.parser.ParseError:
         return None
-    return [(n.schemaname, n.relname) for n in ex._walk(stmts[0].stmt) if type(n).__name__ == "RangeVar"]
+    return [(n.schemaname, n.relname) for n in ex.walk(stmts[0].stmt) if type(n).__name__ == "RangeVar"]
 
 
 def _is_system(rels):
