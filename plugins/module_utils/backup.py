@@ -37,6 +37,7 @@ import tempfile
 import time
 import zlib
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
 from ansible_collections.dbarch.postgresql.plugins.module_utils.findings import Finding
@@ -50,16 +51,6 @@ FORMAT_VERSION = 1
 _TAR_SUFFIX = {"none": ".tar", "gzip": ".tar.gz", "lz4": ".tar.lz4", "zstd": ".tar.zst"}
 _DECOMPRESSOR = {".gz": None, ".lz4": ["lz4", "-dc"], ".zst": ["zstd", "-dc"]}
 
-# libpq keyword -> environment variable for pg_basebackup.
-_ENV = {
-    "host": "PGHOST",
-    "port": "PGPORT",
-    "user": "PGUSER",
-    "password": "PGPASSWORD",
-    "sslmode": "PGSSLMODE",
-    "sslrootcert": "PGSSLROOTCERT",
-    "connect_timeout": "PGCONNECT_TIMEOUT",
-}
 
 SERVER_FACTS_SQL = (
     "SELECT current_setting('server_version_num')::int AS version_num, "
@@ -138,13 +129,8 @@ def basebackup_argv(bindir, target, features, fmt, compression, site, checkpoint
 
 
 def connection_env(libpq):
-    """pg_basebackup's PG* variables from the module's resolved libpq keywords."""
-    env = {}
-    for keyword, value in (libpq or {}).items():
-        name = _ENV.get(keyword)
-        if name and value not in (None, ""):
-            env[name] = str(value)
-    return env
+    """pg_basebackup's PG* variables from the module's resolved libpq keywords (no database)."""
+    return pg.libpq_environment(libpq, exclude=("dbname",))
 
 
 def _run(argv, bindir, env_extra=None, timeout=None, what=None):

@@ -31,18 +31,6 @@ import time
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
 
-# libpq keyword (as pg.resolve_params returns them) -> environment variable.
-_ENV = dict(
-    host="PGHOST",
-    port="PGPORT",
-    user="PGUSER",
-    password="PGPASSWORD",  # noqa: S106 - the name of the variable, not a secret
-    dbname="PGDATABASE",
-    sslmode="PGSSLMODE",
-    sslrootcert="PGSSLROOTCERT",
-    connect_timeout="PGCONNECT_TIMEOUT",
-)
-
 
 class DumpError(Exception):
     """What failed, where, and how to fix it; never holds a password."""
@@ -51,12 +39,11 @@ class DumpError(Exception):
 def libpq_environment(params, module_name="dump"):
     """The environment that points pg_dump/pg_restore at the same server as the modules."""
     kw = pg.resolve_params(params)
-    env = dict(os.environ)
-    for key in list(_ENV.values()):
-        env.pop(key, None)
-    for keyword, value in kw.items():
-        if keyword in _ENV and value not in (None, ""):
-            env[_ENV[keyword]] = str(value)
+    ours = pg.libpq_environment(kw)
+    # The PG* variables the options map to come from the options alone (a stale one in the
+    # environment must not win); others (PGPASSFILE, PGSERVICE...) stay as they are.
+    env = dict((k, v) for k, v in os.environ.items() if k not in pg.LIBPQ_ENV_NAMES)
+    env.update(ours)
     env["PGAPPNAME"] = "dbarch.%s" % module_name
     return env, kw.get("password")
 

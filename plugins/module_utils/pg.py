@@ -60,6 +60,9 @@ _LIBPQ = {
     "connect_timeout": ("connect_timeout", "PGCONNECT_TIMEOUT"),
 }
 
+# The environment variables the connection options map to.
+LIBPQ_ENV_NAMES = frozenset(env for _keyword, env in _LIBPQ.values())
+
 SSL_MODES = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
 # The one argument spec for connection options (Ansible argument_spec format; plain data).
@@ -116,6 +119,20 @@ def resolve_params(params):
         # libpq takes a socket directory as host.
         kw["host"] = sock
     return kw
+
+
+def libpq_environment(kw, exclude=()):
+    """The PG* environment variables for libpq keywords from ``resolve_params``.
+
+    For the client programs (pg_dump, pg_restore, pg_basebackup) that modules run: the
+    password reaches them this way, never on a command line. ``exclude``: keywords to leave out.
+    """
+    names = dict((keyword, env) for keyword, env in _LIBPQ.values())
+    return dict(
+        (names[k], str(v))
+        for k, v in (kw or {}).items()
+        if k in names and k not in exclude and v not in (None, "")
+    )
 
 
 def describe_target(kw):
