@@ -569,16 +569,48 @@ def present(
     as_text = session._as_text
     steps = []  # (description, sql or callable)
     build_name = name
+    # A replace that failed after its build leaves <name>_dbarch_new behind: reuse it when it is
+    # valid and what is wanted, otherwise drop it before anything else.
+    spare_name = temp_name(name)
+    spare = find_index(session, schema, spare_name)
+    _check_is_index_of(spare, table, spare_name)
+    spare_ready = bool(
+        spare and spare["valid"] and shape(spare) == _shape and _same_tablespace(spare, wanted)
+    )
+    rename_spare = (
+        "rename %s (left by an earlier replace) to %s" % (spare_name, name),
+        pg.pgsql.SQL("ALTER INDEX {} RENAME TO {}").format(pg.ident(schema, spare_name), pg.ident(name)),
+    )
+    if spare and not spare_ready:
+        steps.append(
+            (
+                "drop the leftover %s of an earlier replace" % spare_name,
+                drop_sql(schema, spare_name, concurrently),
+            )
+        )
     if existing is None:
-        steps.append(("create", wanted.create_sql(name, concurrently=concurrently)))
+        if spare_ready:
+            result["replaced"] = True
+            steps.append(rename_spare)
+        else:
+            steps.append(("create", wanted.create_sql(name, concurrently=concurrently)))
     elif not existing["valid"]:
         result["invalid_dropped"] = True
         steps.append(
             ("drop the INVALID index left by an earlier failed build", drop_sql(schema, name, concurrently))
         )
-        steps.append(("create", wanted.create_sql(name, concurrently=concurrently)))
+        if spare_ready:
+            steps.append(rename_spare)
+        else:
+            steps.append(("create", wanted.create_sql(name, concurrently=concurrently)))
     elif existing["definition"] == definition and _same_tablespace(existing, wanted):
-        steps = []
+        if spare:
+            steps = [
+                (
+                    "drop the leftover %s of an earlier replace" % spare_name,
+                    drop_sql(schema, spare_name, concurrently),
+                )
+            ]
     elif not replace:
         raise IndexError_(
             "index %s.%s exists with another definition. Existing: %s -- wanted: %s%s. Set replace=true "
@@ -603,14 +635,15 @@ def present(
                 "ALTER TABLE instead." % (schema, name, cons[0]["name"], CONSTRAINT_KIND[cons[0]["type"]]),
                 dict(result),
             )
-        build_name = temp_name(name)
+        build_name = spare_name
         result["replaced"] = True
-        steps.append(
-            (
-                "create the new definition as %s" % build_name,
-                wanted.create_sql(build_name, concurrently=concurrently),
+        if not spare_ready:
+            steps.append(
+                (
+                    "create the new definition as %s" % build_name,
+                    wanted.create_sql(build_name, concurrently=concurrently),
+                )
             )
-        )
         steps.append(("drop the old index", drop_sql(schema, name, concurrently)))
         steps.append(
             (
@@ -642,14 +675,19 @@ def present(
                 result["build"] = builder.build(wanted, build_name, concurrently)
             elif description.startswith("drop the INVALID") or description == "drop the old index":
                 builder.retrying(lambda: builder.drop(name, concurrently))
+            elif description.startswith("drop the leftover"):
+                builder.retrying(lambda: builder.drop(spare_name, concurrently))
             else:
                 builder.retrying(lambda sql=sql: session.execute(sql))
-    except IndexError_ as exc:
+    except (IndexError_, pg.PgError) as exc:
         result.update(_builder_facts(builder))
-        raise IndexError_(str(exc), result) from None
-    except pg.PgError as exc:
-        result.update(_builder_facts(builder))
-        raise IndexError_("%s (while: %s)" % (exc, current), result) from None
+        text = str(exc) if isinstance(exc, IndexError_) else "%s (while: %s)" % (exc, current)
+        if current == "drop the old index" or (current or "").startswith("rename "):
+            text += (
+                " The new definition is built and valid as %s.%s; run the task again to finish the swap "
+                "(it reuses that index), or drop it." % (schema, build_name)
+            )
+        raise IndexError_(text, result) from None
     result.update(_builder_facts(builder))
     if verify_info is not None:
         result["verify"] = verify(session, name, verify_info, verify_params)

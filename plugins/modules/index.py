@@ -22,7 +22,9 @@ description:
   - "O(replace=true): the new definition is built concurrently under a temporary name (C(<name>_dbarch_new)),
     then the old index is dropped concurrently and the new one renamed (C(ALTER INDEX ... RENAME), a short
     SHARE UPDATE EXCLUSIVE lock). Queries keep an index to use through the swap; an index that backs a
-    constraint is never replaced."
+    constraint is never replaced. A replace interrupted after its build leaves a valid C(<name>_dbarch_new):
+    the next run reuses it (drops the old index if still there, then renames), and drops it first when it
+    is invalid or has another definition."
   - An INVALID index of that name (left by an earlier failed C(CREATE INDEX CONCURRENTLY)) is dropped
     concurrently and built again; RV(invalid_dropped) says so.
   - On C(lock_not_available) (SQLSTATE 55P03, O(lock_timeout) ran out) or a deadlock (40P01) the INVALID

@@ -211,6 +211,53 @@ def test_other_definition_is_refused_then_replaced(db, run_playbook):
         drop(db, "items_status_idx", "items_status_idx_dbarch_new")
 
 
+def test_a_replace_interrupted_after_its_build_is_finished_by_the_next_run(db, run_playbook):
+    """A replace that failed after building <name>_dbarch_new (old index not dropped, or dropped but
+    not renamed) leaves a valid spare; the next run reuses it instead of failing on the name, and a
+    spare of another definition is dropped and rebuilt."""
+    wanted = dict(table="items", columns=["status", "customer_id"], replace=True)
+    db.query("CREATE INDEX items_a ON items (status)", dbname=DB)
+    # Interrupted before the old index was dropped: both exist.
+    db.query("CREATE INDEX items_a_dbarch_new ON items (status, customer_id)", dbname=DB)
+    # Interrupted after the drop, before the rename: only the spare exists.
+    db.query("CREATE INDEX items_b_dbarch_new ON items (status, customer_id)", dbname=DB)
+    # A spare of another definition (the wanted one changed since).
+    db.query("CREATE INDEX items_c ON items (status)", dbname=DB)
+    db.query("CREATE INDEX items_c_dbarch_new ON items (email)", dbname=DB)
+    spare_oid = db.query("SELECT 'items_a_dbarch_new'::regclass::oid", dbname=DB)[0][0]
+    run = run_playbook(
+        play(
+            db,
+            [
+                index_task("a", name="items_a", **wanted),
+                index_task("b", name="items_b", **wanted),
+                index_task("c", name="items_c", **wanted),
+                index_task("again", name="items_a", **wanted),
+            ],
+        ),
+        check=False,
+    )
+    try:
+        a = run.task("a")["result"]
+        assert a["changed"] and a["replaced"], a
+        assert a["actions"] == ["drop the old index", "rename items_a_dbarch_new to items_a"], a["actions"]
+        # The spare was reused, not rebuilt: same relation, now under the wanted name.
+        assert db.query("SELECT 'items_a'::regclass::oid", dbname=DB)[0][0] == spare_oid
+        b = run.task("b")["result"]
+        assert b["actions"] == ["rename items_b_dbarch_new (left by an earlier replace) to items_b"], b
+        c = run.task("c")["result"]
+        assert c["actions"][0] == "drop the leftover items_c_dbarch_new of an earlier replace", c
+        assert c["actions"][1].startswith("create the new definition"), c
+        assert run.task("again")["result"]["changed"] is False
+        for name in ("items_a", "items_b", "items_c"):
+            assert index_rows(db, name) == [
+                (True, "CREATE INDEX %s ON public.items USING btree (status, customer_id)" % name)
+            ]
+            assert index_rows(db, name + "_dbarch_new") == []
+    finally:
+        drop(db, *["items_%s%s" % (n, s) for n in "abc" for s in ("", "_dbarch_new")])
+
+
 def make_invalid_unique_index(pg, name):
     with pg.connect(DB) as conn, conn.cursor() as cur, pytest.raises(psycopg2.errors.UniqueViolation):
         cur.execute("CREATE UNIQUE INDEX CONCURRENTLY %s ON dups (v)" % name)
