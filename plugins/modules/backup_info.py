@@ -62,13 +62,7 @@ extends_documentation_fragment:
   - dbarch.postgresql.backup_repository
   - dbarch.postgresql.connection
   - dbarch.postgresql.connection.findings
-attributes:
-  check_mode:
-    support: full
-    description: Runs normally in check mode; it only reads.
-  diff_mode:
-    support: none
-    description: Nothing changes, so there is no diff.
+  - dbarch.postgresql.attributes.read_only
 notes:
   - The latest restorable time is the archive time of the last contiguous segment (file
     modification time, or S3 C(LastModified)); recovery can reach the commits in that segment, and

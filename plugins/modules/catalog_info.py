@@ -45,13 +45,7 @@ options:
     default: summary
 extends_documentation_fragment:
   - dbarch.postgresql.connection
-attributes:
-  check_mode:
-    support: full
-    description: Runs normally in check mode; it only reads.
-  diff_mode:
-    support: none
-    description: Nothing changes, so there is no diff.
+  - dbarch.postgresql.attributes.read_only
 """
 
 EXAMPLES = r"""

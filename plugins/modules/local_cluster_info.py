@@ -41,13 +41,8 @@ options:
       - OS user that runs the server binaries. Default C(postgres) when the module runs as
         root, otherwise the current user.
     type: str
-attributes:
-  check_mode:
-    support: full
-    description: Runs normally in check mode; it only reads.
-  diff_mode:
-    support: none
-    description: Nothing changes, so there is no diff.
+extends_documentation_fragment:
+  - dbarch.postgresql.attributes.read_only
 seealso:
   - module: dbarch.postgresql.local_cluster
 """

@@ -100,13 +100,7 @@ options:
 extends_documentation_fragment:
   - dbarch.postgresql.connection
   - dbarch.postgresql.connection.findings
-attributes:
-  check_mode:
-    support: full
-    description: Runs normally in check mode; it only reads.
-  diff_mode:
-    support: none
-    description: Nothing changes, so there is no diff.
+  - dbarch.postgresql.attributes.read_only
 notes:
   - Needs the Python package C(pglast) on the host that runs the module.
   - psycopg2 is needed only with O(use_connection=true).

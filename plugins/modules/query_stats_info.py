@@ -80,13 +80,7 @@ options:
 extends_documentation_fragment:
   - dbarch.postgresql.connection
   - dbarch.postgresql.connection.findings
-attributes:
-  check_mode:
-    support: full
-    description: Runs normally in check mode; it only reads.
-  diff_mode:
-    support: none
-    description: Nothing changes, so there is no diff.
+  - dbarch.postgresql.attributes.read_only
 seealso:
   - module: dbarch.postgresql.query_stats
   - module: dbarch.postgresql.explain
