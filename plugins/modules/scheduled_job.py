@@ -112,7 +112,46 @@ options:
     type: str
     default: present
     choices: [present, absent]
+  login_host:
+    description: Ignored (see the notes).
+    type: str
+  login_port:
+    description: Ignored (see the notes).
+    type: int
+  login_user:
+    description: Ignored (see the notes).
+    type: str
+  login_password:
+    description: Ignored (see the notes).
+    type: str
+  login_db:
+    description: Ignored (see the notes).
+    type: str
+  login_unix_socket:
+    description: Ignored (see the notes).
+    type: str
+  ssl_mode:
+    description: Ignored (see the notes).
+    type: str
+  ca_cert:
+    description: Ignored (see the notes).
+    type: path
+  connect_timeout:
+    description: Ignored (see the notes).
+    type: int
+  lock_timeout:
+    description: Ignored (see the notes).
+    type: str
+  statement_timeout:
+    description: Ignored (see the notes).
+    type: str
+  session_settings:
+    description: Ignored (see the notes).
+    type: dict
 notes:
+  - The connection options of the collection's other modules (C(login_host), C(login_port), ...) are accepted
+    and ignored, so that C(module_defaults) for C(group/dbarch.postgresql.all) apply to this module too. They
+    take no aliases here (C(user) is the OS user of the job).
   - C(systemctl) is only run when systemd is running on the host (C(/run/systemd/system) exists); otherwise
     the unit files are written and take effect once systemd runs.
 attributes:
@@ -187,6 +226,7 @@ systemctl:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils import schedule as sch
 
 SYSTEMD_RUNNING = "/run/systemd/system"
@@ -199,9 +239,18 @@ def masked(text, secrets):
     return text
 
 
+def ignored_connection_options():
+    """The shared connection options without aliases or defaults: accepted so that module_defaults for
+    group/dbarch.postgresql.all do not make this module fail, and not used."""
+    return {
+        name: dict(type=spec["type"], no_log=bool(spec.get("no_log")))
+        for name, spec in pg.CONNECTION_ARGSPEC.items()
+    }
+
+
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
+    spec = ignored_connection_options()
+    spec.update(
             name=dict(type="str", required=True),
             description=dict(type="str"),
             argv=dict(type="list", elements="str"),
@@ -219,7 +268,9 @@ def main():
             cron_dir=dict(type="path", default="/etc/cron.d"),
             systemd_dir=dict(type="path", default="/etc/systemd/system"),
             state=dict(type="str", default="present", choices=["present", "absent"]),
-        ),
+    )
+    module = AnsibleModule(
+        argument_spec=spec,
         supports_check_mode=True,
         required_if=[("state", "present", ["argv"])],
     )

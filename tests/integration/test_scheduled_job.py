@@ -157,6 +157,10 @@ def test_log_file_gets_the_output(folders, run_playbook):
         dict(
             hosts="localhost",
             gather_facts=False,
+            # the connection options of the collection's group reach this module too, and are ignored
+            module_defaults={
+                "group/dbarch.postgresql.all": dict(login_db="x", login_port=5999, login_password="secret")
+            },
             tasks=[
                 job_task("create", folders, argv=["/bin/echo", "out 5% put"], environment={}, log_file=log),
             ],
