@@ -99,7 +99,7 @@ def parse_field(field, text):
             raise ScheduleError(
                 "%s=%r: empty item in the list (two commas, or a comma at an end)." % (field, text)
             )
-        base, _, step_text = item.partition("/")
+        base, _slash, step_text = item.partition("/")
         step = None
         if "/" in item:
             if not re.match(r"^[0-9]+$", step_text) or int(step_text) == 0:
@@ -113,7 +113,7 @@ def parse_field(field, text):
                 whole_step = step
             cron_items.append("*" if step is None else "*/%d" % step)
         elif "-" in base:
-            a, _, b = base.partition("-")
+            a, _dash, b = base.partition("-")
             start, end = _number(field, a, text), _number(field, b, text)
             if field == "weekday" and end == 0:
                 end = 7  # Fri-Sun

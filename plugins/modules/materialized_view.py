@@ -138,8 +138,8 @@ refresh:
   type: dict
 refresh_sql:
   description:
-    - The REFRESH statement (identifiers quoted), with CONCURRENTLY when RV(refresh.concurrent). In check mode
-      it is computed and not run, so a scheduled job can run exactly what the module would.
+    - The REFRESH statement (identifiers quoted), with CONCURRENTLY when C(refresh.concurrent) is true. In
+      check mode it is computed and not run, so a scheduled job can run exactly what the module would.
   returned: when state is refreshed
   type: str
   sample: REFRESH MATERIALIZED VIEW CONCURRENTLY "reporting"."daily_revenue"

@@ -104,7 +104,9 @@ options:
     type: path
     default: /etc/cron.d
   systemd_dir:
-    description: Folder of the unit files.
+    description:
+      - Folder of the unit files. With a running systemd the timer is enabled, so it must be one of systemd's
+        unit folders (the default is); another folder is for building or testing unit files.
     type: path
     default: /etc/systemd/system
   state:
@@ -251,23 +253,23 @@ def ignored_connection_options():
 def main():
     spec = ignored_connection_options()
     spec.update(
-            name=dict(type="str", required=True),
-            description=dict(type="str"),
-            argv=dict(type="list", elements="str"),
-            user=dict(type="str", default="postgres"),
-            environment=dict(type="dict", default={}),
-            secret_environment=dict(type="dict", default={}, no_log=True),
-            minute=dict(type="str", default="0"),
-            hour=dict(type="str", default="*"),
-            day=dict(type="str", default="*"),
-            month=dict(type="str", default="*"),
-            weekday=dict(type="str", default="*"),
-            random_delay=dict(type="int", default=0),
-            log_file=dict(type="path"),
-            method=dict(type="str", default="auto", choices=["auto", "systemd", "cron"]),
-            cron_dir=dict(type="path", default="/etc/cron.d"),
-            systemd_dir=dict(type="path", default="/etc/systemd/system"),
-            state=dict(type="str", default="present", choices=["present", "absent"]),
+        name=dict(type="str", required=True),
+        description=dict(type="str"),
+        argv=dict(type="list", elements="str"),
+        user=dict(type="str", default="postgres"),
+        environment=dict(type="dict", default={}),
+        secret_environment=dict(type="dict", default={}, no_log=True),
+        minute=dict(type="str", default="0"),
+        hour=dict(type="str", default="*"),
+        day=dict(type="str", default="*"),
+        month=dict(type="str", default="*"),
+        weekday=dict(type="str", default="*"),
+        random_delay=dict(type="int", default=0),
+        log_file=dict(type="path"),
+        method=dict(type="str", default="auto", choices=["auto", "systemd", "cron"]),
+        cron_dir=dict(type="path", default="/etc/cron.d"),
+        systemd_dir=dict(type="path", default="/etc/systemd/system"),
+        state=dict(type="str", default="present", choices=["present", "absent"]),
     )
     module = AnsibleModule(
         argument_spec=spec,

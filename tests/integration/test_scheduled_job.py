@@ -169,7 +169,7 @@ def test_log_file_gets_the_output(folders, run_playbook):
     run.assert_ok()
     cron_file = os.path.join(folders["cron"], "dbarch-test-job")
     assert oct(os.stat(cron_file).st_mode & 0o777) == oct(0o644)
-    for _ in range(2):
+    for _run in range(2):
         proc = run_like_cron(cron_file)
         assert proc.returncode == 0, proc.stderr
     with open(log) as fh:
