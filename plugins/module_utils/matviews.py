@@ -294,6 +294,7 @@ def refreshed(session, name, concurrently="auto", check_mode=False):
         changed=True,
         name=qualified,
         planned=[session._as_text(statement)],
+        refresh_sql=session._as_text(statement),
         refresh=dict(concurrent=concurrent, reason=reason, duration_ms=None, rows=None, rows_exact=None),
     )
     if check_mode:

@@ -66,7 +66,9 @@ options:
     choices: [present, absent, refreshed]
 notes:
   - Needs the Python package pglast on the host that runs the module with O(state=present).
-  - Scheduling refreshes (a systemd timer or cron on the host) is left to the role that calls this module.
+  - "Scheduled refreshes: roles/query_tuning (C(query_tuning_matview_schedules)) runs this module with
+    O(state=refreshed) in check mode to get RV(refresh_sql), then installs it with
+    dbarch.postgresql.scheduled_job (a systemd timer or cron on the host) run through psql."
 extends_documentation_fragment:
   - dbarch.postgresql.connection
 attributes:
@@ -134,6 +136,13 @@ refresh:
       exact count up to 64 MB of data, else the planner's estimate). Times and rows are null in check mode.
   returned: when state is refreshed
   type: dict
+refresh_sql:
+  description:
+    - The REFRESH statement (identifiers quoted), with CONCURRENTLY when C(refresh.concurrent) is true. In
+      check mode it is computed and not run, so a scheduled job can run exactly what the module would.
+  returned: when state is refreshed
+  type: str
+  sample: REFRESH MATERIALIZED VIEW CONCURRENTLY "reporting"."daily_revenue"
 planned:
   description: The state-changing statements run (or that would run in check mode).
   returned: always

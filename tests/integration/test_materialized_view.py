@@ -91,6 +91,10 @@ def test_create_with_unique_index_refresh_concurrently_and_drop(db, run_playbook
     refresh_check = run.task("refresh_check")["result"]
     assert refresh_check["changed"] is True and refresh_check["refresh"]["duration_ms"] is None
     assert not any("REFRESH" in q for q in refresh_check["queries"])
+    # the statement a scheduled refresh runs, computed in check mode without refreshing
+    assert (
+        refresh_check["refresh_sql"] == 'REFRESH MATERIALIZED VIEW CONCURRENTLY "reporting"."sales_by_region"'
+    )
     assert run.task("drop_check")["result"]["changed"] is True
     assert matview(db, "sales_by_region")[0] is True
 
