@@ -464,3 +464,22 @@ def choose_method(method, systemd_probe="/run/systemd/system"):
     if method in ("systemd", "cron"):
         return method
     return "systemd" if os.path.isdir(systemd_probe) else "cron"
+
+
+CRON_DAEMONS = ("cron", "crond", "cronie", "busybox-crond")
+
+
+def cron_daemon_running(proc="/proc"):
+    """True when a process named like a cron daemon runs (read from /proc/<pid>/comm)."""
+    try:
+        pids = [name for name in os.listdir(proc) if name.isdigit()]
+    except OSError:
+        return True  # cannot tell: say nothing
+    for pid in pids:
+        try:
+            with open(os.path.join(proc, pid, "comm")) as handle:
+                if handle.read().strip() in CRON_DAEMONS:
+                    return True
+        except OSError:
+            continue
+    return False

@@ -312,6 +312,12 @@ def main():
             wanted[unit_files[1]] = planned["timer_text"]
         remove = [f for f in (unit_files if method == "cron" else cron_files) if os.path.exists(f)]
         result["files"] = sorted(wanted)
+        if method == "cron" and not sch.cron_daemon_running():
+            module.warn(
+                "scheduled_job %s: no cron daemon runs on this host, so %s will not run until one does "
+                "(Debian: apt-get install cron, then start it: systemctl enable --now cron, or service cron "
+                "start)." % (name, cron_files[0])
+            )
     else:
         mode = None
         remove = [f for f in cron_files + unit_files if os.path.exists(f)]

@@ -168,3 +168,13 @@ def test_choose_method(tmp_path):
     assert s.choose_method("systemd") == "systemd"
     assert s.choose_method("auto", str(tmp_path)) == "systemd"
     assert s.choose_method("auto", str(tmp_path / "missing")) == "cron"
+
+
+def test_cron_daemon_is_found_by_process_name(tmp_path):
+    (tmp_path / "12").mkdir()
+    (tmp_path / "12" / "comm").write_text("bash\n")
+    (tmp_path / "self").mkdir()
+    assert s.cron_daemon_running(str(tmp_path)) is False
+    (tmp_path / "40").mkdir()
+    (tmp_path / "40" / "comm").write_text("cron\n")
+    assert s.cron_daemon_running(str(tmp_path)) is True
