@@ -76,7 +76,8 @@ def split_table(name):
     parts.append(buf)
     if quoted or len(parts) > 2 or not all(parts):
         raise DrillError(
-            "Table %r: give it as schema.table (quote a name with dots or capitals with double quotes)." % name
+            "Table %r: give it as schema.table (quote a name with dots or capitals with double quotes)."
+            % name
         )
     return ("public", parts[0]) if len(parts) == 1 else (parts[0], parts[1])
 
@@ -175,7 +176,9 @@ def markers(session, drill_id, schema=MARKER_SCHEMA, table=MARKER_TABLE):
     if not exists:
         return []
     rows = session.fetchall(
-        pg.pgsql.SQL("SELECT kind FROM {} WHERE drill_id = %s ORDER BY id").format(_marker_ident(schema, table)),
+        pg.pgsql.SQL("SELECT kind FROM {} WHERE drill_id = %s ORDER BY id").format(
+            _marker_ident(schema, table)
+        ),
         (drill_id,),
     )
     return [r["kind"] for r in rows]
@@ -238,8 +241,9 @@ def wait_archived(session, wal_file, timeout=120, interval=0.5, clock=time.time,
             )
         if clock() >= deadline:
             raise DrillError(
-                "WAL segment %s (holding the restore point) was not archived within %ss on %s: last archived %s, "
-                "last failed %s at %s (%s failures). Check archive_command and the server log."
+                "WAL segment %s (holding the restore point) was not archived within %ss on %s: "
+                "last archived %s, last failed %s at %s (%s failures). "
+                "Check archive_command and the server log."
                 % (
                     wal_file,
                     timeout,
@@ -278,9 +282,12 @@ def compare(found_markers, tables, expected):
             out.append("%s: not checked on the restored copy" % name)
             continue
         if int(got["rows"]) != int(want.get("rows", -1)):
-            out.append("%s: %s rows restored, %s at the restore point" % (name, got["rows"], want.get("rows")))
+            out.append(
+                "%s: %s rows restored, %s at the restore point" % (name, got["rows"], want.get("rows"))
+            )
         if str(got["checksum"]) != str(want.get("checksum")):
             out.append(
-                "%s: checksum %s restored, %s at the restore point" % (name, got["checksum"], want.get("checksum"))
+                "%s: checksum %s restored, %s at the restore point"
+                % (name, got["checksum"], want.get("checksum"))
             )
     return out

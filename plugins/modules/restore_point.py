@@ -58,7 +58,8 @@ options:
     type: str
     default: marker
   restore_lock_timeout:
-    description: C(lock_timeout) of the transaction that locks the tables. A lock not granted in time fails the task.
+    description:
+      - C(lock_timeout) of the transaction that locks the tables. A lock not granted in time fails the task.
     type: str
     default: 10s
   wait_archived:
@@ -80,7 +81,7 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    description: Checks that the tables exist and reports the steps; writes nothing and creates no restore point.
+    description: Checks that the tables exist and reports the steps; writes nothing, creates no restore point.
   diff_mode:
     support: none
     description: A restore point has no before/after.
@@ -190,7 +191,8 @@ def work(module, session):
     result["planned"] = [
         "create %s if missing" % marker,
         "insert and commit marker 'before' of %s" % drill_id,
-        "in one transaction: LOCK %s IN SHARE MODE, count and checksum them, pg_create_restore_point(%r), COMMIT"
+        "in one transaction: LOCK %s IN SHARE MODE, count and checksum them, "
+        "pg_create_restore_point(%r), COMMIT"
         % (", ".join("%s.%s" % t for t in tables) or "no table", name),
         "insert and commit marker 'after' of %s" % drill_id,
     ]

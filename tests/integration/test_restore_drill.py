@@ -135,10 +135,14 @@ def _inventory(cluster, python=sys.executable):
                     }
                 },
                 "scratch": {
-                    "hosts": {"scratch-db": {"ansible_connection": "local", "ansible_python_interpreter": python}}
+                    "hosts": {
+                        "scratch-db": {"ansible_connection": "local", "ansible_python_interpreter": python}
+                    }
                 },
                 "production": {
-                    "hosts": {"prod-db": {"ansible_connection": "local", "ansible_python_interpreter": python}}
+                    "hosts": {
+                        "prod-db": {"ansible_connection": "local", "ansible_python_interpreter": python}
+                    }
                 },
             }
         }
@@ -188,7 +192,9 @@ def test_drill_under_writes_matches_the_source_and_cleans_up(source, tmp_path):
     assert writer.inserted > 0
 
     point = run.task("Restore point with markers and table fingerprints on the source")["result"]
-    check = run.task("Compare markers, row counts and checksums with the source at the restore point")["result"]
+    check = run.task("Compare markers, row counts and checksums with the source at the restore point")[
+        "result"
+    ]
     assert check["mismatches"] == [] and check["ok"] is True
     assert check["markers"] == ["before"]
     assert check["tables"] == point["tables"]
@@ -199,7 +205,9 @@ def test_drill_under_writes_matches_the_source_and_cleans_up(source, tmp_path):
     assert 2000 <= point["tables"]["shop.orders"]["rows"] <= final
     # Both markers were committed on the source, only 'before' made it into the restore.
     kinds = cluster.query(
-        "SELECT kind FROM dbarch_drill.marker WHERE drill_id = %s ORDER BY id", (point["drill_id"],), dbname=DB
+        "SELECT kind FROM dbarch_drill.marker WHERE drill_id = %s ORDER BY id",
+        (point["drill_id"],),
+        dbname=DB,
     )
     assert [k[0] for k in kinds] == ["before", "after"]
 
@@ -261,7 +269,10 @@ def test_pitr_playbook_guards_production_and_check_mode_writes_nothing(source, t
     assert wrong.rc != 0 and "pitr_confirm=prod-db" in wrong.stdout
 
     planned = harness.run_playbook(
-        PITR, extra_vars=dict(extra, pitr_host="prod-db", pitr_confirm="prod-db"), inventory=inventory, check=True
+        PITR,
+        extra_vars=dict(extra, pitr_host="prod-db", pitr_confirm="prod-db"),
+        inventory=inventory,
+        check=True,
     )
     planned.assert_ok()
     result = planned.task("Restore", host="prod-db")["result"]
