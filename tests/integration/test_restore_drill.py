@@ -282,3 +282,59 @@ def test_pitr_playbook_guards_production_and_check_mode_writes_nothing(source, t
 
     missing = harness.run_playbook(PITR, extra_vars=dict(extra, pitr_host="nowhere"), inventory=inventory)
     assert missing.rc != 0 and "nowhere is not in the inventory" in missing.stdout
+
+
+def test_modules_check_mode_writes_nothing_and_a_difference_is_named(source):
+    cluster = source["cluster"]
+    conn = dict(cluster.conn_params, login_db=DB)
+    rows = cluster.query("SELECT count(*) FROM shop.customers", dbname=DB)[0][0]
+    plays = [
+        {
+            "name": "drill modules",
+            "hosts": "localhost",
+            "gather_facts": False,
+            "tasks": [
+                {
+                    "name": "Plan",
+                    "dbarch.postgresql.restore_point": dict(
+                        conn, name="never_created", tables=["shop.customers"], marker_schema="drill_check"
+                    ),
+                    "check_mode": True,
+                },
+                {
+                    "name": "Missing table",
+                    "dbarch.postgresql.restore_point": dict(conn, name="never_created", tables=["shop.nope"]),
+                    "check_mode": True,
+                    "ignore_errors": True,
+                },
+                {
+                    "name": "Compare",
+                    "dbarch.postgresql.restore_check_info": dict(
+                        conn,
+                        drill_id="no_such_drill",
+                        tables=["shop.customers"],
+                        expected={"shop.customers": {"rows": rows + 1, "checksum": "0"}},
+                        fail_on_mismatch=True,
+                    ),
+                    "ignore_errors": True,
+                },
+            ],
+        }
+    ]
+    run = harness.run_playbook(plays)
+    plan = run.task("Plan")["result"]
+    assert plan["changed"] is True and "lsn" not in plan
+    assert any("IN SHARE MODE" in step for step in plan["planned"])
+    assert cluster.query("SELECT to_regnamespace('drill_check') IS NULL")[0][0] is True
+    assert cluster.query("SELECT to_regnamespace('drill_check') IS NULL", dbname=DB)[0][0] is True
+    missing = run.task("Missing table")["result"]
+    assert missing["failed"] and "shop.nope not found in database %s" % DB in missing["msg"]
+    compare = run.task("Compare")["result"]
+    assert compare["failed"] and compare["ok"] is False
+    assert compare["mismatches"] == [
+        "marker 'before' is missing: the restore stopped before the restore point",
+        "shop.customers: %d rows restored, %d at the restore point" % (rows, rows + 1),
+        "shop.customers: checksum %s restored, 0 at the restore point"
+        % compare["tables"]["shop.customers"]["checksum"],
+    ]
+    assert "The restored copy differs" in compare["msg"]
