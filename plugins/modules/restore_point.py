@@ -12,15 +12,15 @@ module: restore_point
 short_description: Create a named restore point with marker rows and a consistent fingerprint of tables
 version_added: "0.2.0"
 description:
-  - The source side of a restore drill. In this order, on the server it connects to
-    - creates the marker table (O(marker_schema).O(marker_table)) when it is missing,
-    - inserts and commits a C(before) marker row for O(drill_id),
-    - in ONE transaction with C(lock_timeout) O(restore_lock_timeout) locks O(tables) C(IN SHARE MODE),
-      reads each table's row count and checksum, runs C(pg_create_restore_point(O(name))) and commits,
-    - inserts and commits an C(after) marker row,
-    - runs C(pg_switch_wal()) and waits until C(pg_stat_archiver) shows the segment holding the restore
-      point archived (O(wait_archived)).
-  - The checksum is the sum, over all rows, of the first 64 bits of C(md5(row::text)), with the
+  - The source side of a restore drill. On the server it connects to, in this order, it creates the marker
+    table (O(marker_schema).O(marker_table)) when it is missing and inserts and commits a C(before) marker
+    row for O(drill_id).
+  - Then, in ONE transaction with C(lock_timeout) O(restore_lock_timeout), it locks O(tables)
+    C(IN SHARE MODE), reads each table's row count and checksum, runs C(pg_create_restore_point) with O(name)
+    and commits.
+  - Then it inserts and commits an C(after) marker row, runs C(pg_switch_wal) and waits until
+    C(pg_stat_archiver) shows the segment holding the restore point archived (O(wait_archived)).
+  - The checksum is the sum, over all rows, of the first 64 bits of the C(md5) of the row's text, with the
     settings that shape a row's text (C(DateStyle), C(IntervalStyle), C(TimeZone), C(extra_float_digits),
     C(bytea_output)) fixed, so it does not depend on row order or on a primary key.
     M(dbarch.postgresql.restore_check_info) computes the same numbers on the restored copy.
@@ -73,7 +73,7 @@ options:
   rpo_reference_time:
     description:
       - Time of the last commit in the WAL archive before the drill (C(backup_info)'s
-        C(wal.latest_commit_time)). With it, the module returns RV(rpo_seconds), the server's C(now()) at the
+        C(wal.latest_commit_time)). With it, the module returns RV(rpo_seconds), the server's C(now) at the
         start of the task minus this time.
     type: str
 extends_documentation_fragment:
@@ -121,7 +121,7 @@ drill_id:
   returned: always
   type: str
 started_at:
-  description: The server's C(now()) at the start of the task, before anything was written (UTC, ISO 8601).
+  description: The server's C(now) at the start of the task, before anything was written (UTC, ISO 8601).
   returned: always
   type: str
 rpo_seconds:
