@@ -338,3 +338,22 @@ def test_modules_check_mode_writes_nothing_and_a_difference_is_named(source):
         % compare["tables"]["shop.customers"]["checksum"],
     ]
     assert "The restored copy differs" in compare["msg"]
+
+
+def test_drill_in_check_mode_writes_nothing(source, tmp_path):
+    cluster = source["cluster"]
+    markers_before = cluster.query("SELECT to_regclass('dbarch_drill.marker') IS NOT NULL", dbname=DB)[0][0]
+    count = (
+        cluster.query("SELECT count(*) FROM dbarch_drill.marker", dbname=DB)[0][0] if markers_before else 0
+    )
+    extra = _drill_vars(source, tmp_path, restore_drill_name="drill_check_mode")
+    run = harness.run_playbook(DRILL, extra_vars=extra, inventory=_inventory(cluster), check=True)
+    run.assert_ok()
+    plan = run.task("Restore onto the scratch instance up to the restore point")["result"]
+    assert plan["backup_id"] and any(a.startswith("would restore backup") for a in plan["actions"])
+    assert not os.path.exists(extra["restore_drill_dir"])
+    assert not os.path.exists(tmp_path / "history") and not os.path.exists(tmp_path / "reports")
+    if markers_before:
+        assert cluster.query("SELECT count(*) FROM dbarch_drill.marker", dbname=DB)[0][0] == count
+    else:
+        assert cluster.query("SELECT to_regclass('dbarch_drill.marker') IS NULL", dbname=DB)[0][0] is True
