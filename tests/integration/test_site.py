@@ -36,6 +36,8 @@ def test_site_writes_reports_for_every_host_and_is_idempotent(sandbox_env, tmp_p
         "migrations_report_dest": dest,
         "query_tuning_dest": dest,
         "restore_drill_report_dest": dest,
+        # Like the sandbox's ports, the drill's scratch instance takes a port the kernel hands out.
+        "restore_drill_port": lc.free_port(),
     }
     first = harness.run_playbook(SITE_PLAYBOOK, extra_vars=extra, env=sandbox_env, inventory=str(INVENTORY))
     first.assert_ok()
