@@ -35,6 +35,9 @@ def test_site_writes_reports_for_every_host_and_is_idempotent(sandbox_env, tmp_p
         "schema_review_dest": dest,
         "migrations_report_dest": dest,
         "query_tuning_dest": dest,
+        "restore_drill_report_dest": dest,
+        # Like the sandbox's ports, the drill's scratch instance takes a port the kernel hands out.
+        "restore_drill_port": lc.free_port(),
     }
     first = harness.run_playbook(SITE_PLAYBOOK, extra_vars=extra, env=sandbox_env, inventory=str(INVENTORY))
     first.assert_ok()
@@ -74,9 +77,24 @@ def test_site_writes_reports_for_every_host_and_is_idempotent(sandbox_env, tmp_p
     assert any(p.endswith("ON shop.orders (customer_id);") for p in tuning["summary"]["proposals"])
     assert tuning["summary"]["explained"] == ["orders of a customer"]
     assert not os.path.exists(os.path.join(dest, "pg-replica", "query_tuning.json"))
+    # The restore drill on pg-scratch restored the primary's backup to its restore point, matched it, and
+    # left no scratch instance behind.
+    drill = _summary(dest, "pg-scratch", "restore_drill")
+    assert drill["ok"] is True and drill["markers_restored"] == ["before"], drill
+    assert drill["tables_restored"] == drill["tables_source"]
+    assert set(drill["tables_source"]) == {"shop.customers", "shop.orders"}
+    assert drill["rto_seconds"] > 0 and "drill_verify" in drill["phases"]
+    with open(os.path.join(dest, "restore_drill_history.jsonl"), encoding="utf-8") as fh:
+        assert [json.loads(line)["drill_id"] for line in fh] == [drill["drill_id"]]
     second = harness.run_playbook(SITE_PLAYBOOK, extra_vars=extra, env=sandbox_env, inventory=str(INVENTORY))
     second.assert_ok()
-    assert second.changed_count() == 0, second.stdout
+    # Every workflow but the drill (a new restore point and a new restore each run) changes nothing.
+    changed = [
+        (r["play"], r["task"])
+        for r in second.results
+        if r["status"] == "changed" and not r["play"].startswith("Restore drill")
+    ]
+    assert changed == [], second.stdout
 
 
 def _summary(dest, host, name):
