@@ -49,13 +49,7 @@ options:
     default: false
 extends_documentation_fragment:
   - dbarch.postgresql.connection
-attributes:
-  check_mode:
-    support: full
-    description: Runs normally in check mode; it only reads.
-  diff_mode:
-    support: none
-    description: Nothing changes.
+  - dbarch.postgresql.attributes.read_only
 seealso:
   - module: dbarch.postgresql.restore_point
 """
