@@ -61,11 +61,12 @@ from ansible_collections.dbarch.postgresql.plugins.module_utils import localclus
 
 MOD_VERIFY = "module basebackup, verify on"
 MOD_NOVERIFY = "module basebackup, verify off"
+ENGINE = "engine bk.take in-process, verify off"
 BARE = "bare pg_basebackup (module's argv)"
 BARE_VERIFY = "  + extract and pg_verifybackup"
 PGBR1 = "pgBackRest full, process-max=1"
 PGBR2 = "pgBackRest full, process-max=2"
-BACKUPS = [MOD_VERIFY, MOD_NOVERIFY, BARE, BARE_VERIFY, PGBR1, PGBR2]
+BACKUPS = [MOD_VERIFY, MOD_NOVERIFY, ENGINE, BARE, BARE_VERIFY, PGBR1, PGBR2]
 RESTORE_MOD = "module pitr_restore, target latest"
 RESTORE_PGBR = "pgBackRest restore --type=default"
 RESTORES = [RESTORE_MOD, RESTORE_PGBR]
@@ -390,6 +391,33 @@ class Bench:
             verification_method=(meta.get("verification") or {}).get("method"),
         )
 
+    def engine_backup(self):
+        """backup.take as the module calls it, as postgres with the system Python: no ansible."""
+        script = "\n".join(
+            [
+                "import json, sys",
+                "sys.path.insert(0, %r)" % COLLECTIONS,
+                "from ansible_collections.dbarch.postgresql.plugins.module_utils import backup as bk",
+                "from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br",
+                "from ansible_collections.dbarch.postgresql.plugins.module_utils import pg",
+                "args = json.loads(sys.argv[1])",
+                "params = dict((k, v) for k, v in args.items() if k.startswith('login_'))",
+                "session = pg.connect(params, 'basebackup')",
+                "try:",
+                "    repo = br.LocalRepository(args['repository'])",
+                "    meta = bk.take(session, pg.resolve_params(params), repo,",
+                "                   fmt=args['format'], compression=args['compression'],",
+                "                   site=args['compression_site'], checkpoint=args['checkpoint'],",
+                "                   bindir=args['bindir'], do_verify=args['verify'])",
+                "finally:",
+                "    session.close()",
+                "print(json.dumps(dict(id=meta['id'], status=meta['status'])))",
+            ]
+        )
+        args = dict(self.module_args(False), login_db="postgres")
+        seconds, proc = timed([SYSTEM_PYTHON, "-c", script, json.dumps(args)], as_postgres=True, timeout=7200)
+        return seconds, json.loads(proc.stdout.strip().splitlines()[-1])
+
     def bare_backup(self, command, run_index):
         """The module's pg_basebackup argv with only --pgdata changed; PG* as the module sets them."""
         target = os.path.join(self.bare, "run-%d" % run_index)
@@ -654,6 +682,7 @@ def main(argv=None):
             pings.append(bench.ansible.ping())  # next to the module runs: the load drifts
             module = step(MOD_VERIFY, lambda: bench.module_backup(True))
             step(MOD_NOVERIFY, lambda: bench.module_backup(False))
+            step(ENGINE, bench.engine_backup)
             if module and module.get("command"):
                 bare = {}
 
