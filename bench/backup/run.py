@@ -132,9 +132,12 @@ def mkdir_postgres(path):
     return path
 
 
-def du_bytes(path):
+def du_bytes(path, skip=()):
+    """Bytes of the files under path; ``skip``: top-level names left out (pg_wal: no backup copies it)."""
     total = 0
-    for top, _dirs, files in os.walk(path):
+    for top, dirs, files in os.walk(path):
+        if top == path:
+            dirs[:] = [d for d in dirs if d not in skip]
         for name in files:
             try:
                 total += os.lstat(os.path.join(top, name)).st_size
@@ -296,8 +299,11 @@ class Bench:
         seconds, _proc = timed(argv, as_postgres=True, timeout=7200)
         self.sql("CHECKPOINT")
         size = int(self.sql("SELECT pg_database_size('postgres')")[0])
-        cluster_bytes = du_bytes(self.source.data_dir)
-        return dict(seconds=seconds, database_bytes=size, data_dir_bytes=cluster_bytes)
+        cluster_bytes = du_bytes(self.source.data_dir, skip=("pg_wal",))
+        wal_bytes = du_bytes(os.path.join(self.source.data_dir, "pg_wal"))
+        return dict(
+            seconds=seconds, database_bytes=size, data_dir_bytes=cluster_bytes, pg_wal_bytes=wal_bytes
+        )
 
     def pgbench_workload(self):
         argv = [self.bin("pgbench") if os.path.exists(self.bin("pgbench")) else shutil.which("pgbench")]
@@ -650,7 +656,7 @@ def main(argv=None):
         log("pgbench -i -s %d (server-side generation) ..." % opts.scale)
         init = bench.pgbench_init()
         log(
-            "database %.2f GB (data folder %.2f GB), loaded in %.0fs"
+            "database %.2f GB (data folder %.2f GB without pg_wal), loaded in %.0fs"
             % (init["database_bytes"] / 1e9, init["data_dir_bytes"] / 1e9, init["seconds"])
         )
         bench.write_pgbr_conf()
@@ -742,7 +748,8 @@ def main(argv=None):
 
     cache = "page cache dropped before each" if drops and all(drops) else "page cache NOT dropped"
     print(
-        "Backup benchmark: PostgreSQL %s, pgbench scale %d: database %.2f GB, data folder %.2f GB; "
+        "Backup benchmark: PostgreSQL %s, pgbench scale %d: database %.2f GB, data folder %.2f GB "
+        "without pg_wal; "
         "compression %s (client side) for all; best of %d run(s), %s"
         % (
             server_version,
