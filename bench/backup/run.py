@@ -40,6 +40,7 @@ import platform
 import pwd
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -96,15 +97,39 @@ def run(argv, as_postgres=False, env=None, cwd=None, timeout=3600, stdin=None):
     """Run argv (as postgres through runuser when asked); raise ToolFailed on a non-zero exit."""
     if as_postgres:
         argv = ["runuser", "-u", "postgres", "--"] + argv
-    proc = subprocess.run(
-        argv, capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout, check=False, input=stdin
-    )
+    proc = run_group(argv, env=env, cwd=cwd, timeout=timeout, stdin=stdin)
     if proc.returncode != 0:
         raise ToolFailed(
             "%s exited %d: %s"
             % (" ".join(argv[:6]), proc.returncode, last_line(proc.stderr) or last_line(proc.stdout))
         )
     return proc
+
+
+def run_group(argv, env=None, cwd=None, timeout=None, stdin=None):
+    """subprocess.run in a process group of its own; on any exception (timeout, SIGTERM, ^C) the
+    whole group is killed, so no grandchild (ansible's workers, runuser's child) outlives the run
+    and writes into folders being removed."""
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(input=stdin, timeout=timeout)
+    except BaseException:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        proc.wait()
+        raise
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
 def timed(argv, **kwargs):
@@ -239,7 +264,7 @@ class Ansible:
             json.dump(play, handle)  # JSON is YAML
         argv = [os.path.join(OUR_VENV_BIN, "ansible-playbook"), "-i", self.inventory, path]
         t0 = time.perf_counter()
-        proc = subprocess.run(argv, capture_output=True, text=True, env=self.env(), cwd=REPO, check=False)
+        proc = run_group(argv, env=self.env(), cwd=REPO)
         seconds = time.perf_counter() - t0
         if proc.returncode != 0 or not os.path.exists(result_file):
             raise ToolFailed("%s failed: %s" % (module, last_line(proc.stdout) or last_line(proc.stderr)))
@@ -253,9 +278,9 @@ class Ansible:
 class Bench:
     def __init__(self, opts):
         self.opts = opts
+        self.bindir = lc.find_bindir(opts.major)  # before anything is created
         self.top = tempfile.mkdtemp(prefix="dbarch-backupbench-", dir="/var/tmp")  # noqa: S108
         os.chmod(self.top, 0o755)  # noqa: S103 - the postgres OS user must reach its folders
-        self.bindir = lc.find_bindir(opts.major)
         self.source = None
         self.restored = []  # (kind, data_dir)
         self.repo = mkdir_postgres(os.path.join(self.top, "repo"))
@@ -644,6 +669,9 @@ def main(argv=None):
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     out_path = opts.out or os.path.join(OUT_DIR, "backup-%s.json" % stamp)
 
+    # SIGTERM (and SIGINT) unwind through the finally below: the clusters and folders are removed.
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(143))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     started = time.monotonic()
     load = dict(start=uptime())
     times = dict((name, []) for name in BACKUPS + RESTORES)
@@ -828,11 +856,13 @@ def main(argv=None):
                 ratio(best_s[name], floors[name]),
             )
         )
-    mod_restore = details[RESTORE_MOD][0] if details[RESTORE_MOD] else {}
+    mod_restore = {}
+    if details[RESTORE_MOD]:  # the run that counted (best of N)
+        mod_restore = details[RESTORE_MOD][times[RESTORE_MOD].index(best_s[RESTORE_MOD])]
     if mod_restore:
         phases = mod_restore.get("phases") or {}
         print(
-            "  module's own rto_seconds %s; phases: %s"
+            "  module's own rto_seconds %s (best run); phases: %s"
             % (
                 fmt_s(mod_restore.get("rto_seconds")),
                 ", ".join("%s %.2f" % (k, v) for k, v in phases.items() if isinstance(v, (int, float))),
