@@ -143,8 +143,10 @@ build: venv
 	$(BIN)/ansible-galaxy collection build --force --output-path .cache/build .
 	$(BIN)/ansible-galaxy collection install --force -p .cache/build/collections .cache/build/dbarch-postgresql-*.tar.gz
 
-bench: venv-dev pg-binaries
+bench: venv-dev pg-binaries system-deps
 	$(PY) bench/catalog/run.py
+	$(call apt_install,pgbackrest lz4)
+	$(SUDO) $(PY) bench/backup/run.py
 
 clean:
 	rm -rf .cache/build reports bench/out tests/output
