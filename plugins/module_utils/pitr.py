@@ -621,6 +621,10 @@ def verify_extracted(source, data_dir, bindir):
     if not os.path.isfile(manifest):
         return None
     argv = [os.path.join(bindir, "pg_verifybackup"), "-m", manifest]
+    if os.path.exists(os.path.join(data_dir, "tablespace_map")):
+        # Tar-format tablespaces sit at their own locations, linked from pg_tblspc only when
+        # the server starts; their tar files were checked against backup.json already.
+        argv += ["--ignore", "pg_tblspc"]
     wal = os.path.join(data_dir, "pg_wal")
     if not any(len(n) == 24 for n in (os.listdir(wal) if os.path.isdir(wal) else [])):
         argv.append("--no-parse-wal")
