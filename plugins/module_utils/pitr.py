@@ -238,7 +238,11 @@ def scan(archive, names, bindir, rmgr, wanted):
     scratch = tempfile.mkdtemp(prefix="dbarch-pitr-waldump-", dir=archive.cache)
     last_commit = None
     try:
-        for name in names:
+        for index, name in enumerate(names):
+            if archive.cache is not None and index + 1 < len(names):
+                # pg_waldump reads a record that continues into the next segment from beside
+                # the file it was given: download that one first, as a folder would have it.
+                archive.local_path(names[index + 1], scratch)
             for record in _waldump_records(archive, name, bindir, rmgr, scratch):
                 if record[2] == "COMMIT":
                     last_commit = (record[1], _commit_time(record[3]))
