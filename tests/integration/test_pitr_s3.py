@@ -39,7 +39,19 @@ def _wait_archived(cluster, segment, timeout=300):
             return
         time.sleep(0.2)
     failed = cluster.query("SELECT last_failed_wal, failed_count FROM pg_stat_archiver")[0]
-    raise AssertionError("segment %s not archived within %ss (archiver: %s)" % (segment, timeout, failed))
+    running = subprocess.run(
+        ["ps", "-eo", "pid,etime,args"], capture_output=True, text=True, check=False
+    ).stdout
+    raise AssertionError(
+        "segment %s not archived within %ss (archiver: %s)\n%s\n%s"
+        % (
+            segment,
+            timeout,
+            failed,
+            "\n".join(line for line in running.splitlines() if "dbarch-wal" in line or "archiver" in line),
+            lc._tail(cluster.cluster.log_file, 40),
+        )
+    )
 
 
 def _rows(data_dir, major):
@@ -102,7 +114,9 @@ def test_restore_from_s3_to_a_restore_point_and_latest(pg, bucket, moto, run_pla
         source.query("SELECT pg_create_restore_point('rp_s3')")
         for i in (4, 5, 6):
             source.query("INSERT INTO t VALUES (%s)", (i,))
-            source.query("SELECT pg_switch_wal()")
+            if i < 6:
+                source.query("SELECT pg_switch_wal()")
+        # Switch right after a write: a switch of an empty segment is a no-op.
         last = source.query("SELECT pg_walfile_name(pg_switch_wal())")[0][0]
         _wait_archived(source, last)
     finally:
