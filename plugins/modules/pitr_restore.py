@@ -152,8 +152,9 @@ attributes:
   check_mode:
     support: full
     description: Reads the repository and the archived WAL, reports the backup it would use and the
-      settings it would write; writes nothing. From S3 it downloads only the WAL segments the
-      checks read (into a temporary folder, removed before the task ends), never the backup.
+      settings it would write; writes nothing. From S3 it reads the listings, each backup's
+      C(backup.json) and the timeline history files, and downloads only the WAL segments the
+      checks read (into a temporary folder, removed before the task ends), never the backup's data.
   diff_mode:
     support: none
     description: A restore has no before/after.
