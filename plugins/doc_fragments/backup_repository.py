@@ -37,6 +37,11 @@ options:
     description:
       - AWS secret key, with O(aws_access_key_id). Never shown in output or logs.
     type: str
+  aws_session_token:
+    description:
+      - AWS session token of temporary credentials, with O(aws_access_key_id) and
+        O(aws_secret_access_key). Never shown in output or logs.
+    type: str
   storage_class:
     description:
       - S3 storage class of uploaded objects, for example V(STANDARD_IA).

@@ -469,6 +469,7 @@ class S3Repository:
         region=None,
         aws_access_key_id=None,
         aws_secret_access_key=None,
+        aws_session_token=None,
         storage_class=None,
         sse=None,
         sse_kms_key_id=None,
@@ -496,10 +497,24 @@ class S3Repository:
         self.sse_kms_key_id = sse_kms_key_id
         self.bandwidth_limit = bandwidth_limit
         self.part_size = part_size or S3_DEFAULT_PART
+        self.endpoint_url = endpoint_url
+        self.region = region
+        # Given credentials, as the AWS_* environment of a process that reads this repository
+        # (the restore_command of a restored server); empty: the standard AWS chain.
+        self.credentials_env = {
+            env: value
+            for env, value in (
+                ("AWS_ACCESS_KEY_ID", aws_access_key_id),
+                ("AWS_SECRET_ACCESS_KEY", aws_secret_access_key),
+                ("AWS_SESSION_TOKEN", aws_session_token),
+            )
+            if value
+        }
         if client is None:
             session = boto3.session.Session(
                 aws_access_key_id=aws_access_key_id,
                 aws_secret_access_key=aws_secret_access_key,
+                aws_session_token=aws_session_token,
                 region_name=region,
             )
             client = session.client(
@@ -736,10 +751,84 @@ class S3Repository:
         return _decompress_small(name, raw).decode("utf-8", "replace")
 
     def wal_path(self, name, scratch):
-        raw = self._get(self.key("wal", name))
-        if raw is None:
-            raise RepositoryError("%s/wal/%s disappeared while reading" % (self.url, name))
+        """Download WAL file ``name`` (checked against its sha256 metadata) into ``scratch``."""
+        key = self.key("wal", name)
+        try:
+            res = self.client.get_object(Bucket=self.bucket, Key=key)
+            raw = res["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise RepositoryError("%s/wal/%s disappeared while reading" % (self.url, name)) from None
+            raise self._error("GET %s" % key, exc) from None
+        except BotoCoreError as exc:
+            raise self._error("GET %s" % key, exc) from None
+        want = (res.get("Metadata") or {}).get("sha256")
+        if want and want != hashlib.sha256(raw).hexdigest():
+            raise RepositoryError(
+                "%s/wal/%s does not match its sha256 metadata (%s): the object is corrupt"
+                % (self.url, name, want)
+            )
         return _write_plain(scratch, name, raw)
+
+    def download_backup(self, backup_id, expected, dest, progress=None):
+        """Download the backup's data objects into ``dest``, checking each against ``expected``.
+
+        ``expected`` is backup.json's ``files`` ({rel: {size, sha256}}). The SHA-256 is computed
+        while the bytes are written. Returns the problems as verify_files() does ([] when every
+        file matches); stops at the first corrupt or missing file.
+        """
+        stored = self.data_files(backup_id)
+        problems = []
+        for rel in sorted(set(stored) - set(expected)):
+            problems.append(
+                {"file": rel, "problem": "not in backup.json", "expected": None, "found": stored[rel]}
+            )
+        for rel in sorted(expected):
+            want = expected[rel]
+            if rel not in stored:
+                problems.append(
+                    {"file": rel, "problem": "missing", "expected": want["sha256"], "found": None}
+                )
+                continue
+            if stored[rel] != want["size"]:
+                problems.append(
+                    {"file": rel, "problem": "size differs", "expected": want["size"], "found": stored[rel]}
+                )
+        if problems:
+            return problems
+        for rel in sorted(expected):
+            want = expected[rel]
+            key = self.key("backups", backup_id, DATA_FOLDER, rel)
+            path = os.path.join(dest, *rel.split("/"))
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            digest = hashlib.sha256()
+            size = 0
+            try:
+                body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+                with open(path, "wb") as out:
+                    while True:
+                        block = body.read(CHUNK)
+                        if not block:
+                            break
+                        digest.update(block)
+                        size += len(block)
+                        out.write(block)
+            except (ClientError, BotoCoreError) as exc:
+                raise self._error("GET %s" % key, exc) from None
+            if size != want["size"]:
+                return [{"file": rel, "problem": "size differs", "expected": want["size"], "found": size}]
+            if digest.hexdigest() != want["sha256"]:
+                return [
+                    {
+                        "file": rel,
+                        "problem": "checksum differs",
+                        "expected": want["sha256"],
+                        "found": digest.hexdigest(),
+                    }
+                ]
+            if progress:
+                progress(rel, size)
+        return []
 
     def delete_wal(self, names):
         self.delete_keys(self.key("wal", n) for n in names)
@@ -1034,6 +1123,7 @@ REPOSITORY_ARGSPEC = dict(
     region=dict(type="str"),
     aws_access_key_id=dict(type="str", no_log=True),
     aws_secret_access_key=dict(type="str", no_log=True),
+    aws_session_token=dict(type="str", no_log=True),
     storage_class=dict(type="str"),
     sse=dict(type="str", choices=list(SSE_CHOICES)),
     sse_kms_key_id=dict(type="str", no_log=False),
@@ -1044,6 +1134,7 @@ S3_OPTION_NAMES = (
     "region",
     "aws_access_key_id",
     "aws_secret_access_key",
+    "aws_session_token",
     "storage_class",
     "sse",
     "sse_kms_key_id",

@@ -109,11 +109,18 @@ def parse_target(target_time=None, target_xid=None, target_lsn=None, target_name
 
 
 class WalArchive:
-    """The archived WAL recovery reads: the repository's ``wal/`` or a plain folder."""
+    """The archived WAL recovery reads: the repository's ``wal/`` or a plain folder.
 
-    def __init__(self, repo, folder=None):
+    With an S3 repository, ``cache`` is a local folder: each segment the checks read is
+    downloaded there once (checked against its sha256 metadata) and pg_waldump reads the
+    local copy; ``downloaded`` lists what was fetched.
+    """
+
+    def __init__(self, repo, folder=None, cache=None):
         self.repo = repo
         self.folder = folder
+        self.cache = cache
+        self.downloaded = []
         if folder is not None and not os.path.isdir(folder):
             raise PitrError("wal_archive %s is not a folder" % folder)
 
@@ -139,6 +146,12 @@ class WalArchive:
 
     def local_path(self, name, scratch):
         if self.folder is None:
+            if self.cache is not None:
+                cached = os.path.join(self.cache, name.split(".")[0])
+                if not os.path.exists(cached):
+                    self.repo.wal_path(name, self.cache)
+                    self.downloaded.append(name)
+                return cached
             return self.repo.wal_path(name, scratch)
         path = os.path.join(self.folder, name)
         if not name.endswith(br.COMPRESSED_SUFFIXES):
@@ -222,10 +235,14 @@ def scan(archive, names, bindir, rmgr, wanted):
 
     Returns (record or None, last commit seen as (lsn, time) or None).
     """
-    scratch = tempfile.mkdtemp(prefix="dbarch-pitr-waldump-")
+    scratch = tempfile.mkdtemp(prefix="dbarch-pitr-waldump-", dir=archive.cache)
     last_commit = None
     try:
-        for name in names:
+        for index, name in enumerate(names):
+            if archive.cache is not None and index + 1 < len(names):
+                # pg_waldump reads a record that continues into the next segment from beside
+                # the file it was given: download that one first, as a folder would have it.
+                archive.local_path(names[index + 1], scratch)
             for record in _waldump_records(archive, name, bindir, rmgr, scratch):
                 if record[2] == "COMMIT":
                     last_commit = (record[1], _commit_time(record[3]))
@@ -312,17 +329,59 @@ def plan(
     python="/usr/bin/python3",
     restore_command=None,
     keep_archiving=False,
+    staging_dir=None,
 ):
-    """Choose the backup, check the WAL reaches the target, compute the settings. Read-only."""
-    if br.is_s3(repo.url):
-        raise PitrError(
-            "pitr_restore does not support S3 repositories yet (%s); copy the backup and the WAL to a "
-            "folder (same layout) and restore from there" % repo.url
-        )
+    """Choose the backup, check the WAL reaches the target, compute the settings. Read-only.
+
+    With an S3 repository (and no ``wal_archive`` folder) the WAL segments the checks read
+    are downloaded into a temporary folder (under ``staging_dir`` when it exists), removed
+    before returning; nothing else is downloaded.
+    """
     if target_action not in TARGET_ACTIONS:
         raise PitrError("target_action must be one of %s" % ", ".join(TARGET_ACTIONS))
+    cache = None
+    if br.is_s3(repo.url) and wal_archive is None:
+        root = staging_dir if staging_dir and os.path.isdir(staging_dir) else None
+        cache = tempfile.mkdtemp(prefix="dbarch-pitr-wal-", dir=root)
+    try:
+        archive = WalArchive(repo, wal_archive, cache=cache)
+        out = _plan(
+            repo,
+            archive,
+            target,
+            data_dir,
+            port,
+            inclusive,
+            target_action,
+            bindir,
+            wal_script,
+            python,
+            restore_command,
+            keep_archiving,
+        )
+    finally:
+        if cache is not None:
+            shutil.rmtree(cache, ignore_errors=True)
+    out["staging_dir"] = os.path.abspath(staging_dir) if staging_dir else None
+    out["wal_downloaded"] = list(archive.downloaded)
+    return out
+
+
+def _plan(
+    repo,
+    archive,
+    target,
+    data_dir,
+    port,
+    inclusive,
+    target_action,
+    bindir,
+    wal_script,
+    python,
+    restore_command,
+    keep_archiving,
+):
     backups = _usable_backups(repo)
-    archive = WalArchive(repo, wal_archive)
     newest = backups[-1]
     size = int(newest.get("wal_segment_size") or br.DEFAULT_SEGMENT_SIZE)
     segments, histories = wal_state(archive, size)
@@ -458,13 +517,21 @@ def _check_coverage(chosen, chain, archive, bindir, target, inclusive, located):
 
 
 def _restore_command(repo, archive, wal_script, python):
-    for part in (archive.where, wal_script or "", python or ""):
+    s3 = []
+    if br.is_s3(repo.url):
+        for flag, value in (("--endpoint-url", repo.endpoint_url), ("--region", repo.region)):
+            if value:
+                s3 += [flag, value]
+    for part in [archive.where, wal_script or "", python or ""] + s3:
         if "'" in part or "%" in part:
             raise PitrError("%r holds a quote or %% sign; give restore_command yourself" % part)
+    for part in s3:
+        if not part or any(c.isspace() for c in part):
+            raise PitrError("%r holds a space; give restore_command yourself" % part)
     if archive.folder is not None:
         return "cp '%s/%%f' '%%p'" % archive.folder.rstrip("/")
     if wal_script and os.path.isfile(wal_script):
-        return "%s %s --repo %s restore %%f %%p" % (python, wal_script, repo.url)
+        return " ".join([python, wal_script, "--repo", repo.url] + s3 + ["restore", "%f", "%p"])
     if br.is_s3(repo.url):
         raise PitrError("dbarch-wal (%s) is not on this host; it restores WAL from S3" % wal_script)
     return "cp '%s/%%f' '%%p'" % archive.where
@@ -520,8 +587,58 @@ def _wipe(folder):
             os.unlink(path)
 
 
-def _extract(repo, backup, data_dir):
-    source = repo.fetch_backup(backup["id"])
+def fetch(repo, backup, staging_root):
+    """Local folder holding the backup's data files: the repository's own folder, or (S3) a
+    new folder under ``staging_root`` the objects were downloaded into, each checked against
+    backup.json's SHA-256 and size while it was written. Returns (source, staging or None)."""
+    if not br.is_s3(repo.url):
+        return repo.fetch_backup(backup["id"]), None
+    files = backup.get("files") or {}
+    if not files:
+        raise PitrError("backup %s: backup.json lists no files" % backup["id"])
+    os.makedirs(staging_root, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix="dbarch-pitr-fetch-%s-" % backup["id"], dir=staging_root)
+    try:
+        problems = repo.download_backup(backup["id"], files, staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if problems:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise PitrError(
+            "backup %s in %s does not match backup.json: %s; nothing was restored"
+            % (backup["id"], repo.url, _problem_text(problems))
+        )
+    return staging, staging
+
+
+def _problem_text(problems):
+    return ", ".join("%s (%s)" % (p["file"], p["problem"]) for p in problems[:10])
+
+
+def verify_extracted(source, data_dir, bindir):
+    """pg_verifybackup of the extracted data folder against the backup's backup_manifest.
+
+    Returns None when there is no manifest (a backup taken without one), else the tool's
+    output on failure ('' when it passed)."""
+    manifest = os.path.join(source, "backup_manifest")
+    if not os.path.isfile(manifest):
+        return None
+    argv = [os.path.join(bindir, "pg_verifybackup"), "-m", manifest]
+    if os.path.exists(os.path.join(data_dir, "tablespace_map")):
+        # Tar-format tablespaces sit at their own locations, linked from pg_tblspc only when
+        # the server starts; their tar files were checked against backup.json already.
+        argv += ["--ignore", "pg_tblspc"]
+    wal = os.path.join(data_dir, "pg_wal")
+    if not any(len(n) == 24 for n in (os.listdir(wal) if os.path.isdir(wal) else [])):
+        argv.append("--no-parse-wal")
+    res = bk._run(argv + [data_dir], bindir, what="pg_verifybackup")
+    if res.returncode == 0:
+        return ""
+    return ((res.stdout or "") + (res.stderr or "")).strip()[-2000:] or "exit %d" % res.returncode
+
+
+def _extract(source, backup, data_dir):
     if backup["format"] == "plain":
         for name in sorted(os.listdir(source)):
             src = os.path.join(source, name)
@@ -669,18 +786,20 @@ def restore(repo, restore_plan, force=False, timeout=3600, superuser="postgres",
         raise PitrError("port %s is in use; choose another port" % cluster.port)
 
     started = time.time()
-    problems = br.verify_files(repo, backup["id"], backup)
-    if problems:
-        names = ", ".join("%s (%s)" % (p["file"], p["problem"]) for p in problems[:10])
-        raise PitrError("backup %s does not match backup.json: %s" % (backup["id"], names))
-    phases["verify"] = round(time.time() - started, 3)
-
-    started = time.time()
     cluster._write_marker(
         "initializing", role="primary", major=int(backup["pg_major"]), restored_from=backup["id"]
     )
     cluster._prepare_folders()
-    _extract(repo, backup, cluster.data_dir)
+    staging_root = restore_plan.get("staging_dir") or cluster.base_dir
+    source, staging = fetch(repo, backup, staging_root)
+    phases["fetch"] = round(time.time() - started, 3)
+    try:
+        _extract_and_verify(repo, backup, source, cluster, restore_plan["bindir"], phases)
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    started = time.time()
     for name in ("postmaster.pid", "standby.signal", "recovery.signal"):
         path = os.path.join(cluster.data_dir, name)
         if os.path.exists(path):
@@ -696,12 +815,16 @@ def restore(repo, restore_plan, force=False, timeout=3600, superuser="postgres",
     os.chmod(cluster.data_dir, 0o700)
     if os.path.exists(cluster.log_file):
         os.unlink(cluster.log_file)
-    phases["fetch_extract"] = round(time.time() - started, 3)
+    phases["extract"] = round(phases["extract"] + time.time() - started, 3)
 
     started = time.time()
+    # The server's restore_command reads S3 with the credentials given to the module, through
+    # the server's environment only (never a file); without them, the OS user's AWS chain.
+    env = dict(getattr(repo, "credentials_env", None) or {}) if br.is_s3(repo.url) else {}
     res = cluster._run(
         [cluster._bin("pg_ctl"), "start", "-D", cluster.data_dir, "-l", cluster.log_file, "-W"],
         check=False,
+        env_extra=env,
         new_session=True,
         timeout=120,
         what="pg_ctl start",
@@ -730,6 +853,39 @@ def restore(repo, restore_plan, force=False, timeout=3600, superuser="postgres",
         rto_seconds=round(time.time() - clock, 3),
     )
     return reached
+
+
+def _extract_and_verify(repo, backup, source, cluster, bindir, phases):
+    """Extract ``source`` into the data folder, then verify: the repository's files against
+    backup.json (a folder; S3 objects were checked while downloading) and the extracted data
+    against backup_manifest with pg_verifybackup. A failure empties the data folder."""
+    started = time.time()
+    try:
+        _extract(source, backup, cluster.data_dir)
+    except (bk.BackupError, OSError, EOFError) as exc:
+        _wipe(cluster.data_dir)
+        problems = [] if br.is_s3(repo.url) else br.verify_files(repo, backup["id"], backup)
+        if problems:
+            raise PitrError(
+                "backup %s does not match backup.json: %s" % (backup["id"], _problem_text(problems))
+            ) from None
+        raise PitrError(
+            "extracting backup %s into %s failed: %s" % (backup["id"], cluster.data_dir, exc)
+        ) from None
+    phases["extract"] = round(time.time() - started, 3)
+    started = time.time()
+    problems = [] if br.is_s3(repo.url) else br.verify_files(repo, backup["id"], backup)
+    if problems:
+        _wipe(cluster.data_dir)
+        raise PitrError("backup %s does not match backup.json: %s" % (backup["id"], _problem_text(problems)))
+    failed = verify_extracted(source, cluster.data_dir, bindir)
+    if failed:
+        _wipe(cluster.data_dir)
+        raise PitrError(
+            "pg_verifybackup found the restored data of backup %s different from its backup_manifest: %s"
+            % (backup["id"], failed)
+        )
+    phases["verify"] = round(time.time() - started, 3)
 
 
 def _wait(cluster, action, started, timeout, phases):

@@ -22,8 +22,15 @@ description:
     (following timeline switches as C(recovery_target_timeline=latest) does). A time target needs a
     commit after it in the archive; otherwise the task fails and says what is missing, rather than
     let PostgreSQL stop earlier.
-  - Checks the backup's files against the SHA-256 in C(backup.json), extracts them (tar, compressed
-    or not) or copies them (plain) into O(data_dir), writes C(recovery.signal) and the recovery
+  - From an S3 repository (V(s3://bucket/prefix)) it downloads the chosen backup's objects into a
+    staging folder (O(staging_dir)), checking each one's SHA-256 and size against C(backup.json)
+    while it is written, and removes the folder afterwards. The WAL checks download only the
+    segments they read. The restored server's C(restore_command) is C(dbarch-wal restore) against the
+    same S3 repository.
+  - Extracts the backup's files (tar, compressed or not) or copies them (plain) into O(data_dir),
+    checks them (a folder repository's files against the SHA-256 in C(backup.json); the extracted
+    data against the backup's C(backup_manifest) with C(pg_verifybackup)), writes
+    C(recovery.signal) and the recovery
     settings into C(postgresql.auto.conf) (never C(recovery.conf)), starts the server with
     C(pg_ctl) (as the C(postgres) OS user when run as root) and waits until recovery ended at the
     target.
@@ -32,6 +39,14 @@ description:
 author:
   - dbarch.postgresql maintainers (@dbarch)
 options:
+  staging_dir:
+    description:
+      - S3 repositories only. Folder under which the backup's objects are downloaded (a new
+        sub-folder, removed when the restore ends, whether it worked or not). Default, the parent
+        folder of O(data_dir) (same file system, so it needs room for the backup once more).
+      - The WAL the checks read before the restore (also in check mode) goes to a temporary folder
+        under it when it exists, else under the system's temporary folder, removed at once.
+    type: path
   wal_archive:
     description:
       - Folder of archived WAL segments as C(cp %p /archive/%f) writes them. Default, the
@@ -137,12 +152,21 @@ attributes:
   check_mode:
     support: full
     description: Reads the repository and the archived WAL, reports the backup it would use and the
-      settings it would write; writes nothing.
+      settings it would write; writes nothing. From S3 it reads the listings, each backup's
+      C(backup.json) and the timeline history files, and downloads only the WAL segments the
+      checks read (into a temporary folder, removed before the task ends), never the backup's data.
   diff_mode:
     support: none
     description: A restore has no before/after.
 notes:
-  - S3 repositories are not supported yet; the task fails and says so.
+  - S3 credentials. The module reads S3 with O(aws_access_key_id), O(aws_secret_access_key) and
+    O(aws_session_token) when given, else the standard AWS chain of the OS user that runs it. The
+    restored server's C(restore_command) gets the same given credentials through the server's
+    environment (the C(pg_ctl start) of this task), never through C(postgresql.auto.conf) or any
+    file; without them it uses the AWS chain of the server's OS user (C(postgres)). A server
+    restarted later by other means has no given credentials, but needs none once recovery ended.
+  - O(endpoint_url) and O(region) are passed to C(dbarch-wal) in C(restore_command) as
+    C(--endpoint-url) and C(--region).
   - Run it as root (the server runs as the C(postgres) OS user) or as the OS user that owns
     O(data_dir).
   - The recovery settings stay in C(postgresql.auto.conf) after the restore; PostgreSQL ignores them
@@ -172,6 +196,18 @@ EXAMPLES = r"""
     port: 5441
     target_name: before_migration_42
     target_action: pause
+  become: true
+
+- name: Restore from S3 to the end of the archived WAL
+  dbarch.postgresql.pitr_restore:
+    repository: s3://acme-pg-backups/prod/main
+    region: eu-west-1
+    aws_access_key_id: "{{ vault_backup_key_id }}"
+    aws_secret_access_key: "{{ vault_backup_secret }}"
+    staging_dir: /srv/restore/staging
+    data_dir: /srv/restore/main/data
+    port: 5442
+    target: latest
   become: true
 """
 
@@ -214,10 +250,22 @@ rto_seconds:
   returned: success, not in check mode
   type: float
 phases:
-  description: Seconds spent in C(verify), C(fetch_extract), C(wal_replay), C(promotion) and
-    C(first_query).
+  description:
+    - Seconds per phase, in the order they happen. C(fetch) downloads the backup from S3 (checking
+      every object's SHA-256; about 0 for a folder repository), C(extract) fills O(data_dir) and
+      writes the recovery settings, C(verify) checks a folder repository's files against
+      C(backup.json) and the extracted data with C(pg_verifybackup), C(wal_replay) runs from
+      C(pg_ctl start) until recovery stopped, C(promotion) until the server left recovery (or
+      paused), C(first_query) is the first query answered.
   returned: success, not in check mode
   type: dict
+  sample: {"fetch": 1.2, "extract": 0.8, "verify": 0.6, "wal_replay": 2.1, "promotion": 0.4,
+           "first_query": 0.01}
+wal_downloaded:
+  description: S3 only, the WAL files the checks downloaded before the restore (their names).
+  returned: always
+  type: list
+  elements: str
 log_tail:
   description: Last lines of the server log when recovery failed.
   returned: failure
@@ -254,6 +302,7 @@ def main():
         wal_script=dict(type="path", default=pitr.DEFAULT_WAL_SCRIPT),
         python=dict(type="path", default="/usr/bin/python3"),
         restore_command=dict(type="str"),
+        staging_dir=dict(type="path"),
         superuser=dict(type="str", default="postgres"),
         timeout=dict(type="int", default=3600),
     )
@@ -283,6 +332,7 @@ def main():
             python=p["python"],
             restore_command=p["restore_command"],
             keep_archiving=p["keep_archiving"],
+            staging_dir=p["staging_dir"],
         )
         cluster = lc.LocalCluster(planned["data_dir"], port=p["port"], bindir=planned["bindir"])
         wipe = pitr.check_data_dir(cluster, p["force"])
@@ -293,6 +343,7 @@ def main():
             recovery_settings=dict(settings),
             coverage=planned["coverage"],
             replay_end_lsn=planned["replay_end_lsn"],
+            wal_downloaded=planned["wal_downloaded"],
         )
         verb = "would" if module.check_mode else ""
         if wipe:

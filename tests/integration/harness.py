@@ -40,6 +40,14 @@ DEFAULT_SETTINGS = {
 }
 
 
+# Credentials moto's S3 server accepts (any non-empty pair); set by the ``bucket`` fixture.
+S3_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "moto-test-key",
+    "AWS_SECRET_ACCESS_KEY": "moto-test-secret",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
 def versions_under_test():
     """Majors from $DBARCH_PG_VERSIONS (space or comma separated), default 14..18."""
     raw = os.environ.get("DBARCH_PG_VERSIONS") or DEFAULT_VERSIONS

@@ -4,11 +4,8 @@
 
 import hashlib
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import time
 
 import boto3
 import pytest
@@ -18,51 +15,7 @@ from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_re
 
 NEWEST = harness.versions_under_test()[-1]
 WAL_SCRIPT = str(harness.REPO_ROOT / "roles" / "backup" / "files" / "dbarch-wal")
-CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "moto-test-key",
-    "AWS_SECRET_ACCESS_KEY": "moto-test-secret",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
-
-
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def moto():
-    """moto's S3 server on 127.0.0.1 (a real HTTP endpoint), stopped at the end."""
-    port = _free_port()
-    server = shutil.which("moto_server", path=os.path.dirname(sys.executable)) or shutil.which("moto_server")
-    proc = subprocess.Popen(
-        [server, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    endpoint = "http://127.0.0.1:%d" % port
-    deadline = time.time() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if time.time() > deadline or proc.poll() is not None:
-                proc.kill()
-                pytest.fail("moto_server did not start on port %d" % port, pytrace=False)
-            time.sleep(0.2)
-    yield endpoint
-    proc.terminate()
-    proc.wait(timeout=30)
-
-
-@pytest.fixture
-def bucket(moto, monkeypatch):
-    for key, value in CREDENTIALS.items():
-        monkeypatch.setenv(key, value)
-    client = boto3.client("s3", endpoint_url=moto)
-    name = "dbarch-%d" % int(time.time() * 1000)
-    client.create_bucket(Bucket=name)
-    return client, name
+CREDENTIALS = harness.S3_CREDENTIALS
 
 
 def play(*tasks):

@@ -68,3 +68,46 @@ def test_replay_chain_follows_the_newest_timeline():
         br.segment_name(2, 5, SEG),
     ]
     assert chain["later"] == [] and chain["missing"] == br.segment_name(2, 6, SEG)
+
+
+class _FakeS3Repo:
+    url = "s3://bucket/prod/main"
+    endpoint_url = "http://127.0.0.1:9000"
+    region = "eu-west-1"
+
+    def __init__(self):
+        self.fetched = []
+
+    def wal_path(self, name, scratch):
+        self.fetched.append(name)
+        path = "%s/%s" % (scratch, name.split(".")[0])
+        with open(path, "wb") as out:
+            out.write(b"wal")
+        return path
+
+
+def test_s3_restore_command_carries_endpoint_and_region(tmp_path):
+    script = tmp_path / "dbarch-wal"
+    script.write_text("#!/usr/bin/python3\n")
+    repo = _FakeS3Repo()
+    archive = pitr.WalArchive(repo)
+    command = pitr._restore_command(repo, archive, str(script), "/usr/bin/python3")
+    assert command == (
+        "/usr/bin/python3 %s --repo s3://bucket/prod/main --endpoint-url http://127.0.0.1:9000 "
+        "--region eu-west-1 restore %%f %%p" % script
+    )
+    repo.region = "eu west"
+    with pytest.raises(pitr.PitrError, match="space"):
+        pitr._restore_command(repo, archive, str(script), "/usr/bin/python3")
+    with pytest.raises(pitr.PitrError, match="not on this host"):
+        pitr._restore_command(_FakeS3Repo(), archive, str(tmp_path / "missing"), "/usr/bin/python3")
+
+
+def test_s3_wal_is_downloaded_once_into_the_cache(tmp_path):
+    repo = _FakeS3Repo()
+    archive = pitr.WalArchive(repo, cache=str(tmp_path))
+    name = br.segment_name(1, 3, SEG)
+    first = archive.local_path(name, "/nonexistent")
+    again = archive.local_path(name, "/nonexistent")
+    assert first == again == str(tmp_path / name)
+    assert repo.fetched == [name] and archive.downloaded == [name]
