@@ -236,8 +236,12 @@ def tar_name(staged, base):
     return None
 
 
-def read_facts(staged, fmt, bindir, scratch):
-    """backup_label, manifest WAL range and pg_control of the backup in ``staged``."""
+def read_facts(staged, fmt, bindir, scratch, extracted=None):
+    """backup_label, manifest WAL range and pg_control of the backup in ``staged``.
+
+    ``extracted``: a folder where a tar backup was already extracted (by verify), so the two
+    files are read there instead of streaming base.tar once more.
+    """
     manifest_path = os.path.join(staged, "backup_manifest")
     try:
         with open(manifest_path) as handle:
@@ -249,6 +253,8 @@ def read_facts(staged, fmt, bindir, scratch):
         raise BackupError("backup_manifest has no WAL-Ranges")
     if fmt == "plain":
         datadir = staged
+    elif extracted and os.path.exists(os.path.join(extracted, "global", "pg_control")):
+        datadir = extracted
     else:
         datadir = os.path.join(scratch, "control")
         os.makedirs(datadir)
@@ -276,8 +282,12 @@ def read_facts(staged, fmt, bindir, scratch):
 # --------------------------------------------------------------------------------------
 
 
-def verify(staged, fmt, bindir, features, scratch):
-    """pg_verifybackup on the backup. Returns {ok, method, output}."""
+def verify(staged, fmt, bindir, features, scratch, keep=False):
+    """pg_verifybackup on the backup. Returns {ok, method, output}.
+
+    With ``keep`` a tar backup's extracted copy stays in ``scratch``/verify (the caller removes
+    ``scratch``), so read_facts can use it instead of reading base.tar again.
+    """
     tool = os.path.join(bindir, "pg_verifybackup")
     if fmt == "plain":
         res = _run([tool, staged], bindir, what="pg_verifybackup", timeout=None)
@@ -313,7 +323,8 @@ def verify(staged, fmt, bindir, features, scratch):
             method = "pg_verifybackup on an extracted copy and on the tar files (18+)"
             if native.returncode != 0:
                 res = native
-        shutil.rmtree(target, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(target, ignore_errors=True)
     output = ((res.stdout or "") + (res.stderr or "")).strip()
     return {"ok": res.returncode == 0, "method": method, "output": output[-3000:]}
 
@@ -433,7 +444,13 @@ def take(
     stop_time = session.scalar("SELECT now()")
     scratch = tempfile.mkdtemp(prefix=".verify-", dir=os.path.dirname(staged))
     try:
-        backup = read_facts(staged, fmt, bindir, scratch)
+        # Verify first: a tar backup is extracted for it once, and its facts are read from that copy.
+        verification = (
+            verify(staged, fmt, bindir, features, scratch, keep=True)
+            if do_verify
+            else {"ok": None, "method": "skipped (verify=false)", "output": ""}
+        )
+        backup = read_facts(staged, fmt, bindir, scratch, extracted=os.path.join(scratch, "verify"))
         control = backup["control"]
         system_id = control.get("Database system identifier")
         if system_id != facts["system_identifier"]:
@@ -443,11 +460,6 @@ def take(
                 backup_id=backup_id,
             )
         ranges = backup["wal_ranges"]
-        verification = (
-            verify(staged, fmt, bindir, features, scratch)
-            if do_verify
-            else {"ok": None, "method": "skipped (verify=false)", "output": ""}
-        )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     files = br.checksum_tree(staged)
