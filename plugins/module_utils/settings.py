@@ -22,6 +22,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
 import re
 import time
 
@@ -384,16 +385,45 @@ def _failing(row):
     return row["last_failed_time"] > row["last_archived_time"]
 
 
+def log_candidates(state):
+    """Where the server's log may be: pg_current_logfile(), else the dbarch local cluster layout."""
+    data_dir = state.get("data_directory") or ""
+    out = []
+    current = state.get("current_logfile")
+    if current:
+        out.append(current if current.startswith("/") else os.path.join(data_dir, current))
+    if data_dir:
+        out.append(os.path.join(os.path.dirname(data_dir.rstrip("/")), "log", "postgresql.log"))
+    return out
+
+
+def log_lines(path, limit=4, tail_bytes=256 * 1024):
+    """The last lines of the log about the archiver (the command's own error and PostgreSQL's line)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - tail_bytes))
+            text = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    wanted = [
+        ln.strip()
+        for ln in text.splitlines()
+        if "archive command failed" in ln or "dbarch-wal" in ln or "archiving write-ahead log" in ln
+    ]
+    return wanted[-limit:]
+
+
 def log_hint(state):
-    if state.get("current_logfile"):
-        where = "%s/%s" % (state.get("data_directory") or "<data_directory>", state["current_logfile"])
-        if state["current_logfile"].startswith("/"):
-            where = state["current_logfile"]
-    else:
-        where = "the server's stderr log (for a dbarch local cluster: <cluster folder>/log/postgresql.log; "
-        where += "for a Debian cluster: /var/log/postgresql/)"
+    for path in log_candidates(state):
+        lines = log_lines(path)
+        if lines is not None:
+            shown = " | ".join(lines) if lines else "no archiver lines in its last 256 kB"
+            return "server log %s (lines 'archive command failed'): %s" % (path, shown)
     return (
-        "the archive_command's own error is in %s, on lines 'archive command failed with exit code'" % where
+        "the archive_command's own error is in the server's log (lines 'archive command failed'; for a "
+        "Debian cluster /var/log/postgresql/, else log_directory when logging_collector is on)"
     )
 
 
