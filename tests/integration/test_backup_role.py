@@ -172,7 +172,7 @@ def test_check_mode_then_archiving_schedule_backup_verify_report(cluster, workdi
 def test_the_scheduled_command_fails_clearly_and_records_the_failure(
     cluster, workdir, tmp_path, run_playbook
 ):
-    names = layout(workdir, tmp_path, backup_now=False, backup_wal_archiving=False)
+    names = layout(workdir, tmp_path, backup_now=False, backup_wal_archiving=False, backup_fail_on="never")
     run_playbook(PLAYBOOK, extra_vars=names, inventory=inventory(cluster)).assert_ok()
     config_file = os.path.join(names["backup_config_dir"], "backup-db1.json")
     config = json.loads(Path(config_file).read_text())
@@ -228,7 +228,7 @@ def test_a_repository_the_server_cannot_write_fails_clearly(cluster, workdir, tm
 def test_a_failing_archive_command_fails_the_role_with_the_archivers_error(
     cluster, workdir, tmp_path, run_playbook
 ):
-    names = layout(workdir, tmp_path, backup_now=False)
+    names = layout(workdir, tmp_path, backup_now=False, backup_fail_on="never")
     inv = inventory(cluster)
     run_playbook(PLAYBOOK, extra_vars=names, inventory=inv).assert_ok()
     # Another file already holds the name of the segment being written: dbarch-wal refuses to

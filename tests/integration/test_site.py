@@ -35,6 +35,7 @@ def test_site_writes_reports_for_every_host_and_is_idempotent(sandbox_env, tmp_p
         "schema_review_dest": dest,
         "migrations_report_dest": dest,
         "query_tuning_dest": dest,
+        "backup_report_dest": dest,
     }
     first = harness.run_playbook(SITE_PLAYBOOK, extra_vars=extra, env=sandbox_env, inventory=str(INVENTORY))
     first.assert_ok()
@@ -74,9 +75,18 @@ def test_site_writes_reports_for_every_host_and_is_idempotent(sandbox_env, tmp_p
     assert any(p.endswith("ON shop.orders (customer_id);") for p in tuning["summary"]["proposals"])
     assert tuning["summary"]["explained"] == ["orders of a customer"]
     assert not os.path.exists(os.path.join(dest, "pg-replica", "query_tuning.json"))
+    # Backups of the primary: archiving into the repository, a verified backup, the daily job.
+    backup = _summary(dest, "pg-primary", "backup")
+    assert int(backup["usable_backups"]) == 1 and int(backup["gaps"]) == 0
+    assert "dbarch-wal" in backup["archive_command"] and "dbarch-backup" in backup["schedule"]
     second = harness.run_playbook(SITE_PLAYBOOK, extra_vars=extra, env=sandbox_env, inventory=str(INVENTORY))
     second.assert_ok()
-    assert second.changed_count() == 0, second.stdout
+    # Every run takes a new backup, and the backup report lists it: the only changes expected.
+    changed = sorted({r["full_name"] for r in second.results if r["status"] == "changed"})
+    assert changed == [
+        "dbarch.postgresql.backup : Take a base backup now",
+        "dbarch.postgresql.backup : Write the backup report",
+    ], second.stdout
 
 
 def _summary(dest, host, name):
