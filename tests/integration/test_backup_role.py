@@ -161,6 +161,9 @@ def test_check_mode_then_archiving_schedule_backup_verify_report(cluster, workdi
     report = json.loads((tmp_path / "reports" / "db1" / "backup.json").read_text())
     assert report["summary"]["backups"] == "3" or report["summary"]["backups"] == 3
     assert report["summary"]["gaps"] in (0, "0")
+    # The scheduled job's status file is in the report.
+    assert report["summary"]["scheduled_last_success"].startswith(second_id)
+    assert report["summary"]["scheduled_last_failure"].strip() == "none"
     for ext in ("md", "xml", "sarif"):
         assert (tmp_path / "reports" / "db1" / ("backup." + ext)).exists()
 
