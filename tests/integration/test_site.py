@@ -38,6 +38,7 @@ def test_site_writes_reports_for_every_host_and_is_idempotent(sandbox_env, tmp_p
         "restore_drill_report_dest": dest,
         # Like the sandbox's ports, the drill's scratch instance takes a port the kernel hands out.
         "restore_drill_port": lc.free_port(),
+        "backup_report_dest": dest,
     }
     first = harness.run_playbook(SITE_PLAYBOOK, extra_vars=extra, env=sandbox_env, inventory=str(INVENTORY))
     first.assert_ok()
@@ -77,6 +78,10 @@ def test_site_writes_reports_for_every_host_and_is_idempotent(sandbox_env, tmp_p
     assert any(p.endswith("ON shop.orders (customer_id);") for p in tuning["summary"]["proposals"])
     assert tuning["summary"]["explained"] == ["orders of a customer"]
     assert not os.path.exists(os.path.join(dest, "pg-replica", "query_tuning.json"))
+    # Backups of the primary: archiving into the repository, a verified backup, the daily job.
+    backup = _summary(dest, "pg-primary", "backup")
+    assert int(backup["usable_backups"]) == 1 and int(backup["gaps"]) == 0
+    assert "dbarch-wal" in backup["archive_command"] and "dbarch-backup" in backup["schedule"]
     # The restore drill on pg-scratch restored the primary's backup to its restore point, matched it, and
     # left no scratch instance behind.
     drill = _summary(dest, "pg-scratch", "restore_drill")
@@ -88,13 +93,19 @@ def test_site_writes_reports_for_every_host_and_is_idempotent(sandbox_env, tmp_p
         assert [json.loads(line)["drill_id"] for line in fh] == [drill["drill_id"]]
     second = harness.run_playbook(SITE_PLAYBOOK, extra_vars=extra, env=sandbox_env, inventory=str(INVENTORY))
     second.assert_ok()
-    # Every workflow but the drill (a new restore point and a new restore each run) changes nothing.
-    changed = [
-        (r["play"], r["task"])
-        for r in second.results
-        if r["status"] == "changed" and not r["play"].startswith("Restore drill")
-    ]
-    assert changed == [], second.stdout
+    # Every run takes a new backup and the backup report lists it; the drill makes a new restore point and
+    # a new restore each run. Nothing else changes.
+    changed = sorted(
+        {
+            r["full_name"]
+            for r in second.results
+            if r["status"] == "changed" and not r["play"].startswith("Restore drill")
+        }
+    )
+    assert changed == [
+        "dbarch.postgresql.backup : Take a base backup now",
+        "dbarch.postgresql.backup : Write the backup report",
+    ], second.stdout
 
 
 def _summary(dest, host, name):
