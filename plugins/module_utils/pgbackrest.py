@@ -35,6 +35,8 @@ import time
 
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
 from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
+from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
+from ansible_collections.dbarch.postgresql.plugins.module_utils import pitr
 
 ENGINES = ("native", "pgbackrest")
 DEFAULT_BINARY = "/usr/bin/pgbackrest"
@@ -328,6 +330,7 @@ class Runner:
         self.user = user
         self.binary = binary or find_binary()
         self.commands = []
+        self.temporary = False
 
     def argv(self, command, *args):
         return [self.binary, "--config", self.config, "--stanza", self.stanza, command] + list(args)
@@ -404,7 +407,10 @@ def runner_for(params, check_mode=False):
     if os.path.exists(path):
         yield Runner(path, params.get("stanza") or "main", user)
         return
-    scratch = tempfile.mkdtemp(prefix="dbarch-pgbackrest-")
+    parent = tempfile.gettempdir()
+    if lc.blocking_ancestor(parent, user) is not None:
+        parent = "/tmp"  # noqa: S108 - the temporary folder must be reachable by the pgBackRest user
+    scratch = tempfile.mkdtemp(prefix="dbarch-pgbackrest-", dir=parent)
     try:
         temp = os.path.join(scratch, "pgbackrest.conf")
         text = render_config(
@@ -414,7 +420,9 @@ def runner_for(params, check_mode=False):
             os.chown(scratch, *_user_ids(user))
         ensure_work_dirs(scratch, user)
         write_config(temp, text, user)
-        yield Runner(temp, params.get("stanza") or "main", user)
+        runner = Runner(temp, params.get("stanza") or "main", user)
+        runner.temporary = True
+        yield runner
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -708,6 +716,11 @@ def basebackup(params, session, check_mode=False, socket_dir=None):
         return result
     write_config(path, text, user)
     ensure_work_dirs(work, user)
+    if not br.is_s3(params["repository"]) and not os.path.isdir(params["repository"]):
+        os.makedirs(params["repository"], mode=0o750)
+        if os.geteuid() == 0:
+            os.chown(params["repository"], *_user_ids(user))
+        result["actions"].append("created repository folder %s" % params["repository"])
     runner = Runner(path, stanza, user, binary)
     info = runner.info()
     if (info.get("status") or {}).get("code") == 1 or not info.get("db"):
@@ -755,11 +768,10 @@ def restore_args(target, inclusive=True, target_action="promote", target_timelin
     return args
 
 
-def restore(params, target, pitr, lc, check_mode=False):
+def restore(params, target, check_mode=False):
     """pgbackrest restore into data_dir, dbarch cluster layout, start, wait at the target.
 
-    ``pitr`` and ``lc`` are the pitr and localcluster engine modules (their data folder checks,
-    server settings, start-and-wait are reused as they are).
+    pitr's data folder check, server settings and start-and-wait are reused as they are.
     """
     clock = time.time()
     stanza = validate_stanza(params.get("stanza") or "main")
@@ -807,7 +819,7 @@ def restore(params, target, pitr, lc, check_mode=False):
         if check_mode:
             result["changed"] = True
             return result
-        if runner.config.startswith(tempfile.gettempdir()) and not os.path.exists(config_path(params)):
+        if runner.temporary:
             raise pitr.PitrError(
                 "pgbackrest_config %s does not exist; the restored server's restore_command needs it. "
                 "Write it first (dbarch.postgresql.basebackup engine: pgbackrest, or the backup role)"

@@ -258,7 +258,7 @@ def run_pgbackrest(module):
         target = pitr.parse_target(
             p["target_time"], p["target_xid"], p["target_lsn"], p["target_name"], p["target"]
         )
-        result = pgbr.restore(p, target, pitr, lc, check_mode=module.check_mode)
+        result = pgbr.restore(p, target, check_mode=module.check_mode)
     except pitr.PitrError as exc:
         module.fail_json(msg=str(exc), log_tail=exc.log_tail, **result)
     except (pgbr.PgBackRestError, br.RepositoryError, lc.LocalClusterError) as exc:
