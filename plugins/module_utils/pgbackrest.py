@@ -662,10 +662,13 @@ def config_from_params(params, pg):
 def basebackup(params, session, check_mode=False, socket_dir=None):
     """Write the config, create the stanza if missing, take a full backup.
 
-    Returns the module result (changed, backup_id, metadata, archive_command, config, diff,
-    actions, commands). Nothing is written in check mode.
+    With ``params['configure_only']`` it stops after the stanza (no backup, and archiving need
+    not work yet): what a role runs before it sets archive_command. Returns the module result
+    (changed, backup_id, metadata, archive_command, config, diff, actions, commands). Nothing is
+    written in check mode.
     """
     stanza = validate_stanza(params.get("stanza") or "main")
+    configure_only = bool(params.get("configure_only"))
     path = config_path(params)
     work = work_dir(params)
     user = run_user(params)
@@ -681,12 +684,12 @@ def basebackup(params, session, check_mode=False, socket_dir=None):
     before = read_config(path)
     command = archive_command(path, stanza, binary)
     result = {
-        "changed": True,
+        "changed": not configure_only,
         "engine": "pgbackrest",
         "stanza": stanza,
         "pgbackrest_config": path,
         "archive_command": command,
-        "archive_command_set": server["archive_command"] == command,
+        "archive_command_set": server["archive_mode"] != "off" and server["archive_command"] == command,
         "config": masked(text),
         "diff": {
             "before": masked(before or ""),
@@ -696,36 +699,49 @@ def basebackup(params, session, check_mode=False, socket_dir=None):
         },
         "actions": [],
     }
-    runner_argv = [binary, "--config", path, "--stanza", stanza]
-    result["command"] = runner_argv + ["backup", "--type=full"]
-    if server["archive_mode"] == "off" or server["archive_command"] != command:
+    result["command"] = [binary, "--config", path, "--stanza", stanza, "backup", "--type=full"]
+    local_repo = not br.is_s3(params["repository"])
+    verb = "would " if check_mode else ""
+    if before != text:
+        result["actions"].append("%swrite %s" % (verb, path))
+    if not result["archive_command_set"] and not configure_only:
         note = (
             "archive_mode is %s and archive_command is %r; set archive_mode=on and archive_command=%r "
-            "(dbarch.postgresql.setting or the backup role), restart, then back up"
+            "(dbarch.postgresql.setting or the backup role), restart if archive_mode changed, then back up"
             % (server["archive_mode"], server["archive_command"], command)
         )
         if not check_mode:
             raise PgBackRestError("WAL is not archived to pgBackRest: " + note)
         result["actions"].append("WARNING " + note)
-    verb = "would " if check_mode else ""
-    if before != text:
-        result["actions"].append("%swrite %s" % (verb, path))
     if check_mode:
-        result["actions"].append("%screate stanza %s if missing" % (verb, stanza))
-        result["actions"].append("%stake a full backup: %s" % (verb, " ".join(result["command"])))
+        missing = [
+            f for f in (work, params["repository"] if local_repo else None) if f and not os.path.isdir(f)
+        ]
+        for folder in missing:
+            result["actions"].append("would create folder %s" % folder)
+        result["actions"].append("would create stanza %s if missing" % stanza)
+        if configure_only:
+            result["changed"] = before != text or bool(missing)
+        else:
+            result["actions"].append("would take a full backup: %s" % " ".join(result["command"]))
         return result
-    write_config(path, text, user)
-    ensure_work_dirs(work, user)
-    if not br.is_s3(params["repository"]) and not os.path.isdir(params["repository"]):
+    changed = write_config(path, text, user)
+    changed = ensure_work_dirs(work, user) or changed
+    if local_repo and not os.path.isdir(params["repository"]):
         os.makedirs(params["repository"], mode=0o750)
         if os.geteuid() == 0:
             os.chown(params["repository"], *_user_ids(user))
         result["actions"].append("created repository folder %s" % params["repository"])
+        changed = True
     runner = Runner(path, stanza, user, binary)
     info = runner.info()
     if (info.get("status") or {}).get("code") == 1 or not info.get("db"):
         runner.run("stanza-create")
         result["actions"].append("created stanza %s" % stanza)
+        changed = True
+    if configure_only:
+        result.update(changed=changed, commands=runner.commands)
+        return result
     seen = {b.get("label") for b in info.get("backup") or []}
     args = ["--type=full"]
     if params.get("label"):

@@ -112,6 +112,14 @@ options:
       - WAL older than the start of the oldest kept backup is removed; history files are kept;
         incomplete and invalid backups are never removed by retention (see C(backup_info)).
     type: float
+  configure_only:
+    description:
+      - Only with O(engine=pgbackrest), write the configuration, create the repository and work
+        folders and the stanza, return RV(archive_command), and take no backup. Reports a change
+        only when something was written. WAL archiving need not work yet (set C(archive_command)
+        next, then take the backup).
+    type: bool
+    default: false
 extends_documentation_fragment:
   - dbarch.postgresql.backup_repository
   - dbarch.postgresql.connection
@@ -237,6 +245,7 @@ def argument_spec():
         timeout=dict(type="int"),
         retain_count=dict(type="int"),
         retain_days=dict(type="float"),
+        configure_only=dict(type="bool", default=False),
     )
     spec.update(pgbr.ARGSPEC)
     return spec

@@ -83,6 +83,16 @@ def test_backup_info_restore_with_pgbackrest(source, run_playbook):
     refused = run_playbook(play(task("basebackup", "Backup", **options))).task("Backup")
     assert refused["status"] == "failed" and "archive_command" in refused["result"]["msg"]
 
+    # configure_only (what the backup role runs first): config, folders and stanza, idempotent.
+    configure = dict(options, configure_only=True)
+    first = run_playbook(play(task("basebackup", "Configure", **configure))).assert_ok()
+    first_res = first.task("Configure")["result"]
+    assert first.task("Configure")["status"] == "changed" and "backup_id" not in first_res
+    assert "created stanza main" in first_res["actions"]
+    assert os.path.isfile(os.path.join(engine["repository"], "archive", "main", "archive.info"))
+    second = run_playbook(play(task("basebackup", "Configure", **configure))).assert_ok()
+    assert second.task("Configure")["status"] == "ok", second.task("Configure")
+
     pg.query("ALTER SYSTEM SET archive_command = %s", (command,))
     pg.query("SELECT pg_reload_conf()")
     pg.query("CREATE TABLE t (id int PRIMARY KEY)")
