@@ -775,7 +775,11 @@ def restore_args(target, inclusive=True, target_action="promote", target_timelin
     elif kind == "immediate":
         args += ["--type=immediate", "--target-action=%s" % target_action]
     else:
-        args += ["--type=%s" % kind, "--target=%s" % target["text"], "--target-action=%s" % target_action]
+        text = target["text"]
+        if kind == "time":
+            # pgBackRest selects the backup set from the time only in its own format.
+            text = target["value"].astimezone(br.UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00")
+        args += ["--type=%s" % kind, "--target=%s" % text, "--target-action=%s" % target_action]
         if kind in ("time", "xid", "lsn") and not inclusive:
             args.append("--target-exclusive")
     args.append("--target-timeline=%s" % target_timeline)
@@ -851,6 +855,13 @@ def restore(params, target, check_mode=False):
         ensure_work_dirs(work_dir(params), runner.user)
         out = runner.run("restore", "--log-level-console=info", *args, timeout=params.get("timeout"))
         chosen = re.search(r"restore backup set (\S+)", out.stdout or "")
+        warnings = [
+            line.split("WARN:", 1)[1].strip()
+            for line in ((out.stdout or "") + (out.stderr or "")).splitlines()
+            if "WARN:" in line
+        ]
+        if warnings:
+            result["pgbackrest_warnings"] = warnings
         for name in ("postmaster.pid", "standby.signal"):
             leftover = os.path.join(data_dir, name)
             if os.path.exists(leftover):

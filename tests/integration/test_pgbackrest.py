@@ -122,6 +122,7 @@ def test_backup_info_restore_with_pgbackrest(source, run_playbook):
 
     # Rows after the backup, a restore point, more rows; everything archived.
     pg.query("INSERT INTO t SELECT generate_series(4, 6)")
+    moment = pg.query("SELECT clock_timestamp()")[0][0].isoformat()
     pg.query("SELECT pg_create_restore_point('pgbr_rp')")
     pg.query("INSERT INTO t SELECT generate_series(7, 9)")
     end_lsn = pg.query("SELECT pg_current_wal_insert_lsn()")[0][0]
@@ -158,6 +159,17 @@ def test_backup_info_restore_with_pgbackrest(source, run_playbook):
     restored = lc.LocalCluster(target_dir, bindir=pg.bindir)
     assert [int(r) for r in restored.psql("SELECT id FROM t ORDER BY id")] == [1, 2, 3, 4, 5, 6]
     assert restored.psql("SHOW archive_mode") == ["off"]
+    restored.destroy()
+
+    # To a time: the rows committed before it (the next commit after it is archived).
+    time_dir = os.path.join(workdir, "at-time", "data")
+    at_time = dict(engine, data_dir=time_dir, port=lc.free_port(), target_time=moment)
+    done = run_playbook(play(task("pitr_restore", "Restore", **at_time))).assert_ok()
+    got = done.task("Restore")["result"]
+    assert got["backup_id"] == backup_id and "--type=time" in got["command"]
+    assert not got.get("pgbackrest_warnings"), got["pgbackrest_warnings"]
+    restored = lc.LocalCluster(time_dir, bindir=pg.bindir)
+    assert [int(r) for r in restored.psql("SELECT id FROM t ORDER BY id")] == [1, 2, 3, 4, 5, 6]
     restored.destroy()
 
     # To the end of the archive: all rows.

@@ -184,7 +184,7 @@ def test_restore_args_time_pause_current_timeline_delta():
     args = pgbr.restore_args(target, target_action="pause", target_timeline="current", delta=True)
     assert args == [
         "--type=time",
-        "--target=2026-11-26T02:00:00+00:00",
+        "--target=2026-11-26 02:00:00.000000+00",
         "--target-action=pause",
         "--target-timeline=current",
         "--delta",
