@@ -788,6 +788,27 @@ def restore_args(target, inclusive=True, target_action="promote", target_timelin
     return args
 
 
+def expected_backup(backups, target):
+    """Label of the backup pgBackRest will restore, when the target tells (None: xid, name)."""
+    kind = target["kind"]
+    if kind in ("latest", "immediate"):
+        return backups[-1]["id"]
+    if kind == "time":
+        fits = [b for b in backups if br.parse_time(b["stop_time"]) <= target["value"]]
+        what, limit = "target_time", "stop_time"
+    elif kind == "lsn":
+        fits = [b for b in backups if b["stop_lsn"] and br.parse_lsn(b["stop_lsn"]) <= target["value"]]
+        what, limit = "target_lsn", "stop_lsn"
+    else:
+        return None
+    if not fits:
+        raise pitr.PitrError(
+            "%s %s is before the end of the oldest usable backup %s (%s %s): no backup can restore to it"
+            % (what, target["text"], backups[0]["id"], limit, backups[0][limit])
+        )
+    return fits[-1]["id"]
+
+
 def restore(params, target, check_mode=False):
     """pgbackrest restore into data_dir, dbarch cluster layout, start, wait at the target.
 
@@ -824,7 +845,7 @@ def restore(params, target, check_mode=False):
         plan = {"port": port, "keep_archiving": params.get("keep_archiving"), "recovery_settings": []}
         settings = pitr.server_settings(plan, cluster.socket_dir)
         result.update(
-            backup_id=newest["id"] if target["kind"] in ("latest", "immediate") else None,
+            backup_id=expected_backup(backups, target),
             command=runner.argv("restore", *args),
             recovery_settings=dict(settings),
             pgbackrest_config=runner.config,

@@ -231,3 +231,15 @@ def test_write_config_is_private_and_idempotent(tmp_path):
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert pgbr.write_config(path, "[global]\n", me) is False
     assert pgbr.write_config(path, "[global]\nx=1\n", me) is True
+
+
+def test_expected_backup_follows_the_target():
+    backups = pgbr.backups_from_info(INFO)
+    assert pgbr.expected_backup(backups, pitr.parse_target(target="latest")) == "20261126-020753F"
+    later = pitr.parse_target(target_time="2026-11-26 02:10:00+00")
+    assert pgbr.expected_backup(backups, later) == "20261126-020753F"
+    assert pgbr.expected_backup(backups, pitr.parse_target(target_name="x")) is None
+    with pytest.raises(pitr.PitrError, match="before the end of the oldest usable backup"):
+        pgbr.expected_backup(backups, pitr.parse_target(target_time="2026-11-26 02:07:54+00"))
+    with pytest.raises(pitr.PitrError, match="stop_lsn 0/4000050"):
+        pgbr.expected_backup(backups, pitr.parse_target(target_lsn="0/3000000"))
