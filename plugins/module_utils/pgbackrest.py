@@ -122,6 +122,17 @@ def find_binary():
     return found
 
 
+def binary_version(binary=None):
+    """'pgBackRest 2.45' (the output of `pgbackrest version`)."""
+    try:
+        out = subprocess.run(
+            [binary or find_binary(), "version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return "pgBackRest (version unknown: %s)" % exc
+    return (out.stdout or "").strip() or "pgBackRest (version unknown)"
+
+
 def archive_command(config, stanza, binary=DEFAULT_BINARY):
     """archive_command for this engine (visible to database users: it holds no secret)."""
     _safe_path(config, "pgbackrest_config")
@@ -361,6 +372,13 @@ class Runner:
         proc.stdout = _scrub(proc.stdout or "", secrets)
         proc.stderr = _scrub(proc.stderr or "", secrets)
         if check and proc.returncode != 0:
+            said = (proc.stderr or proc.stdout).strip()
+            if "VersionNotSupportedError" in said or "unexpected control version" in said:
+                raise PgBackRestError(
+                    "%s does not support the PostgreSQL major version of this cluster; install a pgBackRest "
+                    "release that supports it, or use engine: native. pgbackrest %s said: %s"
+                    % (binary_version(self.binary), command, said[-600:])
+                )
             raise PgBackRestError(
                 "pgbackrest %s (stanza %s, config %s) failed with exit %d: %s"
                 % (

@@ -18,6 +18,7 @@ import pytest
 
 import harness
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
+from ansible_collections.dbarch.postgresql.plugins.module_utils import pgbackrest as pgbr
 
 pytestmark = pytest.mark.skipif(shutil.which("pgbackrest") is None, reason="pgbackrest is not installed")
 
@@ -85,6 +86,12 @@ def test_backup_info_restore_with_pgbackrest(source, run_playbook):
 
     # configure_only (what the backup role runs first): config, folders and stanza, idempotent.
     configure = dict(options, configure_only=True)
+    if not _supported(pg.major):
+        failed = run_playbook(play(task("basebackup", "Configure", **configure))).task("Configure")
+        assert failed["status"] == "failed", failed
+        assert "does not support the PostgreSQL major version" in failed["result"]["msg"]
+        assert pgbr.binary_version() in failed["result"]["msg"]
+        return
     first = run_playbook(play(task("basebackup", "Configure", **configure))).assert_ok()
     first_res = first.task("Configure")["result"]
     assert first.task("Configure")["status"] == "changed" and "backup_id" not in first_res
@@ -226,6 +233,12 @@ def test_s3_secrets_stay_out_of_output(source, run_playbook):
     assert SECRET not in run.stdout and SECRET not in run.stderr
     assert SECRET not in json.dumps(run.results)
     assert not os.path.exists(options["pgbackrest_config"])
+
+
+def _supported(major):
+    """pgBackRest 2.45 (Debian 12's package) reads pg_control of PostgreSQL 15 and older only."""
+    version = pgbr.binary_version().split()[-1]
+    return not (version == "2.45" and major >= 16)
 
 
 def _lsn(text):
