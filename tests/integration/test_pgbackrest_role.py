@@ -2,8 +2,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """roles/backup/tasks/pgbackrest.yml on a real cluster with the real pgBackRest.
 
-The task file uses dbarch.postgresql.setting and dbarch.postgresql.scheduled_job; the test runs
-once both modules are in the collection. The schedule is exercised with state absent only, so
+The role (backup_engine: pgbackrest) uses dbarch.postgresql.setting and
+dbarch.postgresql.scheduled_job; the test runs once both modules and the role's main tasks are in
+the collection. The schedule is exercised with state absent only, so
 the test never installs a job on the machine.
 """
 
@@ -15,13 +16,15 @@ import pytest
 import harness
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
 
-TASKS = harness.REPO_ROOT / "roles" / "backup" / "tasks" / "pgbackrest.yml"
+ROLE = harness.REPO_ROOT / "roles" / "backup"
 NEEDED = [harness.REPO_ROOT / "plugins" / "modules" / ("%s.py" % m) for m in ("setting", "scheduled_job")]
+NEEDED += [ROLE / "tasks" / "main.yml", ROLE / "tasks" / "report.yml", ROLE / "defaults" / "main.yml"]
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("pgbackrest") is None, reason="pgbackrest is not installed"),
     pytest.mark.skipif(
-        not all(p.exists() for p in NEEDED), reason="needs the setting and scheduled_job modules"
+        not all(p.exists() for p in NEEDED),
+        reason="needs the setting and scheduled_job modules and the backup role's main tasks",
     ),
 ]
 
@@ -59,8 +62,13 @@ def _play(pg, workdir):
                 "backup_now": True,
                 "backup_pgbackrest_config": os.path.join(workdir, "etc", "dbarch-main.conf"),
                 "backup_pgbackrest_work_dir": os.path.join(workdir, "pgbr"),
+                "backup_report_dest": os.path.join(workdir, "reports"),
+                "backup_socket_dir": pg.socket_dir,
+                "backup_port": pg.port,
             },
-            "tasks": [{"name": "pgBackRest tasks", "ansible.builtin.include_tasks": str(TASKS)}],
+            "tasks": [
+                {"name": "Backup role", "ansible.builtin.include_role": {"name": "dbarch.postgresql.backup"}}
+            ],
         }
     ]
 
