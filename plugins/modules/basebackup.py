@@ -214,6 +214,19 @@ config:
   description: With O(engine=pgbackrest), the configuration written, secrets masked.
   returned: engine pgbackrest
   type: str
+archive_command_set:
+  description: With O(engine=pgbackrest), whether the server already archives with RV(archive_command).
+  returned: engine pgbackrest
+  type: bool
+pgbackrest_config:
+  description: With O(engine=pgbackrest), the path of the configuration file.
+  returned: engine pgbackrest
+  type: str
+commands:
+  description: With O(engine=pgbackrest), every pgbackrest command run (no secret is ever on them).
+  returned: engine pgbackrest, not in check mode
+  type: list
+  elements: list
 queries:
   description: The SQL the module ran.
   returned: always

@@ -236,6 +236,16 @@ log_tail:
   description: Last lines of the server log when recovery failed.
   returned: failure
   type: str
+command:
+  description: With O(engine=pgbackrest), the C(pgbackrest restore) command line.
+  returned: engine pgbackrest
+  type: list
+  elements: str
+pgbackrest_warnings:
+  description: With O(engine=pgbackrest), the warnings pgBackRest printed during the restore.
+  returned: engine pgbackrest, when there were any
+  type: list
+  elements: str
 actions:
   description: What the module did or, in check mode, would do.
   returned: always
