@@ -39,6 +39,16 @@ options:
       - Folder owned by O(pgbackrest_user) for pgBackRest's C(log-path) (C(log/)), C(lock-path)
         (C(lock/)) and C(spool-path) (C(spool/)). Default C(/var/spool/pgbackrest/dbarch-<stanza>).
     type: path
+  pgbackrest_options:
+    description:
+      - More C([global]) options of the configuration file, name to value (booleans become C(y)/C(n)),
+        for example C(process-max), C(repo1-storage-ca-file), C(repo1-storage-verify-tls),
+        C(repo1-cipher-type), C(repo1-bundle). They replace the options of the same name the module
+        derives. C(pg1-*) options are read from the server and refused here.
+      - Secret values (C(repo1-cipher-pass), C(repo1-s3-token)) are masked in results, but they are
+        module arguments; prefer the environment (C(PGBACKREST_REPO1_CIPHER_PASS)).
+    type: dict
+    default: {}
   pgbackrest_user:
     description:
       - OS user that runs C(pgbackrest), the owner of the cluster's data directory. Default

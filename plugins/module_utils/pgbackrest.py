@@ -43,8 +43,13 @@ DEFAULT_BINARY = "/usr/bin/pgbackrest"
 DEFAULT_CONFIG = "/etc/pgbackrest/dbarch-%s.conf"
 DEFAULT_WORK_DIR = "/var/spool/pgbackrest/dbarch-%s"
 COMPRESS_TYPES = {"none": "none", "gzip": "gz", "lz4": "lz4", "zstd": "zst"}
-SECRET_OPTIONS = ("repo1-s3-key", "repo1-s3-key-secret")
-SECRET_ENV = ("PGBACKREST_REPO1_S3_KEY", "PGBACKREST_REPO1_S3_KEY_SECRET")
+SECRET_OPTIONS = ("repo1-s3-key", "repo1-s3-key-secret", "repo1-s3-token", "repo1-cipher-pass")
+SECRET_ENV = (
+    "PGBACKREST_REPO1_S3_KEY",
+    "PGBACKREST_REPO1_S3_KEY_SECRET",
+    "PGBACKREST_REPO1_S3_TOKEN",
+    "PGBACKREST_REPO1_CIPHER_PASS",
+)
 MASK = "********"
 RESTORE_TYPES = ("time", "xid", "lsn", "name", "immediate", "default")
 TARGET_TIMELINES = ("current", "latest")
@@ -52,6 +57,7 @@ _STANZA = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _SEGMENT_FILE = re.compile(r"^([0-9A-F]{24})-[0-9a-f]{40}(\.[a-z0-9]+)?$")
 _HISTORY_FILE = re.compile(r"^([0-9A-F]{8})\.history$")
 _SAFE_PATH = re.compile(r"^[A-Za-z0-9_./@:+-]+$")
+_OPTION_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 ARGSPEC = dict(
     engine=dict(type="str", default="native", choices=list(ENGINES)),
@@ -59,6 +65,7 @@ ARGSPEC = dict(
     pgbackrest_config=dict(type="path"),
     pgbackrest_work_dir=dict(type="path"),
     pgbackrest_user=dict(type="str"),
+    pgbackrest_options=dict(type="dict", default={}),
 )
 
 
@@ -187,7 +194,7 @@ def repo_options(repository, s3=None):
         raise PgBackRestError("give both aws_access_key_id and aws_secret_access_key, or neither")
     if key:
         out += [("repo1-s3-key", key), ("repo1-s3-key-secret", secret)]
-    elif not all(os.environ.get(name) for name in SECRET_ENV):
+    elif not all(os.environ.get(name) for name in SECRET_ENV[:2]):
         # No key given: instance profile / task role (pgBackRest fetches temporary credentials).
         out.append(("repo1-s3-key-type", "auto"))
     if s3.get("sse") == "aws:kms" and s3.get("sse_kms_key_id"):
@@ -207,6 +214,7 @@ def render_config(
     retain_count=None,
     retain_days=None,
     checkpoint="fast",
+    extra=None,
 ):
     """pgbackrest.conf text for one stanza (deterministic: the same input, the same bytes)."""
     validate_stanza(stanza)
@@ -234,6 +242,14 @@ def render_config(
         ("log-level-file", "info"),
         ("log-level-console", "warn"),
     ]
+    for key, value in sorted((extra or {}).items()):
+        if not _OPTION_NAME.match(str(key)) or key.startswith("pg1-") or "\n" in str(value):
+            raise PgBackRestError(
+                "pgbackrest_options: %r is not a [global] pgBackRest option name (lower case, digits, '-'; "
+                "pg1-* options come from the server)" % (key,)
+            )
+        text = ("y" if value else "n") if isinstance(value, bool) else str(value)
+        glob = [(k, v) for k, v in glob if k != key] + [(str(key), text)]
     lines = ["# Managed by dbarch.postgresql (engine: pgbackrest). Changes are overwritten.", "[global]"]
     lines += ["%s=%s" % (k, v) for k, v in glob]
     lines += ["", "[%s]" % stanza]
@@ -432,7 +448,11 @@ def runner_for(params, check_mode=False):
     try:
         temp = os.path.join(scratch, "pgbackrest.conf")
         text = render_config(
-            params.get("stanza") or "main", params["repository"], scratch, s3=s3_params(params)
+            params.get("stanza") or "main",
+            params["repository"],
+            scratch,
+            s3=s3_params(params),
+            extra=params.get("pgbackrest_options"),
         )
         if os.geteuid() == 0:
             os.chown(scratch, *_user_ids(user))
@@ -674,6 +694,7 @@ def config_from_params(params, pg):
         retain_count=params.get("retain_count"),
         retain_days=params.get("retain_days"),
         checkpoint=params.get("checkpoint") or "fast",
+        extra=params.get("pgbackrest_options"),
     )
 
 

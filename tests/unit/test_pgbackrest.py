@@ -243,3 +243,25 @@ def test_expected_backup_follows_the_target():
         pgbr.expected_backup(backups, pitr.parse_target(target_time="2026-11-26 02:07:54+00"))
     with pytest.raises(pitr.PitrError, match="stop_lsn 0/4000050"):
         pgbr.expected_backup(backups, pitr.parse_target(target_lsn="0/3000000"))
+
+
+def test_extra_options_replace_derived_ones_and_secrets_are_masked():
+    text = pgbr.render_config(
+        "main",
+        "/r",
+        "/w",
+        compression="gzip",
+        extra={
+            "compress-type": "lz4",
+            "process-max": 4,
+            "repo1-storage-verify-tls": False,
+            "repo1-cipher-pass": "pw1",
+        },
+    )
+    assert "compress-type=lz4\n" in text and "compress-type=gz" not in text
+    assert "process-max=4\n" in text and "repo1-storage-verify-tls=n\n" in text
+    assert "pw1" not in pgbr.masked(text) and "repo1-cipher-pass=********" in pgbr.masked(text)
+    with pytest.raises(pgbr.PgBackRestError, match="pg1-"):
+        pgbr.render_config("main", "/r", "/w", extra={"pg1-path": "/x"})
+    with pytest.raises(pgbr.PgBackRestError):
+        pgbr.render_config("main", "/r", "/w", extra={"bad name": "x"})
