@@ -25,6 +25,11 @@ description:
   - With O(verify), reads every stored file and compares it with the size and SHA-256 recorded in
     C(backup.json); a mismatch names the file and makes the backup unusable in the output.
   - Read-only; never reports a change. Does not connect to PostgreSQL.
+  - With O(engine=pgbackrest) it reads the stanza with C(pgbackrest info --output=json) and
+    C(repo-ls) (the archived WAL per timeline) and returns the same shapes, C(id) being the
+    pgBackRest label; findings add C(PGBACKREST-STATUS) (the stanza's status is not ok).
+    O(verify), O(read_commits) and O(include_incomplete) do not apply. When
+    O(pgbackrest_config) does not exist a temporary one is built from O(repository).
 author:
   - dbarch.postgresql maintainers (@dbarch)
 options:
@@ -63,6 +68,7 @@ extends_documentation_fragment:
   - dbarch.postgresql.connection
   - dbarch.postgresql.connection.findings
   - dbarch.postgresql.attributes.read_only
+  - dbarch.postgresql.pgbackrest
 notes:
   - The latest restorable time is the archive time of the last contiguous segment (file
     modification time, or S3 C(LastModified)); recovery can reach the commits in that segment, and
@@ -143,6 +149,7 @@ from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_p
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup as bk
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
 from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
+from ansible_collections.dbarch.postgresql.plugins.module_utils import pgbackrest as pgbr
 
 
 def main():
@@ -157,25 +164,32 @@ def main():
         read_commits=dict(type="bool", default=True),
         bindir=dict(type="path"),
     )
+    spec.update(pgbr.ARGSPEC)
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
     try:
-        repo = br.repository_from_params(p)
-        report = bk.inspect(
-            repo,
-            check_files=p["verify"],
-            include_incomplete=p["include_incomplete"],
-            max_age_hours=p["max_age_hours"],
-            read_commits=p["read_commits"],
-            bindir=p["bindir"],
-        )
+        if p["engine"] == "pgbackrest":
+            with pgbr.runner_for(p) as runner:
+                report = pgbr.inspect(runner, max_age_hours=p["max_age_hours"])
+            repo_url = p["repository"]
+        else:
+            repo = br.repository_from_params(p)
+            repo_url = repo.url
+            report = bk.inspect(
+                repo,
+                check_files=p["verify"],
+                include_incomplete=p["include_incomplete"],
+                max_age_hours=p["max_age_hours"],
+                read_commits=p["read_commits"],
+                bindir=p["bindir"],
+            )
         found, unused = fnd.apply_suppressions(report["findings"], p["suppressions"])
-    except (br.RepositoryError, bk.BackupError, fnd.FindingError) as exc:
+    except (br.RepositoryError, bk.BackupError, fnd.FindingError, pgbr.PgBackRestError) as exc:
         module.fail_json(msg=str(exc))
     except OSError as exc:
         module.fail_json(msg="cannot read repository %s: %s" % (p["repository"], exc))
     summary = {
-        "repository": repo.url,
+        "repository": repo_url,
         "backups": len(report["backups"]),
         "usable_backups": len([b for b in report["backups"] if b.get("usable")]),
         "counts": fnd.counts(found),

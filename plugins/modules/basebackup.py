@@ -34,6 +34,12 @@ description:
     unless the primary is busy. PostgreSQL refuses a backup on a standby that replayed WAL
     written with C(full_page_writes=off) since its last restartpoint; the module reports that error.
   - Every run takes a new backup, so it always reports a change.
+  - With O(engine=pgbackrest) it writes the pgBackRest configuration of O(stanza) (repository,
+    C(pg1-path), port and socket read from the server, O(compression), retention from
+    O(retain_count) or O(retain_days), C(start-fast) for O(checkpoint=fast)), creates the stanza
+    when it is missing and takes a full backup with C(pgbackrest backup --type=full). WAL must
+    already be archived with RV(archive_command). O(format), O(compression_site), O(verify),
+    O(bindir), O(staging_dir) and O(max_rate) do not apply (pgBackRest checksums every file).
 author:
   - dbarch.postgresql maintainers (@dbarch)
 options:
@@ -106,17 +112,27 @@ options:
       - WAL older than the start of the oldest kept backup is removed; history files are kept;
         incomplete and invalid backups are never removed by retention (see C(backup_info)).
     type: float
+  configure_only:
+    description:
+      - Only with O(engine=pgbackrest), write the configuration, create the repository and work
+        folders and the stanza, return RV(archive_command), and take no backup. Reports a change
+        only when something was written. WAL archiving need not work yet (set C(archive_command)
+        next, then take the backup).
+    type: bool
+    default: false
 extends_documentation_fragment:
   - dbarch.postgresql.backup_repository
   - dbarch.postgresql.connection
+  - dbarch.postgresql.pgbackrest
 attributes:
   check_mode:
     support: full
     description: Connects only to read the server's version; reports the command it would run and
       what retention would delete; runs nothing and writes nothing.
   diff_mode:
-    support: none
-    description: A backup has no before/after.
+    support: partial
+    description: A backup has no before/after; with O(engine=pgbackrest) the configuration file
+      written has one (secrets masked).
 notes:
   - Run it as the OS user that owns the repository, usually C(postgres) (C(become_user)), with the
     host's system Python. The login role needs the C(REPLICATION) attribute; reading the system
@@ -189,6 +205,28 @@ retention:
       check mode.
   returned: when retention is configured
   type: dict
+archive_command:
+  description: With O(engine=pgbackrest), the C(archive_command) that archives WAL to the stanza
+    (C(pgbackrest --config <file> --stanza=<stanza> archive-push %p)); also in check mode.
+  returned: engine pgbackrest
+  type: str
+config:
+  description: With O(engine=pgbackrest), the configuration written, secrets masked.
+  returned: engine pgbackrest
+  type: str
+archive_command_set:
+  description: With O(engine=pgbackrest), whether the server already archives with RV(archive_command).
+  returned: engine pgbackrest
+  type: bool
+pgbackrest_config:
+  description: With O(engine=pgbackrest), the path of the configuration file.
+  returned: engine pgbackrest
+  type: str
+commands:
+  description: With O(engine=pgbackrest), every pgbackrest command run (no secret is ever on them).
+  returned: engine pgbackrest, not in check mode
+  type: list
+  elements: list
 queries:
   description: The SQL the module ran.
   returned: always
@@ -201,6 +239,7 @@ from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_p
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup as bk
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
+from ansible_collections.dbarch.postgresql.plugins.module_utils import pgbackrest as pgbr
 
 
 def argument_spec():
@@ -219,7 +258,9 @@ def argument_spec():
         timeout=dict(type="int"),
         retain_count=dict(type="int"),
         retain_days=dict(type="float"),
+        configure_only=dict(type="bool", default=False),
     )
+    spec.update(pgbr.ARGSPEC)
     return spec
 
 
@@ -236,9 +277,26 @@ def retention(module, repo, apply):
     return plan
 
 
+def run_pgbackrest(module):
+    """engine: pgbackrest (module_utils/pgbackrest.py does the work)."""
+    session = ansible_pg.connect(module)
+    try:
+        result = pgbr.basebackup(module.params, session, check_mode=module.check_mode)
+    except (pgbr.PgBackRestError, pg.PgError, OSError) as exc:
+        module.fail_json(msg=str(exc), queries=session.queries)
+    finally:
+        session.close()
+    diff = result.pop("diff")
+    if module._diff and diff["before"] != diff["after"]:
+        result["diff"] = diff
+    module.exit_json(queries=session.queries, **result)
+
+
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     p = module.params
+    if p["engine"] == "pgbackrest":
+        run_pgbackrest(module)
     if p["retain_count"] is not None and p["retain_count"] < 1:
         module.fail_json(msg="retain_count must be at least 1 (the newest backup is always kept)")
     try:

@@ -146,8 +146,15 @@ options:
       - Seconds to wait for recovery to reach the target.
     type: int
     default: 3600
+  target_timeline:
+    description:
+      - Only with O(engine=pgbackrest) (C(--target-timeline)), V(latest) (default) or V(current) or a
+        timeline number. The native engine always follows the latest timeline.
+    type: str
+    default: latest
 extends_documentation_fragment:
   - dbarch.postgresql.backup_repository
+  - dbarch.postgresql.pgbackrest
 attributes:
   check_mode:
     support: full
@@ -167,6 +174,13 @@ notes:
     restarted later by other means has no given credentials, but needs none once recovery ended.
   - O(endpoint_url) and O(region) are passed to C(dbarch-wal) in C(restore_command) as
     C(--endpoint-url) and C(--region).
+  - With O(engine=pgbackrest), C(pgbackrest restore) (C(--type) time, xid, lsn, name, immediate or
+    default for V(latest), C(--target), C(--target-action), C(--target-exclusive) when
+    O(inclusive=false), C(--target-timeline), C(--delta) with O(force)) fills O(data_dir) and
+    writes the recovery settings (its C(restore_command) is C(pgbackrest archive-get)); then the
+    port, socket folder, C(hot_standby) and C(archive_mode=off) are set, and the server is started
+    and followed exactly as with the native engine. pgBackRest chooses the backup; RV(backup_id) is
+    its label. S3 repositories work with this engine.
   - Run it as root (the server runs as the C(postgres) OS user) or as the OS user that owns
     O(data_dir).
   - The recovery settings stay in C(postgresql.auto.conf) after the restore; PostgreSQL ignores them
@@ -270,6 +284,16 @@ log_tail:
   description: Last lines of the server log when recovery failed.
   returned: failure
   type: str
+command:
+  description: With O(engine=pgbackrest), the C(pgbackrest restore) command line.
+  returned: engine pgbackrest
+  type: list
+  elements: str
+pgbackrest_warnings:
+  description: With O(engine=pgbackrest), the warnings pgBackRest printed during the restore.
+  returned: engine pgbackrest, when there were any
+  type: list
+  elements: str
 actions:
   description: What the module did or, in check mode, would do.
   returned: always
@@ -280,7 +304,26 @@ actions:
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
+from ansible_collections.dbarch.postgresql.plugins.module_utils import pgbackrest as pgbr
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pitr
+
+
+def run_pgbackrest(module):
+    """engine: pgbackrest (module_utils/pgbackrest.py does the work)."""
+    p = module.params
+    result = dict(changed=False, engine="pgbackrest", actions=[])
+    try:
+        target = pitr.parse_target(
+            p["target_time"], p["target_xid"], p["target_lsn"], p["target_name"], p["target"]
+        )
+        result = pgbr.restore(p, target, check_mode=module.check_mode)
+    except pitr.PitrError as exc:
+        module.fail_json(msg=str(exc), log_tail=exc.log_tail, **result)
+    except (pgbr.PgBackRestError, br.RepositoryError, lc.LocalClusterError) as exc:
+        module.fail_json(msg=str(exc), **result)
+    except OSError as exc:
+        module.fail_json(msg="file system error: %s" % exc, **result)
+    module.exit_json(**result)
 
 
 def main():
@@ -305,7 +348,9 @@ def main():
         staging_dir=dict(type="path"),
         superuser=dict(type="str", default="postgres"),
         timeout=dict(type="int", default=3600),
+        target_timeline=dict(type="str", default="latest"),
     )
+    spec.update(pgbr.ARGSPEC)
     module = AnsibleModule(
         argument_spec=spec,
         supports_check_mode=True,
@@ -313,6 +358,8 @@ def main():
         required_one_of=[("target_time", "target_xid", "target_lsn", "target_name", "target")],
     )
     p = module.params
+    if p["engine"] == "pgbackrest":
+        run_pgbackrest(module)
     result = dict(changed=False, actions=[])
     try:
         target = pitr.parse_target(
