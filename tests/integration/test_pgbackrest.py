@@ -20,7 +20,6 @@ import harness
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pgbackrest as pgbr
 
-pytestmark = pytest.mark.skipif(shutil.which("pgbackrest") is None, reason="pgbackrest is not installed")
 
 SECRET = "pgbr-secret-Zq81xw"  # noqa: S105 - a fake key that must never appear in any output
 

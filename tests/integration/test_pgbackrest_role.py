@@ -9,7 +9,6 @@ the test never installs a job on the machine.
 """
 
 import os
-import shutil
 
 import pytest
 
@@ -17,16 +16,6 @@ import harness
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
 
 ROLE = harness.REPO_ROOT / "roles" / "backup"
-NEEDED = [harness.REPO_ROOT / "plugins" / "modules" / ("%s.py" % m) for m in ("setting", "scheduled_job")]
-NEEDED += [ROLE / "tasks" / "main.yml", ROLE / "tasks" / "report.yml", ROLE / "defaults" / "main.yml"]
-
-pytestmark = [
-    pytest.mark.skipif(shutil.which("pgbackrest") is None, reason="pgbackrest is not installed"),
-    pytest.mark.skipif(
-        not all(p.exists() for p in NEEDED),
-        reason="needs the setting and scheduled_job modules and the backup role's main tasks",
-    ),
-]
 
 
 @pytest.fixture(scope="module", params=harness.versions_under_test()[:1], ids=lambda m: "pg%d" % m)
