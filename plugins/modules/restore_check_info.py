@@ -35,6 +35,9 @@ options:
     description: Per table, C(rows) and C(checksum) the restored copy must have.
     type: dict
     default: {}
+  marker_database:
+    description: Database of the marker table (as given to restore_point). Default, O(login_db).
+    type: str
   marker_schema:
     description: Schema of the marker table.
     type: str
@@ -104,7 +107,17 @@ def work(module, session):
     p = module.params
     found = []
     if p["drill_id"]:
-        found = drill.markers(session, p["drill_id"], p["marker_schema"], p["marker_table"])
+        wanted = p["marker_database"]
+        if wanted and wanted != session.scalar("SELECT current_database()"):
+            other = ansible_pg.connect(module, autocommit=False, params=dict(p, login_db=wanted))
+            try:
+                other.conn.set_session(readonly=True)
+                found = drill.markers(other, p["drill_id"], p["marker_schema"], p["marker_table"])
+            finally:
+                session.queries.extend(other.queries)
+                other.close()
+        else:
+            found = drill.markers(session, p["drill_id"], p["marker_schema"], p["marker_table"])
     tables = drill.fingerprint(session, p["tables"])
     session.conn.rollback()
     return dict(
@@ -120,6 +133,7 @@ def main():
         drill_id=dict(type="str"),
         tables=dict(type="list", elements="str", default=[]),
         expected=dict(type="dict", default={}),
+        marker_database=dict(type="str"),
         marker_schema=dict(type="str", default=drill.MARKER_SCHEMA),
         marker_table=dict(type="str", default=drill.MARKER_TABLE),
         fail_on_mismatch=dict(type="bool", default=False),

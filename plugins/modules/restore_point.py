@@ -49,6 +49,12 @@ options:
     type: list
     elements: str
     default: []
+  marker_database:
+    description:
+      - Database of the marker table. Default, the database the module connects to (O(login_db)).
+      - A database of its own (for example C(postgres)) keeps the drill's table out of the application's
+        schema; a physical backup restores every database, so the markers are checked all the same.
+    type: str
   marker_schema:
     description: Schema of the marker table (created when missing).
     type: str
@@ -175,6 +181,14 @@ from ansible_collections.dbarch.postgresql.plugins.module_utils import drill
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
 
 
+def marker_session(module, session, autocommit=True):
+    """The session of the marker table: ``session`` itself, or one to O(marker_database)."""
+    wanted = module.params["marker_database"]
+    if not wanted or wanted == session.scalar("SELECT current_database()"):
+        return session
+    return ansible_pg.connect(module, autocommit=autocommit, params=dict(module.params, login_db=wanted))
+
+
 def work(module, session):
     p = module.params
     name = drill.check_name(p["name"])
@@ -202,12 +216,18 @@ def work(module, session):
         drill._existing(session, tables)
         return dict(result, changed=True)
     session.conn.autocommit = True
-    created = drill.ensure_marker_table(session, p["marker_schema"], p["marker_table"])
-    before = drill.insert_marker(session, drill_id, "before", p["marker_schema"], p["marker_table"])
-    session.conn.autocommit = False
-    point = drill.locked_restore_point(session, name, p["tables"], p["restore_lock_timeout"])
-    session.conn.autocommit = True
-    after = drill.insert_marker(session, drill_id, "after", p["marker_schema"], p["marker_table"])
+    markers_at = marker_session(module, session)
+    try:
+        created = drill.ensure_marker_table(markers_at, p["marker_schema"], p["marker_table"])
+        before = drill.insert_marker(markers_at, drill_id, "before", p["marker_schema"], p["marker_table"])
+        session.conn.autocommit = False
+        point = drill.locked_restore_point(session, name, p["tables"], p["restore_lock_timeout"])
+        session.conn.autocommit = True
+        after = drill.insert_marker(markers_at, drill_id, "after", p["marker_schema"], p["marker_table"])
+    finally:
+        if markers_at is not session:
+            session.queries.extend(markers_at.queries)
+            markers_at.close()
     result.update(
         changed=True,
         marker_table_created=created,
@@ -228,6 +248,7 @@ def main():
         name=dict(type="str", required=True),
         drill_id=dict(type="str"),
         tables=dict(type="list", elements="str", default=[]),
+        marker_database=dict(type="str"),
         marker_schema=dict(type="str", default=drill.MARKER_SCHEMA),
         marker_table=dict(type="str", default=drill.MARKER_TABLE),
         restore_lock_timeout=dict(type="str", default="10s"),

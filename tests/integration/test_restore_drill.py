@@ -30,6 +30,9 @@ DB = "drilldb"
 TABLES = ["shop.customers", "shop.orders"]
 
 
+MDB = "postgres"  # the role's default restore_drill_marker_database
+
+
 def _repo_folder(workdir, name):
     repo_dir = os.path.join(workdir, name)
     os.makedirs(os.path.join(repo_dir, "wal"))
@@ -204,12 +207,14 @@ def test_drill_under_writes_matches_the_source_and_cleans_up(source, tmp_path):
     final = cluster.query("SELECT count(*) FROM shop.orders", dbname=DB)[0][0]
     assert 2000 <= point["tables"]["shop.orders"]["rows"] <= final
     # Both markers were committed on the source, only 'before' made it into the restore.
+    # They live in the postgres database (restore_drill_marker_database), not in the application's schema.
     kinds = cluster.query(
         "SELECT kind FROM dbarch_drill.marker WHERE drill_id = %s ORDER BY id",
         (point["drill_id"],),
-        dbname=DB,
+        dbname="postgres",
     )
     assert [k[0] for k in kinds] == ["before", "after"]
+    assert cluster.query("SELECT to_regnamespace('dbarch_drill') IS NULL", dbname=DB) == [(True,)]
 
     amcheck = run.task("Check every database with pg_amcheck")["result"]
     assert amcheck["rc"] == 0, amcheck
@@ -342,9 +347,9 @@ def test_modules_check_mode_writes_nothing_and_a_difference_is_named(source):
 
 def test_drill_in_check_mode_writes_nothing(source, tmp_path):
     cluster = source["cluster"]
-    markers_before = cluster.query("SELECT to_regclass('dbarch_drill.marker') IS NOT NULL", dbname=DB)[0][0]
+    markers_before = cluster.query("SELECT to_regclass('dbarch_drill.marker') IS NOT NULL", dbname=MDB)[0][0]
     count = (
-        cluster.query("SELECT count(*) FROM dbarch_drill.marker", dbname=DB)[0][0] if markers_before else 0
+        cluster.query("SELECT count(*) FROM dbarch_drill.marker", dbname=MDB)[0][0] if markers_before else 0
     )
     extra = _drill_vars(source, tmp_path, restore_drill_name="drill_check_mode")
     run = harness.run_playbook(DRILL, extra_vars=extra, inventory=_inventory(cluster), check=True)
@@ -354,6 +359,6 @@ def test_drill_in_check_mode_writes_nothing(source, tmp_path):
     assert not os.path.exists(extra["restore_drill_dir"])
     assert not os.path.exists(tmp_path / "history") and not os.path.exists(tmp_path / "reports")
     if markers_before:
-        assert cluster.query("SELECT count(*) FROM dbarch_drill.marker", dbname=DB)[0][0] == count
+        assert cluster.query("SELECT count(*) FROM dbarch_drill.marker", dbname=MDB)[0][0] == count
     else:
-        assert cluster.query("SELECT to_regclass('dbarch_drill.marker') IS NULL", dbname=DB)[0][0] is True
+        assert cluster.query("SELECT to_regclass('dbarch_drill.marker') IS NULL", dbname=MDB)[0][0] is True
