@@ -34,6 +34,7 @@ Entry: ``.venv/bin/python bench/backup/run.py [--scale 135] [--major 15] [--runs
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import platform
@@ -641,6 +642,13 @@ def best(times):
     return min(times) if times else None
 
 
+def _bare_run(bench, command, index, bare):
+    """The bare pg_basebackup step; remembers its folder in ``bare`` for the verify step."""
+    seconds, target = bench.bare_backup(command, index)
+    bare["target"] = target
+    return seconds, dict(target=target, stored_bytes=du_bytes(target))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     ap.add_argument("--scale", type=int, default=135, help="pgbench scale (135 is about 2 GB; default 135)")
@@ -720,12 +728,7 @@ def main(argv=None):
             if module and module.get("command"):
                 bare = {}
 
-                def bare_run(index=index, module=module, bare=bare):
-                    seconds, target = bench.bare_backup(module["command"], index)
-                    bare["target"] = target
-                    return seconds, dict(target=target, stored_bytes=du_bytes(target))
-
-                if step(BARE, bare_run):
+                if step(BARE, functools.partial(_bare_run, bench, module["command"], index, bare)):
                     step(BARE_VERIFY, lambda bare=bare: (bench.bare_verify(bare["target"]), {}))
                     shutil.rmtree(bare["target"], ignore_errors=True)
             for name, processes in ((PGBR1, 1), (PGBR2, 2)):

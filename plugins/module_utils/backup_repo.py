@@ -762,11 +762,10 @@ class S3Repository:
         try:
             res = self.client.get_object(Bucket=self.bucket, Key=key)
             raw = res["Body"].read()
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+        except (ClientError, BotoCoreError) as exc:
+            code = (getattr(exc, "response", None) or {}).get("Error", {}).get("Code")
+            if code in ("NoSuchKey", "404"):
                 raise RepositoryError("%s/wal/%s disappeared while reading" % (self.url, name)) from None
-            raise self._error("GET %s" % key, exc) from None
-        except BotoCoreError as exc:
             raise self._error("GET %s" % key, exc) from None
         want = (res.get("Metadata") or {}).get("sha256")
         if want and want != hashlib.sha256(raw).hexdigest():
