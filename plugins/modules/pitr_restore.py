@@ -149,7 +149,7 @@ options:
   target_timeline:
     description:
       - Only with O(engine=pgbackrest) (C(--target-timeline)), V(latest) (default) or V(current) or a
-        timeline number. The native engine always follows the latest timeline.
+        timeline number. The native engine always follows the latest timeline and refuses another value.
     type: str
     default: latest
 extends_documentation_fragment:
@@ -360,6 +360,12 @@ def main():
     p = module.params
     if p["engine"] == "pgbackrest":
         run_pgbackrest(module)
+    if p["target_timeline"] != "latest":
+        module.fail_json(
+            msg="target_timeline=%s: the native engine always follows the latest timeline (as "
+            "recovery_target_timeline=latest does); leave it at latest, or use engine=pgbackrest."
+            % p["target_timeline"]
+        )
     result = dict(changed=False, actions=[])
     try:
         target = pitr.parse_target(
