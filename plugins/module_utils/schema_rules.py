@@ -50,6 +50,10 @@ DEFAULT_POLICY = dict(
     # A column whose name matches this is expected to be a foreign key; group "stem" names
     # the table it probably points at.
     fk_column_pattern=r"(?P<stem>[a-z][a-z0-9_]*)_id",
+    # ... unless a word of the stem is an ordinal (sequence_id, position_id, line_id, version_id:
+    # a number in an order, not a reference) and no table of that name exists.
+    ordinal_name_pattern=r"(^|_)(seq|sequence|ordinal|position|pos|sort|rank|line|lineno|version|revision|rev|"
+    r"step|idx|index|num|number|no|nr|priority|slot|iteration|attempt|generation|epoch|page|row)(_|$)",
     # Names that hold money (word-wise match, case-insensitive).
     money_name_pattern=r"(^|_)(price|amount|total|subtotal|cost|balance|fee|tax|salary|payment)(_|$)",
     # int4 primary keys: flag when the estimated or expected rows reach this number.
@@ -366,6 +370,7 @@ def fk_type_mismatch(ctx):
 @rule("SR-KEY-004", "Column named like a foreign key without one", "low")
 def id_without_fk(ctx):
     pattern = re.compile(ctx.policy["fk_column_pattern"])
+    ordinal = re.compile(ctx.policy["ordinal_name_pattern"]) if ctx.policy["ordinal_name_pattern"] else None
     for t in ctx.tables:
         fk_cols = {c for fk in t.foreign_keys for c in fk.columns}
         pk = t.primary_key
@@ -387,6 +392,8 @@ def id_without_fk(ctx):
                     break
             if target is t:
                 continue
+            if target is None and ordinal is not None and ordinal.search(stem):
+                continue  # sequence_id, line_id: a position in an order, and nothing it could point at
             if pk_cols and col.name in pk_cols and len(pk_cols) == 1:
                 # The table's own key (e.g. orders.order_id): not a reference.
                 continue
@@ -1439,6 +1446,7 @@ def merge_policy(policy):
         )
     for name, pattern in [
         ("fk_column_pattern", merged["fk_column_pattern"]),
+        ("ordinal_name_pattern", merged["ordinal_name_pattern"]),
         ("money_name_pattern", merged["money_name_pattern"]),
         ("enum_name_pattern", merged["enum_name_pattern"]),
     ] + [("naming.%s" % k, v) for k, v in merged["naming"].items()]:

@@ -225,6 +225,36 @@ def test_id_column_without_fk():
     assert rules_of(findings) == ["SR-KEY-004"]
 
 
+def test_ordinal_id_columns_are_not_missing_fks():
+    """sequence_id, position_id, line_id, sort_id, version_id count positions; they are no reference."""
+    cat = clean_catalog()
+    table(
+        cat,
+        "steps",
+        [
+            ("id", "bigint", True, None, "a"),
+            ("sequence_id", "integer", True),
+            ("position_id", "smallint"),
+            ("line_id", "integer"),
+            ("sort_id", "integer"),
+            ("version_id", "integer"),
+            ("seq_id", "integer"),
+            ("product_id", "uuid", True),  # a real missing FK next to them
+            ("stripe_charge_id", "text"),  # an external id: still reported (info)
+        ],
+        pk=["id"],
+    )
+    hits, _findings = one(cat, "SR-KEY-004")
+    assert sorted(f.object for f in hits) == ["public.steps.product_id", "public.steps.stripe_charge_id"]
+    # a table of that name exists: version_id is a reference after all
+    table(cat, "versions", [("id", "bigint", True, None, "a")], pk=["id"])
+    hits, _findings = one(cat, "SR-KEY-004")
+    assert "public.steps.version_id" in {f.object for f in hits}
+    # the policy can turn the ordinal exception off
+    hits, _findings = one(cat, "SR-KEY-004", policy=dict(ordinal_name_pattern=None))
+    assert "public.steps.sequence_id" in {f.object for f in hits}
+
+
 def test_words_ending_in_id_are_not_keys():
     cat = clean_catalog()
     for n, name in enumerate(("paid", "valid", "uuid", "android_id_hash")):
