@@ -298,12 +298,93 @@ def no_primary_key(ctx):
         )
 
 
+def _strip_parens(text):
+    """'((a))' -> 'a'; '(a) AND (b)' stays as it is (its outer parentheses are not one pair)."""
+    text = text.strip()
+    while text.startswith("(") and text.endswith(")"):
+        depth = 0
+        for i, ch in enumerate(text):
+            depth += ch == "("
+            depth -= ch == ")"
+            if depth == 0 and i < len(text) - 1:
+                return text
+        text = text[1:-1].strip()
+    return text
+
+
+def _split_top(text, word):
+    """Split ``text`` on a top-level boolean ``word`` (AND / OR), outside parentheses and quotes."""
+    parts, depth, start, i, quote = [], 0, 0, 0, None
+    pat = re.compile(r"\s%s\s" % word, re.IGNORECASE)
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in ("'", '"'):
+            quote = ch
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif depth == 0:
+            m = pat.match(text, i)
+            if m:
+                parts.append(text[start:i])
+                start = i = m.end()
+                continue
+        i += 1
+    parts.append(text[start:])
+    return [p.strip() for p in parts]
+
+
+_IS_NOT_NULL = re.compile(
+    r'^(?:"((?:[^"]|"")+)"|([A-Za-z_][A-Za-z0-9_$]*))\s+IS\s+NOT\s+NULL$', re.IGNORECASE
+)
+
+
+def predicate_implied_by_fk(predicate, columns):
+    """True when the partial index predicate is implied by ``col = $1`` on every FK column.
+
+    PostgreSQL's foreign key check runs ``SELECT 1 FROM ONLY child x WHERE col = $1 ...
+    FOR KEY SHARE OF x``; its planner (predtest.c) can use a partial index only when that
+    WHERE clause proves the predicate. ``col = $1`` (a strict operator) proves ``col IS NOT
+    NULL`` and nothing else about the row, so the predicates that qualify are ANDs and ORs
+    of ``<fk column> IS NOT NULL``. ``WHERE status = 'x'`` (or any other) cannot be used.
+    """
+    if not predicate:
+        return True
+    text = _strip_parens(str(predicate))
+    ors = _split_top(text, "OR")
+    if len(ors) > 1:
+        return any(predicate_implied_by_fk(p, columns) for p in ors)
+    ands = _split_top(text, "AND")
+    if len(ands) > 1:
+        return all(predicate_implied_by_fk(p, columns) for p in ands)
+    m = _IS_NOT_NULL.match(text)
+    if not m:
+        return False
+    name = m.group(1).replace('""', '"') if m.group(1) is not None else m.group(2)
+    return name in columns or (m.group(2) is not None and name.lower() in columns)
+
+
 def index_supports_fk(index, fk):
-    """True when ``index`` (valid, full, btree) leads with exactly the columns of ``fk``."""
-    if not index.valid or index.predicate or index.method not in ("btree", None):
+    """True when PostgreSQL's foreign key check can use ``index``.
+
+    A valid btree whose leading key columns are exactly the FK's columns (any order),
+    full or partial with a predicate the check's ``WHERE col = $1`` implies (see
+    ``predicate_implied_by_fk``); or a hash index on a single-column FK.
+    """
+    if not index.valid:
+        return False
+    if index.predicate and not predicate_implied_by_fk(index.predicate, fk.columns):
         return False
     need = set(fk.columns)
     cols = [_unquote(c) for c in index.columns]
+    if index.method == "hash":
+        return len(need) == 1 and cols == list(need)
+    if index.method not in ("btree", None):
+        return False
     return set(cols[: len(need)]) == need
 
 

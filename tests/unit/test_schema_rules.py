@@ -562,3 +562,26 @@ def test_type_info_resolves_aliases():
     assert sr.type_info("pg_catalog.int4") == ("integer", None, False)
     assert sr.type_info("numeric(12, 2)[]") == ("numeric", "12,2", True)
     assert sr.type_info("timestamp(3) without time zone") == ("timestamp without time zone", "3", False)
+
+
+def test_partial_index_predicates_the_fk_check_can_use():
+    ok = sr.predicate_implied_by_fk
+    assert ok(None, ["user_id"]) and ok("(user_id IS NOT NULL)", ["user_id"])
+    assert ok("user_id IS NOT NULL", ["user_id"])  # as pglast deparses it from DDL
+    assert ok("((a IS NOT NULL) AND (b IS NOT NULL))", ["a", "b"])
+    assert ok("((a IS NOT NULL) OR (status = 'x'::text))", ["a", "b"])
+    assert ok('("User Id" IS NOT NULL)', ["User Id"])
+    assert not ok("(status = 'open'::text)", ["user_id"])
+    assert not ok("((user_id IS NOT NULL) AND (status <> 'gone'::text))", ["user_id"])
+    assert not ok("(other_id IS NOT NULL)", ["user_id"])
+    assert not ok("(status = 'a AND user_id IS NOT NULL')", ["user_id"])
+
+
+def test_fk_covered_by_partial_not_null_index():
+    cat = clean_catalog()
+    orders = cat.get("public", "orders")
+    orders.indexes = [i for i in orders.indexes if "user_id" not in i.columns]
+    orders.indexes.append(Index("orders_user_nn_idx", ["user_id"], predicate="(user_id IS NOT NULL)"))
+    assert "SR-KEY-002" not in rules_of(sr.review(cat)[0])
+    orders.indexes[-1].predicate = "(status = 'open'::text)"
+    assert "SR-KEY-002" in rules_of(sr.review(cat)[0])
