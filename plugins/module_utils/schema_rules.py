@@ -1081,45 +1081,49 @@ def missing_not_null(ctx):
         data = _sampled(ctx, t)
         if data is None:
             continue
-        for col in t.columns:
-            if col.not_null or col.name not in data["columns"]:
-                continue
-            if not profiling.null_free(profiling.column_values(data, col.name)):
-                continue
-            check = qi(_truncate("%s_%s_not_null" % (t.name, col.name)))
+        for col in profiling.null_candidates(t, data):
+            state, evidence = profiling.null_evidence(data, col)
+            if state == "has_nulls":
+                continue  # the sample missed them; SET NOT NULL would fail
+            check = qi(_truncate("%s_%s_not_null" % (t.name, col)))
+            safe = (
+                "ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s IS NOT NULL) NOT VALID;\n"
+                "ALTER TABLE %s VALIDATE CONSTRAINT %s;  -- fails, changing nothing, if a NULL exists\n"
+                "ALTER TABLE %s ALTER COLUMN %s SET NOT NULL;  -- PostgreSQL 12+ uses the check, no scan\n"
+                "ALTER TABLE %s DROP CONSTRAINT %s;"
+                % (_tq(t), check, qi(col), _tq(t), check, _tq(t), qi(col), _tq(t), check)
+            )
+            if state == "exact":
+                message = "%s.%s is nullable but holds no NULL: %s." % (t.qualified, col, evidence)
+                fix = (
+                    "-- SET NOT NULL takes an ACCESS EXCLUSIVE lock and scans the whole table.\n"
+                    "ALTER TABLE %s ALTER COLUMN %s SET NOT NULL;\n"
+                    "-- On a busy table, the same without the long lock:\n" % (_tq(t), qi(col))
+                ) + "\n".join("-- " + line for line in safe.split("\n"))
+            else:
+                message = (
+                    "%s.%s is nullable and probably always filled in: %s. Only a sample was read, so "
+                    "check the whole table before adding NOT NULL." % (t.qualified, col, evidence)
+                )
+                fix = (
+                    "-- Sampled, not proven: this must return 0 before anything else\n"
+                    "SELECT count(*) FROM %s WHERE %s IS NULL;\n" % (_tq(t), qi(col))
+                ) + safe
             yield _finding(
                 ctx,
                 "SR-CONS-001",
-                _obj(t, col.name),
-                "%s.%s is nullable but none of the %s sampled rows holds a NULL."
-                % (t.qualified, col.name, _rows_text(data["sampled"])),
+                _obj(t, col),
+                message,
                 "A column that is always filled in should say so: NOT NULL documents the rule, stops "
                 "the first bad row, and lets the planner and the application rely on it.",
-                "-- SET NOT NULL takes an ACCESS EXCLUSIVE lock and scans the whole table.\n"
-                "ALTER TABLE %s ALTER COLUMN %s SET NOT NULL;\n"
-                "-- On a big table, prove it first without the long lock (PostgreSQL 12+ skips the scan):\n"
-                "-- ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s IS NOT NULL) NOT VALID;\n"
-                "-- ALTER TABLE %s VALIDATE CONSTRAINT %s;\n"
-                "-- ALTER TABLE %s ALTER COLUMN %s SET NOT NULL;\n"
-                "-- ALTER TABLE %s DROP CONSTRAINT %s;"
-                % (
-                    _tq(t),
-                    qi(col.name),
-                    _tq(t),
-                    check,
-                    qi(col.name),
-                    _tq(t),
-                    check,
-                    _tq(t),
-                    qi(col.name),
-                    _tq(t),
-                    check,
-                ),
+                fix,
                 dict(
                     sampled_rows=data["sampled"],
+                    sample_method=data.get("method"),
                     nulls=0,
-                    row_estimate=t.row_estimate,
-                    evidence="no NULL in %s sampled rows" % _rows_text(data["sampled"]),
+                    exact=state == "exact",
+                    row_estimate=data.get("row_estimate", t.row_estimate),
+                    evidence=evidence,
                 ),
             )
 

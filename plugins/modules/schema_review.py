@@ -82,15 +82,23 @@ options:
       - Sample the rows of each table (live database only) and run the rules that need data
         (C(SR-CONS-001), C(SR-NORM-003), C(SR-NORM-004)). Without it those rules do not run, and the
         summary says so.
-      - Read-only; one SELECT per table (C(TABLESAMPLE SYSTEM) on big tables) in a READ ONLY
-        transaction, with O(statement_timeout) or 30s when that is unset. Tables over 10 GiB are skipped
-        and listed in C(summary.profile.skipped).
+      - Read-only; one SELECT per table in a READ ONLY transaction, with O(statement_timeout) or 30s
+        when that is unset. The rows are a random sample (C(TABLESAMPLE BERNOULLI) up to 256 MiB,
+        C(TABLESAMPLE SYSTEM) above, then C(ORDER BY random()); every row of tables smaller than
+        O(sample_rows)), never the first rows of the table. Tables over 10 GiB are skipped and listed in
+        C(summary.profile.skipped).
+      - C(SR-CONS-001) (SET NOT NULL) is certain only when the whole table was checked: on tables of up
+        to 200,000 estimated rows the NULLs of the candidate columns are counted with one more scan
+        (no proposal when there are some). On bigger tables the finding says it comes from a sample of
+        N of about M rows and its fix starts with a precheck and the safe sequence (CHECK ... NOT VALID,
+        VALIDATE, SET NOT NULL), which stops harmlessly if a NULL exists.
       - Ignored when reviewing DDL files (O(src)).
     type: bool
     default: false
   sample_rows:
     description:
-      - At most this many rows are read per table when O(profile=true). Evidence names how many were read.
+      - At most this many rows are sampled per table when O(profile=true). Evidence names how many were
+        read, of about how many, and whether the result is exact (whole table) or sampled.
     type: int
     default: 10000
   query_patterns:

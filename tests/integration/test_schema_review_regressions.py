@@ -129,3 +129,72 @@ def test_partial_index_counts_for_fk_only_when_the_fk_check_can_use_it(pg, db):
         assert (t in flagged) == (not used), (t, plan)
     # WHERE status = 'open' cannot serve the check, nor can an IS NOT NULL ANDed with it
     assert flagged == {"c_status", "c_both"}
+
+
+# -- 2. NULLs at the end of a table the sample does not read whole ----------------------------
+LATE_NULLS = """
+CREATE TABLE visits (id bigint PRIMARY KEY, page text, referrer text, filled text);
+INSERT INTO visits SELECT g, 'p' || g, CASE WHEN g > 1490 THEN NULL ELSE 'r' || g END, 'f' || g
+FROM generate_series(1, 1500) g;
+CREATE TABLE tail2 (id bigint PRIMARY KEY, referrer text);
+INSERT INTO tail2 SELECT g, CASE WHEN g > 1498 THEN NULL ELSE 'r' || g END FROM generate_series(1, 1500) g;
+ANALYZE
+"""
+
+
+def test_nulls_at_the_end_never_get_a_certain_set_not_null(pg, db):
+    """1.5 x sample_rows rows, NULLs only in the last ones (a LIMIT read the start: SET NOT NULL)."""
+    _run(pg, db, LATE_NULLS)
+    _cat, findings, summary = _review(pg, db, profile=True, sample_rows=1000)
+    hits = _hits(findings, "SR-CONS-001")
+    # small table: its NULLs are counted on the whole table, so referrer gets no proposal at all
+    assert "public.visits.referrer" not in hits and "public.tail2.referrer" not in hits
+    filled = hits["public.visits.filled"]  # the column that really has no NULL: exact
+    assert filled.evidence["exact"] is True and "counted on the whole table" in filled.message
+    assert summary["profile"]["rows_sampled"] <= 2000
+
+    # the same tables taken as big ones (no exact count): whatever the sample shows is worded as
+    # sampled, and the offered fix fails harmlessly on the real table instead of being certain
+    session = pgmod.connect(dict(pg.conn_params, login_db=db), "test_schema_review_regressions")
+    try:
+        cat = catalog.snapshot(session)
+        prof = profiling.sample(session, cat, sample_rows=1000, exact_max_rows=0)
+        assert prof["tables"]["public.tail2"]["method"] == "bernoulli"
+        assert prof["tables"]["public.tail2"]["sampled"] == 1000
+        findings, _summary = sr.review(cat, profile=prof)
+    finally:
+        session.close()
+    sampled = _hits(findings, "SR-CONS-001")
+    for obj, f in sampled.items():
+        assert f.evidence["exact"] is False, obj
+        assert "sample of 1,000 of ~1,500 rows" in f.message
+        assert f.fix.startswith("-- Sampled, not proven")
+    # the offered fix is safe when the sample was wrong: with one NULL in the table the
+    # precheck shows it and VALIDATE refuses, so SET NOT NULL is never reached
+    fix = sampled["public.visits.filled"].fix
+    conn = pg.connect(db)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("UPDATE visits SET filled = NULL WHERE id = 1500")
+            cur.execute(fix.splitlines()[1])
+            assert cur.fetchone()[0] == 1
+            statements = [line for line in fix.splitlines()[2:] if line.strip()]
+            cur.execute(statements[0])
+            with pytest.raises(Exception, match="violated by some row"):
+                cur.execute(statements[1])
+    finally:
+        conn.rollback()
+        conn.close()
+
+
+def test_sample_is_random_not_the_first_rows(pg, db):
+    _run(pg, db, LATE_NULLS)
+    session = pgmod.connect(dict(pg.conn_params, login_db=db), "test_schema_review_regressions")
+    try:
+        cat = catalog.snapshot(session)
+        prof = profiling.sample(session, cat, sample_rows=1000)
+    finally:
+        session.close()
+    ids = [int(r[0]) for r in prof["tables"]["public.visits"]["rows"]]
+    assert len(ids) == 1000 and max(ids) > 1000  # a LIMIT alone would return ids 1..1000
+    assert any("ORDER BY random()" in q for q in session.queries)
