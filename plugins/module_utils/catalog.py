@@ -106,6 +106,7 @@ class Constraint:
         "on_delete",
         "on_update",
         "index",
+        "inherited",
     )
 
     def __init__(
@@ -122,6 +123,7 @@ class Constraint:
         on_delete=None,
         on_update=None,
         index=None,
+        inherited=False,
     ):
         self.name = name
         self.type = type  # p u f c x
@@ -135,6 +137,7 @@ class Constraint:
         self.on_delete = on_delete
         self.on_update = on_update
         self.index = index  # name of the index that backs it (p, u, x)
+        self.inherited = bool(inherited)  # a partition's copy of its parent's constraint
 
     @property
     def kind(self):
@@ -165,6 +168,7 @@ class Index:
         "idx_scan",
         "last_idx_scan",
         "idx_tup_read",
+        "parent_index",
     )
 
     def __init__(
@@ -186,6 +190,7 @@ class Index:
         idx_scan=None,
         last_idx_scan=None,
         idx_tup_read=None,
+        parent_index=None,
     ):
         self.name = name
         self.columns = list(columns or [])  # key columns or expressions, in order
@@ -204,6 +209,9 @@ class Index:
         self.idx_scan = idx_scan
         self.last_idx_scan = last_idx_scan
         self.idx_tup_read = idx_tup_read
+        # On a partition: the parent's (partitioned) index this one is attached to. It goes
+        # with that index: it cannot be dropped on its own.
+        self.parent_index = parent_index
 
     def to_dict(self):
         return dict((k, getattr(self, k)) for k in self.__slots__)
@@ -522,7 +530,8 @@ SELECT con.conrelid AS oid, con.conname AS name, con.contype AS type,
              JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.num
              ORDER BY k.ord) AS ref_columns,
        con.confdeltype AS on_delete, con.confupdtype AS on_update,
-       ic.relname AS index
+       ic.relname AS index,
+       (con.conparentid <> 0 OR con.coninhcount > 0) AS inherited
 FROM pg_constraint con
 JOIN pg_class c ON c.oid = con.conrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -551,6 +560,8 @@ SELECT x.indrelid AS oid, ic.relname AS name, x.indisunique AS unique, x.indispr
          WHERE con.conindid = x.indexrelid AND con.conrelid = x.indrelid
            AND con.contype IN ('p', 'u', 'x') LIMIT 1) AS constraint,
        ic.relpages::bigint AS relpages,
+       (SELECT pic.relname FROM pg_inherits ih JOIN pg_class pic ON pic.oid = ih.inhparent
+         WHERE ih.inhrelid = x.indexrelid LIMIT 1) AS parent_index,
        si.idx_scan, si.idx_tup_read {extra_index_stats}
 FROM pg_index x
 JOIN pg_class ic ON ic.oid = x.indexrelid
@@ -757,6 +768,7 @@ def snapshot(session, schemas=None, include_extension_objects=False, column_stat
                     on_delete=FK_ACTIONS.get(c["on_delete"]) if c["type"] == "f" else None,
                     on_update=FK_ACTIONS.get(c["on_update"]) if c["type"] == "f" else None,
                     index=c["index"],
+                    inherited=c["inherited"],
                 )
             )
     for i in idxs:
@@ -781,6 +793,7 @@ def snapshot(session, schemas=None, include_extension_objects=False, column_stat
                     idx_scan=i["idx_scan"],
                     last_idx_scan=_iso(i.get("last_idx_scan")),
                     idx_tup_read=i["idx_tup_read"],
+                    parent_index=i["parent_index"],
                 )
             )
     for s in stats:
