@@ -226,6 +226,20 @@ class Context:
                 ) from None
         self.relations = [t for t in catalog.relations() if not t.partition_of]
         self.tables = [t for t in self.relations if t.is_table]
+        # Partitions are reviewed by the rules whose findings can differ from one partition to
+        # the next (indexes, FKs); review() folds what holds on every partition into the parent.
+        self.partitions = [t for t in catalog.relations(("r", "p")) if t.partition_of]
+        self.by_name = dict((t.qualified, t) for t in catalog.relations())
+        self.children = OrderedDict()
+        for part in self.partitions:
+            self.children.setdefault(part.partition_of, []).append(part)
+
+    @property
+    def tables_and_partitions(self):
+        return self.tables + self.partitions
+
+    def partitions_of(self, table):
+        return self.children.get(table.qualified, [])
 
     def expected(self, table):
         for key in (table.qualified, table.name):
@@ -394,29 +408,37 @@ def _fk_supported(t, fk):
 
 @rule("SR-KEY-002", "Foreign key without a supporting index", "medium")
 def fk_without_index(ctx):
-    for t in ctx.tables:
+    for t in ctx.tables_and_partitions:
+        if t.kind == "p" and ctx.partitions_of(t):
+            continue  # the FK check reads the partitions: their findings fold into this table
         for fk in t.foreign_keys:
             if _fk_supported(t, fk):
                 continue
-            obj = _obj(t, fk.columns[0]) if len(fk.columns) == 1 else _obj(t)
-            yield _finding(
-                ctx,
-                "SR-KEY-002",
-                obj,
-                "Foreign key %s on %s (%s) has no index whose leading columns are (%s)."
-                % (fk.name, t.qualified, ", ".join(fk.columns), ", ".join(fk.columns)),
-                "Every DELETE or key UPDATE on %s.%s scans %s to check for referencing rows, and "
-                "joins from the parent to its children cannot use an index."
-                % (fk.ref_schema, fk.ref_table, t.qualified),
-                "CREATE INDEX CONCURRENTLY %s ON %s (%s);"
-                % (qi(_index_name(t, fk.columns)), _tq(t), _cols(fk.columns)),
-                dict(
-                    constraint=fk.name,
-                    columns=list(fk.columns),
-                    references="%s.%s" % (fk.ref_schema, fk.ref_table),
-                    row_estimate=t.row_estimate,
-                ),
-            )
+            yield _fk_without_index_finding(ctx, t, fk)
+
+
+def _fk_without_index_finding(ctx, t, fk, partitions=None):
+    obj = _obj(t, fk.columns[0]) if len(fk.columns) == 1 else _obj(t)
+    where = t.qualified
+    if partitions:
+        where = "%s (all %d of its partitions)" % (t.qualified, len(partitions))
+    return _finding(
+        ctx,
+        "SR-KEY-002",
+        obj,
+        "Foreign key %s on %s (%s) has no index whose leading columns are (%s)."
+        % (fk.name, where, ", ".join(fk.columns), ", ".join(fk.columns)),
+        "Every DELETE or key UPDATE on %s.%s scans %s to check for referencing rows, and "
+        "joins from the parent to its children cannot use an index." % (fk.ref_schema, fk.ref_table, where),
+        _create_index_sql(ctx, t, fk.columns),
+        dict(
+            constraint=fk.name,
+            columns=list(fk.columns),
+            references="%s.%s" % (fk.ref_schema, fk.ref_table),
+            row_estimate=t.row_estimate,
+            table=t.qualified,
+        ),
+    )
 
 
 @rule("SR-KEY-003", "Foreign key type differs from the referenced column", "high")
@@ -539,12 +561,39 @@ def _index_key(i):
 
 
 def _drop_index(t, i):
+    if t.kind == "p":
+        return (
+            "DROP INDEX %s;  -- a partitioned index: CONCURRENTLY is not supported, and this drops the "
+            "index on every partition under an ACCESS EXCLUSIVE lock" % qualified_text(t.schema, i.name)
+        )
+    if i.parent_index:
+        return (
+            "-- %s is attached to the parent's index %s: drop that one on the parent instead:\n"
+            "DROP INDEX %s;" % (i.name, i.parent_index, qualified_text(t.schema, i.parent_index))
+        )
     return "DROP INDEX CONCURRENTLY %s;" % qualified_text(t.schema, i.name)
+
+
+def _create_index_sql(ctx, t, columns):
+    """CREATE INDEX for ``t``; on a partitioned table the sequence that never locks it for long:
+    the parent's index ON ONLY (invalid until every partition has one), each partition's
+    built CONCURRENTLY, then attached."""
+    name = _index_name(t, columns)
+    if t.kind != "p":
+        return "CREATE INDEX CONCURRENTLY %s ON %s (%s);" % (qi(name), _tq(t), _cols(columns))
+    lines = ["CREATE INDEX %s ON ONLY %s (%s);" % (qi(name), _tq(t), _cols(columns))]
+    for part in ctx.partitions_of(t):
+        lines.append(_create_index_sql(ctx, part, columns))
+        lines.append(
+            "ALTER INDEX %s ATTACH PARTITION %s;"
+            % (qualified_text(t.schema, name), qualified_text(part.schema, _index_name(part, columns)))
+        )
+    return "\n".join(lines)
 
 
 @rule("SR-IDX-001", "Duplicate index", "medium")
 def duplicate_indexes(ctx):
-    for t in ctx.tables:
+    for t in ctx.tables_and_partitions:
         groups = OrderedDict()
         for i in t.indexes:
             if i.valid:
@@ -553,7 +602,11 @@ def duplicate_indexes(ctx):
             if len(same) < 2:
                 continue
             # Keep the one that backs a constraint (or is unique), drop the others.
-            ranked = sorted(same, key=lambda i: (not i.primary, not i.constraint, not i.unique, i.name))
+            # (and, on a partition, the one attached to the parent's index: it cannot go alone)
+            ranked = sorted(
+                same,
+                key=lambda i: (not i.primary, not i.constraint, not i.parent_index, not i.unique, i.name),
+            )
             keep = ranked[0]
             for dup in ranked[1:]:
                 if dup.constraint:
@@ -577,13 +630,15 @@ def duplicate_indexes(ctx):
                         columns=list(keep.columns),
                         bytes=dup.bytes,
                         kept_backs_constraint=keep.constraint,
+                        method=keep.method,
+                        table=t.qualified,
                     ),
                 )
 
 
 @rule("SR-IDX-002", "Redundant index (prefix of another)", "low")
 def redundant_indexes(ctx):
-    for t in ctx.tables:
+    for t in ctx.tables_and_partitions:
         valid = [i for i in t.indexes if i.valid and i.method == "btree"]
         for a in valid:
             if a.unique or a.primary or a.constraint:
@@ -598,6 +653,8 @@ def redundant_indexes(ctx):
                     continue
                 if kb[1][:n] != ka[1] or tuple(kb[2][:n]) != tuple(ka[2][:n]):
                     continue
+                if a.parent_index and not b.parent_index:
+                    continue  # dropping a would drop the parent's index on every partition
                 yield _finding(
                     ctx,
                     "SR-IDX-002",
@@ -607,14 +664,42 @@ def redundant_indexes(ctx):
                     "The longer index serves every lookup the shorter one does; the shorter one only "
                     "costs writes, disk and cache.",
                     _drop_index(t, a),
-                    dict(redundant=a.name, covered_by=b.name, columns=list(a.columns), bytes=a.bytes),
+                    dict(
+                        redundant=a.name,
+                        covered_by=b.name,
+                        columns=list(a.columns),
+                        covering_columns=list(b.columns),
+                        bytes=a.bytes,
+                        table=t.qualified,
+                    ),
                 )
                 break
 
 
+def _invalid_index_fix(ctx, t, i):
+    if t.kind != "p":
+        return "REINDEX INDEX CONCURRENTLY %s;\n-- or, if it is not needed: %s" % (
+            qualified_text(t.schema, i.name),
+            _drop_index(t, i),
+        )
+    # A partitioned index is invalid until every partition has an index attached to it.
+    cols = [_unquote(c) for c in i.columns]
+    lines = ["-- %s stays invalid until each partition has an index attached to it:" % i.name]
+    for part in ctx.partitions_of(t):
+        if any(x.parent_index == i.name for x in part.indexes):
+            continue
+        lines.append(_create_index_sql(ctx, part, cols))
+        lines.append(
+            "ALTER INDEX %s ATTACH PARTITION %s;"
+            % (qualified_text(t.schema, i.name), qualified_text(part.schema, _index_name(part, cols)))
+        )
+    lines.append("-- or, if it is not needed: %s" % _drop_index(t, i))
+    return "\n".join(lines)
+
+
 @rule("SR-IDX-003", "Invalid index", "high")
 def invalid_indexes(ctx):
-    for t in ctx.tables:
+    for t in ctx.tables_and_partitions:
         for i in t.indexes:
             if i.valid:
                 continue
@@ -626,9 +711,15 @@ def invalid_indexes(ctx):
                 % (i.name, t.qualified),
                 "The planner never uses an invalid index but every write still maintains it; a unique "
                 "one may not be enforcing uniqueness.",
-                "REINDEX INDEX CONCURRENTLY %s;\n-- or, if it is not needed: %s"
-                % (qualified_text(t.schema, i.name), _drop_index(t, i)),
-                dict(index=i.name, definition=i.definition, ready=i.ready),
+                _invalid_index_fix(ctx, t, i),
+                dict(
+                    index=i.name,
+                    definition=i.definition,
+                    ready=i.ready,
+                    columns=list(i.columns),
+                    method=i.method,
+                    table=t.qualified,
+                ),
             )
 
 
@@ -652,6 +743,179 @@ def unique_index_not_constraint(ctx):
                 "ALTER TABLE %s ADD CONSTRAINT %s UNIQUE USING INDEX %s;" % (_tq(t), qi(i.name), qi(i.name)),
                 dict(index=i.name, columns=list(i.columns)),
             )
+
+
+# -- partitions ------------------------------------------------------------------------------
+def _fk_signature(fk):
+    return (tuple(fk.columns), fk.ref_schema, fk.ref_table, tuple(fk.ref_columns))
+
+
+@rule("SR-PART-001", "Partition without a foreign key its sibling partitions have", "medium")
+def partition_missing_fk(ctx):
+    for parent, parts in ctx.children.items():
+        if len(parts) < 2:
+            continue
+        having = OrderedDict()
+        example = {}
+        for part in parts:
+            for fk in part.foreign_keys:
+                sig = _fk_signature(fk)
+                having.setdefault(sig, set()).add(part.qualified)
+                example.setdefault(sig, fk)
+        for sig, names in having.items():
+            missing = [p for p in parts if p.qualified not in names]
+            if not missing or len(names) < len(missing):
+                continue  # all have it, or most do not: not "its siblings have"
+            fk = example[sig]
+            for part in missing:
+                name = _truncate("%s_%s_fkey" % (part.name, "_".join(fk.columns)))
+                yield _finding(
+                    ctx,
+                    "SR-PART-001",
+                    _obj(part),
+                    "Partition %s of %s has no foreign key (%s) -> %s.%s (%s), which %d of its %d sibling "
+                    "partitions have."
+                    % (
+                        part.qualified,
+                        parent,
+                        ", ".join(fk.columns),
+                        fk.ref_schema,
+                        fk.ref_table,
+                        ", ".join(fk.ref_columns),
+                        len(names),
+                        len(parts) - 1,
+                    ),
+                    "Rows routed to this partition are not checked: orphans can be written there only, "
+                    "and a query that trusts the constraint on the other partitions is wrong on this one.",
+                    "ALTER TABLE %s ADD CONSTRAINT %s FOREIGN KEY (%s) REFERENCES %s (%s) NOT VALID;\n"
+                    "ALTER TABLE %s VALIDATE CONSTRAINT %s;\n"
+                    "-- or declare it once on %s, and every partition (also future ones) has it."
+                    % (
+                        _tq(part),
+                        qi(name),
+                        _cols(fk.columns),
+                        qualified_text(fk.ref_schema, fk.ref_table),
+                        _cols(fk.ref_columns),
+                        _tq(part),
+                        qi(name),
+                        parent,
+                    ),
+                    dict(
+                        partition_of=parent,
+                        columns=list(fk.columns),
+                        references="%s.%s" % (fk.ref_schema, fk.ref_table),
+                        siblings_with_it=sorted(names),
+                        table=part.qualified,
+                    ),
+                )
+
+
+# Findings of these rules that hold on every partition of a table become one finding on the
+# table; the evidence keys say when two findings are "the same" on two partitions.
+_PARTITION_GROUPS = {
+    "SR-KEY-002": ("columns", "references"),
+    "SR-IDX-001": ("columns", "method"),
+    "SR-IDX-002": ("columns", "covering_columns"),
+    "SR-IDX-003": ("columns", "method"),
+}
+
+
+def _group_key(f):
+    keys = _PARTITION_GROUPS.get(f.rule)
+    if keys is None or "table" not in f.evidence:
+        return None
+    return (f.rule,) + tuple(repr(f.evidence.get(k)) for k in keys)
+
+
+def _depth(ctx, table):
+    n = 0
+    while table is not None and table.partition_of and n < 64:
+        table = ctx.by_name.get(table.partition_of)
+        n += 1
+    return n
+
+
+def group_partition_findings(ctx, findings):
+    """Fold findings that hold on EVERY partition of a table into one finding on that table.
+
+    Deepest parents first, so a sub-partitioned partition's folded finding can fold again.
+    Findings on only some partitions stay on those partitions.
+    """
+    out = list(findings)
+    parents = sorted(ctx.children, key=lambda q: -_depth(ctx, ctx.by_name.get(q)))
+    for qualified in parents:
+        parent = ctx.by_name.get(qualified)
+        parts = ctx.children[qualified]
+        if parent is None or not parts:
+            continue
+        names = {p.qualified for p in parts}
+        buckets = OrderedDict()
+        own = {}
+        for f in out:
+            key = _group_key(f)
+            if key is None:
+                continue
+            if f.evidence["table"] in names:
+                buckets.setdefault(key, []).append(f)
+            elif f.evidence["table"] == qualified:
+                own.setdefault(key, f)
+        for key, items in buckets.items():
+            if {f.evidence["table"] for f in items} != names:
+                continue  # partition-specific: stays on the partitions it concerns
+            drop = {id(f) for f in items}
+            out = [f for f in out if id(f) not in drop]
+            merged = own.get(key)
+            if merged is None:
+                merged = _parent_finding(ctx, parent, items)
+                out.append(merged)
+            else:
+                merged.message = "%s The same holds on all %d partitions of %s." % (
+                    merged.message,
+                    len(parts),
+                    qualified,
+                )
+            merged.evidence["partitions"] = len(parts)
+            merged.evidence["partition_names"] = sorted(names)
+    return out
+
+
+def _parent_finding(ctx, parent, items):
+    first = items[0]
+    if first.rule == "SR-KEY-002":
+        fk = next(
+            (
+                fk
+                for p in ctx.partitions_of(parent)
+                for fk in p.foreign_keys
+                if list(fk.columns) == first.evidence["columns"]
+            ),
+            None,
+        )
+        if fk is not None:
+            f = _fk_without_index_finding(ctx, parent, fk, partitions=ctx.partitions_of(parent))
+            f.severity = first.severity
+            return f
+    fixes = []
+    for f in sorted(items, key=lambda x: x.object):
+        if f.fix and f.fix not in fixes:
+            fixes.append(f.fix)
+    column = (
+        first.object[len(first.evidence["table"]) + 1 :] if first.object != first.evidence["table"] else None
+    )
+    evidence = dict(first.evidence)
+    evidence["table"] = parent.qualified
+    evidence["example"] = first.message
+    return fnd.Finding(
+        rule=first.rule,
+        severity=first.severity,
+        object=_obj(parent, column or None),
+        message="All %d partitions of %s: %s"
+        % (len(ctx.partitions_of(parent)), parent.qualified, first.message[:1].lower() + first.message[1:]),
+        why=first.why,
+        fix="\n".join(fixes),
+        evidence=evidence,
+        title=first.title,
+    )
 
 
 # -- types -----------------------------------------------------------------------------------
@@ -1637,6 +1901,7 @@ def review(
             continue
         ran.append(rule_id)
         out.extend(meta["check"](ctx) or [])
+    out = group_partition_findings(ctx, out)
     applied = []
     for d in decisions:
         matched = []
@@ -1659,6 +1924,7 @@ def review(
         database=catalog.database,
         counts=fnd.counts(out),
         tables_reviewed=len(ctx.tables),
+        partitions_reviewed=len(ctx.partitions),
         views_reviewed=len([t for t in ctx.relations if not t.is_table]),
         rules_run=ran,
         rules_disabled=[r for r in RULES if r not in ran and r not in not_run],

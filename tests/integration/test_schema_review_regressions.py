@@ -198,3 +198,72 @@ def test_sample_is_random_not_the_first_rows(pg, db):
     ids = [int(r[0]) for r in prof["tables"]["public.visits"]["rows"]]
     assert len(ids) == 1000 and max(ids) > 1000  # a LIMIT alone would return ids 1..1000
     assert any("ORDER BY random()" in q for q in session.queries)
+
+
+# -- 1. partitions -------------------------------------------------------------------------
+PARTITIONED = """
+CREATE TABLE accounts (id bigint PRIMARY KEY);
+CREATE TABLE devices (id bigint PRIMARY KEY);
+CREATE TABLE readings (
+    id bigint NOT NULL,
+    account_id bigint NOT NULL REFERENCES accounts,
+    device_id bigint,
+    taken date NOT NULL,
+    PRIMARY KEY (id, taken)
+) PARTITION BY RANGE (taken);
+CREATE TABLE readings_2023 PARTITION OF readings FOR VALUES FROM ('2023-01-01') TO ('2024-01-01');
+CREATE TABLE readings_2024 PARTITION OF readings FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+CREATE TABLE readings_2025 PARTITION OF readings FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+ALTER TABLE readings_2023 ADD FOREIGN KEY (device_id) REFERENCES devices;
+ALTER TABLE readings_2024 ADD FOREIGN KEY (device_id) REFERENCES devices;
+CREATE INDEX readings_2023_device_idx ON readings_2023 (device_id);
+CREATE INDEX readings_taken_a ON readings (taken, id);
+CREATE INDEX readings_taken_b ON readings (taken, id);
+CREATE INDEX r24_dev_a ON readings_2024 (id, device_id);
+CREATE INDEX r24_dev_b ON readings_2024 (id, device_id)
+"""
+
+
+def test_partitions_are_reviewed_and_grouped_on_the_parent(pg, db):
+    _run(pg, db, PARTITIONED)
+    cat, findings, summary = _review(pg, db)
+    assert summary["partitions_reviewed"] == 3
+    fk = _hits(findings, "SR-KEY-002")
+    # account_id: FK on the parent, no index on any partition -> ONE finding on the parent
+    parent = fk["public.readings.account_id"]
+    assert parent.evidence["partitions"] == 3 and "all 3 of its partitions" in parent.message
+    assert "CREATE INDEX readings_account_id_idx ON ONLY readings (account_id);" in parent.fix
+    assert parent.fix.count("ATTACH PARTITION") == 3
+    assert not [o for o in fk if o.startswith("public.readings_") and o.endswith(".account_id")]
+    # device_id: FK on 2023 (indexed) and 2024 (not), none on 2025: only 2024 is reported
+    assert sorted(o for o in fk if o.endswith(".device_id")) == ["public.readings_2024.device_id"]
+    assert fk["public.readings_2024.device_id"].fix == (
+        "CREATE INDEX CONCURRENTLY readings_2024_device_id_idx ON readings_2024 (device_id);"
+    )
+    # a partition missing the FK its siblings have
+    part = _hits(findings, "SR-PART-001")
+    assert list(part) == ["public.readings_2025"]
+    assert "2 of its 2 sibling partitions" in part["public.readings_2025"].message
+    # duplicates: the parent's pair is one finding naming the partitions; 2024's own pair stays there
+    dup = [f for f in findings if f.rule == "SR-IDX-001"]
+    by_table = sorted((f.evidence["table"], f.evidence.get("partitions")) for f in dup)
+    assert by_table == [("public.readings", 3), ("public.readings_2024", None)]
+    local = next(f for f in dup if f.evidence["table"] == "public.readings_2024")
+    assert local.fix == "DROP INDEX CONCURRENTLY r24_dev_b;"
+    on_parent = next(f for f in dup if f.evidence["table"] == "public.readings")
+    assert (
+        on_parent.fix.startswith("DROP INDEX readings_taken_b;") and "all 3 partitions" in on_parent.message
+    )
+
+    # the fix offered on the parent runs as written, and then the finding is gone
+    conn = pg.connect(db)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            for statement in parent.fix.splitlines():
+                cur.execute(statement)
+    finally:
+        conn.close()
+    _cat, again, _summary = _review(pg, db)
+    assert "public.readings.account_id" not in _hits(again, "SR-KEY-002")
+    assert cat.query_count == catalog.SNAPSHOT_QUERIES

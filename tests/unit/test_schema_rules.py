@@ -282,7 +282,9 @@ def test_redundant_prefix_index():
         redundant="orders_user_id_idx",
         covered_by="orders_user_id_created_idx",
         columns=["user_id"],
+        covering_columns=["user_id", "status"],
         bytes=None,
+        table="public.orders",
     )
     assert hits[0].fix == "DROP INDEX CONCURRENTLY orders_user_id_idx;"
     assert rules_of(findings) == ["SR-IDX-002"]
@@ -585,3 +587,33 @@ def test_fk_covered_by_partial_not_null_index():
     assert "SR-KEY-002" not in rules_of(sr.review(cat)[0])
     orders.indexes[-1].predicate = "(status = 'open'::text)"
     assert "SR-KEY-002" in rules_of(sr.review(cat)[0])
+
+
+PARTITIONED_DDL = """
+CREATE TABLE tenants (id bigint PRIMARY KEY);
+CREATE TABLE plans (id bigint PRIMARY KEY);
+CREATE TABLE usage (tenant_id bigint NOT NULL REFERENCES tenants, plan_id bigint, at date NOT NULL)
+    PARTITION BY RANGE (at);
+CREATE TABLE usage_a PARTITION OF usage FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+CREATE TABLE usage_b PARTITION OF usage FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+CREATE TABLE usage_c PARTITION OF usage FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+ALTER TABLE usage_a ADD FOREIGN KEY (plan_id) REFERENCES plans;
+ALTER TABLE usage_b ADD FOREIGN KEY (plan_id) REFERENCES plans;
+CREATE INDEX usage_b_plan_idx ON usage_b (plan_id);
+"""
+
+
+def test_partitions_grouped_on_parent_and_partition_specific_kept():
+    from ansible_collections.dbarch.postgresql.plugins.module_utils import ddl  # noqa: PLC0415
+
+    cat = ddl.catalog_from_sql(PARTITIONED_DDL, "p.sql")
+    findings, summary = sr.review(cat)
+    fk = {f.object: f for f in findings if f.rule == "SR-KEY-002"}
+    assert sorted(fk) == ["public.usage.tenant_id", "public.usage_a.plan_id"]
+    assert fk["public.usage.tenant_id"].evidence["partitions"] == 3
+    assert [f.object for f in findings if f.rule == "SR-PART-001"] == ["public.usage_c"]
+    assert summary["partitions_reviewed"] == 3
+    # pure grouping: a finding on only 2 of 3 partitions is not folded
+    ctx = sr.Context(cat, sr.merge_policy(None), None)
+    only_two = [f for f in findings if f.object == "public.usage_a.plan_id"]
+    assert sr.group_partition_findings(ctx, only_two) == only_two
