@@ -40,6 +40,16 @@ FD_MIN_DISTINCT = 5
 EXACT_MAX_ROWS = 200000
 # TABLESAMPLE BERNOULLI (row by row, reads every page) up to this size, SYSTEM (by block) above.
 BERNOULLI_MAX_BYTES = 256 * 1024 * 1024
+# A text column is taken for a code from a fixed set (enum-like) only with strong evidence: at
+# least this many non-empty sampled values, at most this many distinct ones, and no more
+# distinct values than this share of the values; every value a short code (see _CODE_RE).
+ENUM_MIN_VALUES = 100
+ENUM_MAX_DISTINCT = 20
+ENUM_MAX_DISTINCT_SHARE = 0.05
+ENUM_MAX_LENGTH = 24
+# A code: one token of letters, digits, '_', '-' or '.', all in one case (paid, IN_TRANSIT,
+# EUR, 2fa). Not 'British Columbia', not 'application/pdf', not 'Ontario' (a name).
+_CODE_RE = re.compile(r"^(?:[a-z0-9][a-z0-9_.-]*|[A-Z0-9][A-Z0-9_.-]*)$")
 # A text column is a comma-separated list when this share of its non-empty values is one.
 LIST_MIN_SHARE = 0.5
 
@@ -258,6 +268,31 @@ def column_values(data, column):
 def null_free(values):
     """True when there are values and none is NULL."""
     return bool(values) and all(v is not None for v in values)
+
+
+def enum_evidence(values):
+    """(is_enum, facts) for the sampled values of one text column.
+
+    Enum-like only when every sign agrees: enough values, few distinct ones compared with
+    the sample, every value a short code (no space, slash or Title Case name), each seen
+    more than once, and the distinct count stable as the sample grows (the first half of
+    the random sample already holds every value). ``facts`` says which sign failed.
+    """
+    present = [str(v) for v in values if v is not None and str(v).strip() != ""]
+    counts = Counter(present)
+    facts = dict(values=len(present), distinct=len(counts), codes=sorted(counts)[:ENUM_MAX_DISTINCT])
+    half = present[: len(present) // 2]
+    checks = (
+        ("enough_values", len(present) >= ENUM_MIN_VALUES),
+        ("few_distinct", 2 <= len(counts) <= ENUM_MAX_DISTINCT),
+        ("low_cardinality", len(counts) <= ENUM_MAX_DISTINCT_SHARE * max(len(present), 1)),
+        ("code_like", all(len(v) <= ENUM_MAX_LENGTH and _CODE_RE.match(v) for v in counts)),
+        ("each_repeats", bool(counts) and min(counts.values()) >= 2),
+        ("stable", len(set(half)) == len(counts)),
+    )
+    failed = [name for name, ok in checks if not ok]
+    facts["failed"] = failed
+    return not failed, facts
 
 
 def looks_like_list(value):

@@ -1727,9 +1727,17 @@ def _check_mentions(t, column):
 
 @rule("SR-TYPE-009", "Enum-like text column without CHECK or lookup table", "low")
 def enum_like_text(ctx):
+    """A suggestion, made only on strong evidence.
+
+    With sampled rows (profile) the values must look like codes from a small closed set
+    (``profiling.enum_evidence``): a province or MIME type column named ``state`` or
+    ``mime_type`` is free text, not an enum. Without rows (DDL, no profile) only the name
+    speaks: the finding is an info-level suggestion saying it was not checked on data.
+    """
     pattern = re.compile(ctx.policy["enum_name_pattern"], re.IGNORECASE)
     for t in ctx.tables:
         fk_cols = {c for fk in t.foreign_keys for c in fk.columns}
+        data = _sampled(ctx, t)
         for col in t.columns:
             base, _m, is_array = type_info(col.type)
             if is_array or base not in ("text", "character varying", "character") or col.generated:
@@ -1737,19 +1745,58 @@ def enum_like_text(ctx):
             if not pattern.search(col.name) or col.name in fk_cols or _check_mentions(t, col.name):
                 continue
             lookup = qualified_text(t.schema, _truncate("%s_%s" % (t.name.rstrip("s"), col.name)))
-            yield _finding(
+            check_name = qi(_truncate("%s_%s_check" % (t.name, col.name)))
+            evidence = dict(type=col.type, columns=[col.name])
+            if data is not None and col.name in data["columns"]:
+                is_enum, facts = profiling.enum_evidence(profiling.column_values(data, col.name))
+                if not is_enum:
+                    continue  # free text (places, MIME types, names): no suggestion
+                codes = facts["codes"]
+                message = (
+                    "%s.%s (%s) looks like a code from a small fixed set: %d distinct short codes (%s) in a "
+                    "random sample of %s rows, all already present in the first half of the sample. "
+                    "Consider a CHECK constraint or a lookup table."
+                    % (
+                        t.qualified,
+                        col.name,
+                        col.type,
+                        len(codes),
+                        ", ".join(codes),
+                        _rows_text(data["sampled"]),
+                    )
+                )
+                values = ", ".join("'%s'" % v.replace("'", "''") for v in codes)
+                severity = None
+                evidence.update(
+                    sampled_rows=data["sampled"], distinct=len(codes), values=codes, checked="sample"
+                )
+            else:
+                message = (
+                    "%s.%s (%s) is named like a code from a fixed set and nothing limits its values; if it "
+                    "is one, consider a CHECK constraint or a lookup table (only the name was checked: "
+                    "profile: true on a live database looks at the values)."
+                    % (t.qualified, col.name, col.type)
+                )
+                values = "'...', '...'"
+                severity = "info"
+                evidence.update(checked="name only")
+            finding = _finding(
                 ctx,
                 "SR-TYPE-009",
                 _obj(t, col.name),
-                "%s.%s (%s) is named like a code from a fixed set but nothing limits its values."
-                % (t.qualified, col.name, col.type),
+                message,
                 "Free text where a small set of codes is meant lets 'Shipped', 'shipped ' and 'shiped' "
                 "all in; reports then count them apart and code paths miss them.",
-                "ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s IN ('...', '...')) NOT VALID;\n"
+                "-- a suggestion: check that the set of values is closed first\n"
+                "ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s IN (%s)) NOT VALID;\n"
+                "ALTER TABLE %s VALIDATE CONSTRAINT %s;\n"
                 "-- or: CREATE TABLE %s (code text PRIMARY KEY); and a foreign key to it."
-                % (_tq(t), qi(_truncate("%s_%s_check" % (t.name, col.name))), qi(col.name), lookup),
-                dict(type=col.type, columns=[col.name]),
+                % (_tq(t), check_name, qi(col.name), values, _tq(t), check_name, lookup),
+                evidence,
             )
+            if severity and "SR-TYPE-009" not in ctx.policy["severities"]:
+                finding.severity = severity
+            yield finding
 
 
 # -- running the review ---------------------------------------------------------------------
@@ -1945,7 +1992,8 @@ def review(
         summary["profile"] = dict(
             enabled=False,
             note="SR-CONS-001, SR-NORM-003 and SR-NORM-004 read sampled rows; "
-            "they did not run: set profile: true.",
+            "they did not run: set profile: true. SR-TYPE-009 then also checks the values "
+            "(without them it judges by the column name only, as an info-level suggestion).",
         )
     if query_results is not None:
         summary["query_patterns"] = dict(

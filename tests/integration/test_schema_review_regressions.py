@@ -267,3 +267,39 @@ def test_partitions_are_reviewed_and_grouped_on_the_parent(pg, db):
     _cat, again, _summary = _review(pg, db)
     assert "public.readings.account_id" not in _hits(again, "SR-KEY-002")
     assert cat.query_count == catalog.SNAPSHOT_QUERIES
+
+
+# -- 4 and 5. ordinal *_id columns; free text that is not an enum ----------------------------
+UPLOADS = """
+CREATE TABLE owners (id bigint PRIMARY KEY);
+CREATE TABLE uploads (
+    id bigint PRIMARY KEY,
+    owner_id bigint,
+    sequence_id integer NOT NULL,
+    position_id integer,
+    state text,
+    mime_type text,
+    status text
+);
+INSERT INTO uploads
+SELECT g, g % 50, g % 7, g % 11,
+       (ARRAY['Ontario', 'Quebec', 'British Columbia', 'Alberta', 'Manitoba', 'Saskatchewan', 'Nova Scotia',
+              'New Brunswick', 'Newfoundland and Labrador', 'Prince Edward Island'])
+           [1 + (hashtext(g::text) & 1023) % 10],
+       (ARRAY['application/pdf', 'image/png', 'image/jpeg', 'text/plain', 'text/csv'])
+           [1 + (hashtext('m' || g) & 1023) % 5],
+       (ARRAY['queued', 'stored', 'failed'])[1 + (hashtext('s' || g) & 1023) % 3]
+FROM generate_series(1, 3000) g;
+ANALYZE
+"""
+
+
+def test_ordinals_are_not_fks_and_free_text_is_not_an_enum(pg, db):
+    _run(pg, db, UPLOADS)
+    _cat, findings, _summary = _review(pg, db, profile=True, sample_rows=1000)
+    fk = _hits(findings, "SR-KEY-004")
+    assert sorted(fk) == ["public.uploads.owner_id"]  # the real one stays; sequence_id, position_id go
+    assert fk["public.uploads.owner_id"].evidence["confidence"] == "high"
+    enum = _hits(findings, "SR-TYPE-009")
+    assert sorted(enum) == ["public.uploads.status"]  # not the provinces (state) nor mime_type
+    assert "3 distinct short codes (failed, queued, stored)" in enum["public.uploads.status"].message

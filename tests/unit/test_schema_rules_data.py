@@ -297,3 +297,68 @@ def test_enum_like_text_column():
         Constraint("orders_check", "c", [], definition="CHECK ((status = ANY (ARRAY['a'::text])))")
     )
     assert sr.review(cat)[0] == []
+
+
+PROVINCES = [
+    "Ontario",
+    "Quebec",
+    "British Columbia",
+    "Alberta",
+    "Manitoba",
+    "Saskatchewan",
+    "Nova Scotia",
+    "New Brunswick",
+    "Newfoundland and Labrador",
+    "Prince Edward Island",
+]
+MIME_TYPES = ["application/pdf", "image/png", "image/jpeg", "text/plain", "text/csv", "application/zip"]
+
+
+def _spread(values, n=600, seed=5):
+    rnd = random.Random(seed)  # noqa: S311 - test data, not secrets
+    return [rnd.choice(values) for _i in range(n)]
+
+
+def test_enum_evidence_needs_codes_from_a_closed_set():
+    ok, facts = profiling.enum_evidence(_spread(["new", "paid", "shipped"]))
+    assert ok and facts["codes"] == ["new", "paid", "shipped"]
+    assert profiling.enum_evidence(_spread(["NEW", "IN_TRANSIT", "DONE"]))[0]
+    assert "code_like" in profiling.enum_evidence(_spread(PROVINCES))[1]["failed"]
+    assert "code_like" in profiling.enum_evidence(_spread(MIME_TYPES))[1]["failed"]
+    # single-word place names are names, not codes
+    assert not profiling.enum_evidence(_spread(["Ontario", "Quebec", "Alberta"]))[0]
+    # too few values, or a set still growing in the second half of the sample
+    assert "enough_values" in profiling.enum_evidence(_spread(["a", "b"], n=40))[1]["failed"]
+    growing = _spread(["a", "b"], n=300) + _spread(["c", "d", "e"], n=300)
+    assert "stable" in profiling.enum_evidence(growing)[1]["failed"]
+
+
+def test_enum_suggestion_on_sampled_values():
+    cat = clean_catalog()
+    table(
+        cat,
+        "shipments",
+        [
+            ("id", "bigint", True, None, "a"),
+            ("state", "text"),  # provinces
+            ("mime_type", "text"),
+            ("status", "text"),
+        ],
+        pk=["id"],
+        rows=600,
+    )
+    cols = (_spread(PROVINCES), _spread(MIME_TYPES, seed=6), _spread(["new", "paid", "shipped"]))
+    rows = [(str(n), cols[0][n], cols[1][n], cols[2][n]) for n in range(600)]
+    prof = profile_of({"public.shipments": (["id", "state", "mime_type", "status"], rows)})
+    hits, _findings = one(cat, "SR-TYPE-009", profile=prof)
+    by = {f.object: f for f in hits}
+    assert "public.shipments.state" not in by and "public.shipments.mime_type" not in by
+    status = by["public.shipments.status"]
+    assert "Consider" in status.message and "3 distinct short codes (new, paid, shipped)" in status.message
+    assert "CHECK (status IN ('new', 'paid', 'shipped')) NOT VALID" in status.fix
+    assert status.severity == "low"
+    # without sampled rows only the name speaks: an info-level suggestion that says so
+    hits, _findings = one(cat, "SR-TYPE-009")
+    by = {f.object: f for f in hits}
+    assert by["public.shipments.mime_type"].severity == "info"
+    assert "only the name was checked" in by["public.shipments.mime_type"].message
