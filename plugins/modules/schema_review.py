@@ -21,7 +21,20 @@ description:
     varchar(n), floating point for money, int4 primary keys on tables expected to grow, enum-like
     text columns without CHECK or lookup table, composition children without a decided ON DELETE,
     naming convention, reserved words, identifiers over 63 bytes, inconsistent foreign key column
-    names, plural/singular table names (by policy), repeating groups and arrays of keys."
+    names, plural/singular table names (by policy), repeating groups and arrays of keys, and
+    partitions without a foreign key their sibling partitions have (C(SR-PART-001))."
+  - "Partitions are reviewed too (foreign keys without an index, duplicate, redundant and invalid
+    indexes). A problem found on every partition of a table is one finding on the partitioned table,
+    with C(evidence.partitions) (the count) and C(evidence.partition_names); a problem on only some
+    partitions is reported on each of them. A partial index counts for a foreign key when PostgreSQL's
+    own check (C(SELECT 1 FROM ONLY child WHERE fk = $1 FOR KEY SHARE)) can use it, that is when its
+    predicate is C(fk IS NOT NULL) (or ANDs/ORs of such terms); a hash index counts for a one-column
+    foreign key."
+  - "C(SR-TYPE-009) (enum-like text) is a suggestion. With O(profile=true) it needs the sampled values
+    to look like codes from a small closed set (short, one case, no space or slash, few distinct values
+    compared with the sample, each repeated, none new in the second half of the sample): provinces or
+    MIME types are not flagged. Without sampled rows it judges by the column name only, at severity
+    info."
   - "With O(profile=true) on a live database it also samples rows and reports nullable columns
     that hold no NULL (C(SR-CONS-001)), comma-separated lists in text columns (C(SR-NORM-003)) and
     functional dependencies between non-key columns or on part of a composite key (C(SR-NORM-004))."
@@ -182,7 +195,7 @@ findings:
 summary:
   description:
     - C(source) (C(database) or C(ddl)), C(database), C(counts) by severity (with C(suppressed) and
-      C(total)), C(tables_reviewed), C(views_reviewed), C(rules_run), C(rules_disabled),
+      C(total)), C(tables_reviewed), C(partitions_reviewed), C(views_reviewed), C(rules_run), C(rules_disabled),
       C(denormalization_decisions) (each with the findings it suppressed), C(unused_suppressions),
       C(rules_not_run) (rule id to the reason, such as profile or query_patterns not set), C(profile)
       (C(enabled), C(sample_rows), C(tables_sampled), C(rows_sampled), C(skipped)) and, with
