@@ -66,7 +66,7 @@ options:
         C(column), C(index) or C(constraint) to a regular expression every name must match in full;
         null disables the check for that kind), C(fk_column_pattern) (regular expression of column
         names expected to be foreign keys; group C(stem) names the table), C(ordinal_name_pattern)
-        (regular expression searched in that stem: when it matches and no table of that name exists,
+        (regular expression searched in that stem; when it matches and no table of that name exists,
         the column is an ordinal such as C(sequence_id) or C(line_id), not a missing foreign key;
         null turns this off), C(money_name_pattern),
         C(int4_pk_max_rows) (default 100000000), C(repeating_group_min) (default 3),
