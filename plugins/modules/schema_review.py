@@ -100,7 +100,7 @@ options:
         C(TABLESAMPLE SYSTEM) above, then C(ORDER BY random()); every row of tables smaller than
         O(sample_rows)), never the first rows of the table. Tables over 10 GiB are skipped and listed in
         C(summary.profile.skipped).
-      - C(SR-CONS-001) (SET NOT NULL) is certain only when the whole table was checked: on tables of up
+      - C(SR-CONS-001) (SET NOT NULL) is certain only when the whole table was checked; on tables of up
         to 200,000 estimated rows the NULLs of the candidate columns are counted with one more scan
         (no proposal when there are some). On bigger tables the finding says it comes from a sample of
         N of about M rows and its fix starts with a precheck and the safe sequence (CHECK ... NOT VALID,
@@ -195,7 +195,8 @@ findings:
 summary:
   description:
     - C(source) (C(database) or C(ddl)), C(database), C(counts) by severity (with C(suppressed) and
-      C(total)), C(tables_reviewed), C(partitions_reviewed), C(views_reviewed), C(rules_run), C(rules_disabled),
+      C(total)), C(tables_reviewed), C(partitions_reviewed), C(views_reviewed), C(rules_run),
+      C(rules_disabled),
       C(denormalization_decisions) (each with the findings it suppressed), C(unused_suppressions),
       C(rules_not_run) (rule id to the reason, such as profile or query_patterns not set), C(profile)
       (C(enabled), C(sample_rows), C(tables_sampled), C(rows_sampled), C(skipped)) and, with
