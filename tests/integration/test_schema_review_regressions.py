@@ -303,3 +303,29 @@ def test_ordinals_are_not_fks_and_free_text_is_not_an_enum(pg, db):
     enum = _hits(findings, "SR-TYPE-009")
     assert sorted(enum) == ["public.uploads.status"]  # not the provinces (state) nor mime_type
     assert "3 distinct short codes (failed, queued, stored)" in enum["public.uploads.status"].message
+
+
+def test_profile_samples_a_partitioned_table_through_its_parent(pg, db):
+    _run(pg, db, PARTITIONED)
+    _run(
+        pg,
+        db,
+        "INSERT INTO accounts SELECT g FROM generate_series(1, 10) g;\n"
+        "INSERT INTO devices SELECT g FROM generate_series(1, 5) g;\n"
+        "INSERT INTO readings (id, account_id, device_id, taken) "
+        "SELECT g, 1 + g % 10, 1 + g % 5, DATE '2023-01-01' + g % 900 FROM generate_series(1, 3000) g;\n"
+        "ANALYZE",
+    )
+    session = pgmod.connect(dict(pg.conn_params, login_db=db), "test_schema_review_regressions")
+    try:
+        cat = catalog.snapshot(session)
+        assert cat.size_of(cat.get("public", "readings"))[0] > 0
+        prof = profiling.sample(session, cat, sample_rows=1000)
+    finally:
+        session.close()
+    data = prof["tables"]["public.readings"]
+    assert data["method"] == "bernoulli" and data["sampled"] == 1000
+    # device_id is nullable and filled: its NULLs are counted through the parent, on every partition
+    assert data["exact_nulls"] == dict(total=3000, nulls=dict(device_id=0))
+    assert not [s for s in prof["skipped"] if s["table"].startswith("public.readings")]
+    assert not [t for t in prof["tables"] if t.startswith("public.readings_")]
