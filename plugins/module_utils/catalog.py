@@ -106,6 +106,7 @@ class Constraint:
         "on_delete",
         "on_update",
         "index",
+        "inherited",
     )
 
     def __init__(
@@ -122,6 +123,7 @@ class Constraint:
         on_delete=None,
         on_update=None,
         index=None,
+        inherited=False,
     ):
         self.name = name
         self.type = type  # p u f c x
@@ -135,6 +137,7 @@ class Constraint:
         self.on_delete = on_delete
         self.on_update = on_update
         self.index = index  # name of the index that backs it (p, u, x)
+        self.inherited = bool(inherited)  # a partition's copy of its parent's constraint
 
     @property
     def kind(self):
@@ -165,6 +168,7 @@ class Index:
         "idx_scan",
         "last_idx_scan",
         "idx_tup_read",
+        "parent_index",
     )
 
     def __init__(
@@ -186,6 +190,7 @@ class Index:
         idx_scan=None,
         last_idx_scan=None,
         idx_tup_read=None,
+        parent_index=None,
     ):
         self.name = name
         self.columns = list(columns or [])  # key columns or expressions, in order
@@ -204,6 +209,9 @@ class Index:
         self.idx_scan = idx_scan
         self.last_idx_scan = last_idx_scan
         self.idx_tup_read = idx_tup_read
+        # On a partition: the parent's (partitioned) index this one is attached to. It goes
+        # with that index: it cannot be dropped on its own.
+        self.parent_index = parent_index
 
     def to_dict(self):
         return dict((k, getattr(self, k)) for k in self.__slots__)
@@ -350,6 +358,41 @@ class Catalog:
             items = [t for t in items if t.kind in kinds]
         return items
 
+    def partitions_of(self, table, recursive=False):
+        """Partitions of ``table`` (direct ones; with ``recursive`` also sub-partitions), by name."""
+        key = table.qualified
+        direct = [t for t in self.relations() if t.partition_of == key]
+        if not recursive:
+            return direct
+        out = []
+        for p in direct:
+            out.append(p)
+            if p.kind == "p":
+                out.extend(self.partitions_of(p, recursive=True))
+        return out
+
+    def size_of(self, table):
+        """(total bytes or None when unknown, partitions counted) of a table.
+
+        A partitioned table's size is the sum of its partitions' (recursively); it is
+        unknown when any partition's is. Never negative.
+        """
+        if table.kind != "p":
+            total = table.total_bytes
+            if total is not None and table.table_bytes is None and table.is_table:
+                total = None  # the heap's size is unknown (never analyzed)
+            return total, 0
+        leaves = [p for p in self.partitions_of(table, recursive=True) if p.kind != "p"]
+        total = 0
+        for p in leaves:
+            size = self.size_of(p)[0]
+            if size is None:
+                return None, len(leaves)
+            total += size
+        for part in [table] + [p for p in self.partitions_of(table, recursive=True) if p.kind == "p"]:
+            total += (part.index_bytes or 0) + (part.toast_bytes or 0)
+        return total, len(leaves)
+
     def referenced_by(self, table):
         """Foreign keys elsewhere that point at ``table``: [(child table, constraint)]."""
         out = []
@@ -431,8 +474,9 @@ SELECT c.oid, n.nspname AS schema, c.relname AS name, c.relkind AS kind,
        c.relpersistence AS persistence, pg_get_userbyid(c.relowner) AS owner,
        dsc.description AS comment,
        c.reltuples::float8 AS reltuples, c.relpages::bigint AS relpages,
-       COALESCE(t.relpages, 0)::bigint AS toast_pages,
-       COALESCE((SELECT sum(ic.relpages) FROM pg_index x JOIN pg_class ic ON ic.oid = x.indexrelid
+       GREATEST(COALESCE(t.relpages, 0), 0)::bigint AS toast_pages,
+       COALESCE((SELECT sum(GREATEST(ic.relpages, 0))
+                 FROM pg_index x JOIN pg_class ic ON ic.oid = x.indexrelid
                  WHERE x.indrelid = c.oid), 0)::bigint AS index_pages,
        c.relispartition AS is_partition,
        (SELECT pn.nspname || '.' || pc.relname FROM pg_inherits i
@@ -486,7 +530,8 @@ SELECT con.conrelid AS oid, con.conname AS name, con.contype AS type,
              JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.num
              ORDER BY k.ord) AS ref_columns,
        con.confdeltype AS on_delete, con.confupdtype AS on_update,
-       ic.relname AS index
+       ic.relname AS index,
+       (con.conparentid <> 0 OR con.coninhcount > 0) AS inherited
 FROM pg_constraint con
 JOIN pg_class c ON c.oid = con.conrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -515,6 +560,8 @@ SELECT x.indrelid AS oid, ic.relname AS name, x.indisunique AS unique, x.indispr
          WHERE con.conindid = x.indexrelid AND con.conrelid = x.indrelid
            AND con.contype IN ('p', 'u', 'x') LIMIT 1) AS constraint,
        ic.relpages::bigint AS relpages,
+       (SELECT pic.relname FROM pg_inherits ih JOIN pg_class pic ON pic.oid = ih.inhparent
+         WHERE ih.inhrelid = x.indexrelid LIMIT 1) AS parent_index,
        si.idx_scan, si.idx_tup_read {extra_index_stats}
 FROM pg_index x
 JOIN pg_class ic ON ic.oid = x.indexrelid
@@ -599,6 +646,21 @@ def _iso(value):
     return value.isoformat() if hasattr(value, "isoformat") else value
 
 
+def _pages_bytes(pages, block, kind=None, analyzed=True):
+    """Bytes from a relpages count, or None when unknown.
+
+    A partitioned table has no storage of its own (relpages -1 from PostgreSQL 14): its
+    size is that of its partitions (``Catalog.size_of``). A table never vacuumed nor
+    analyzed has relpages 0 (or -1): its size is unknown, not 0 and never negative.
+    """
+    if pages is None or kind == "p":
+        return None
+    pages = int(pages)
+    if pages < 0 or (pages == 0 and not analyzed):
+        return None
+    return pages * int(block)
+
+
 def snapshot(session, schemas=None, include_extension_objects=False, column_stats=True):
     """Read the Catalog of the connected database with SNAPSHOT_QUERIES queries.
 
@@ -660,9 +722,9 @@ def snapshot(session, schemas=None, include_extension_objects=False, column_stat
             persistence=r["persistence"],
             row_estimate=int(rows) if rows is not None else None,
             analyzed=analyzed,
-            table_bytes=int(r["relpages"]) * block,
-            toast_bytes=int(r["toast_pages"]) * block,
-            index_bytes=int(r["index_pages"]) * block,
+            table_bytes=_pages_bytes(r["relpages"], block, r["kind"], analyzed),
+            toast_bytes=_pages_bytes(r["toast_pages"], block),
+            index_bytes=_pages_bytes(r["index_pages"], block),
             partition_of=r["partition_of"],
             partition_bound=r["partition_bound"],
             partition_key=r["partition_key"],
@@ -706,6 +768,7 @@ def snapshot(session, schemas=None, include_extension_objects=False, column_stat
                     on_delete=FK_ACTIONS.get(c["on_delete"]) if c["type"] == "f" else None,
                     on_update=FK_ACTIONS.get(c["on_update"]) if c["type"] == "f" else None,
                     index=c["index"],
+                    inherited=c["inherited"],
                 )
             )
     for i in idxs:
@@ -726,10 +789,11 @@ def snapshot(session, schemas=None, include_extension_objects=False, column_stat
                     opclasses=i["opclasses"],
                     nulls_not_distinct=i["nulls_not_distinct"],
                     constraint=i["constraint"],
-                    bytes=int(i["relpages"]) * block,
+                    bytes=_pages_bytes(i["relpages"], block),
                     idx_scan=i["idx_scan"],
                     last_idx_scan=_iso(i.get("last_idx_scan")),
                     idx_tup_read=i["idx_tup_read"],
+                    parent_index=i["parent_index"],
                 )
             )
     for s in stats:

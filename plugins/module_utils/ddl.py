@@ -552,8 +552,14 @@ class _Builder:
         if parent is None:
             return
         for con in parent.constraints:
-            if con.type in ("c", "f") and not any(c.name == con.name for c in table.constraints):
+            if con.type not in ("c", "f"):
+                continue
+            same = [c for c in table.constraints if c.name == con.name]
+            for c in same:
+                c.inherited = True  # merged with the parent's on ATTACH
+            if not same:
                 clone = cat.Constraint(**{k: getattr(con, k) for k in cat.Constraint.__slots__})
+                clone.inherited = True
                 table.constraints.append(clone)
         for idx in parent.indexes:
             self._clone_index(parent, idx, table)
@@ -566,6 +572,7 @@ class _Builder:
         # An index the partition already has on the same columns is attached, not created.
         for mine in table.indexes:
             if mine.columns == idx.columns and mine.predicate == idx.predicate and mine.unique == idx.unique:
+                mine.parent_index = idx.name
                 return
         names = [_name_for_index_text(c) for c in idx.columns + idx.include]
         label = "pkey" if idx.primary else ("key" if con is not None else "idx")
@@ -582,13 +589,16 @@ class _Builder:
             include=idx.include,
             nulls_not_distinct=idx.nulls_not_distinct,
             constraint=name if con is not None else None,
+            parent_index=idx.name,
         )
         clone.definition = self._index_definition(table, clone)
         table.indexes.append(clone)
         if con is not None:
             ctx.used_con(table.schema).add(name)
             table.constraints.append(
-                cat.Constraint(name, con.type, con.columns, definition=con.definition, index=name)
+                cat.Constraint(
+                    name, con.type, con.columns, definition=con.definition, index=name, inherited=True
+                )
             )
 
     def add_column(self, table, coldef):
@@ -755,9 +765,9 @@ class _Builder:
     def _propagate_constraint(self, table, constraint):
         for child in self._partitions(table):
             if not any(c.name == constraint.name for c in child.constraints):
-                child.constraints.append(
-                    cat.Constraint(**{k: getattr(constraint, k) for k in cat.Constraint.__slots__})
-                )
+                clone = cat.Constraint(**{k: getattr(constraint, k) for k in cat.Constraint.__slots__})
+                clone.inherited = True
+                child.constraints.append(clone)
                 self._propagate_constraint(child, constraint)
 
     def _propagate_index(self, table, idx):
@@ -845,8 +855,37 @@ class _Builder:
         return idx
 
     # ALTER TABLE
+    def _find_index(self, rangevar):
+        """(table, index) of an index by (optionally qualified) name, or (None, None)."""
+        schemas = [rangevar.schemaname] if rangevar.schemaname else (self.ctx.search_path or ["public"])
+        for schema in schemas:
+            for t in self.catalog.tables.values():
+                if t.schema != schema:
+                    continue
+                for i in t.indexes:
+                    if i.name == rangevar.relname:
+                        return t, i
+        return None, None
+
+    def alter_index(self, stmt):
+        """ALTER INDEX parent_idx ATTACH PARTITION child_idx (as pg_dump writes partitioned indexes)."""
+        _pt, parent = self._find_index(stmt.relation)
+        for cmd in stmt.cmds or ():
+            if cmd.subtype.name != "AT_AttachPartition" or parent is None:
+                continue
+            table, child = self._find_index(cmd.def_.name)
+            if child is None:
+                continue
+            child.parent_index = parent.name
+            for c in table.constraints:
+                if child.constraint and c.name == child.constraint:
+                    c.inherited = True
+
     def alter_table(self, stmt):
         ctx = self.ctx
+        if stmt.objtype.name == "OBJECT_INDEX":
+            self.alter_index(stmt)
+            return
         if stmt.objtype.name not in ("OBJECT_TABLE", "OBJECT_FOREIGN_TABLE"):
             return
         table = ctx.find_table(stmt.relation)

@@ -30,8 +30,8 @@ class DictionaryError(ValueError):
 
 # -- helpers -----------------------------------------------------------------------------
 def human_bytes(value):
-    if value is None:
-        return None
+    if value is None or value < 0:
+        return None  # unknown (a negative relpages is "no statistics", never a size)
     size = float(value)
     for unit in ("B", "kB", "MB", "GB", "TB"):
         if size < 1024 or unit == "TB":
@@ -40,18 +40,48 @@ def human_bytes(value):
     return None
 
 
+_MD_ESCAPES = (
+    ("\\", "\\\\"),
+    ("&", "&amp;"),
+    ("<", "&lt;"),
+    (">", "&gt;"),
+    ("|", "\\|"),
+    ("`", "\\`"),
+    ("[", "\\["),
+    ("]", "\\]"),
+)
+
+
+def _one_line(text):
+    return " ".join(str(text).replace("\r", "\n").split("\n"))
+
+
 def _md(text):
-    """A value inside a Markdown table cell."""
+    """Text from the database (names, comments) as inert Markdown: no HTML, no link, no table break.
+
+    Names and comments are written by whoever may create objects; a data dictionary is read
+    by others, often rendered to HTML: ``<script>``, ``[x](javascript:...)`` and ``|`` must
+    come out as the characters they are.
+    """
     if text is None or text == "":
         return ""
-    text = str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    text = _one_line(text)
+    for raw, escaped in _MD_ESCAPES:
+        text = text.replace(raw, escaped)
     return text
 
 
 def _code(text):
+    """A code span (HTML is inert inside one); ``|`` escaped for table cells, one line."""
     if text is None or text == "":
         return ""
-    return "`%s`" % str(text).replace("`", "'").replace("|", "\\|").replace("\n", " ")
+    return "`%s`" % _one_line(text).replace("`", "'").replace("|", "\\|")
+
+
+def _fence(text):
+    """A code fence longer than any run of backticks in ``text`` (so the text cannot close it)."""
+    runs = [len(m) for m in re.findall(r"`+", text or "")]
+    return "`" * max(3, max(runs or [0]) + 1)
 
 
 def _anchor(table):
@@ -88,7 +118,7 @@ def markdown(catalog, schemas=None, title=None):
         files = (catalog.meta or {}).get("files") or []
         lines.append("Source: DDL (%s)." % ", ".join("`%s`" % os.path.basename(f) for f in files))
     else:
-        lines.append("Source: database `%s`." % name)
+        lines.append("Source: database %s." % _code(name))
     lines.append("")
     summary = catalog.summary()
     lines.append(
@@ -107,7 +137,7 @@ def markdown(catalog, schemas=None, title=None):
     lines.append("## Contents")
     lines.append("")
     for t in rels:
-        lines.append("- [%s](#%s) (%s)" % (t.qualified, _anchor(t), t.kind_name))
+        lines.append("- [%s](#%s) (%s)" % (_md(t.qualified), _anchor(t), t.kind_name))
     lines.append("")
     enums = dict((k, v) for k, v in catalog.enums.items() if not schemas or k.split(".", 1)[0] in schemas)
     if enums:
@@ -124,7 +154,7 @@ def markdown(catalog, schemas=None, title=None):
 
 
 def _markdown_table(catalog, t):
-    out = ['<a id="%s"></a>' % _anchor(t), "", "## %s" % t.qualified, ""]
+    out = ['<a id="%s"></a>' % _anchor(t), "", "## %s" % _md(t.qualified), ""]
     facts = ["Kind: %s" % t.kind_name]
     if t.partition_of:
         facts.append("partition of %s %s" % (_code(t.partition_of), _code(t.partition_bound)))
@@ -132,9 +162,14 @@ def _markdown_table(catalog, t):
         facts.append("partitioned by %s" % _code(t.partition_key))
     if t.row_estimate is not None and t.is_table:
         facts.append("about %s rows" % format(int(t.row_estimate), ","))
-    total = t.total_bytes
-    if total is not None:
-        facts.append("size %s" % human_bytes(total))
+    if catalog.source != "ddl" and (t.is_table or t.kind == "m"):
+        total, parts = catalog.size_of(t)
+        if total is None:
+            facts.append("size unknown (not yet vacuumed or analyzed)")
+        elif parts:
+            facts.append("size %s (sum of %d partitions)" % (human_bytes(total), parts))
+        else:
+            facts.append("size %s" % human_bytes(total))
     out.append("; ".join(facts) + ".")
     out.append("")
     if t.comment:
@@ -172,7 +207,7 @@ def _markdown_table(catalog, t):
             definition = c.definition or ""
             if not c.validated and "NOT VALID" not in definition:
                 definition += " NOT VALID"
-            out.append("| %s | %s | %s |" % (_code(c.name), c.kind, _code(definition)))
+            out.append("| %s | %s | %s |" % (_code(c.name), _md(c.kind), _code(definition)))
         out.append("")
     if t.indexes:
         out.append("Indexes:")
@@ -188,7 +223,14 @@ def _markdown_table(catalog, t):
                 flag += " (INVALID)"
             out.append(
                 "| %s | %s | %s | %s | %s | %s |"
-                % (_code(i.name), _code(cols), flag, i.method, _code(i.predicate), human_bytes(i.bytes) or "")
+                % (
+                    _code(i.name),
+                    _code(cols),
+                    flag,
+                    _md(i.method),
+                    _code(i.predicate),
+                    human_bytes(i.bytes) or "",
+                )
             )
         out.append("")
     refs = catalog.referenced_by(t) if t.is_table else []
@@ -200,7 +242,7 @@ def _markdown_table(catalog, t):
                 "- %s (%s) via %s, ON DELETE %s"
                 % (
                     _code(child.qualified),
-                    ", ".join(fk.columns),
+                    _md(", ".join(fk.columns)),
                     _code(fk.name),
                     fk.on_delete or "NO ACTION",
                 )
@@ -209,9 +251,10 @@ def _markdown_table(catalog, t):
     if t.view_definition:
         out.append("Definition:")
         out.append("")
-        out.append("```sql")
+        fence = _fence(t.view_definition)
+        out.append(fence + "sql")
         out.append(t.view_definition.strip())
-        out.append("```")
+        out.append(fence)
         out.append("")
     return out
 
@@ -247,6 +290,14 @@ def _mermaid_type(text):
     return t or "unknown"
 
 
+def _mermaid_text(text):
+    """A quoted Mermaid label: one line, no quote, and HTML made inert with Mermaid's entity codes."""
+    text = _one_line(text)
+    for raw, code in (("#", "#35;"), ("&", "#amp;"), ("<", "#lt;"), (">", "#gt;"), ('"', "#quot;")):
+        text = text.replace(raw, code)
+    return text
+
+
 def mermaid(catalog, schemas=None):
     tables = _diagram_tables(catalog, schemas)
     lines = ["erDiagram"]
@@ -259,7 +310,7 @@ def mermaid(catalog, schemas=None):
             if keys:
                 line += " %s" % ", ".join(keys)
             if c.comment:
-                line += ' "%s"' % c.comment.replace('"', "'").replace("\n", " ")
+                line += ' "%s"' % _mermaid_text(c.comment)
             lines.append(line)
         lines.append("    }")
     by_key = dict(((t.schema, t.name), t) for t in tables)
@@ -272,17 +323,18 @@ def mermaid(catalog, schemas=None):
         left = "|o" if nullable else "||"
         right = "o|" if unique_child else "o{"
         lines.append(
-            '    %s %s--%s %s : "%s"' % (_mermaid_name(parent), left, right, _mermaid_name(child), fk.name)
+            '    %s %s--%s %s : "%s"'
+            % (_mermaid_name(parent), left, right, _mermaid_name(child), _mermaid_text(fk.name))
         )
     return "\n".join(lines) + "\n"
 
 
 def _dbml_ident(name):
-    return '"%s"' % name.replace('"', '\\"')
+    return '"%s"' % _one_line(name).replace("\\", "\\\\").replace('"', '\\"')
 
 
 def _dbml_string(text):
-    return "'%s'" % str(text).replace("\\", "\\\\").replace("'", "\\'").replace("\n", " ")
+    return "'%s'" % _one_line(text).replace("\\", "\\\\").replace("'", "\\'")
 
 
 def _dbml_type(text):
@@ -290,7 +342,7 @@ def _dbml_type(text):
         return '"unknown"'
     if re.match(r"^[A-Za-z_][A-Za-z0-9_]*(\(\d+(,\d+)?\))?$", text):
         return text
-    return '"%s"' % text.replace('"', "'")
+    return '"%s"' % _one_line(text).replace("\\", "/").replace('"', "'")
 
 
 def _dbml_default(default):
@@ -301,7 +353,7 @@ def _dbml_default(default):
     m = re.match(r"^'((?:[^']|'')*)'(::[\w .\"()\[\],]+)?$", default)
     if m:
         return _dbml_string(m.group(1).replace("''", "'"))
-    return "`%s`" % default.replace("`", "'")
+    return "`%s`" % _one_line(default).replace("`", "'")
 
 
 def dbml(catalog, schemas=None):
@@ -357,7 +409,7 @@ def dbml(catalog, schemas=None):
                 if t.column(plain) is not None and (col == plain or col.startswith('"')):
                     cols.append(_dbml_ident(plain))
                 else:
-                    cols.append("`%s`" % col.replace("`", "'"))
+                    cols.append("`%s`" % _one_line(col).replace("`", "'"))
             settings = ["name: %s" % _dbml_string(i.name)]
             if i.unique:
                 settings.append("unique")
@@ -410,13 +462,23 @@ def dbml(catalog, schemas=None):
     return "\n".join(out).rstrip("\n") + "\n"
 
 
+def _dot_string(text):
+    """A DOT double-quoted string: backslash and quote escaped, one line."""
+    return '"%s"' % _one_line(text).replace("\\", "\\\\").replace('"', '\\"')
+
+
 def _dot_id(table):
-    return '"%s"' % table.qualified.replace('"', '\\"')
+    return _dot_string(table.qualified)
 
 
 def _html(text):
+    """Text inside a DOT HTML-like label (and HTML entities in plain labels)."""
     return (
-        str(text or "").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+        _one_line(text or "")
+        .replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&quot;")
     )
 
 
@@ -455,8 +517,8 @@ def dot(catalog, schemas=None):
     for child, fk in _edges(tables):
         parent = by_key[(fk.ref_schema, fk.ref_table)]
         lines.append(
-            '  %s -> %s [label="%s", arrowhead=none, arrowtail=crow, dir=both];'
-            % (_dot_id(parent), _dot_id(child), _html(fk.name))
+            "  %s -> %s [label=%s, arrowhead=none, arrowtail=crow, dir=both];"
+            % (_dot_id(parent), _dot_id(child), _dot_string(_html(fk.name)))
         )
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -4,10 +4,12 @@
 """Read-only sampling of live tables for the data-driven schema review rules.
 
 Two halves:
-- ``sample(session, catalog, ...)`` reads at most ``sample_rows`` rows of each table in
-  one READ ONLY transaction with a statement_timeout, one SELECT per table (plus a
-  savepoint so one slow table does not end the whole profile). Tables over a size bound
-  are skipped and named in the result.
+- ``sample(session, catalog, ...)`` reads a random sample of at most ``sample_rows`` rows
+  of each table (TABLESAMPLE or ORDER BY random(), never the first rows) in one READ ONLY
+  transaction with a statement_timeout, one SELECT per table (plus a savepoint so one
+  slow table does not end the whole profile), and on small tables counts the NULLs of the
+  columns that had none in the sample, so a NOT NULL proposal is exact there. Tables over
+  a size bound are skipped and named in the result.
 - pure functions on the sampled rows (``null_free``, ``list_share``,
   ``dependency``), which the rules in ``schema_rules`` call and unit tests exercise.
 
@@ -33,6 +35,21 @@ MIN_ROWS = 50
 FD_MIN_RATIO = 0.99
 # ... with at least this many distinct A values, each seen twice on average.
 FD_MIN_DISTINCT = 5
+# Tables of at most this many estimated rows get their NULLs counted exactly (one scan) before
+# SET NOT NULL is proposed as certain; bigger ones get the proposal as sampled, with a precheck.
+EXACT_MAX_ROWS = 200000
+# TABLESAMPLE BERNOULLI (row by row, reads every page) up to this size, SYSTEM (by block) above.
+BERNOULLI_MAX_BYTES = 256 * 1024 * 1024
+# A text column is taken for a code from a fixed set (enum-like) only with strong evidence: at
+# least this many non-empty sampled values, at most this many distinct ones, and no more
+# distinct values than this share of the values; every value a short code (see _CODE_RE).
+ENUM_MIN_VALUES = 100
+ENUM_MAX_DISTINCT = 20
+ENUM_MAX_DISTINCT_SHARE = 0.05
+ENUM_MAX_LENGTH = 24
+# A code: one token of letters, digits, '_', '-' or '.', all in one case (paid, IN_TRANSIT,
+# EUR, 2fa). Not 'British Columbia', not 'application/pdf', not 'Ontario' (a name).
+_CODE_RE = re.compile(r"^(?:[a-z0-9][a-z0-9_.-]*|[A-Z0-9][A-Z0-9_.-]*)$")
 # A text column is a comma-separated list when this share of its non-empty values is one.
 LIST_MIN_SHARE = 0.5
 
@@ -59,27 +76,80 @@ def sampled_columns(table):
     return out
 
 
-def _sample_query(table, columns, sample_rows):
+def _sample_query(table, columns, sample_rows, bernoulli_max_bytes=None):
+    """(SQL, method) reading a RANDOM sample of at most ``sample_rows`` rows of ``table``.
+
+    Never the first rows in physical order (a LIMIT alone reads the start of the heap, so
+    what sits at its end, recent rows and their NULLs, is never seen):
+    - tables estimated over ``sample_rows`` rows: TABLESAMPLE with a percentage computed to
+      return about twice the wanted rows (BERNOULLI, row by row, up to
+      ``bernoulli_max_bytes``; SYSTEM, block by block, above it so a big table is not read
+      whole), then ``ORDER BY random() LIMIT`` picks the rows among them;
+    - smaller (or never analyzed) tables: every row is read and ``ORDER BY random() LIMIT``
+      keeps a random subset when there are more rows than the estimate said.
+    """
+    if bernoulli_max_bytes is None:
+        bernoulli_max_bytes = BERNOULLI_MAX_BYTES
     cols = pg.pgsql.SQL(", ").join(pg.pgsql.SQL("{}::text").format(pg.ident(c)) for c in columns)
     rel = pg.ident(table.schema, table.name)
+    limit = pg.pgsql.Literal(int(sample_rows))
     rows = table.row_estimate or 0
-    if rows > sample_rows * 2:
-        # Block sampling: reads about twice the wanted share of pages, then cuts at the limit.
+    if rows > sample_rows:
         pct = min(100.0, round(200.0 * sample_rows / rows, 4))
-        return pg.pgsql.SQL("SELECT {} FROM {} TABLESAMPLE SYSTEM ({}) LIMIT {}").format(
-            cols, rel, pg.pgsql.Literal(pct), pg.pgsql.Literal(int(sample_rows))
+        size = table.total_bytes or 0
+        method = "BERNOULLI" if size <= bernoulli_max_bytes else "SYSTEM"
+        query = pg.pgsql.SQL("SELECT {} FROM {} TABLESAMPLE {} ({}) ORDER BY random() LIMIT {}").format(
+            cols, rel, pg.pgsql.SQL(method), pg.pgsql.Literal(pct), limit
         )
-    return pg.pgsql.SQL("SELECT {} FROM {} LIMIT {}").format(cols, rel, pg.pgsql.Literal(int(sample_rows)))
+        return query, method.lower()
+    query = pg.pgsql.SQL("SELECT {} FROM {} ORDER BY random() LIMIT {}").format(cols, rel, limit)
+    return query, "full"
+
+
+def _null_count_query(table, columns):
+    """One scan counting the rows and the NULLs of each of ``columns`` (exact, whole table)."""
+    parts = [pg.pgsql.SQL("count(*)")] + [
+        pg.pgsql.SQL("count(*) FILTER (WHERE {} IS NULL)").format(pg.ident(c)) for c in columns
+    ]
+    return pg.pgsql.SQL("SELECT {} FROM {}").format(
+        pg.pgsql.SQL(", ").join(parts), pg.ident(table.schema, table.name)
+    )
+
+
+def null_candidates(table, data):
+    """Nullable columns with no NULL in the sampled rows (what SR-CONS-001 would propose)."""
+    out = []
+    for c in table.columns:
+        if c.not_null or c.name not in data["columns"]:
+            continue
+        if null_free(column_values(data, c.name)):
+            out.append(c.name)
+    return out
+
+
+def _small(table, exact_max_rows):
+    rows = table.row_estimate
+    return rows is not None and table.analyzed and rows <= exact_max_rows
 
 
 def sample(
-    session, catalog, sample_rows=DEFAULT_SAMPLE_ROWS, statement_timeout=None, max_table_bytes=MAX_TABLE_BYTES
+    session,
+    catalog,
+    sample_rows=DEFAULT_SAMPLE_ROWS,
+    statement_timeout=None,
+    max_table_bytes=MAX_TABLE_BYTES,
+    exact_max_rows=EXACT_MAX_ROWS,
+    bernoulli_max_bytes=BERNOULLI_MAX_BYTES,
 ):
-    """Sample every ordinary or partitioned table of ``catalog``.
+    """Sample every ordinary or partitioned table of ``catalog`` (partitions through their parent).
 
-    Returns {"schema.table": {"columns": [...], "rows": [tuple, ...], "sampled": n}} for the
-    tables read, and ``skipped``: [{"table", "reason"}] for the others, as a dict
-    ``{"tables": ..., "skipped": ..., "sample_rows": n, "statement_timeout": ...}``.
+    Returns ``{"tables": ..., "skipped": ..., "sample_rows": n, "statement_timeout": ...}``
+    where ``tables`` is {"schema.table": {"columns", "rows", "sampled", "method",
+    "row_estimate", "complete", "exact_nulls"}}: ``complete`` when every row of the
+    table was read; ``exact_nulls`` ({"total": rows, "nulls": {column: count}} or None)
+    when the table is small (at most ``exact_max_rows`` estimated rows) and some nullable
+    column had no NULL in the sample, so its NULLs were counted on the whole table.
+    ``skipped``: [{"table", "reason"}].
     """
     try:
         sample_rows = int(sample_rows)
@@ -97,7 +167,7 @@ def sample(
         conn.set_session(readonly=True)
         session.execute("SELECT set_config('statement_timeout', %s, true)", (timeout,))
         for t in targets:
-            size = t.total_bytes
+            size = _size(catalog, t)
             if size is not None and size > max_table_bytes:
                 result["skipped"].append(
                     dict(
@@ -109,22 +179,84 @@ def sample(
             if not columns:
                 result["skipped"].append(dict(table=t.qualified, reason="no column of a sampled type"))
                 continue
-            session.execute("SAVEPOINT dbarch_profile", record=False)
-            try:
-                cur = session.execute(_sample_query(t, columns, sample_rows))
-                rows = cur.fetchall()
-                cur.close()
-                session.execute("RELEASE SAVEPOINT dbarch_profile", record=False)
-            except pg.PgError as exc:
-                session.execute("ROLLBACK TO SAVEPOINT dbarch_profile", record=False)
-                result["skipped"].append(dict(table=t.qualified, reason=str(exc)))
+            query, method = _sample_query(t, columns, sample_rows, bernoulli_max_bytes)
+            rows = _guarded(session, result, t, query)
+            if rows is None:
                 continue
-            result["tables"][t.qualified] = dict(columns=columns, rows=rows, sampled=len(rows))
+            data = dict(
+                columns=columns,
+                rows=rows,
+                sampled=len(rows),
+                method=method,
+                row_estimate=t.row_estimate,
+                complete=method == "full" and len(rows) < sample_rows,
+                exact_nulls=None,
+            )
+            if data["complete"]:
+                data["row_estimate"] = len(rows)
+            result["tables"][t.qualified] = data
+            candidates = null_candidates(t, data) if len(rows) >= MIN_ROWS else []
+            if candidates and not data["complete"] and _small(t, exact_max_rows):
+                counted = _guarded(session, result, t, _null_count_query(t, candidates), skip=False)
+                if counted:
+                    nulls = dict((c, int(counted[0][1 + n])) for n, c in enumerate(candidates))
+                    data["exact_nulls"] = dict(total=int(counted[0][0]), nulls=nulls)
     finally:
         conn.rollback()
         conn.set_session(readonly="DEFAULT")
         conn.autocommit = was_autocommit
     return result
+
+
+def _size(catalog, table):
+    size_of = getattr(catalog, "size_of", None)
+    return size_of(table)[0] if size_of is not None else table.total_bytes
+
+
+def _guarded(session, result, table, query, skip=True):
+    """Rows of ``query`` inside a savepoint, so one slow or refused table does not end the profile."""
+    session.execute("SAVEPOINT dbarch_profile", record=False)
+    try:
+        cur = session.execute(query)
+        rows = cur.fetchall()
+        cur.close()
+        session.execute("RELEASE SAVEPOINT dbarch_profile", record=False)
+        return rows
+    except pg.PgError as exc:
+        session.execute("ROLLBACK TO SAVEPOINT dbarch_profile", record=False)
+        if skip:
+            result["skipped"].append(dict(table=table.qualified, reason=str(exc)))
+        return None
+
+
+def null_evidence(data, column):
+    """How sure the profile is that ``column`` holds no NULL.
+
+    Returns (state, text): state "exact" (the whole table was read or its NULLs counted:
+    none), "has_nulls" (the whole table has some, so no proposal at all), or "sampled"
+    (none in a random sample of part of the table: likely, not proven).
+    """
+    exact = data.get("exact_nulls")
+    if data.get("complete"):
+        return "exact", "no NULL in any of the %s rows (the whole table was read)" % _n(data["sampled"])
+    if exact and column in exact["nulls"]:
+        if exact["nulls"][column]:
+            return "has_nulls", "%s NULL(s) in %s rows (counted on the whole table)" % (
+                _n(exact["nulls"][column]),
+                _n(exact["total"]),
+            )
+        return "exact", "no NULL in any of the %s rows (counted on the whole table)" % _n(exact["total"])
+    estimate = data.get("row_estimate")
+    of = " of ~%s" % _n(estimate) if estimate else ""
+    return "sampled", "no NULL in a random sample of %s%s rows (%s)" % (
+        _n(data["sampled"]),
+        of,
+        data.get("method") or "sampled",
+    )
+
+
+def _n(value):
+    return "{:,}".format(int(value))
 
 
 # -- pure analysis on sampled rows ---------------------------------------------------------
@@ -136,6 +268,31 @@ def column_values(data, column):
 def null_free(values):
     """True when there are values and none is NULL."""
     return bool(values) and all(v is not None for v in values)
+
+
+def enum_evidence(values):
+    """(is_enum, facts) for the sampled values of one text column.
+
+    Enum-like only when every sign agrees: enough values, few distinct ones compared with
+    the sample, every value a short code (no space, slash or Title Case name), each seen
+    more than once, and the distinct count stable as the sample grows (the first half of
+    the random sample already holds every value). ``facts`` says which sign failed.
+    """
+    present = [str(v) for v in values if v is not None and str(v).strip() != ""]
+    counts = Counter(present)
+    facts = dict(values=len(present), distinct=len(counts), codes=sorted(counts)[:ENUM_MAX_DISTINCT])
+    half = present[: len(present) // 2]
+    checks = (
+        ("enough_values", len(present) >= ENUM_MIN_VALUES),
+        ("few_distinct", 2 <= len(counts) <= ENUM_MAX_DISTINCT),
+        ("low_cardinality", len(counts) <= ENUM_MAX_DISTINCT_SHARE * max(len(present), 1)),
+        ("code_like", all(len(v) <= ENUM_MAX_LENGTH and _CODE_RE.match(v) for v in counts)),
+        ("each_repeats", bool(counts) and min(counts.values()) >= 2),
+        ("stable", len(set(half)) == len(counts)),
+    )
+    failed = [name for name, ok in checks if not ok]
+    facts["failed"] = failed
+    return not failed, facts
 
 
 def looks_like_list(value):

@@ -50,6 +50,10 @@ DEFAULT_POLICY = dict(
     # A column whose name matches this is expected to be a foreign key; group "stem" names
     # the table it probably points at.
     fk_column_pattern=r"(?P<stem>[a-z][a-z0-9_]*)_id",
+    # ... unless a word of the stem is an ordinal (sequence_id, position_id, line_id, version_id:
+    # a number in an order, not a reference) and no table of that name exists.
+    ordinal_name_pattern=r"(^|_)(seq|sequence|ordinal|position|pos|sort|rank|line|lineno|version|revision|rev|"
+    r"step|idx|index|num|number|no|nr|priority|slot|iteration|attempt|generation|epoch|page|row)(_|$)",
     # Names that hold money (word-wise match, case-insensitive).
     money_name_pattern=r"(^|_)(price|amount|total|subtotal|cost|balance|fee|tax|salary|payment)(_|$)",
     # int4 primary keys: flag when the estimated or expected rows reach this number.
@@ -222,6 +226,20 @@ class Context:
                 ) from None
         self.relations = [t for t in catalog.relations() if not t.partition_of]
         self.tables = [t for t in self.relations if t.is_table]
+        # Partitions are reviewed by the rules whose findings can differ from one partition to
+        # the next (indexes, FKs); review() folds what holds on every partition into the parent.
+        self.partitions = [t for t in catalog.relations(("r", "p")) if t.partition_of]
+        self.by_name = dict((t.qualified, t) for t in catalog.relations())
+        self.children = OrderedDict()
+        for part in self.partitions:
+            self.children.setdefault(part.partition_of, []).append(part)
+
+    @property
+    def tables_and_partitions(self):
+        return self.tables + self.partitions
+
+    def partitions_of(self, table):
+        return self.children.get(table.qualified, [])
 
     def expected(self, table):
         for key in (table.qualified, table.name):
@@ -294,12 +312,93 @@ def no_primary_key(ctx):
         )
 
 
+def _strip_parens(text):
+    """'((a))' -> 'a'; '(a) AND (b)' stays as it is (its outer parentheses are not one pair)."""
+    text = text.strip()
+    while text.startswith("(") and text.endswith(")"):
+        depth = 0
+        for i, ch in enumerate(text):
+            depth += ch == "("
+            depth -= ch == ")"
+            if depth == 0 and i < len(text) - 1:
+                return text
+        text = text[1:-1].strip()
+    return text
+
+
+def _split_top(text, word):
+    """Split ``text`` on a top-level boolean ``word`` (AND / OR), outside parentheses and quotes."""
+    parts, depth, start, i, quote = [], 0, 0, 0, None
+    pat = re.compile(r"\s%s\s" % word, re.IGNORECASE)
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in ("'", '"'):
+            quote = ch
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif depth == 0:
+            m = pat.match(text, i)
+            if m:
+                parts.append(text[start:i])
+                start = i = m.end()
+                continue
+        i += 1
+    parts.append(text[start:])
+    return [p.strip() for p in parts]
+
+
+_IS_NOT_NULL = re.compile(
+    r'^(?:"((?:[^"]|"")+)"|([A-Za-z_][A-Za-z0-9_$]*))\s+IS\s+NOT\s+NULL$', re.IGNORECASE
+)
+
+
+def predicate_implied_by_fk(predicate, columns):
+    """True when the partial index predicate is implied by ``col = $1`` on every FK column.
+
+    PostgreSQL's foreign key check runs ``SELECT 1 FROM ONLY child x WHERE col = $1 ...
+    FOR KEY SHARE OF x``; its planner (predtest.c) can use a partial index only when that
+    WHERE clause proves the predicate. ``col = $1`` (a strict operator) proves ``col IS NOT
+    NULL`` and nothing else about the row, so the predicates that qualify are ANDs and ORs
+    of ``<fk column> IS NOT NULL``. ``WHERE status = 'x'`` (or any other) cannot be used.
+    """
+    if not predicate:
+        return True
+    text = _strip_parens(str(predicate))
+    ors = _split_top(text, "OR")
+    if len(ors) > 1:
+        return any(predicate_implied_by_fk(p, columns) for p in ors)
+    ands = _split_top(text, "AND")
+    if len(ands) > 1:
+        return all(predicate_implied_by_fk(p, columns) for p in ands)
+    m = _IS_NOT_NULL.match(text)
+    if not m:
+        return False
+    name = m.group(1).replace('""', '"') if m.group(1) is not None else m.group(2)
+    return name in columns or (m.group(2) is not None and name.lower() in columns)
+
+
 def index_supports_fk(index, fk):
-    """True when ``index`` (valid, full, btree) leads with exactly the columns of ``fk``."""
-    if not index.valid or index.predicate or index.method not in ("btree", None):
+    """True when PostgreSQL's foreign key check can use ``index``.
+
+    A valid btree whose leading key columns are exactly the FK's columns (any order),
+    full or partial with a predicate the check's ``WHERE col = $1`` implies (see
+    ``predicate_implied_by_fk``); or a hash index on a single-column FK.
+    """
+    if not index.valid:
+        return False
+    if index.predicate and not predicate_implied_by_fk(index.predicate, fk.columns):
         return False
     need = set(fk.columns)
     cols = [_unquote(c) for c in index.columns]
+    if index.method == "hash":
+        return len(need) == 1 and cols == list(need)
+    if index.method not in ("btree", None):
+        return False
     return set(cols[: len(need)]) == need
 
 
@@ -309,29 +408,37 @@ def _fk_supported(t, fk):
 
 @rule("SR-KEY-002", "Foreign key without a supporting index", "medium")
 def fk_without_index(ctx):
-    for t in ctx.tables:
+    for t in ctx.tables_and_partitions:
+        if t.kind == "p" and ctx.partitions_of(t):
+            continue  # the FK check reads the partitions: their findings fold into this table
         for fk in t.foreign_keys:
             if _fk_supported(t, fk):
                 continue
-            obj = _obj(t, fk.columns[0]) if len(fk.columns) == 1 else _obj(t)
-            yield _finding(
-                ctx,
-                "SR-KEY-002",
-                obj,
-                "Foreign key %s on %s (%s) has no index whose leading columns are (%s)."
-                % (fk.name, t.qualified, ", ".join(fk.columns), ", ".join(fk.columns)),
-                "Every DELETE or key UPDATE on %s.%s scans %s to check for referencing rows, and "
-                "joins from the parent to its children cannot use an index."
-                % (fk.ref_schema, fk.ref_table, t.qualified),
-                "CREATE INDEX CONCURRENTLY %s ON %s (%s);"
-                % (qi(_index_name(t, fk.columns)), _tq(t), _cols(fk.columns)),
-                dict(
-                    constraint=fk.name,
-                    columns=list(fk.columns),
-                    references="%s.%s" % (fk.ref_schema, fk.ref_table),
-                    row_estimate=t.row_estimate,
-                ),
-            )
+            yield _fk_without_index_finding(ctx, t, fk)
+
+
+def _fk_without_index_finding(ctx, t, fk, partitions=None):
+    obj = _obj(t, fk.columns[0]) if len(fk.columns) == 1 else _obj(t)
+    where = t.qualified
+    if partitions:
+        where = "%s (all %d of its partitions)" % (t.qualified, len(partitions))
+    return _finding(
+        ctx,
+        "SR-KEY-002",
+        obj,
+        "Foreign key %s on %s (%s) has no index whose leading columns are (%s)."
+        % (fk.name, where, ", ".join(fk.columns), ", ".join(fk.columns)),
+        "Every DELETE or key UPDATE on %s.%s scans %s to check for referencing rows, and "
+        "joins from the parent to its children cannot use an index." % (fk.ref_schema, fk.ref_table, where),
+        _create_index_sql(ctx, t, fk.columns),
+        dict(
+            constraint=fk.name,
+            columns=list(fk.columns),
+            references="%s.%s" % (fk.ref_schema, fk.ref_table),
+            row_estimate=t.row_estimate,
+            table=t.qualified,
+        ),
+    )
 
 
 @rule("SR-KEY-003", "Foreign key type differs from the referenced column", "high")
@@ -366,6 +473,7 @@ def fk_type_mismatch(ctx):
 @rule("SR-KEY-004", "Column named like a foreign key without one", "low")
 def id_without_fk(ctx):
     pattern = re.compile(ctx.policy["fk_column_pattern"])
+    ordinal = re.compile(ctx.policy["ordinal_name_pattern"]) if ctx.policy["ordinal_name_pattern"] else None
     for t in ctx.tables:
         fk_cols = {c for fk in t.foreign_keys for c in fk.columns}
         pk = t.primary_key
@@ -387,6 +495,8 @@ def id_without_fk(ctx):
                     break
             if target is t:
                 continue
+            if target is None and ordinal is not None and ordinal.search(stem):
+                continue  # sequence_id, line_id: a position in an order, and nothing it could point at
             if pk_cols and col.name in pk_cols and len(pk_cols) == 1:
                 # The table's own key (e.g. orders.order_id): not a reference.
                 continue
@@ -451,12 +561,39 @@ def _index_key(i):
 
 
 def _drop_index(t, i):
+    if t.kind == "p":
+        return (
+            "DROP INDEX %s;  -- a partitioned index: CONCURRENTLY is not supported, and this drops the "
+            "index on every partition under an ACCESS EXCLUSIVE lock" % qualified_text(t.schema, i.name)
+        )
+    if i.parent_index:
+        return (
+            "-- %s is attached to the parent's index %s: drop that one on the parent instead:\n"
+            "DROP INDEX %s;" % (i.name, i.parent_index, qualified_text(t.schema, i.parent_index))
+        )
     return "DROP INDEX CONCURRENTLY %s;" % qualified_text(t.schema, i.name)
+
+
+def _create_index_sql(ctx, t, columns):
+    """CREATE INDEX for ``t``; on a partitioned table the sequence that never locks it for long:
+    the parent's index ON ONLY (invalid until every partition has one), each partition's
+    built CONCURRENTLY, then attached."""
+    name = _index_name(t, columns)
+    if t.kind != "p":
+        return "CREATE INDEX CONCURRENTLY %s ON %s (%s);" % (qi(name), _tq(t), _cols(columns))
+    lines = ["CREATE INDEX %s ON ONLY %s (%s);" % (qi(name), _tq(t), _cols(columns))]
+    for part in ctx.partitions_of(t):
+        lines.append(_create_index_sql(ctx, part, columns))
+        lines.append(
+            "ALTER INDEX %s ATTACH PARTITION %s;"
+            % (qualified_text(t.schema, name), qualified_text(part.schema, _index_name(part, columns)))
+        )
+    return "\n".join(lines)
 
 
 @rule("SR-IDX-001", "Duplicate index", "medium")
 def duplicate_indexes(ctx):
-    for t in ctx.tables:
+    for t in ctx.tables_and_partitions:
         groups = OrderedDict()
         for i in t.indexes:
             if i.valid:
@@ -465,7 +602,11 @@ def duplicate_indexes(ctx):
             if len(same) < 2:
                 continue
             # Keep the one that backs a constraint (or is unique), drop the others.
-            ranked = sorted(same, key=lambda i: (not i.primary, not i.constraint, not i.unique, i.name))
+            # (and, on a partition, the one attached to the parent's index: it cannot go alone)
+            ranked = sorted(
+                same,
+                key=lambda i: (not i.primary, not i.constraint, not i.parent_index, not i.unique, i.name),
+            )
             keep = ranked[0]
             for dup in ranked[1:]:
                 if dup.constraint:
@@ -489,13 +630,15 @@ def duplicate_indexes(ctx):
                         columns=list(keep.columns),
                         bytes=dup.bytes,
                         kept_backs_constraint=keep.constraint,
+                        method=keep.method,
+                        table=t.qualified,
                     ),
                 )
 
 
 @rule("SR-IDX-002", "Redundant index (prefix of another)", "low")
 def redundant_indexes(ctx):
-    for t in ctx.tables:
+    for t in ctx.tables_and_partitions:
         valid = [i for i in t.indexes if i.valid and i.method == "btree"]
         for a in valid:
             if a.unique or a.primary or a.constraint:
@@ -510,6 +653,8 @@ def redundant_indexes(ctx):
                     continue
                 if kb[1][:n] != ka[1] or tuple(kb[2][:n]) != tuple(ka[2][:n]):
                     continue
+                if a.parent_index and not b.parent_index:
+                    continue  # dropping a would drop the parent's index on every partition
                 yield _finding(
                     ctx,
                     "SR-IDX-002",
@@ -519,14 +664,42 @@ def redundant_indexes(ctx):
                     "The longer index serves every lookup the shorter one does; the shorter one only "
                     "costs writes, disk and cache.",
                     _drop_index(t, a),
-                    dict(redundant=a.name, covered_by=b.name, columns=list(a.columns), bytes=a.bytes),
+                    dict(
+                        redundant=a.name,
+                        covered_by=b.name,
+                        columns=list(a.columns),
+                        covering_columns=list(b.columns),
+                        bytes=a.bytes,
+                        table=t.qualified,
+                    ),
                 )
                 break
 
 
+def _invalid_index_fix(ctx, t, i):
+    if t.kind != "p":
+        return "REINDEX INDEX CONCURRENTLY %s;\n-- or, if it is not needed: %s" % (
+            qualified_text(t.schema, i.name),
+            _drop_index(t, i),
+        )
+    # A partitioned index is invalid until every partition has an index attached to it.
+    cols = [_unquote(c) for c in i.columns]
+    lines = ["-- %s stays invalid until each partition has an index attached to it:" % i.name]
+    for part in ctx.partitions_of(t):
+        if any(x.parent_index == i.name for x in part.indexes):
+            continue
+        lines.append(_create_index_sql(ctx, part, cols))
+        lines.append(
+            "ALTER INDEX %s ATTACH PARTITION %s;"
+            % (qualified_text(t.schema, i.name), qualified_text(part.schema, _index_name(part, cols)))
+        )
+    lines.append("-- or, if it is not needed: %s" % _drop_index(t, i))
+    return "\n".join(lines)
+
+
 @rule("SR-IDX-003", "Invalid index", "high")
 def invalid_indexes(ctx):
-    for t in ctx.tables:
+    for t in ctx.tables_and_partitions:
         for i in t.indexes:
             if i.valid:
                 continue
@@ -538,9 +711,15 @@ def invalid_indexes(ctx):
                 % (i.name, t.qualified),
                 "The planner never uses an invalid index but every write still maintains it; a unique "
                 "one may not be enforcing uniqueness.",
-                "REINDEX INDEX CONCURRENTLY %s;\n-- or, if it is not needed: %s"
-                % (qualified_text(t.schema, i.name), _drop_index(t, i)),
-                dict(index=i.name, definition=i.definition, ready=i.ready),
+                _invalid_index_fix(ctx, t, i),
+                dict(
+                    index=i.name,
+                    definition=i.definition,
+                    ready=i.ready,
+                    columns=list(i.columns),
+                    method=i.method,
+                    table=t.qualified,
+                ),
             )
 
 
@@ -564,6 +743,179 @@ def unique_index_not_constraint(ctx):
                 "ALTER TABLE %s ADD CONSTRAINT %s UNIQUE USING INDEX %s;" % (_tq(t), qi(i.name), qi(i.name)),
                 dict(index=i.name, columns=list(i.columns)),
             )
+
+
+# -- partitions ------------------------------------------------------------------------------
+def _fk_signature(fk):
+    return (tuple(fk.columns), fk.ref_schema, fk.ref_table, tuple(fk.ref_columns))
+
+
+@rule("SR-PART-001", "Partition without a foreign key its sibling partitions have", "medium")
+def partition_missing_fk(ctx):
+    for parent, parts in ctx.children.items():
+        if len(parts) < 2:
+            continue
+        having = OrderedDict()
+        example = {}
+        for part in parts:
+            for fk in part.foreign_keys:
+                sig = _fk_signature(fk)
+                having.setdefault(sig, set()).add(part.qualified)
+                example.setdefault(sig, fk)
+        for sig, names in having.items():
+            missing = [p for p in parts if p.qualified not in names]
+            if not missing or len(names) < len(missing):
+                continue  # all have it, or most do not: not "its siblings have"
+            fk = example[sig]
+            for part in missing:
+                name = _truncate("%s_%s_fkey" % (part.name, "_".join(fk.columns)))
+                yield _finding(
+                    ctx,
+                    "SR-PART-001",
+                    _obj(part),
+                    "Partition %s of %s has no foreign key (%s) -> %s.%s (%s), which %d of its %d sibling "
+                    "partitions have."
+                    % (
+                        part.qualified,
+                        parent,
+                        ", ".join(fk.columns),
+                        fk.ref_schema,
+                        fk.ref_table,
+                        ", ".join(fk.ref_columns),
+                        len(names),
+                        len(parts) - 1,
+                    ),
+                    "Rows routed to this partition are not checked: orphans can be written there only, "
+                    "and a query that trusts the constraint on the other partitions is wrong on this one.",
+                    "ALTER TABLE %s ADD CONSTRAINT %s FOREIGN KEY (%s) REFERENCES %s (%s) NOT VALID;\n"
+                    "ALTER TABLE %s VALIDATE CONSTRAINT %s;\n"
+                    "-- or declare it once on %s, and every partition (also future ones) has it."
+                    % (
+                        _tq(part),
+                        qi(name),
+                        _cols(fk.columns),
+                        qualified_text(fk.ref_schema, fk.ref_table),
+                        _cols(fk.ref_columns),
+                        _tq(part),
+                        qi(name),
+                        parent,
+                    ),
+                    dict(
+                        partition_of=parent,
+                        columns=list(fk.columns),
+                        references="%s.%s" % (fk.ref_schema, fk.ref_table),
+                        siblings_with_it=sorted(names),
+                        table=part.qualified,
+                    ),
+                )
+
+
+# Findings of these rules that hold on every partition of a table become one finding on the
+# table; the evidence keys say when two findings are "the same" on two partitions.
+_PARTITION_GROUPS = {
+    "SR-KEY-002": ("columns", "references"),
+    "SR-IDX-001": ("columns", "method"),
+    "SR-IDX-002": ("columns", "covering_columns"),
+    "SR-IDX-003": ("columns", "method"),
+}
+
+
+def _group_key(f):
+    keys = _PARTITION_GROUPS.get(f.rule)
+    if keys is None or "table" not in f.evidence:
+        return None
+    return (f.rule,) + tuple(repr(f.evidence.get(k)) for k in keys)
+
+
+def _depth(ctx, table):
+    n = 0
+    while table is not None and table.partition_of and n < 64:
+        table = ctx.by_name.get(table.partition_of)
+        n += 1
+    return n
+
+
+def group_partition_findings(ctx, findings):
+    """Fold findings that hold on EVERY partition of a table into one finding on that table.
+
+    Deepest parents first, so a sub-partitioned partition's folded finding can fold again.
+    Findings on only some partitions stay on those partitions.
+    """
+    out = list(findings)
+    parents = sorted(ctx.children, key=lambda q: -_depth(ctx, ctx.by_name.get(q)))
+    for qualified in parents:
+        parent = ctx.by_name.get(qualified)
+        parts = ctx.children[qualified]
+        if parent is None or not parts:
+            continue
+        names = {p.qualified for p in parts}
+        buckets = OrderedDict()
+        own = {}
+        for f in out:
+            key = _group_key(f)
+            if key is None:
+                continue
+            if f.evidence["table"] in names:
+                buckets.setdefault(key, []).append(f)
+            elif f.evidence["table"] == qualified:
+                own.setdefault(key, f)
+        for key, items in buckets.items():
+            if {f.evidence["table"] for f in items} != names:
+                continue  # partition-specific: stays on the partitions it concerns
+            drop = {id(f) for f in items}
+            out = [f for f in out if id(f) not in drop]
+            merged = own.get(key)
+            if merged is None:
+                merged = _parent_finding(ctx, parent, items)
+                out.append(merged)
+            else:
+                merged.message = "%s The same holds on all %d partitions of %s." % (
+                    merged.message,
+                    len(parts),
+                    qualified,
+                )
+            merged.evidence["partitions"] = len(parts)
+            merged.evidence["partition_names"] = sorted(names)
+    return out
+
+
+def _parent_finding(ctx, parent, items):
+    first = items[0]
+    if first.rule == "SR-KEY-002":
+        fk = next(
+            (
+                fk
+                for p in ctx.partitions_of(parent)
+                for fk in p.foreign_keys
+                if list(fk.columns) == first.evidence["columns"]
+            ),
+            None,
+        )
+        if fk is not None:
+            f = _fk_without_index_finding(ctx, parent, fk, partitions=ctx.partitions_of(parent))
+            f.severity = first.severity
+            return f
+    fixes = []
+    for f in sorted(items, key=lambda x: x.object):
+        if f.fix and f.fix not in fixes:
+            fixes.append(f.fix)
+    column = (
+        first.object[len(first.evidence["table"]) + 1 :] if first.object != first.evidence["table"] else None
+    )
+    evidence = dict(first.evidence)
+    evidence["table"] = parent.qualified
+    evidence["example"] = first.message
+    return fnd.Finding(
+        rule=first.rule,
+        severity=first.severity,
+        object=_obj(parent, column or None),
+        message="All %d partitions of %s: %s"
+        % (len(ctx.partitions_of(parent)), parent.qualified, first.message[:1].lower() + first.message[1:]),
+        why=first.why,
+        fix="\n".join(fixes),
+        evidence=evidence,
+        title=first.title,
+    )
 
 
 # -- types -----------------------------------------------------------------------------------
@@ -993,45 +1345,49 @@ def missing_not_null(ctx):
         data = _sampled(ctx, t)
         if data is None:
             continue
-        for col in t.columns:
-            if col.not_null or col.name not in data["columns"]:
-                continue
-            if not profiling.null_free(profiling.column_values(data, col.name)):
-                continue
-            check = qi(_truncate("%s_%s_not_null" % (t.name, col.name)))
+        for col in profiling.null_candidates(t, data):
+            state, evidence = profiling.null_evidence(data, col)
+            if state == "has_nulls":
+                continue  # the sample missed them; SET NOT NULL would fail
+            check = qi(_truncate("%s_%s_not_null" % (t.name, col)))
+            safe = (
+                "ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s IS NOT NULL) NOT VALID;\n"
+                "ALTER TABLE %s VALIDATE CONSTRAINT %s;  -- fails, changing nothing, if a NULL exists\n"
+                "ALTER TABLE %s ALTER COLUMN %s SET NOT NULL;  -- PostgreSQL 12+ uses the check, no scan\n"
+                "ALTER TABLE %s DROP CONSTRAINT %s;"
+                % (_tq(t), check, qi(col), _tq(t), check, _tq(t), qi(col), _tq(t), check)
+            )
+            if state == "exact":
+                message = "%s.%s is nullable but holds no NULL: %s." % (t.qualified, col, evidence)
+                fix = (
+                    "-- SET NOT NULL takes an ACCESS EXCLUSIVE lock and scans the whole table.\n"
+                    "ALTER TABLE %s ALTER COLUMN %s SET NOT NULL;\n"
+                    "-- On a busy table, the same without the long lock:\n" % (_tq(t), qi(col))
+                ) + "\n".join("-- " + line for line in safe.split("\n"))
+            else:
+                message = (
+                    "%s.%s is nullable and probably always filled in: %s. Only a sample was read, so "
+                    "check the whole table before adding NOT NULL." % (t.qualified, col, evidence)
+                )
+                fix = (
+                    "-- Sampled, not proven: this must return 0 before anything else\n"
+                    "SELECT count(*) FROM %s WHERE %s IS NULL;\n" % (_tq(t), qi(col))
+                ) + safe
             yield _finding(
                 ctx,
                 "SR-CONS-001",
-                _obj(t, col.name),
-                "%s.%s is nullable but none of the %s sampled rows holds a NULL."
-                % (t.qualified, col.name, _rows_text(data["sampled"])),
+                _obj(t, col),
+                message,
                 "A column that is always filled in should say so: NOT NULL documents the rule, stops "
                 "the first bad row, and lets the planner and the application rely on it.",
-                "-- SET NOT NULL takes an ACCESS EXCLUSIVE lock and scans the whole table.\n"
-                "ALTER TABLE %s ALTER COLUMN %s SET NOT NULL;\n"
-                "-- On a big table, prove it first without the long lock (PostgreSQL 12+ skips the scan):\n"
-                "-- ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s IS NOT NULL) NOT VALID;\n"
-                "-- ALTER TABLE %s VALIDATE CONSTRAINT %s;\n"
-                "-- ALTER TABLE %s ALTER COLUMN %s SET NOT NULL;\n"
-                "-- ALTER TABLE %s DROP CONSTRAINT %s;"
-                % (
-                    _tq(t),
-                    qi(col.name),
-                    _tq(t),
-                    check,
-                    qi(col.name),
-                    _tq(t),
-                    check,
-                    _tq(t),
-                    qi(col.name),
-                    _tq(t),
-                    check,
-                ),
+                fix,
                 dict(
                     sampled_rows=data["sampled"],
+                    sample_method=data.get("method"),
                     nulls=0,
-                    row_estimate=t.row_estimate,
-                    evidence="no NULL in %s sampled rows" % _rows_text(data["sampled"]),
+                    exact=state == "exact",
+                    row_estimate=data.get("row_estimate", t.row_estimate),
+                    evidence=evidence,
                 ),
             )
 
@@ -1371,9 +1727,17 @@ def _check_mentions(t, column):
 
 @rule("SR-TYPE-009", "Enum-like text column without CHECK or lookup table", "low")
 def enum_like_text(ctx):
+    """A suggestion, made only on strong evidence.
+
+    With sampled rows (profile) the values must look like codes from a small closed set
+    (``profiling.enum_evidence``): a province or MIME type column named ``state`` or
+    ``mime_type`` is free text, not an enum. Without rows (DDL, no profile) only the name
+    speaks: the finding is an info-level suggestion saying it was not checked on data.
+    """
     pattern = re.compile(ctx.policy["enum_name_pattern"], re.IGNORECASE)
     for t in ctx.tables:
         fk_cols = {c for fk in t.foreign_keys for c in fk.columns}
+        data = _sampled(ctx, t)
         for col in t.columns:
             base, _m, is_array = type_info(col.type)
             if is_array or base not in ("text", "character varying", "character") or col.generated:
@@ -1381,19 +1745,58 @@ def enum_like_text(ctx):
             if not pattern.search(col.name) or col.name in fk_cols or _check_mentions(t, col.name):
                 continue
             lookup = qualified_text(t.schema, _truncate("%s_%s" % (t.name.rstrip("s"), col.name)))
-            yield _finding(
+            check_name = qi(_truncate("%s_%s_check" % (t.name, col.name)))
+            evidence = dict(type=col.type, columns=[col.name])
+            if data is not None and col.name in data["columns"]:
+                is_enum, facts = profiling.enum_evidence(profiling.column_values(data, col.name))
+                if not is_enum:
+                    continue  # free text (places, MIME types, names): no suggestion
+                codes = facts["codes"]
+                message = (
+                    "%s.%s (%s) looks like a code from a small fixed set: %d distinct short codes (%s) in a "
+                    "random sample of %s rows, all already present in the first half of the sample. "
+                    "Consider a CHECK constraint or a lookup table."
+                    % (
+                        t.qualified,
+                        col.name,
+                        col.type,
+                        len(codes),
+                        ", ".join(codes),
+                        _rows_text(data["sampled"]),
+                    )
+                )
+                values = ", ".join("'%s'" % v.replace("'", "''") for v in codes)
+                severity = None
+                evidence.update(
+                    sampled_rows=data["sampled"], distinct=len(codes), values=codes, checked="sample"
+                )
+            else:
+                message = (
+                    "%s.%s (%s) is named like a code from a fixed set and nothing limits its values; if it "
+                    "is one, consider a CHECK constraint or a lookup table (only the name was checked: "
+                    "profile: true on a live database looks at the values)."
+                    % (t.qualified, col.name, col.type)
+                )
+                values = "'...', '...'"
+                severity = "info"
+                evidence.update(checked="name only")
+            finding = _finding(
                 ctx,
                 "SR-TYPE-009",
                 _obj(t, col.name),
-                "%s.%s (%s) is named like a code from a fixed set but nothing limits its values."
-                % (t.qualified, col.name, col.type),
+                message,
                 "Free text where a small set of codes is meant lets 'Shipped', 'shipped ' and 'shiped' "
                 "all in; reports then count them apart and code paths miss them.",
-                "ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s IN ('...', '...')) NOT VALID;\n"
+                "-- a suggestion: check that the set of values is closed first\n"
+                "ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s IN (%s)) NOT VALID;\n"
+                "ALTER TABLE %s VALIDATE CONSTRAINT %s;\n"
                 "-- or: CREATE TABLE %s (code text PRIMARY KEY); and a foreign key to it."
-                % (_tq(t), qi(_truncate("%s_%s_check" % (t.name, col.name))), qi(col.name), lookup),
-                dict(type=col.type, columns=[col.name]),
+                % (_tq(t), check_name, qi(col.name), values, _tq(t), check_name, lookup),
+                evidence,
             )
+            if severity and "SR-TYPE-009" not in ctx.policy["severities"]:
+                finding.severity = severity
+            yield finding
 
 
 # -- running the review ---------------------------------------------------------------------
@@ -1439,6 +1842,7 @@ def merge_policy(policy):
         )
     for name, pattern in [
         ("fk_column_pattern", merged["fk_column_pattern"]),
+        ("ordinal_name_pattern", merged["ordinal_name_pattern"]),
         ("money_name_pattern", merged["money_name_pattern"]),
         ("enum_name_pattern", merged["enum_name_pattern"]),
     ] + [("naming.%s" % k, v) for k, v in merged["naming"].items()]:
@@ -1544,6 +1948,7 @@ def review(
             continue
         ran.append(rule_id)
         out.extend(meta["check"](ctx) or [])
+    out = group_partition_findings(ctx, out)
     applied = []
     for d in decisions:
         matched = []
@@ -1566,6 +1971,7 @@ def review(
         database=catalog.database,
         counts=fnd.counts(out),
         tables_reviewed=len(ctx.tables),
+        partitions_reviewed=len(ctx.partitions),
         views_reviewed=len([t for t in ctx.relations if not t.is_table]),
         rules_run=ran,
         rules_disabled=[r for r in RULES if r not in ran and r not in not_run],
@@ -1586,7 +1992,8 @@ def review(
         summary["profile"] = dict(
             enabled=False,
             note="SR-CONS-001, SR-NORM-003 and SR-NORM-004 read sampled rows; "
-            "they did not run: set profile: true.",
+            "they did not run: set profile: true. SR-TYPE-009 then also checks the values "
+            "(without them it judges by the column name only, as an info-level suggestion).",
         )
     if query_results is not None:
         summary["query_patterns"] = dict(

@@ -16,7 +16,11 @@ description:
     estimates and usage statistics of one database with a fixed number of catalog
     queries, whatever the size of the schema.
   - Takes no lock on any user table (sizes come from C(pg_class.relpages), as of the
-    last VACUUM or ANALYZE), so it is safe on a busy primary.
+    last VACUUM or ANALYZE), so it is safe on a busy primary. A partitioned table has no
+    storage of its own and a never analyzed table an unknown size, so their C(table_bytes) is
+    null, never negative.
+  - On partitions, constraints copied from the parent have C(inherited=true) and indexes
+    attached to the parent's index name it in C(parent_index).
   - This is the model that schema review, the data dictionary, index advice and the
     PII inventory read.
 author:

@@ -17,7 +17,10 @@ description:
     and writes it under O(dest) as a Markdown data dictionary and ER diagrams.
   - The Markdown has, per table, its columns (type, nullability, default, comment), keys,
     constraints, indexes, the foreign keys that reference it, and its row estimate and size
-    when they are known (live database only).
+    when they are known (live database only). A partitioned table's size is the sum of its
+    partitions'; a table never vacuumed nor analyzed shows its size as unknown.
+  - Names and comments are escaped for each output (HTML and C(|) in Markdown, labels in Mermaid,
+    DBML and DOT), so a comment or quoted identifier cannot inject markup.
   - Diagrams are written as Mermaid (C(erDiagram)), DBML (importable by dbdiagram.io),
     Graphviz DOT, and SVG rendered by Graphviz's C(dot).
   - Files are written atomically and only when their content changed; a second run over the

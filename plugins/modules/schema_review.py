@@ -21,7 +21,20 @@ description:
     varchar(n), floating point for money, int4 primary keys on tables expected to grow, enum-like
     text columns without CHECK or lookup table, composition children without a decided ON DELETE,
     naming convention, reserved words, identifiers over 63 bytes, inconsistent foreign key column
-    names, plural/singular table names (by policy), repeating groups and arrays of keys."
+    names, plural/singular table names (by policy), repeating groups and arrays of keys, and
+    partitions without a foreign key their sibling partitions have (C(SR-PART-001))."
+  - "Partitions are reviewed too (foreign keys without an index, duplicate, redundant and invalid
+    indexes). A problem found on every partition of a table is one finding on the partitioned table,
+    with C(evidence.partitions) (the count) and C(evidence.partition_names); a problem on only some
+    partitions is reported on each of them. A partial index counts for a foreign key when PostgreSQL's
+    own check (C(SELECT 1 FROM ONLY child WHERE fk = $1 FOR KEY SHARE)) can use it, that is when its
+    predicate is C(fk IS NOT NULL) (or ANDs/ORs of such terms); a hash index counts for a one-column
+    foreign key."
+  - "C(SR-TYPE-009) (enum-like text) is a suggestion. With O(profile=true) it needs the sampled values
+    to look like codes from a small closed set (short, one case, no space or slash, few distinct values
+    compared with the sample, each repeated, none new in the second half of the sample): provinces or
+    MIME types are not flagged. Without sampled rows it judges by the column name only, at severity
+    info."
   - "With O(profile=true) on a live database it also samples rows and reports nullable columns
     that hold no NULL (C(SR-CONS-001)), comma-separated lists in text columns (C(SR-NORM-003)) and
     functional dependencies between non-key columns or on part of a composite key (C(SR-NORM-004))."
@@ -52,7 +65,10 @@ options:
         C(SR-NAME-*)), C(severities) (rule id to severity), C(naming) (object kind C(table), C(view),
         C(column), C(index) or C(constraint) to a regular expression every name must match in full;
         null disables the check for that kind), C(fk_column_pattern) (regular expression of column
-        names expected to be foreign keys; group C(stem) names the table), C(money_name_pattern),
+        names expected to be foreign keys; group C(stem) names the table), C(ordinal_name_pattern)
+        (regular expression searched in that stem; when it matches and no table of that name exists,
+        the column is an ordinal such as C(sequence_id) or C(line_id), not a missing foreign key;
+        null turns this off), C(money_name_pattern),
         C(int4_pk_max_rows) (default 100000000), C(repeating_group_min) (default 3),
         C(table_names) (C(plural), C(singular) or C(any), the default, which turns C(SR-NAME-005) off)
         and C(enum_name_pattern) (column names that hold a code from a fixed set, for C(SR-TYPE-009)).
@@ -79,15 +95,23 @@ options:
       - Sample the rows of each table (live database only) and run the rules that need data
         (C(SR-CONS-001), C(SR-NORM-003), C(SR-NORM-004)). Without it those rules do not run, and the
         summary says so.
-      - Read-only; one SELECT per table (C(TABLESAMPLE SYSTEM) on big tables) in a READ ONLY
-        transaction, with O(statement_timeout) or 30s when that is unset. Tables over 10 GiB are skipped
-        and listed in C(summary.profile.skipped).
+      - Read-only; one SELECT per table in a READ ONLY transaction, with O(statement_timeout) or 30s
+        when that is unset. The rows are a random sample (C(TABLESAMPLE BERNOULLI) up to 256 MiB,
+        C(TABLESAMPLE SYSTEM) above, then C(ORDER BY random()); every row of tables smaller than
+        O(sample_rows)), never the first rows of the table. Tables over 10 GiB are skipped and listed in
+        C(summary.profile.skipped).
+      - C(SR-CONS-001) (SET NOT NULL) is certain only when the whole table was checked; on tables of up
+        to 200,000 estimated rows the NULLs of the candidate columns are counted with one more scan
+        (no proposal when there are some). On bigger tables the finding says it comes from a sample of
+        N of about M rows and its fix starts with a precheck and the safe sequence (CHECK ... NOT VALID,
+        VALIDATE, SET NOT NULL), which stops harmlessly if a NULL exists.
       - Ignored when reviewing DDL files (O(src)).
     type: bool
     default: false
   sample_rows:
     description:
-      - At most this many rows are read per table when O(profile=true). Evidence names how many were read.
+      - At most this many rows are sampled per table when O(profile=true). Evidence names how many were
+        read, of about how many, and whether the result is exact (whole table) or sampled.
     type: int
     default: 10000
   query_patterns:
@@ -171,7 +195,8 @@ findings:
 summary:
   description:
     - C(source) (C(database) or C(ddl)), C(database), C(counts) by severity (with C(suppressed) and
-      C(total)), C(tables_reviewed), C(views_reviewed), C(rules_run), C(rules_disabled),
+      C(total)), C(tables_reviewed), C(partitions_reviewed), C(views_reviewed), C(rules_run),
+      C(rules_disabled),
       C(denormalization_decisions) (each with the findings it suppressed), C(unused_suppressions),
       C(rules_not_run) (rule id to the reason, such as profile or query_patterns not set), C(profile)
       (C(enabled), C(sample_rows), C(tables_sampled), C(rows_sampled), C(skipped)) and, with

@@ -8,6 +8,7 @@ mode writes nothing, and the DBML validates with @dbml/cli's dbml2sql. Install i
 """
 
 import os
+import re
 import shutil
 import subprocess
 import uuid
@@ -139,3 +140,58 @@ def test_bad_ddl_fails_with_file_and_line(run_playbook, tmp_path):
     assert res.rc != 0 and r["failed"] is True
     assert "bad.sql:3" in r["msg"] and "syntax error" in r["msg"]
     assert "Traceback" not in r["msg"]
+
+
+PARTITIONED_HOSTILE_SQL = """
+CREATE TABLE readings (taken_on date NOT NULL, sensor int NOT NULL, value numeric)
+    PARTITION BY RANGE (taken_on);
+CREATE TABLE readings_2024 PARTITION OF readings FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+CREATE TABLE readings_2025 PARTITION OF readings FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+INSERT INTO readings SELECT DATE '2024-01-01' + (i % 700), i % 17, i FROM generate_series(1, 5000) i;
+CREATE TABLE never_analyzed (id int);
+CREATE TABLE "<script>alert(1)</script>|t" (id int PRIMARY KEY, "x|y" text);
+COMMENT ON TABLE "<script>alert(1)</script>|t" IS '<script>alert(1)</script> | and a
+second line';
+"""
+
+
+def test_partitioned_sizes_and_hostile_names(pg, run_playbook, tmp_path):
+    """No negative size (relpages -1 of a partitioned table); names and comments cannot inject HTML."""
+    name = pg.createdb("dd_%s" % uuid.uuid4().hex[:10])
+    try:
+        with pg.connect(name) as conn, conn.cursor() as cur:
+            cur.execute(PARTITIONED_HOSTILE_SQL)
+            cur.execute("VACUUM ANALYZE readings")
+            cur.execute("SELECT relpages FROM pg_class WHERE relname = 'readings'")
+            assert cur.fetchone()[0] < 0  # the case: PostgreSQL 14+ keeps -1 for a partitioned table
+            cur.execute(
+                "SELECT sum(pg_relation_size(c.oid)) FROM pg_class c WHERE c.relname IN "
+                "('readings_2024', 'readings_2025')"
+            )
+            parts_bytes = int(cur.fetchone()[0])
+        dest = tmp_path / "dd"
+        res = _play(
+            run_playbook,
+            dict(
+                pg.conn_params, login_db=name, dest=str(dest), formats=["markdown", "mermaid", "dbml", "dot"]
+            ),
+        )
+        res.assert_ok()
+        md = (dest / "data_dictionary.md").read_text()
+        assert not re.search(r"size -|-\d+ B", md)
+        section = md.split("## public.readings\n", 1)[1].split("\n## ", 1)[0]
+        assert "(sum of 2 partitions)" in section
+        shown = re.search(r"size ([\d.]+) (B|kB|MB)", section)
+        factor = {"B": 1, "kB": 1024, "MB": 1024 * 1024}[shown.group(2)]
+        assert float(shown.group(1)) * factor >= parts_bytes * 0.9
+        assert "size unknown" in md.split("## public.never_analyzed\n", 1)[1].split("\n## ", 1)[0]
+        outside_code = re.sub(r"`[^`\n]*`", "", md)
+        assert "<script" not in outside_code
+        assert "## public.&lt;script&gt;alert(1)&lt;/script&gt;\\|t" in md
+        assert "&lt;script&gt;alert(1)&lt;/script&gt; \\| and a second line" in md
+        for other in ("data_dictionary.mmd", "data_dictionary.dot"):
+            text = (dest / other).read_text()
+            assert "<script" not in re.sub(r'"(?:[^"\\]|\\.)*"', "", text), other
+    finally:
+        with pg.connect() as conn, conn.cursor() as cur:
+            cur.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)

@@ -173,6 +173,7 @@ def _constraints(table):
             c.on_update,
             c.validated,
             c.index,
+            c.inherited,
         )
         for c in table.constraints
     )
@@ -189,6 +190,7 @@ def _indexes(table):
             i.method,
             ddl.canonical_expr(i.predicate),
             i.constraint,
+            i.parent_index,
         )
         for i in table.indexes
     )

@@ -2,12 +2,14 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """dictionary.py: Markdown, Mermaid, DBML and DOT from a catalog model, deterministic."""
 
+import re
 import shutil
 
 import pytest
 
 from ansible_collections.dbarch.postgresql.plugins.module_utils import ddl
 from ansible_collections.dbarch.postgresql.plugins.module_utils import dictionary as dd
+from ansible_collections.dbarch.postgresql.plugins.module_utils.catalog import Catalog, Table
 
 SQL = """
 CREATE TYPE st AS ENUM ('new', 'done');
@@ -72,3 +74,72 @@ def test_svg(model):
 def test_schema_filter(model):
     assert dd.mermaid(model, schemas=["other"]) == "erDiagram\n"
     assert dd.human_bytes(2048) == "2.0 kB" and dd.human_bytes(None) is None
+
+
+HOSTILE = """
+CREATE TABLE "<script>alert(1)</script>|x" (id bigint PRIMARY KEY, "a|b" text);
+COMMENT ON TABLE "<script>alert(1)</script>|x" IS
+'see <script>alert(1)</script> | [click](javascript:alert(1))
+second line';
+COMMENT ON COLUMN "<script>alert(1)</script>|x"."a|b" IS '<img src=x onerror=alert(1)>';
+CREATE TABLE kid (id bigint PRIMARY KEY, p bigint,
+    CONSTRAINT "<b>fk\\" FOREIGN KEY (p) REFERENCES "<script>alert(1)</script>|x");
+CREATE VIEW tick AS SELECT '```' AS fence;
+"""
+
+
+def _outside_code(md):
+    """Markdown with code spans and fenced blocks taken out (what a renderer reads as markup)."""
+    md = re.sub(r"(?ms)^(`{3,})sql\n.*?^\1$", "", md)
+    return re.sub(r"`[^`\n]*`", "", md)
+
+
+def test_markdown_escapes_html_and_table_breaks():
+    md = dd.markdown(ddl.catalog_from_sql(HOSTILE, "h.sql"))
+    bare = _outside_code(md)
+    assert "<script" not in bare and "<img" not in bare and not re.search(r"(?<!\\)\]\(javascript", bare)
+    assert "## public.&lt;script&gt;alert(1)&lt;/script&gt;\\|x" in md
+    assert "see &lt;script&gt;alert(1)&lt;/script&gt; \\| \\[click\\](javascript:alert(1)) second line" in md
+    # every row of the column table keeps its 7 cells: the | in names and comments is escaped
+    for line in md.splitlines():
+        if line.startswith("| 2 | `a"):
+            assert len(re.findall(r"(?<!\\)\|", line)) == 8, line
+    # the view's ``` cannot close the fence around its definition
+    assert "````sql" in md
+
+
+def test_diagrams_escape_labels():
+    model = ddl.catalog_from_sql(HOSTILE, "h.sql")
+    mmd = dd.mermaid(model)
+    assert "<" not in mmd and ">" not in mmd.replace("|o--o{", "")
+    assert "#lt;img src=x onerror=alert(1)#gt;" in mmd
+    dbml = dd.dbml(model)
+    assert 'Table "public"."<script>alert(1)</script>|x" {' in dbml
+    assert "\n" not in dbml.split("Note: ", 1)[1].split("}")[0].rstrip("\n")
+    dot = dd.dot(model)
+    labels = re.sub(r'"(?:[^"\\]|\\.)*"', "", dot)  # node ids are quoted strings, never rendered as HTML
+    assert "<script" not in labels and "<img" not in labels and "<b>" not in labels
+    assert 'label="&lt;b&gt;fk\\\\"' in dot  # the name's backslash cannot escape the closing quote
+
+
+def test_sizes_are_never_negative():
+    cat = Catalog(database="x")
+    parent = cat.add(Table("public", "ev", kind="p", table_bytes=None, index_bytes=0, toast_bytes=0))
+    for n in (1, 2):
+        cat.add(
+            Table(
+                "public",
+                "ev_%d" % n,
+                partition_of="public.ev",
+                table_bytes=8192 * n,
+                index_bytes=0,
+                toast_bytes=0,
+            )
+        )
+    cold = cat.add(Table("public", "cold", analyzed=False, table_bytes=None, index_bytes=0, toast_bytes=0))
+    assert cat.size_of(parent) == (8192 * 3, 2)
+    assert cat.size_of(cold) == (None, 0)
+    md = dd.markdown(cat)
+    assert "size 24.0 kB (sum of 2 partitions)" in md
+    assert "size unknown" in md and "-8192" not in md and "-" + "1 B" not in md
+    assert dd.human_bytes(-8192) is None

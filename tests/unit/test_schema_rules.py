@@ -225,6 +225,36 @@ def test_id_column_without_fk():
     assert rules_of(findings) == ["SR-KEY-004"]
 
 
+def test_ordinal_id_columns_are_not_missing_fks():
+    """sequence_id, position_id, line_id, sort_id, version_id count positions; they are no reference."""
+    cat = clean_catalog()
+    table(
+        cat,
+        "steps",
+        [
+            ("id", "bigint", True, None, "a"),
+            ("sequence_id", "integer", True),
+            ("position_id", "smallint"),
+            ("line_id", "integer"),
+            ("sort_id", "integer"),
+            ("version_id", "integer"),
+            ("seq_id", "integer"),
+            ("product_id", "uuid", True),  # a real missing FK next to them
+            ("stripe_charge_id", "text"),  # an external id: still reported (info)
+        ],
+        pk=["id"],
+    )
+    hits, _findings = one(cat, "SR-KEY-004")
+    assert sorted(f.object for f in hits) == ["public.steps.product_id", "public.steps.stripe_charge_id"]
+    # a table of that name exists: version_id is a reference after all
+    table(cat, "versions", [("id", "bigint", True, None, "a")], pk=["id"])
+    hits, _findings = one(cat, "SR-KEY-004")
+    assert "public.steps.version_id" in {f.object for f in hits}
+    # the policy can turn the ordinal exception off
+    hits, _findings = one(cat, "SR-KEY-004", policy=dict(ordinal_name_pattern=None))
+    assert "public.steps.sequence_id" in {f.object for f in hits}
+
+
 def test_words_ending_in_id_are_not_keys():
     cat = clean_catalog()
     for n, name in enumerate(("paid", "valid", "uuid", "android_id_hash")):
@@ -252,7 +282,9 @@ def test_redundant_prefix_index():
         redundant="orders_user_id_idx",
         covered_by="orders_user_id_created_idx",
         columns=["user_id"],
+        covering_columns=["user_id", "status"],
         bytes=None,
+        table="public.orders",
     )
     assert hits[0].fix == "DROP INDEX CONCURRENTLY orders_user_id_idx;"
     assert rules_of(findings) == ["SR-IDX-002"]
@@ -532,3 +564,56 @@ def test_type_info_resolves_aliases():
     assert sr.type_info("pg_catalog.int4") == ("integer", None, False)
     assert sr.type_info("numeric(12, 2)[]") == ("numeric", "12,2", True)
     assert sr.type_info("timestamp(3) without time zone") == ("timestamp without time zone", "3", False)
+
+
+def test_partial_index_predicates_the_fk_check_can_use():
+    ok = sr.predicate_implied_by_fk
+    assert ok(None, ["user_id"]) and ok("(user_id IS NOT NULL)", ["user_id"])
+    assert ok("user_id IS NOT NULL", ["user_id"])  # as pglast deparses it from DDL
+    assert ok("((a IS NOT NULL) AND (b IS NOT NULL))", ["a", "b"])
+    assert ok("((a IS NOT NULL) OR (status = 'x'::text))", ["a", "b"])
+    assert ok('("User Id" IS NOT NULL)', ["User Id"])
+    assert not ok("(status = 'open'::text)", ["user_id"])
+    assert not ok("((user_id IS NOT NULL) AND (status <> 'gone'::text))", ["user_id"])
+    assert not ok("(other_id IS NOT NULL)", ["user_id"])
+    assert not ok("(status = 'a AND user_id IS NOT NULL')", ["user_id"])
+
+
+def test_fk_covered_by_partial_not_null_index():
+    cat = clean_catalog()
+    orders = cat.get("public", "orders")
+    orders.indexes = [i for i in orders.indexes if "user_id" not in i.columns]
+    orders.indexes.append(Index("orders_user_nn_idx", ["user_id"], predicate="(user_id IS NOT NULL)"))
+    assert "SR-KEY-002" not in rules_of(sr.review(cat)[0])
+    orders.indexes[-1].predicate = "(status = 'open'::text)"
+    assert "SR-KEY-002" in rules_of(sr.review(cat)[0])
+
+
+PARTITIONED_DDL = """
+CREATE TABLE tenants (id bigint PRIMARY KEY);
+CREATE TABLE plans (id bigint PRIMARY KEY);
+CREATE TABLE usage (tenant_id bigint NOT NULL REFERENCES tenants, plan_id bigint, at date NOT NULL)
+    PARTITION BY RANGE (at);
+CREATE TABLE usage_a PARTITION OF usage FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+CREATE TABLE usage_b PARTITION OF usage FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+CREATE TABLE usage_c PARTITION OF usage FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+ALTER TABLE usage_a ADD FOREIGN KEY (plan_id) REFERENCES plans;
+ALTER TABLE usage_b ADD FOREIGN KEY (plan_id) REFERENCES plans;
+CREATE INDEX usage_b_plan_idx ON usage_b (plan_id);
+"""
+
+
+def test_partitions_grouped_on_parent_and_partition_specific_kept():
+    from ansible_collections.dbarch.postgresql.plugins.module_utils import ddl  # noqa: PLC0415
+
+    cat = ddl.catalog_from_sql(PARTITIONED_DDL, "p.sql")
+    findings, summary = sr.review(cat)
+    fk = {f.object: f for f in findings if f.rule == "SR-KEY-002"}
+    assert sorted(fk) == ["public.usage.tenant_id", "public.usage_a.plan_id"]
+    assert fk["public.usage.tenant_id"].evidence["partitions"] == 3
+    assert [f.object for f in findings if f.rule == "SR-PART-001"] == ["public.usage_c"]
+    assert summary["partitions_reviewed"] == 3
+    # pure grouping: a finding on only 2 of 3 partitions is not folded
+    ctx = sr.Context(cat, sr.merge_policy(None), None)
+    only_two = [f for f in findings if f.object == "public.usage_a.plan_id"]
+    assert sr.group_partition_findings(ctx, only_two) == only_two

@@ -65,7 +65,9 @@ def test_profile_rules_find_planted_defects():
     assert ("SR-CONS-001", "public.customers.nickname") in by
     nn = by[("SR-CONS-001", "public.customers.nickname")]
     assert nn.evidence["sampled_rows"] == 400 and "SET NOT NULL" in nn.fix
-    assert "no NULL in 400 sampled rows" in nn.evidence["evidence"]
+    assert "no NULL in a random sample of 400 rows" in nn.evidence["evidence"]
+    assert nn.evidence["exact"] is False and "sample" in nn.message
+    assert nn.fix.startswith("-- Sampled, not proven") and "VALIDATE CONSTRAINT" in nn.fix
     # tags holds comma-separated lists
     lists = by[("SR-NORM-003", "public.customers.tags")]
     assert lists.evidence["share"] == 1.0 and "string_to_table" in lists.fix
@@ -77,6 +79,42 @@ def test_profile_rules_find_planted_defects():
     assert "CREATE TABLE city_info" in fds[0].fix
     assert summary["profile"]["tables_sampled"] == 1 and summary["profile"]["rows_sampled"] == 400
     assert summary["rules_not_run"] == {"SR-QUERY-001": sr._NOT_RUN["query_patterns"]}
+
+
+def test_not_null_is_certain_only_when_the_whole_table_was_checked():
+    cat = customers_catalog()
+    rows = customer_rows()
+    # the whole table read (fewer rows than asked for): exact, plain SET NOT NULL first
+    prof = profile_of({"public.customers": (COLUMNS, rows)})
+    prof["tables"]["public.customers"].update(complete=True, method="full")
+    nn = {f.object: f for f in sr.review(cat, profile=prof)[0] if f.rule == "SR-CONS-001"}
+    hit = nn["public.customers.nickname"]
+    assert hit.evidence["exact"] is True and "whole table" in hit.message
+    assert (
+        hit.fix.startswith("-- SET NOT NULL takes")
+        and "\nALTER TABLE customers ALTER COLUMN nickname SET NOT NULL;" in hit.fix
+    )
+    # sampled, but the NULLs were counted on the whole (small) table: they exist, so nothing is proposed
+    prof = profile_of({"public.customers": (COLUMNS, rows)})
+    prof["tables"]["public.customers"].update(
+        complete=False,
+        method="bernoulli",
+        row_estimate=600,
+        exact_nulls=dict(total=600, nulls=dict(nickname=3, city=0, zip=0, tags=0)),
+    )
+    nn = {f.object: f for f in sr.review(cat, profile=prof)[0] if f.rule == "SR-CONS-001"}
+    assert "public.customers.nickname" not in nn
+    assert nn["public.customers.city"].evidence["exact"] is True
+    assert "counted on the whole table" in nn["public.customers.city"].evidence["evidence"]
+    # a big table, only sampled: worded as sampled, with the precheck and the safe sequence
+    prof["tables"]["public.customers"].update(exact_nulls=None, row_estimate=5000000, method="system")
+    nn = {f.object: f for f in sr.review(cat, profile=prof)[0] if f.rule == "SR-CONS-001"}
+    hit = nn["public.customers.nickname"]
+    assert "random sample of 400 of ~5,000,000 rows" in hit.message and hit.evidence["exact"] is False
+    lines = hit.fix.splitlines()
+    assert lines[1] == "SELECT count(*) FROM customers WHERE nickname IS NULL;"
+    set_nn = [n for n, line in enumerate(lines) if "ALTER COLUMN nickname SET NOT NULL;" in line]
+    assert len(set_nn) == 1 and set_nn[0] > lines.index(next(x for x in lines if "VALIDATE" in x))
 
 
 def test_profile_rules_stay_quiet_on_clean_data():
@@ -259,3 +297,68 @@ def test_enum_like_text_column():
         Constraint("orders_check", "c", [], definition="CHECK ((status = ANY (ARRAY['a'::text])))")
     )
     assert sr.review(cat)[0] == []
+
+
+PROVINCES = [
+    "Ontario",
+    "Quebec",
+    "British Columbia",
+    "Alberta",
+    "Manitoba",
+    "Saskatchewan",
+    "Nova Scotia",
+    "New Brunswick",
+    "Newfoundland and Labrador",
+    "Prince Edward Island",
+]
+MIME_TYPES = ["application/pdf", "image/png", "image/jpeg", "text/plain", "text/csv", "application/zip"]
+
+
+def _spread(values, n=600, seed=5):
+    rnd = random.Random(seed)  # noqa: S311 - test data, not secrets
+    return [rnd.choice(values) for _i in range(n)]
+
+
+def test_enum_evidence_needs_codes_from_a_closed_set():
+    ok, facts = profiling.enum_evidence(_spread(["new", "paid", "shipped"]))
+    assert ok and facts["codes"] == ["new", "paid", "shipped"]
+    assert profiling.enum_evidence(_spread(["NEW", "IN_TRANSIT", "DONE"]))[0]
+    assert "code_like" in profiling.enum_evidence(_spread(PROVINCES))[1]["failed"]
+    assert "code_like" in profiling.enum_evidence(_spread(MIME_TYPES))[1]["failed"]
+    # single-word place names are names, not codes
+    assert not profiling.enum_evidence(_spread(["Ontario", "Quebec", "Alberta"]))[0]
+    # too few values, or a set still growing in the second half of the sample
+    assert "enough_values" in profiling.enum_evidence(_spread(["a", "b"], n=40))[1]["failed"]
+    growing = _spread(["a", "b"], n=300) + _spread(["c", "d", "e"], n=300)
+    assert "stable" in profiling.enum_evidence(growing)[1]["failed"]
+
+
+def test_enum_suggestion_on_sampled_values():
+    cat = clean_catalog()
+    table(
+        cat,
+        "shipments",
+        [
+            ("id", "bigint", True, None, "a"),
+            ("state", "text"),  # provinces
+            ("mime_type", "text"),
+            ("status", "text"),
+        ],
+        pk=["id"],
+        rows=600,
+    )
+    cols = (_spread(PROVINCES), _spread(MIME_TYPES, seed=6), _spread(["new", "paid", "shipped"]))
+    rows = [(str(n), cols[0][n], cols[1][n], cols[2][n]) for n in range(600)]
+    prof = profile_of({"public.shipments": (["id", "state", "mime_type", "status"], rows)})
+    hits, _findings = one(cat, "SR-TYPE-009", profile=prof)
+    by = {f.object: f for f in hits}
+    assert "public.shipments.state" not in by and "public.shipments.mime_type" not in by
+    status = by["public.shipments.status"]
+    assert "Consider" in status.message and "3 distinct short codes (new, paid, shipped)" in status.message
+    assert "CHECK (status IN ('new', 'paid', 'shipped')) NOT VALID" in status.fix
+    assert status.severity == "low"
+    # without sampled rows only the name speaks: an info-level suggestion that says so
+    hits, _findings = one(cat, "SR-TYPE-009")
+    by = {f.object: f for f in hits}
+    assert by["public.shipments.mime_type"].severity == "info"
+    assert "only the name was checked" in by["public.shipments.mime_type"].message
