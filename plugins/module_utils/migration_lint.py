@@ -95,7 +95,7 @@ RULES = {
     "ML-014": ("Table dropped", "high", False, ("ban-drop-table",)),
     "ML-015": ("Database dropped", "critical", False, ("ban-drop-database",)),
     "ML-016": (
-        "32-bit (or smaller) integer primary key",
+        "32-bit (or smaller) integer primary key or serial column",
         "low",
         False,
         ("prefer-bigint-over-int", "prefer-bigint-over-smallint"),
@@ -164,6 +164,8 @@ INT32_TYPES = frozenset(
     ["int2", "int4", "int", "integer", "smallint", "serial", "serial4", "smallserial", "serial2"]
 )
 SERIAL_TYPES = frozenset(["serial", "serial4", "serial2", "smallserial", "bigserial", "serial8"])
+# serial columns whose sequence runs out like an int4/int2 key, primary key or not.
+SMALL_SERIAL_TYPES = frozenset(["serial", "serial4", "serial2", "smallserial"])
 # Statements PostgreSQL refuses to run inside a transaction block.
 _NON_TRANSACTIONAL = "non-transactional"
 
@@ -342,15 +344,56 @@ class _Hit:
         self.extra = extra
 
 
+# -- state carried from migration to migration ---------------------------------------------
+class LintState:
+    """What the migrations linted so far in one run created, carried to the next migration.
+
+    A migration runner applies a run's pending migrations in order: a table created by an
+    earlier pending migration is new (empty) when a later one indexes or alters it, and a
+    CHECK (col IS NOT NULL) validated earlier lets a later SET NOT NULL skip its scan.
+    ``not_null_checks`` seeds the live catalog's CHECK (col IS NOT NULL) constraints
+    ({"schema.table": [{"name", "column", "valid"}]}, see ``not_null_checks()``).
+    """
+
+    def __init__(self, not_null_checks=None):
+        self.created = {}  # (schema, table) -> source of the migration that created it
+        self.indexes = {}  # (schema, index) -> (schema, table) for indexes built on new tables
+        self.columns = set()  # (schema, table, column) added by a migration of this run
+        self.valid_not_null = set()  # (schema, table, column) with a valid CHECK (column IS NOT NULL)
+        self.checks = {}  # (schema, table, constraint) -> column, of CHECK (column IS NOT NULL)
+        for key, checks in (not_null_checks or {}).items():
+            schema, _dot, name = str(key).rpartition(".")
+            for check in checks or ():
+                table = (schema or "public", name)
+                self.checks[table + (check["name"],)] = check["column"]
+                if check.get("valid"):
+                    self.valid_not_null.add(table + (check["column"],))
+
+
+def _not_null_column(expr):
+    """The column of a ``column IS NOT NULL`` expression, else None."""
+    if expr is None or _tname(expr) != "NullTest" or _enum(expr.nulltesttype) != "IS_NOT_NULL":
+        return None
+    arg = expr.arg
+    if _tname(arg) != "ColumnRef" or len(arg.fields or ()) != 1:
+        return None
+    return getattr(arg.fields[0], "sval", None)
+
+
 # -- the linter ------------------------------------------------------------------------------
 class _FileLinter:
-    def __init__(self, text, source, table_sizes, thresholds, start_line):
+    def __init__(self, text, source, table_sizes, thresholds, start_line, state=None):
         self.text = text
         self.source = source
         self.sizes = table_sizes
         self.thresholds = thresholds
         self.start_line = start_line
-        self.created = set()  # (schema, name) of tables created in this file
+        self.state = state if state is not None else LintState()
+        # (schema, name) of tables created in this file or by an earlier migration of the run
+        self.created = self.state.created
+        # (schema, table, constraint) -> (rule, line, transaction) of constraints added NOT VALID
+        self.not_valid = {}
+        self.transaction = 0  # counts the transactions of the file: changes at BEGIN/COMMIT
         self.explicit_tx = False
         self.lock_timeout = False
         self.statement_timeout = False
@@ -371,9 +414,13 @@ class _FileLinter:
     def qtext(self, table):
         return qualified_text(table[0], table[1])
 
-    def is_created(self, table):
+    def key(self, table):
+        """(schema, name) with the schema of search_path filled in."""
         schema, name = table
-        return (schema or self.schema, name) in self.created
+        return (schema or self.schema, name)
+
+    def is_created(self, table):
+        return self.key(table) in self.created
 
     # -- parsing -------------------------------------------------------------------------
     def parse(self):
@@ -504,6 +551,7 @@ class _FileLinter:
                     )
                 if not depth:
                     opened = stmt
+                    self.transaction += 1
                 depth += 1
                 continue
             if kind == "commit":
@@ -522,8 +570,11 @@ class _FileLinter:
                     )
                 depth = 0
                 self.explicit_tx = False
+                self.transaction += 1
                 continue
             in_tx = depth > 0
+            if not in_tx and not (file_wrapped and kind in ("transactional", "enum-add", "neutral")):
+                self.transaction += 1  # runs in a transaction of its own (autocommit)
             if kind == _NON_TRANSACTIONAL and (in_tx or file_wrapped):
                 self.hit(stmt, self.concurrent_in_tx(stmt, in_tx))
             self.explicit_tx = in_tx
@@ -674,7 +725,9 @@ class _FileLinter:
     # CREATE TABLE
     def on_CreateStmt(self, stmt, node):
         table = self.rel(node.relation)
-        self.created.add((table[0] or self.schema, table[1]))
+        known = self.size_of(table)[1] is not None
+        if not (node.if_not_exists and known):  # IF NOT EXISTS on a table that exists creates nothing
+            self.created.setdefault(self.key(table), self.source)
         pk_cols = set()
         for elt in node.tableElts or ():
             if _tname(elt) == "Constraint" and _enum(elt.contype) == "CONSTR_PRIMARY":
@@ -692,18 +745,22 @@ class _FileLinter:
         obj = "%s.%s" % (self.qname(table), coldef.colname)
         col = quote_ident_text(coldef.colname)
         tq = self.qtext(table)
-        if is_pk and base in INT32_TYPES:
+        if (is_pk and base in INT32_TYPES) or base in SMALL_SERIAL_TYPES:
             self.hit(
                 stmt,
                 _Hit(
                     "ML-016",
                     obj,
-                    "Primary key %s is %s: it runs out at 2,147,483,647 (32,767 for smallint)."
-                    % (obj, _type_text(coldef.typeName)),
-                    "Changing the key to bigint later rewrites the table and every referencing table under "
-                    "ACCESS EXCLUSIVE locks.",
-                    "-- declare it as bigint from the start:\n%s bigint GENERATED ALWAYS AS IDENTITY "
-                    "PRIMARY KEY" % col,
+                    "%s %s is %s: it runs out at 2,147,483,647 (32,767 for smallint)."
+                    % (
+                        "Primary key" if is_pk else "Sequence-filled column",
+                        obj,
+                        _type_text(coldef.typeName),
+                    ),
+                    "When the sequence reaches the limit every INSERT fails; changing the column to bigint "
+                    "then rewrites the table and every referencing table under ACCESS EXCLUSIVE locks.",
+                    "-- declare it as bigint from the start:\n%s bigint GENERATED ALWAYS AS IDENTITY%s"
+                    % (col, " PRIMARY KEY" if is_pk else ""),
                 ),
             )
         if base in SERIAL_TYPES:
@@ -762,6 +819,8 @@ class _FileLinter:
     def on_IndexStmt(self, stmt, node):
         table = self.rel(node.relation)
         name = node.idxname or "(unnamed index)"
+        if node.idxname and self.is_created(table):
+            self.state.indexes[(table[0] or self.schema, node.idxname)] = self.key(table)
         if node.concurrent:
             return (table, SHARE_UPDATE_EXCLUSIVE, False)
         obj = self.qname(table)
@@ -796,6 +855,7 @@ class _FileLinter:
                 parts = _strings(names)
                 name = ".".join(parts)
                 qi = ".".join(quote_ident_text(p) for p in parts)
+                on_new = self.state.indexes.get((parts[-2] if len(parts) > 1 else self.schema, parts[-1]))
                 self.hit(
                     stmt,
                     _Hit(
@@ -807,6 +867,8 @@ class _FileLinter:
                         "waits too.",
                         "-- in a migration file of its own:\nDROP INDEX CONCURRENTLY IF EXISTS %s;" % qi,
                         lock=lock,
+                        table=on_new,
+                        severity="info" if on_new else None,
                     ),
                 )
             return None
@@ -1050,8 +1112,13 @@ class _FileLinter:
         if sub == "AT_AddConstraint":
             return self.add_constraint(stmt, table, cmd.def_)
         if sub == "AT_SetNotNull":
+            if self.key(table) + (cmd.name,) in self.state.valid_not_null:
+                return ACCESS_EXCLUSIVE, False  # PostgreSQL 12+ uses the valid CHECK: no scan
             self.hit(stmt, self.set_not_null_hit(table, cmd.name, empty))
             return ACCESS_EXCLUSIVE, True
+        if sub == "AT_ValidateConstraint":
+            self.validate_constraint(stmt, table, cmd.name)
+            return SHARE_UPDATE_EXCLUSIVE, True
         if sub == "AT_DropNotNull":
             col = "%s.%s" % (obj, cmd.name)
             self.hit(
@@ -1163,14 +1230,13 @@ class _FileLinter:
             )
             return ACCESS_EXCLUSIVE, True
         if sub in (
-            "AT_ValidateConstraint",
             "AT_SetStatistics",
             "AT_ClusterOn",
             "AT_DropCluster",
             "AT_SetOptions",
             "AT_ResetOptions",
         ):
-            return SHARE_UPDATE_EXCLUSIVE, sub == "AT_ValidateConstraint"
+            return SHARE_UPDATE_EXCLUSIVE, False
         if sub in (
             "AT_EnableTrig",
             "AT_DisableTrig",
@@ -1194,14 +1260,54 @@ class _FileLinter:
             "%s.%s" % (obj, column),
             "SET NOT NULL on %s.%s scans the whole table under an ACCESS EXCLUSIVE lock." % (obj, column),
             "No read or write runs while PostgreSQL checks every row for NULLs.",
+            "-- migration 1 (commits at once; new rows are checked):\n"
             "ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s IS NOT NULL) NOT VALID;\n"
-            "ALTER TABLE %s VALIDATE CONSTRAINT %s;  -- SHARE UPDATE EXCLUSIVE: reads and writes go on\n"
-            "ALTER TABLE %s ALTER COLUMN %s SET NOT NULL;  -- PostgreSQL 12+ uses the valid CHECK, no scan\n"
+            "-- migration 2, a separate file (its own transaction; SHARE UPDATE EXCLUSIVE: reads and writes "
+            "go on):\n"
+            "ALTER TABLE %s VALIDATE CONSTRAINT %s;\n"
+            "-- migration 3: PostgreSQL 12+ uses the valid CHECK, no scan:\n"
+            "ALTER TABLE %s ALTER COLUMN %s SET NOT NULL;\n"
             "ALTER TABLE %s DROP CONSTRAINT %s;" % (tq, cname, col, tq, cname, tq, col, tq, cname),
             lock=ACCESS_EXCLUSIVE,
             table=table,
             severity=severity,
             column=column,
+        )
+
+    def validate_constraint(self, stmt, table, name):
+        """VALIDATE CONSTRAINT: a CHECK (col IS NOT NULL) becomes valid; a constraint added NOT VALID
+        earlier in the same transaction is reported (its strong lock is held through the scan)."""
+        key = self.key(table) + (name,)
+        column = self.state.checks.get(key)
+        if column:
+            self.state.valid_not_null.add(self.key(table) + (column,))
+        added = self.not_valid.pop(key, None)
+        if added is None or added[2] != self.transaction:
+            return
+        rule, first, _tx = added
+        lock = SHARE_ROW_EXCLUSIVE if rule == "ML-003" else ACCESS_EXCLUSIVE
+        obj = self.qname(table)
+        tq = self.qtext(table)
+        line = first.line + self.start_line - 1
+        self.hit(
+            stmt,
+            _Hit(
+                rule,
+                obj,
+                "%s constraint %s on %s is validated in the same transaction that added it NOT VALID "
+                "(line %d): the %s lock of the ADD is held until COMMIT, through the whole validation scan."
+                % ("Foreign key" if rule == "ML-003" else "CHECK", name, obj, line, lock),
+                "NOT VALID helps only when the ADD commits at once: VALIDATE alone takes SHARE UPDATE "
+                "EXCLUSIVE and writes go on while it scans. In one transaction %s wait for the scan."
+                % ("writes to both tables" if rule == "ML-003" else "reads and writes"),
+                "-- keep the ADD ... NOT VALID (line %d) in its migration; validate in a separate migration "
+                "file, so a separate transaction:\nALTER TABLE %s VALIDATE CONSTRAINT %s;"
+                % (line, tq, quote_ident_text(name)),
+                lock=lock,
+                table=table,
+                constraint=name,
+                added_line=line,
+            ),
         )
 
     def add_column(self, stmt, table, coldef):
@@ -1219,6 +1325,7 @@ class _FileLinter:
         identity = "CONSTR_IDENTITY" in kinds
         generated = "CONSTR_GENERATED" in kinds
         is_pk = "CONSTR_PRIMARY" in kinds
+        self.state.columns.add(self.key(table) + (coldef.colname,))
         lock, slow = ACCESS_EXCLUSIVE, False
         ttext = _type_text(coldef.typeName)
         if base in SERIAL_TYPES or identity or generated:
@@ -1297,10 +1404,11 @@ class _FileLinter:
                     "Existing rows would get NULL, which the constraint forbids, so the migration fails in "
                     "production although it passed on an empty development database.",
                     "ALTER TABLE %s ADD COLUMN %s %s;\n"
-                    "-- backfill in batches, then add NOT NULL without a long lock:\n"
+                    "-- backfill in batches, then add NOT NULL without a long lock, each step a "
+                    "migration of its own:\n"
                     "ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s IS NOT NULL) NOT VALID;\n"
-                    "ALTER TABLE %s VALIDATE CONSTRAINT %s;\n"
-                    "ALTER TABLE %s ALTER COLUMN %s SET NOT NULL;"
+                    "ALTER TABLE %s VALIDATE CONSTRAINT %s;  -- separate migration (transaction)\n"
+                    "ALTER TABLE %s ALTER COLUMN %s SET NOT NULL;  -- no scan: the valid CHECK proves it"
                     % (
                         tq,
                         col,
@@ -1359,9 +1467,10 @@ class _FileLinter:
             msg,
             "Validation scans the referencing table and probes the referenced one under locks that stop "
             "INSERT, UPDATE and DELETE on both.",
+            "-- migration 1 (commits at once; new rows are checked):\n"
             "ALTER TABLE %s ADD CONSTRAINT %s FOREIGN KEY (%s) REFERENCES %s%s NOT VALID;\n"
-            "ALTER TABLE %s VALIDATE CONSTRAINT %s;  -- SHARE UPDATE EXCLUSIVE: writes go on"
-            % (tq, nq, cq, self.qtext(ref), rq, tq, nq),
+            "-- migration 2, a separate file (its own transaction; SHARE UPDATE EXCLUSIVE: writes go on):\n"
+            "ALTER TABLE %s VALIDATE CONSTRAINT %s;" % (tq, nq, cq, self.qtext(ref), rq, tq, nq),
             lock=SHARE_ROW_EXCLUSIVE,
             table=table,
             severity=severity,
@@ -1412,15 +1521,28 @@ class _FileLinter:
         tq = self.qtext(table)
         if ck == "CONSTR_FOREIGN":
             if con.skip_validation:
+                if con.conname:
+                    self.not_valid[self.key(table) + (con.conname,)] = ("ML-003", stmt, self.transaction)
                 return SHARE_ROW_EXCLUSIVE, False
             ref = self.rel(con.pktable)
             self.hit(stmt, self.fk_hit(table, con, _strings(con.fk_attrs), ref, empty))
             return SHARE_ROW_EXCLUSIVE, True
         if ck == "CONSTR_CHECK":
+            column = _not_null_column(con.raw_expr)
+            name = (
+                con.conname
+                or (("%s_%s_check" % (table[1], column)) if column else ("%s_check" % table[1]))[
+                    : NAMEDATALEN - 1
+                ]
+            )
+            if column:
+                self.state.checks[self.key(table) + (name,)] = column
             if con.skip_validation:
+                self.not_valid[self.key(table) + (name,)] = ("ML-004", stmt, self.transaction)
                 return ACCESS_EXCLUSIVE, False
+            if column:
+                self.state.valid_not_null.add(self.key(table) + (column,))
             expr = _deparse(con.raw_expr)
-            name = con.conname or ("%s_check" % table[1])
             nq = quote_ident_text(name)
             self.hit(
                 stmt,
@@ -1430,10 +1552,11 @@ class _FileLinter:
                     "CHECK constraint %s on %s added without NOT VALID: every row is checked under an ACCESS "
                     "EXCLUSIVE lock." % (name, obj),
                     "No read or write of the table runs while PostgreSQL scans it.",
-                    "ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s) NOT VALID;  -- instant; new rows are "
-                    "checked\n"
-                    "ALTER TABLE %s VALIDATE CONSTRAINT %s;  -- SHARE UPDATE EXCLUSIVE: reads and writes "
-                    "go on" % (tq, nq, expr, tq, nq),
+                    "-- migration 1 (instant; new rows are checked):\n"
+                    "ALTER TABLE %s ADD CONSTRAINT %s CHECK (%s) NOT VALID;\n"
+                    "-- migration 2, a separate file (its own transaction; SHARE UPDATE EXCLUSIVE: reads "
+                    "and writes go on):\n"
+                    "ALTER TABLE %s VALIDATE CONSTRAINT %s;" % (tq, nq, expr, tq, nq),
                     lock=ACCESS_EXCLUSIVE,
                     table=table,
                     severity=empty,
@@ -1525,7 +1648,12 @@ class _FileLinter:
             evidence["table"] = self.qname(h.table)
         evidence.update(h.extra)
         if h.table is not None and self.is_created(h.table):
-            evidence["size_note"] = "table created in this file: known to be empty"
+            by = self.created[self.key(h.table)]
+            evidence["size_note"] = (
+                "table created in this file: known to be empty"
+                if by == self.source
+                else "table created by %s, an earlier migration of this run: known to be empty" % by
+            )
             if scales or h.rule in ("ML-021", "ML-022"):
                 severity = "info"
         elif scales and h.table is not None and self.sizes is not None and h.severity is None:
@@ -1668,8 +1796,8 @@ def _excluded(rule, exclude_rules):
     return any(fnmatch.fnmatchcase(rule, str(p).upper()) for p in exclude_rules or ())
 
 
-def _lint_text(text, source, table_sizes, exclude_rules, start_line, thresholds):
-    linter = _FileLinter(text, source, table_sizes, normalize_thresholds(thresholds), start_line)
+def _lint_text(text, source, table_sizes, exclude_rules, start_line, thresholds, state=None):
+    linter = _FileLinter(text, source, table_sizes, normalize_thresholds(thresholds), start_line, state)
     findings, count = linter.run()
     if linter.statements:
         findings += _apply_suppressions(linter, linter.statements, findings)
@@ -1690,6 +1818,23 @@ def lint_sql(sql, source="<string>", table_sizes=None, exclude_rules=(), start_l
     return _lint_text(sql, source, table_sizes, exclude_rules, start_line, thresholds)[0]
 
 
+def lint_run(migrations, table_sizes=None, exclude_rules=(), thresholds=None, not_null_checks=None):
+    """Findings for a run's pending migrations ``[(source, sql)]``, linted in the order they run.
+
+    One LintState goes from migration to migration: a table created by an earlier pending
+    migration is known to be empty in the later ones (so indexing it or adding a column with a
+    volatile default to it is not a blocking finding), and a CHECK (col IS NOT NULL) validated
+    earlier lets SET NOT NULL skip its scan. not_null_checks: the live catalog's such
+    constraints, from ``not_null_checks(session)``.
+    """
+    check_rule_patterns(exclude_rules)
+    state = LintState(not_null_checks)
+    findings = []
+    for source, sql in migrations:
+        findings += _lint_text(sql, source, table_sizes, exclude_rules, 1, thresholds, state)[0]
+    return findings
+
+
 def statement_spans(sql):
     """[{"line", "end_line", "text"}] of each statement of ``sql`` (psql meta-commands skipped).
 
@@ -1707,8 +1852,12 @@ def lint_paths(paths, table_sizes=None, exclude_rules=(), thresholds=None):
     return lint(paths, table_sizes=table_sizes, exclude_rules=exclude_rules, thresholds=thresholds)[0]
 
 
-def lint(paths=None, sql=None, table_sizes=None, exclude_rules=(), thresholds=None):
-    """(findings, summary) for files/folders and/or an SQL string: what the module returns."""
+def lint(paths=None, sql=None, table_sizes=None, exclude_rules=(), thresholds=None, not_null_checks=None):
+    """(findings, summary) for files/folders and/or an SQL string: what the module returns.
+
+    Each file is linted on its own (a folder may hold migrations applied long ago); lint_run()
+    lints the pending migrations of one run with the state they share.
+    """
     check_rule_patterns(exclude_rules)
     try:
         files = ddl.expand_paths(paths) if paths else []
@@ -1725,14 +1874,18 @@ def lint(paths=None, sql=None, table_sizes=None, exclude_rules=(), thresholds=No
                 text = fh.read()
         except (OSError, UnicodeDecodeError) as exc:
             raise MigrationLintError("Cannot read %s: %s" % (path, exc)) from None
-        found, count = _lint_text(text, path, table_sizes, exclude_rules, 1, thresholds)
+        found, count = _lint_text(
+            text, path, table_sizes, exclude_rules, 1, thresholds, LintState(not_null_checks)
+        )
         findings += found
         total += count
         per_file.append(
             dict(file=path, statements=count, findings=len([f for f in found if not f.suppressed]))
         )
     if sql is not None:
-        found, count = _lint_text(sql, "<sql>", table_sizes, exclude_rules, 1, thresholds)
+        found, count = _lint_text(
+            sql, "<sql>", table_sizes, exclude_rules, 1, thresholds, LintState(not_null_checks)
+        )
         findings += found
         total += count
         per_file.append(
@@ -1781,3 +1934,42 @@ def table_sizes(session):
             bytes=int(row["bytes"]), rows=int(row["reltuples"])
         )
     return sizes
+
+
+# CHECK constraints of the live catalog, valid or not: the lint keeps those of the form
+# CHECK (column IS NOT NULL), which let SET NOT NULL skip its scan once valid (PostgreSQL 12+).
+CHECK_CONSTRAINTS_QUERY = """
+SELECT n.nspname AS schema, c.relname AS name, con.conname, con.convalidated,
+       pg_get_constraintdef(con.oid) AS definition
+FROM pg_constraint con
+JOIN pg_class c ON c.oid = con.conrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE con.contype = 'c'
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_toast%'
+"""
+_NOT_NULL_CHECK_RE = re.compile(
+    r'^CHECK \(\((?P<col>"(?:[^"]|"")+"|[a-z_][a-z0-9_$]*) IS NOT NULL\)\)( NOT VALID)?$'
+)
+
+
+def not_null_checks(session):
+    """{"schema.table": [{"name", "column", "valid"}]} of the CHECK (column IS NOT NULL) constraints
+    of the connected database, from one query on pg_constraint."""
+    out = {}
+    for row in session.fetchall(CHECK_CONSTRAINTS_QUERY):
+        m = _NOT_NULL_CHECK_RE.match(row["definition"] or "")
+        if not m:
+            continue
+        col = m.group("col")
+        if col.startswith('"'):
+            col = col[1:-1].replace('""', '"')
+        out.setdefault("%s.%s" % (row["schema"], row["name"]), []).append(
+            dict(name=row["conname"], column=col, valid=bool(row["convalidated"]))
+        )
+    return out
+
+
+def database_facts(session):
+    """(table_sizes, not_null_checks) of the connected database: what the lint reads from it."""
+    return table_sizes(session), not_null_checks(session)

@@ -322,11 +322,16 @@ def main():
 
     def lint(pending):
         """migration_lint on the pending migrations, with the database's table sizes."""
-        sizes = ml.table_sizes(session)
-        for script, text in pending:
-            linted.extend(
-                ml.lint_sql(text, source=script, table_sizes=sizes, exclude_rules=p["lint_exclude_rules"])
+        sizes, checks = ml.database_facts(session)
+        # in order, with what earlier pending migrations create carried to the later ones
+        linted.extend(
+            ml.lint_run(
+                migrations=pending,
+                table_sizes=sizes,
+                not_null_checks=checks,
+                exclude_rules=p["lint_exclude_rules"],
             )
+        )
         failing = fnd.gate(linted, p["lint_fail_on"])
         if failing:
             message = fnd.gate_message(failing, p["lint_fail_on"])

@@ -43,6 +43,8 @@ description:
   - A table created in the same file is known to be empty, so findings on it are C(info).
   - With O(use_connection=true) the module reads the size of every table from C(pg_class) (one query,
     no lock on user tables) and moves severities by size; see O(small_table_bytes) and O(large_table_bytes).
+    It also reads the C(CHECK (column IS NOT NULL)) constraints from C(pg_constraint) (one query): once
+    such a constraint is valid, C(SET NOT NULL) on the column does not scan the table (PostgreSQL 12+).
     Without a connection the default severities apply.
   - Read-only; nothing is executed from the linted SQL.
 author:
@@ -70,7 +72,8 @@ options:
   use_connection:
     description:
       - Read table sizes from the database given by the connection options, and scale severities with
-        them. Without it no connection is made and the connection options are ignored.
+        them, and its valid C(CHECK (column IS NOT NULL)) constraints. Without it no connection is made
+        and the connection options are ignored.
       - Sizes come from C(pg_class.relpages) and C(reltuples) as of the last VACUUM or ANALYZE; a table
         never vacuumed or analyzed keeps the default severities.
     type: bool
@@ -219,14 +222,15 @@ def main():
         module.fail_json(msg=str(exc))
     if thresholds["small_table_bytes"] > thresholds["large_table_bytes"]:
         module.fail_json(msg="small_table_bytes must not be larger than large_table_bytes.")
-    sizes, queries = None, []
+    sizes, checks, queries = None, None, []
     if p["use_connection"]:
-        sizes, queries = ansible_pg.run_with_session(module, ml.table_sizes)
+        (sizes, checks), queries = ansible_pg.run_with_session(module, ml.database_facts)
     try:
         found, summary = ml.lint(
             paths=p["src"],
             sql=p["sql"],
             table_sizes=sizes,
+            not_null_checks=checks,
             exclude_rules=p["exclude_rules"],
             thresholds=thresholds,
         )
