@@ -159,7 +159,7 @@ def type_text(type_name):
 
 def deparse(node):
     try:
-        return ddl.deparse(node)
+        return ddl._deparse(node)
     except Exception:  # noqa: BLE001 - the text is only shown
         return "<expression>"
 

@@ -563,3 +563,10 @@ def test_non_key_serial_is_reported_like_an_int4_key(typ):
     assert found[0].object == "public.ticket.seq" and found[0].severity == ml.RULES["ML-016"][1]
     assert "PRIMARY KEY" not in found[0].fix
     assert "ML-016" not in rules("CREATE TABLE ticket (code text PRIMARY KEY, seq bigserial);")
+
+
+def test_fix_texts_carry_the_deparsed_expressions():
+    check = only("ALTER TABLE parcel ADD CONSTRAINT parcel_w CHECK (weight_g > 0);", "ML-004")[0]
+    assert "CHECK (weight_g > 0) NOT VALID" in check.fix
+    vol = only("ALTER TABLE parcel ADD COLUMN tag uuid DEFAULT gen_random_uuid();", "ML-001")[0]
+    assert "SET DEFAULT gen_random_uuid()" in vol.fix and vol.evidence["default"] == "gen_random_uuid()"
