@@ -34,6 +34,7 @@ import fnmatch
 import re
 
 from ansible_collections.dbarch.postgresql.plugins.module_utils import ddl
+from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
 from ansible_collections.dbarch.postgresql.plugins.module_utils import lint_base
 
 # The rule families: importing them registers their rules and handlers with lint_base.
@@ -417,7 +418,7 @@ class _FileLinter:
             why=h.why,
             fix=h.fix,
             evidence=evidence,
-            references=[REFERENCES],
+            references=list(fnd.registered_rule(h.rule).references),
             location=dict(file=self.source, line=(line or 1) + self.start_line - 1),
             title=title,
         )

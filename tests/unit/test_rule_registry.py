@@ -123,3 +123,12 @@ def test_sarif_rule_list_comes_from_the_registry():
     other = fnd.Finding(rule="X-1", severity="high", object="o", message="m", title="Some title")
     rule = json.loads(fnd.render_sarif([other]))["runs"][0]["tool"]["driver"]["rules"][0]
     assert rule["name"] == "SomeTitle" and rule["defaultConfiguration"]["level"] == "error"
+
+
+def test_findings_carry_the_references_of_their_registered_rule():
+    found = ml.lint_sql(
+        "CREATE TABLE stamp (id bigint PRIMARY KEY, at timestamp);\nDROP INDEX stamp_at_idx;\n"
+    )
+    by_rule = {f.rule: f for f in found}
+    assert by_rule["ML-019"].references == list(fnd.registered_rule("SR-TYPE-001").references)
+    assert by_rule["ML-007"].references == [ml.REFERENCES]
