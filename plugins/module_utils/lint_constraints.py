@@ -312,8 +312,8 @@ def alter_validate_constraint(lt, stmt, table, cmd):
 
 @on_alter("AT_DropNotNull")
 def alter_drop_not_null(lt, stmt, table, cmd):
-    """ML-032: DROP NOT NULL."""
-    empty = "info" if lt.is_created(table) else None
+    """ML-032: DROP NOT NULL (info for a column added earlier in the run)."""
+    empty = "info" if lt.is_created(table) or lt.is_new_column(table, cmd.name) else None
     obj = lt.qname(table)
     col = "%s.%s" % (obj, cmd.name)
     lt.hit(

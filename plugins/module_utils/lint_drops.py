@@ -23,6 +23,8 @@ from ansible_collections.dbarch.postgresql.plugins.module_utils.lint_base import
 )
 from ansible_collections.dbarch.postgresql.plugins.module_utils.pg import qualified_text, quote_ident_text
 
+NEW_COLUMN_NOTE = "column added earlier in this run: no running code uses it yet"
+
 rule(
     "ML-011",
     "Column renamed",
@@ -82,6 +84,10 @@ def on_rename_stmt(lt, stmt, node):
     tq = lt.qtext(table)
     if rtype == "OBJECT_COLUMN":
         obj = "%s.%s" % (lt.qname(table), node.subname)
+        new_column = lt.is_new_column(table, node.subname)
+        if new_column:
+            lt.state.columns.add(lt.key(table) + (node.newname,))
+        extra = dict(column_note=NEW_COLUMN_NOTE) if new_column else {}
         old, new = quote_ident_text(node.subname), quote_ident_text(node.newname)
         lt.hit(
             stmt,
@@ -101,12 +107,15 @@ def on_rename_stmt(lt, stmt, node):
                 "ALTER TABLE %s DROP COLUMN %s;" % (tq, new, tq, new, old, new, new, tq, old),
                 lock=ACCESS_EXCLUSIVE,
                 table=table,
-                severity="info" if created else None,
+                severity="info" if created or new_column else None,
+                **extra,
             ),
         )
         return (table, ACCESS_EXCLUSIVE, False)
     if rtype == "OBJECT_TABLE":
         obj = lt.qname(table)
+        if created:  # the new name is as new (and empty) as the old one
+            lt.created.setdefault((lt.key(table)[0], node.newname), lt.created[lt.key(table)])
         new = qualified_text(table[0], node.newname)
         lt.hit(
             stmt,
@@ -210,8 +219,9 @@ def on_truncate_stmt(lt, stmt, node):
 
 @on_alter("AT_DropColumn")
 def alter_drop_column(lt, stmt, table, cmd):
-    """ML-013: DROP COLUMN."""
-    empty = "info" if lt.is_created(table) else None
+    """ML-013: DROP COLUMN (info for a column added earlier in the run: no running code uses it)."""
+    new_column = lt.is_new_column(table, cmd.name)
+    empty = "info" if lt.is_created(table) or new_column else None
     obj = lt.qname(table)
     tq = lt.qtext(table)
     col = "%s.%s" % (obj, cmd.name)
@@ -228,6 +238,7 @@ def alter_drop_column(lt, stmt, table, cmd):
             lock=ACCESS_EXCLUSIVE,
             table=table,
             severity=empty,
+            **(dict(column_note=NEW_COLUMN_NOTE) if new_column else {}),
         ),
     )
     return ACCESS_EXCLUSIVE, False

@@ -119,6 +119,9 @@ def on_reindex_stmt(lt, stmt, node):
     kind = enum_name(node.kind).replace("REINDEX_OBJECT_", "")
     table = lt.rel(node.relation) if node.relation is not None and kind == "TABLE" else None
     obj = lt.qname(table) if table else target
+    if kind == "INDEX" and node.relation is not None:  # an index built on a table new in this run
+        index = lt.rel(node.relation)
+        table = lt.state.indexes.get((index[0] or lt.schema, index[1]))
     text = re.sub(
         r"(?i)^\s*REINDEX\s+(\([^)]*\)\s*)?(\w+)\s+",
         lambda m: m.group(0) + "CONCURRENTLY ",

@@ -238,6 +238,10 @@ class _FileLinter:
     def is_created(self, table):
         return self.key(table) in self.created
 
+    def is_new_column(self, table, column):
+        """True when ``column`` was added by this file or an earlier migration of the run."""
+        return self.key(table) + (column,) in self.state.columns
+
     # -- parsing -------------------------------------------------------------------------
     def parse(self):
         lib = ddl._lib()

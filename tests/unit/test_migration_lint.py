@@ -570,3 +570,28 @@ def test_fix_texts_carry_the_deparsed_expressions():
     assert "CHECK (weight_g > 0) NOT VALID" in check.fix
     vol = only("ALTER TABLE parcel ADD COLUMN tag uuid DEFAULT gen_random_uuid();", "ML-001")[0]
     assert "SET DEFAULT gen_random_uuid()" in vol.fix and vol.evidence["default"] == "gen_random_uuid()"
+
+
+def test_run_knows_columns_indexes_and_renamed_tables_of_earlier_migrations():
+    v1 = (
+        "ALTER TABLE orders ADD COLUMN promo_code text;\n"
+        "CREATE TABLE coupon (id bigint PRIMARY KEY, code text);\n"
+        "CREATE INDEX coupon_code_idx ON coupon (code);\n"
+    )
+    v2 = (
+        "ALTER TABLE orders RENAME COLUMN promo_code TO coupon_code;\n"
+        "ALTER TABLE orders DROP COLUMN coupon_code;\n"
+        "REINDEX INDEX coupon_code_idx;\n"
+        "ALTER TABLE coupon RENAME TO coupons;\n"
+        "CREATE INDEX coupons_id_code_idx ON coupons (id, code);\n"
+    )
+    run = ml.lint_run(migrations=[("V1.sql", TIMEOUTS + v1), ("V2.sql", TIMEOUTS + v2)])
+    v2_found = {f.rule: f for f in run if f.location["file"] == "V2.sql"}
+    assert {"ML-011", "ML-013", "ML-008", "ML-012", "ML-006"} <= set(v2_found)
+    assert all(f.severity == "info" for f in v2_found.values()), [
+        (f.rule, f.severity) for f in v2_found.values()
+    ]
+    assert "no running code" in v2_found["ML-013"].evidence["column_note"]
+    # without V1 in the run, the same V2 keeps its severities
+    alone = {f.rule: f.severity for f in ml.lint_run(migrations=[("V2.sql", TIMEOUTS + v2)])}
+    assert alone["ML-011"] == "medium" and alone["ML-013"] == "medium" and alone["ML-006"] == "medium"
