@@ -92,7 +92,8 @@ options:
   lint_fail_on:
     description:
       - With O(command=migrate), the pending migrations (placeholders replaced) are first linted with the
-        rules of M(dbarch.postgresql.migration_lint), using the real table sizes of the database; their
+        rules of M(dbarch.postgresql.migration_lint), using the real table sizes of the database, in the
+        order they run (a table created by an earlier pending migration is known to be empty); their
         findings are returned in RV(findings), in check mode too.
       - When a finding that is not suppressed has this severity or a higher one, the run stops before
         anything is applied (not even the history table is created). V(never) lints without stopping.
