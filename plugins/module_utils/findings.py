@@ -6,6 +6,12 @@
 A finding says what is wrong (``message``), why it matters (``why``), where
 (``object``), what was seen (``evidence``) and the SQL that fixes it (``fix``).
 Renderers: JSON, Markdown, JUnit XML (CI), SARIF 2.1.0 (code scanning).
+
+The rule registry (``register_rule``) holds one definition per rule id (title, default
+severity, why, references) for every analysis that registers there (migration lint, schema
+review): the documentation and SARIF's rule list read it. A problem that two analyses judge
+(``define_problem``: a type or naming choice seen in a migration and in the schema) has one
+definition, so both report it at the same severity.
 Plain Python: no Ansible imports.
 """
 
@@ -16,6 +22,8 @@ __metaclass__ = type
 import fnmatch
 import hashlib
 import json
+import re
+from collections import OrderedDict
 from xml.sax.saxutils import escape as _xml_escape
 from xml.sax.saxutils import quoteattr as _xml_attr
 
@@ -39,6 +47,100 @@ def severity_rank(severity):
         raise FindingError(
             "Unknown severity %r: use one of %s." % (severity, ", ".join(SEVERITIES))
         ) from None
+
+
+# -- rule registry ------------------------------------------------------------------------------
+class Rule:
+    """One registered rule: what the documentation and SARIF's rule list say about it."""
+
+    __slots__ = ("id", "title", "severity", "why", "references", "analysis", "problem")
+
+    def __init__(self, rule_id, title, severity, why, references, analysis, problem):
+        self.id = rule_id
+        self.title = title
+        self.severity = severity
+        self.why = why
+        self.references = tuple(references)
+        self.analysis = analysis
+        self.problem = problem
+
+    def to_dict(self):
+        return dict(
+            id=self.id,
+            title=self.title,
+            severity=self.severity,
+            why=self.why,
+            references=list(self.references),
+            analysis=self.analysis,
+            problem=self.problem,
+        )
+
+    def __eq__(self, other):
+        return isinstance(other, Rule) and self.to_dict() == other.to_dict()
+
+    def __ne__(self, other):
+        return not self == other
+
+    __hash__ = None
+
+    def __repr__(self):
+        return "Rule(%s %s)" % (self.id, self.severity)
+
+
+RULE_REGISTRY = OrderedDict()  # rule id -> Rule
+PROBLEMS = OrderedDict()  # problem key -> dict(severity, title, why, references)
+
+
+def define_problem(key, severity, title, why, references=()):
+    """One problem that several analyses judge: its severity, title, why and references."""
+    severity_rank(severity)
+    entry = dict(severity=str(severity).lower(), title=title, why=why, references=tuple(references))
+    if key in PROBLEMS and PROBLEMS[key] != entry:
+        raise FindingError("Problem %r is defined twice, differently." % key)
+    PROBLEMS[key] = entry
+    return key
+
+
+def register_rule(rule_id, title, severity=None, why="", references=(), analysis="", problem=None):
+    """Register (or re-register identically) one rule; returns its Rule.
+
+    With ``problem`` (a key of define_problem) the rule takes the problem's severity, and its
+    why and references unless given: every analysis that judges the problem agrees. A
+    severity that differs from the problem's is refused.
+    """
+    if problem is not None:
+        if problem not in PROBLEMS:
+            raise FindingError("Rule %s: unknown problem %r (define_problem first)." % (rule_id, problem))
+        shared = PROBLEMS[problem]
+        if severity is not None and str(severity).lower() != shared["severity"]:
+            raise FindingError(
+                "Rule %s has severity %s, but problem %r is %s: the analyses that judge one problem "
+                "must agree." % (rule_id, severity, problem, shared["severity"])
+            )
+        severity = shared["severity"]
+        why = why or shared["why"]
+        references = tuple(references) or shared["references"]
+    if severity is None:
+        raise FindingError("Rule %s needs a severity (or a problem)." % rule_id)
+    severity_rank(severity)
+    entry = Rule(rule_id, title, str(severity).lower(), why or "", references, analysis, problem)
+    old = RULE_REGISTRY.get(rule_id)
+    if old is not None and old != entry:
+        raise FindingError(
+            "Rule %s is registered twice, differently (%s, then %s)." % (rule_id, old.analysis, analysis)
+        )
+    RULE_REGISTRY[rule_id] = entry
+    return entry
+
+
+def registered_rule(rule_id):
+    """The Rule registered under ``rule_id``, or None."""
+    return RULE_REGISTRY.get(rule_id)
+
+
+def registered_rules(analysis=None):
+    """The registered rules (of one analysis) in id order."""
+    return [RULE_REGISTRY[k] for k in sorted(RULE_REGISTRY) if analysis in (None, RULE_REGISTRY[k].analysis)]
 
 
 class Finding:
@@ -364,19 +466,53 @@ _SARIF_LEVEL = {"info": "note", "low": "note", "medium": "warning", "high": "err
 _SARIF_SECURITY = {"info": "0.0", "low": "3.0", "medium": "5.0", "high": "7.5", "critical": "9.5"}
 
 
+def _sarif_name(title, rule_id):
+    """A SARIF rule name: the title's words run together in CamelCase."""
+    words = re.findall(r"[A-Za-z0-9]+", title or "")
+    return "".join(w[:1].upper() + w[1:] for w in words) or rule_id
+
+
+def _sarif_rule(f):
+    """SARIF reportingDescriptor of a finding's rule: from the registry when the rule is
+    registered (default severity, why, references), else from the finding itself."""
+    reg = RULE_REGISTRY.get(f.rule)
+    if reg is None:
+        return dict(
+            id=f.rule,
+            name=_sarif_name(f.title, f.rule),
+            shortDescription=dict(text=f.title or f.rule),
+            fullDescription=dict(text=f.why or f.message),
+            defaultConfiguration=dict(level=_SARIF_LEVEL[f.severity]),
+            properties={"security-severity": _SARIF_SECURITY[f.severity], "tags": list(f.references)},
+        )
+    refs = list(reg.references)
+    help_text = reg.why or reg.title
+    if refs:
+        help_text += "\nReferences: " + "; ".join(refs)
+    out = dict(
+        id=reg.id,
+        name=_sarif_name(reg.title, reg.id),
+        shortDescription=dict(text=reg.title),
+        fullDescription=dict(text=reg.why or reg.title),
+        help=dict(text=help_text),
+        defaultConfiguration=dict(level=_SARIF_LEVEL[reg.severity]),
+        properties={
+            "security-severity": _SARIF_SECURITY[reg.severity],
+            "tags": [t for t in [reg.analysis, reg.problem] if t] + refs,
+        },
+    )
+    uri = next((r for r in refs if r.startswith(("http://", "https://"))), None)
+    if uri:
+        out["helpUri"] = uri
+    return out
+
+
 def render_sarif(findings, title="", default_uri="database"):
     rules = {}
     results = []
     for f in findings:
         if f.rule not in rules:
-            rules[f.rule] = dict(
-                id=f.rule,
-                name=f.title.replace(" ", "") if f.title else f.rule,
-                shortDescription=dict(text=f.title or f.rule),
-                fullDescription=dict(text=f.why or f.message),
-                defaultConfiguration=dict(level=_SARIF_LEVEL[f.severity]),
-                properties={"security-severity": _SARIF_SECURITY[f.severity], "tags": list(f.references)},
-            )
+            rules[f.rule] = _sarif_rule(f)
         loc = f.location or {}
         physical = dict(artifactLocation=dict(uri=loc.get("file") or default_uri))
         if loc.get("line"):

@@ -28,6 +28,7 @@ from collections import OrderedDict
 
 from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
 from ansible_collections.dbarch.postgresql.plugins.module_utils import profiling
+from ansible_collections.dbarch.postgresql.plugins.module_utils import shared_rules as shared
 from ansible_collections.dbarch.postgresql.plugins.module_utils.pg import is_reserved, qualified_text
 from ansible_collections.dbarch.postgresql.plugins.module_utils.pg import quote_ident_text as qi
 
@@ -78,11 +79,23 @@ class SchemaRuleError(ValueError):
 RULES = OrderedDict()
 
 
-def rule(rule_id, title, severity, needs=None):
-    """Register a rule. ``needs``: "profile" (sampled rows) or "query_patterns" (plans)."""
+def rule(rule_id, title, severity=None, needs=None, problem=None):
+    """Register a rule, here and in the findings registry (docs, SARIF).
+
+    ``needs``: "profile" (sampled rows) or "query_patterns" (plans). ``problem``: a problem of
+    shared_rules that the migration lint judges too; the rule then takes its severity.
+    """
 
     def wrap(fn):
-        RULES[rule_id] = dict(id=rule_id, title=title, severity=severity, check=fn, needs=needs)
+        reg = fnd.register_rule(
+            rule_id,
+            title,
+            severity,
+            why=(fn.__doc__ or "").strip(),
+            analysis="schema_review",
+            problem=problem,
+        )
+        RULES[rule_id] = dict(id=rule_id, title=title, severity=reg.severity, check=fn, needs=needs)
         return fn
 
     return wrap
@@ -944,7 +957,7 @@ def _alter_type(t, col, new_type, using=None):
     return text + ";"
 
 
-@rule("SR-TYPE-001", "timestamp without time zone", "medium")
+@rule("SR-TYPE-001", "timestamp without time zone", problem=shared.TIMESTAMP_WITHOUT_TZ)
 def timestamp_without_tz(ctx):
     return _type_findings(
         ctx,
@@ -960,7 +973,7 @@ def timestamp_without_tz(ctx):
     )
 
 
-@rule("SR-TYPE-002", "char(n)", "low")
+@rule("SR-TYPE-002", "char(n)", problem=shared.CHAR_N)
 def char_n(ctx):
     return _type_findings(
         ctx,
@@ -989,7 +1002,7 @@ def money_type(ctx):
     )
 
 
-@rule("SR-TYPE-004", "serial instead of identity", "low")
+@rule("SR-TYPE-004", "serial instead of identity", problem=shared.SERIAL_NOT_IDENTITY)
 def serial_not_identity(ctx):
     for t in ctx.tables:
         for col in t.columns:
@@ -1040,7 +1053,7 @@ def json_not_jsonb(ctx):
     )
 
 
-@rule("SR-TYPE-006", "varchar(n) with an arbitrary limit", "info")
+@rule("SR-TYPE-006", "varchar(n) with an arbitrary limit", problem=shared.VARCHAR_N)
 def varchar_n(ctx):
     return _type_findings(
         ctx,
@@ -1071,7 +1084,7 @@ def float_money(ctx):
     )
 
 
-@rule("SR-TYPE-008", "int4 primary key on a table expected to grow", "medium")
+@rule("SR-TYPE-008", "int4 primary key on a table expected to grow", problem=shared.INT4_KEY_OVERFLOW)
 def int4_pk(ctx):
     limit = int(ctx.policy["int4_pk_max_rows"])
     for t in ctx.tables:
@@ -1175,7 +1188,7 @@ def reserved_words(ctx):
         )
 
 
-@rule("SR-NAME-003", "Identifier longer than 63 bytes", "high")
+@rule("SR-NAME-003", "Identifier longer than 63 bytes", problem=shared.LONG_IDENTIFIER)
 def long_identifiers(ctx):
     for kind, _t, name, obj in _names(ctx):
         size = len(str(name).encode("utf-8"))

@@ -92,7 +92,8 @@ options:
   lint_fail_on:
     description:
       - With O(command=migrate), the pending migrations (placeholders replaced) are first linted with the
-        rules of M(dbarch.postgresql.migration_lint), using the real table sizes of the database; their
+        rules of M(dbarch.postgresql.migration_lint), using the real table sizes of the database, in the
+        order they run (a table created by an earlier pending migration is known to be empty); their
         findings are returned in RV(findings), in check mode too.
       - When a finding that is not suppressed has this severity or a higher one, the run stops before
         anything is applied (not even the history table is created). V(never) lints without stopping.
@@ -322,11 +323,16 @@ def main():
 
     def lint(pending):
         """migration_lint on the pending migrations, with the database's table sizes."""
-        sizes = ml.table_sizes(session)
-        for script, text in pending:
-            linted.extend(
-                ml.lint_sql(text, source=script, table_sizes=sizes, exclude_rules=p["lint_exclude_rules"])
+        sizes, checks = ml.database_facts(session)
+        # in order, with what earlier pending migrations create carried to the later ones
+        linted.extend(
+            ml.lint_run(
+                migrations=pending,
+                table_sizes=sizes,
+                not_null_checks=checks,
+                exclude_rules=p["lint_exclude_rules"],
             )
+        )
         failing = fnd.gate(linted, p["lint_fail_on"])
         if failing:
             message = fnd.gate_message(failing, p["lint_fail_on"])

@@ -26,7 +26,7 @@ description:
     C(ML-009) column type change; C(ML-010) UNIQUE, PRIMARY KEY or EXCLUDE constraint that builds its index
     under ACCESS EXCLUSIVE (not C(USING INDEX)); C(ML-011) column renamed; C(ML-012) table renamed;
     C(ML-013) column dropped; C(ML-014) table dropped; C(ML-015) database dropped; C(ML-016) 32-bit
-    integer primary key; C(ML-017) serial instead of identity; C(ML-018) varchar(n); C(ML-019) timestamp
+    integer primary key, or serial/smallserial column; C(ML-017) serial instead of identity; C(ML-018) varchar(n); C(ML-019) timestamp
     without time zone; C(ML-020) char(n); C(ML-021) no C(lock_timeout) before a statement that takes a
     blocking lock; C(ML-022) no C(statement_timeout) before a long locking statement; C(ML-023)
     CONCURRENTLY (or VACUUM, CREATE DATABASE...) inside a transaction, including a file that a migration
@@ -43,6 +43,8 @@ description:
   - A table created in the same file is known to be empty, so findings on it are C(info).
   - With O(use_connection=true) the module reads the size of every table from C(pg_class) (one query,
     no lock on user tables) and moves severities by size; see O(small_table_bytes) and O(large_table_bytes).
+    It also reads the C(CHECK (column IS NOT NULL)) constraints from C(pg_constraint) (one query): once
+    such a constraint is valid, C(SET NOT NULL) on the column does not scan the table (PostgreSQL 12+).
     Without a connection the default severities apply.
   - Read-only; nothing is executed from the linted SQL.
 author:
@@ -70,7 +72,8 @@ options:
   use_connection:
     description:
       - Read table sizes from the database given by the connection options, and scale severities with
-        them. Without it no connection is made and the connection options are ignored.
+        them, and its valid C(CHECK (column IS NOT NULL)) constraints. Without it no connection is made
+        and the connection options are ignored.
       - Sizes come from C(pg_class.relpages) and C(reltuples) as of the last VACUUM or ANALYZE; a table
         never vacuumed or analyzed keeps the default severities.
     type: bool
@@ -219,14 +222,15 @@ def main():
         module.fail_json(msg=str(exc))
     if thresholds["small_table_bytes"] > thresholds["large_table_bytes"]:
         module.fail_json(msg="small_table_bytes must not be larger than large_table_bytes.")
-    sizes, queries = None, []
+    sizes, checks, queries = None, None, []
     if p["use_connection"]:
-        sizes, queries = ansible_pg.run_with_session(module, ml.table_sizes)
+        (sizes, checks), queries = ansible_pg.run_with_session(module, ml.database_facts)
     try:
         found, summary = ml.lint(
             paths=p["src"],
             sql=p["sql"],
             table_sizes=sizes,
+            not_null_checks=checks,
             exclude_rules=p["exclude_rules"],
             thresholds=thresholds,
         )

@@ -250,7 +250,7 @@ def test_module_check_mode_sizes_and_fail_on(pg, shop, run_playbook, tmp_path):
     assert res.rc == 0 and task["status"] == "ok", res.stdout
     r = task["result"]
     assert r["changed"] is False
-    assert len(r["queries"]) == 1 and "pg_class" in r["queries"][0]
+    assert len(r["queries"]) == 2 and "pg_class" in r["queries"][0] and "pg_constraint" in r["queries"][1]
     got = sorted(
         (
             f["location"]["file"].rsplit("/", 1)[-1],
@@ -401,3 +401,143 @@ def test_the_fix_sql_runs_on_postgresql_and_does_the_job(pg, statement, rule, ch
             cur.execute(step["text"])
         cur.execute(check)
         assert cur.fetchone()[0] is True, (found[0].fix, check)
+
+
+# -- the migrate gate lints a run's pending migrations with what earlier ones created ----------
+GATE_V1 = "CREATE TABLE crate (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, shelf int);\n"
+GATE_V2 = (
+    "SET lock_timeout = '3s';\n"
+    "CREATE INDEX crate_shelf_idx ON crate (shelf);\n"
+    "ALTER TABLE crate ADD COLUMN label uuid DEFAULT gen_random_uuid();\n"
+)
+
+
+def _migrate(pg, run_playbook, db, folder, name):
+    args = dict(pg.conn_params, login_db=db, path=str(folder), lint_fail_on="high")
+    tasks = [dict(name=name, ignore_errors=True, **{"dbarch.postgresql.migrate": args})]
+    return run_playbook([dict(hosts="localhost", gather_facts=False, tasks=tasks)]).task(name)
+
+
+def test_migrate_gate_lets_a_first_run_through_and_stops_the_same_change_on_a_full_table(
+    pg, run_playbook, tmp_path
+):
+    # empty database, V1 and V2 pending in one run: crate is new when V2 indexes it
+    db = pg.createdb("ml_gate_run")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "V1__crate.sql").write_text(GATE_V1)
+    (run / "V2__crate_more.sql").write_text(GATE_V2)
+    task = _migrate(pg, run_playbook, db, run, "first run")
+    assert task["status"] != "failed", task["result"].get("msg")
+    v2 = [f for f in task["result"]["findings"] if f["location"]["file"] == "V2__crate_more.sql"]
+    assert {"ML-001", "ML-006"} <= {f["rule"] for f in v2}
+    assert all(f["severity"] == "info" for f in v2), v2
+    assert pg.query("SELECT count(*) FROM pg_indexes WHERE indexname = 'crate_shelf_idx'", dbname=db) == [
+        (1,)
+    ]
+
+    # V1 applied earlier and crate holds rows: the same V2 is stopped, nothing applied
+    db = pg.createdb("ml_gate_full")
+    only_v1 = tmp_path / "only_v1"
+    only_v1.mkdir()
+    (only_v1 / "V1__crate.sql").write_text(GATE_V1)
+    assert _migrate(pg, run_playbook, db, only_v1, "v1")["status"] != "failed"
+    with pg.connect(db) as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO crate (shelf) SELECT g % 40 FROM generate_series(1, 50000) g; ANALYZE crate")
+    task = _migrate(pg, run_playbook, db, run, "second run")
+    assert task["status"] == "failed"
+    assert "ML-001" in task["result"]["msg"] and task["result"]["msg"].endswith("Nothing was applied.")
+    assert pg.query("SELECT count(*) FROM pg_indexes WHERE indexname = 'crate_shelf_idx'", dbname=db) == [
+        (0,)
+    ]
+
+
+# -- NOT VALID + VALIDATE in one transaction keeps the ADD's lock through the scan -------------
+@pytest.mark.parametrize(
+    "add,rule,table",
+    [
+        (
+            "ALTER TABLE big_orders ADD CONSTRAINT bo_user_fk FOREIGN KEY (user_id) "
+            "REFERENCES users (id) NOT VALID",
+            "ML-003",
+            "users",
+        ),
+        (
+            "ALTER TABLE big_orders ADD CONSTRAINT bo_user_fk CHECK (qty < 100) NOT VALID",
+            "ML-004",
+            "big_orders",
+        ),
+    ],
+)
+def test_not_valid_and_validate_in_one_transaction_hold_the_strong_lock(pg, shop, add, rule, table):
+    validate = "ALTER TABLE big_orders VALIDATE CONSTRAINT bo_user_fk"
+    found = [f for f in ml.lint_sql("%s;\n%s;" % (add, validate)) if f.rule == rule]
+    assert len(found) == 1 and found[0].location["line"] == 2
+    conn = pg.connect(shop, autocommit=False)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(add)
+            cur.execute(validate)
+            held_together = _held(cur, table)
+        conn.rollback()
+        with conn.cursor() as cur:
+            cur.execute(add)
+        conn.commit()
+        with conn.cursor() as cur:
+            cur.execute(validate)
+            held_alone = _held(cur, "big_orders")
+        conn.rollback()
+        with conn.cursor() as cur:
+            cur.execute("ALTER TABLE big_orders DROP CONSTRAINT bo_user_fk")
+        conn.commit()
+    finally:
+        conn.rollback()
+        conn.close()
+    # in one transaction the validation ran under the ADD's lock, which blocks writes
+    assert held_together == found[0].evidence["lock"]
+    assert held_together in ml.BLOCKING_LOCKS
+    # in a transaction of its own VALIDATE takes only SHARE UPDATE EXCLUSIVE: writes go on
+    assert held_alone == "SHARE UPDATE EXCLUSIVE"
+
+
+# -- SET NOT NULL proven by a valid CHECK (column IS NOT NULL) in the live catalog -------------
+def test_set_not_null_with_a_valid_not_null_check_in_the_catalog_is_not_reported(pg, shop):
+    with pg.connect(shop) as conn, conn.cursor() as cur:
+        cur.execute(
+            'DROP TABLE IF EXISTS nn_parcel; CREATE TABLE nn_parcel (id bigint, "Weight" int, depot int);'
+            "INSERT INTO nn_parcel SELECT g, g, g FROM generate_series(1, 20000) g;"
+            'ALTER TABLE nn_parcel ADD CONSTRAINT nn_parcel_w CHECK ("Weight" IS NOT NULL);'
+            "ALTER TABLE nn_parcel ADD CONSTRAINT nn_parcel_d CHECK (depot IS NOT NULL) NOT VALID;"
+            "ANALYZE nn_parcel"
+        )
+    session = pgu.connect(dict(pg.conn_params, login_db=shop), "tests")
+    try:
+        sizes, checks = ml.database_facts(session)
+    finally:
+        session.close()
+    assert {"name": "nn_parcel_w", "column": "Weight", "valid": True} in checks["public.nn_parcel"]
+    assert {"name": "nn_parcel_d", "column": "depot", "valid": False} in checks["public.nn_parcel"]
+    weight = 'ALTER TABLE nn_parcel ALTER COLUMN "Weight" SET NOT NULL;'
+    depot = "ALTER TABLE nn_parcel ALTER COLUMN depot SET NOT NULL;"
+
+    def ml005(sql):
+        found = ml.lint_run(migrations=[("V9.sql", sql)], table_sizes=sizes, not_null_checks=checks)
+        return [f for f in found if f.rule == "ML-005"]
+
+    assert not ml005(weight)
+    assert ml005(depot)  # the check is not valid yet: SET NOT NULL scans
+    # PostgreSQL agrees: with the valid check it proves the column instead of scanning it
+    conn = pg.connect(shop, autocommit=False)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET LOCAL client_min_messages = debug1")
+            del conn.notices[:]
+            cur.execute(weight)
+            proved_weight = [n for n in conn.notices if "sufficient to prove" in n]
+            del conn.notices[:]
+            cur.execute(depot)
+            proved_depot = [n for n in conn.notices if "sufficient to prove" in n]
+    finally:
+        conn.rollback()
+        conn.close()
+    assert proved_weight and not proved_depot

@@ -41,15 +41,14 @@ CASES = [
     (
         "ML-003",
         "ALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES users (id);",
+        # VALIDATE CONSTRAINT goes in a later migration (a separate transaction)
         "ALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES users "
-        "(id) NOT VALID;\n"
-        "ALTER TABLE orders VALIDATE CONSTRAINT orders_user_fk;",
+        "(id) NOT VALID;",
     ),
     (
         "ML-004",
         "ALTER TABLE orders ADD CONSTRAINT qty_pos CHECK (qty > 0);",
-        "ALTER TABLE orders ADD CONSTRAINT qty_pos CHECK (qty > 0) NOT VALID;\n"
-        "ALTER TABLE orders VALIDATE CONSTRAINT qty_pos;",
+        "ALTER TABLE orders ADD CONSTRAINT qty_pos CHECK (qty > 0) NOT VALID;",
     ),
     (
         "ML-005",
@@ -454,3 +453,145 @@ def test_findings_render_to_sarif_and_junit_with_file_and_line():
     assert '"uri": "db/V7__drop.sql"' in sarif and '"startLine": 4' in sarif
     junit = fnd.render_junit(found, fail_on="high")
     assert 'failures="1"' in junit and "ML-014 public.orders" in junit
+
+
+# -- a run's pending migrations share what earlier ones created --------------------------------
+RUN_V1 = "CREATE TABLE parcel (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, weight_g int);\n"
+RUN_V2 = (
+    "CREATE INDEX parcel_weight_idx ON parcel (weight_g);\n"
+    "ALTER TABLE parcel ADD COLUMN tracking uuid DEFAULT gen_random_uuid();\n"
+    "DROP INDEX parcel_weight_idx;\n"
+)
+
+
+def test_run_knows_tables_created_by_earlier_pending_migrations():
+    found = ml.lint_run(migrations=[("V1__parcel.sql", RUN_V1), ("V2__parcel_more.sql", RUN_V2)])
+    v2 = [f for f in found if f.location["file"] == "V2__parcel_more.sql"]
+    by_rule = dict((f.rule, f) for f in v2)
+    assert {"ML-001", "ML-006", "ML-007"} <= set(by_rule)
+    assert all(f.severity == "info" for f in v2), [(f.rule, f.severity) for f in v2]
+    assert "V1__parcel.sql" in by_rule["ML-006"].evidence["size_note"]
+    assert not fnd.gate(found, "low")
+    # linted alone (V1 applied earlier), V2 is gated as before
+    alone = ml.lint_run(migrations=[("V2__parcel_more.sql", RUN_V2)])
+    assert {f.rule for f in fnd.gate(alone, "medium")} >= {"ML-001", "ML-006", "ML-007"}
+    # and a sized, non-empty table keeps the severity even after a CREATE TABLE IF NOT EXISTS
+    sizes = {"public.parcel": dict(bytes=50 * 1024 * 1024, rows=400000)}
+    again = ml.lint_run(
+        migrations=[("V1.sql", RUN_V1.replace("TABLE", "TABLE IF NOT EXISTS")), ("V2.sql", RUN_V2)],
+        table_sizes=sizes,
+    )
+    assert {f.rule for f in fnd.gate(again, "medium")} >= {"ML-001", "ML-006"}
+
+
+# -- NOT VALID + VALIDATE in one transaction -----------------------------------------------
+@pytest.mark.parametrize(
+    "add,rule,lock",
+    [
+        (
+            "ALTER TABLE parcel ADD CONSTRAINT parcel_depot_fk FOREIGN KEY (depot_id) REFERENCES depot (id) "
+            "NOT VALID;",
+            "ML-003",
+            "SHARE ROW EXCLUSIVE",
+        ),
+        (
+            "ALTER TABLE parcel ADD CONSTRAINT parcel_depot_fk CHECK (depot_id > 0) NOT VALID;",
+            "ML-004",
+            "ACCESS EXCLUSIVE",
+        ),
+    ],
+)
+def test_not_valid_then_validate_in_one_transaction_is_reported(add, rule, lock):
+    validate = "ALTER TABLE parcel VALIDATE CONSTRAINT parcel_depot_fk;"
+    found = only(add + "\n" + validate, rule)
+    assert len(found) == 1 and found[0].location["line"] == 4  # the VALIDATE, after the two SETs
+    assert found[0].evidence["lock"] == lock and found[0].evidence["added_line"] == 3
+    assert "separate migration" in found[0].fix
+    # explicit transactions: same one reported, separate ones not
+    assert rule in rules("BEGIN;\n%s\n%s\nCOMMIT;" % (add, validate))
+    assert rule not in rules("BEGIN;\n%s\nCOMMIT;\nBEGIN;\n%s\nCOMMIT;" % (add, validate))
+    # separate migrations of one run: not reported
+    run = ml.lint_run(migrations=[("V1.sql", TIMEOUTS + add), ("V2.sql", TIMEOUTS + validate)])
+    assert rule not in {f.rule for f in run}
+
+
+def test_fix_texts_put_validate_in_a_separate_migration():
+    for sql, rule in [
+        ("ALTER TABLE parcel ADD CONSTRAINT f FOREIGN KEY (depot_id) REFERENCES depot (id);", "ML-003"),
+        ("ALTER TABLE parcel ADD CONSTRAINT c CHECK (weight_g > 0);", "ML-004"),
+        ("ALTER TABLE parcel ALTER COLUMN weight_g SET NOT NULL;", "ML-005"),
+    ]:
+        fix = only(sql, rule)[0].fix
+        assert "migration 2, a separate file" in fix, (rule, fix)
+        # linting the fix as two migrations of one run raises no finding of the rule
+        first, second = fix.split("-- migration 2", 1)
+        second = second.split("\n", 1)[1].split("-- migration 3", 1)[0]
+        run = ml.lint_run(migrations=[("V1.sql", TIMEOUTS + first), ("V2.sql", TIMEOUTS + second)])
+        assert rule not in {f.rule for f in run}, (rule, first, second)
+
+
+# -- SET NOT NULL proven by a valid CHECK ------------------------------------------------------
+def test_set_not_null_after_a_valid_not_null_check_is_not_reported():
+    check = "ALTER TABLE parcel ADD CONSTRAINT parcel_w_nn CHECK (weight_g IS NOT NULL) NOT VALID;\n"
+    validate = "ALTER TABLE parcel VALIDATE CONSTRAINT parcel_w_nn;\n"
+    set_nn = "ALTER TABLE parcel ALTER COLUMN weight_g SET NOT NULL;\n"
+    # validated in an earlier migration of the run
+    run = ml.lint_run(migrations=[("V1.sql", TIMEOUTS + check), ("V2.sql", TIMEOUTS + validate + set_nn)])
+    assert "ML-005" not in {f.rule for f in run}
+    # a CHECK validated as it is added earlier in the file
+    assert "ML-005" not in rules(
+        "ALTER TABLE parcel ADD CONSTRAINT parcel_w_nn CHECK (weight_g IS NOT NULL);\n" + set_nn
+    )
+    # in the live catalog, valid; or not valid but validated in the file
+    live = {"public.parcel": [dict(name="parcel_w_nn", column="weight_g", valid=True)]}
+    assert not ml.lint_run(migrations=[("V3.sql", TIMEOUTS + set_nn)], not_null_checks=live)
+    live_nv = {"public.parcel": [dict(name="parcel_w_nn", column="weight_g", valid=False)]}
+    run = ml.lint_run(migrations=[("V3.sql", TIMEOUTS + set_nn)], not_null_checks=live_nv)
+    assert "ML-005" in {f.rule for f in run}
+    run = ml.lint_run(migrations=[("V3.sql", TIMEOUTS + validate + set_nn)], not_null_checks=live_nv)
+    assert "ML-005" not in {f.rule for f in run}
+    # still reported: the check is not yet valid, is on another column, or is another expression
+    assert "ML-005" in rules(check + set_nn)
+    assert "ML-005" in rules(check.replace("weight_g IS", "depot_id IS") + validate + set_nn)
+    assert "ML-005" in rules(check.replace("IS NOT NULL", "> 0") + validate + set_nn)
+
+
+# -- serial columns overflow like int4 keys ------------------------------------------------
+@pytest.mark.parametrize("typ", ["serial", "serial4", "smallserial", "serial2"])
+def test_non_key_serial_is_reported_like_an_int4_key(typ):
+    found = only("CREATE TABLE ticket (code text PRIMARY KEY, seq %s);" % typ, "ML-016")
+    assert found[0].object == "public.ticket.seq" and found[0].severity == ml.RULES["ML-016"][1]
+    assert "PRIMARY KEY" not in found[0].fix
+    assert "ML-016" not in rules("CREATE TABLE ticket (code text PRIMARY KEY, seq bigserial);")
+
+
+def test_fix_texts_carry_the_deparsed_expressions():
+    check = only("ALTER TABLE parcel ADD CONSTRAINT parcel_w CHECK (weight_g > 0);", "ML-004")[0]
+    assert "CHECK (weight_g > 0) NOT VALID" in check.fix
+    vol = only("ALTER TABLE parcel ADD COLUMN tag uuid DEFAULT gen_random_uuid();", "ML-001")[0]
+    assert "SET DEFAULT gen_random_uuid()" in vol.fix and vol.evidence["default"] == "gen_random_uuid()"
+
+
+def test_run_knows_columns_indexes_and_renamed_tables_of_earlier_migrations():
+    v1 = (
+        "ALTER TABLE orders ADD COLUMN promo_code text;\n"
+        "CREATE TABLE coupon (id bigint PRIMARY KEY, code text);\n"
+        "CREATE INDEX coupon_code_idx ON coupon (code);\n"
+    )
+    v2 = (
+        "ALTER TABLE orders RENAME COLUMN promo_code TO coupon_code;\n"
+        "ALTER TABLE orders DROP COLUMN coupon_code;\n"
+        "REINDEX INDEX coupon_code_idx;\n"
+        "ALTER TABLE coupon RENAME TO coupons;\n"
+        "CREATE INDEX coupons_id_code_idx ON coupons (id, code);\n"
+    )
+    run = ml.lint_run(migrations=[("V1.sql", TIMEOUTS + v1), ("V2.sql", TIMEOUTS + v2)])
+    v2_found = {f.rule: f for f in run if f.location["file"] == "V2.sql"}
+    assert {"ML-011", "ML-013", "ML-008", "ML-012", "ML-006"} <= set(v2_found)
+    assert all(f.severity == "info" for f in v2_found.values()), [
+        (f.rule, f.severity) for f in v2_found.values()
+    ]
+    assert "no running code" in v2_found["ML-013"].evidence["column_note"]
+    # without V1 in the run, the same V2 keeps its severities
+    alone = {f.rule: f.severity for f in ml.lint_run(migrations=[("V2.sql", TIMEOUTS + v2)])}
+    assert alone["ML-011"] == "medium" and alone["ML-013"] == "medium" and alone["ML-006"] == "medium"
