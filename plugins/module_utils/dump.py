@@ -28,11 +28,12 @@ import shutil
 import subprocess
 import time
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
 
 
-class DumpError(Exception):
+class DumpError(DbarchError):
     """What failed, where, and how to fix it; never holds a password."""
 
 

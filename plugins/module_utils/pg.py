@@ -22,6 +22,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
+
 import os
 import re
 import sys
@@ -84,7 +86,7 @@ CONNECTION_ARGSPEC = dict(
 _TIMEOUT_RE = re.compile(r"^\s*\d+\s*(us|ms|s|min|h|d)?\s*$")
 
 
-class PgError(Exception):
+class PgError(DbarchError):
     """An error a DBA can act on. ``str()`` is the whole one-line message."""
 
     def __init__(self, message, sqlstate=None, where=None):

@@ -23,6 +23,7 @@ import os
 import re
 import shlex
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils.backup_repo import atomic_write
 
 HEADER = "# Managed by dbarch.postgresql (scheduled_job %s): changes made here are overwritten."
@@ -43,7 +44,7 @@ FIELDS = {
 }
 
 
-class ScheduleError(Exception):
+class ScheduleError(DbarchError):
     pass
 
 

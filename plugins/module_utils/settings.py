@@ -26,6 +26,7 @@ import os
 import re
 import time
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
 
 SETTINGS_SQL = (
@@ -65,7 +66,7 @@ _TIME = {"us": 0.001, "ms": 1, "s": 1000, "min": 60000, "h": 3600000, "d": 86400
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
 
 
-class SettingError(Exception):
+class SettingError(DbarchError):
     """A setting that cannot be applied, with a message that says why and how to fix it."""
 
 
