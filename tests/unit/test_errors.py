@@ -6,6 +6,7 @@ import pathlib
 
 import pytest
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils import ddl, findings, pg, reports
 from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 
 UTILS = pathlib.Path(__file__).resolve().parents[2] / "plugins" / "module_utils"
@@ -32,14 +33,10 @@ def test_engine_error_derives_from_dbarch_error(stem, name, cls):
 
 
 def test_value_error_ones_are_still_value_errors():
-    from ansible_collections.dbarch.postgresql.plugins.module_utils import ddl, findings, reports
-
     for cls in (ddl.DdlError, findings.FindingError, reports.ReportError):
         assert issubclass(cls, ValueError) and issubclass(cls, DbarchError)
 
 
 def test_details_carry_only_what_is_set():
-    from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
-
     assert pg.PgError("boom", sqlstate="42P01").details() == {"sqlstate": "42P01"}
     assert DbarchError("plain").details() == {}
