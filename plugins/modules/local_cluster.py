@@ -143,6 +143,8 @@ options:
       - Seconds to wait for the server to start or stop.
     type: int
     default: 120
+extends_documentation_fragment:
+  - dbarch.postgresql.connection.no_aliases
 attributes:
   check_mode:
     support: full
@@ -151,6 +153,10 @@ attributes:
     support: full
     description: Shows changes to C(dbarch.conf) and C(pg_hba.conf), and the cluster's state.
 notes:
+  - The connection options of the collection (C(login_host), C(login_port), C(login_user),
+    C(login_password), ...) are accepted and not used, so that one C(module_defaults) block for
+    C(group/dbarch.postgresql.all) serves this module too. They take no aliases here (C(port) is an
+    option of this module).
   - Runs on the managed host (here usually C(localhost) with C(ansible_connection=local)).
   - The superuser password never appears in the output or in the server log.
 seealso:
@@ -272,8 +278,7 @@ restarted_for:
 import os
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule
-
+from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
 from ansible_collections.dbarch.postgresql.plugins.module_utils.localcluster import (
     LocalCluster,
     LocalClusterError,
@@ -528,7 +533,7 @@ def run_absent(module, cluster):
 
 
 def main():
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    module = DbarchModule(argument_spec=ARGUMENT_SPEC, connection_aliases=False, supports_check_mode=True)
     params = module.params
     secrets = [params["superuser_password"], (params["primary"] or {}).get("password")]
     try:

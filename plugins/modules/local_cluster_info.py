@@ -42,7 +42,11 @@ options:
         root, otherwise the current user.
     type: str
 extends_documentation_fragment:
+  - dbarch.postgresql.connection
   - dbarch.postgresql.attributes.read_only
+notes:
+  - The connection options of the collection are accepted and not used, so that one C(module_defaults)
+    block for C(group/dbarch.postgresql.all) serves this module too.
 seealso:
   - module: dbarch.postgresql.local_cluster
 """
@@ -93,8 +97,7 @@ cluster:
            role: primary, created_by_dbarch: true}
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
+from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
 from ansible_collections.dbarch.postgresql.plugins.module_utils.localcluster import (
     LocalCluster,
     LocalClusterError,
@@ -126,7 +129,7 @@ def cluster_status(data_dir, run_as):
 
 
 def main():
-    module = AnsibleModule(
+    module = DbarchModule(
         argument_spec=dict(
             data_dir=dict(type="path"),
             versions=dict(type="list", elements="int", default=[]),
@@ -146,7 +149,7 @@ def main():
             cluster=cluster_status(params["data_dir"], run_as) if params["data_dir"] else None,
         )
     except LocalClusterError as exc:
-        module.fail_json(msg=str(exc))
+        module.fail_from(exc)
     module.exit_json(**result)
 
 
