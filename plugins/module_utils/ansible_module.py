@@ -24,6 +24,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
+import os
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
@@ -42,6 +43,26 @@ def connection_spec(taken=(), aliases=True):
         else:
             option.pop("aliases", None)
     return spec
+
+
+def require_absolute(module, *names):
+    """fail_json when a path option (or an element of a list of paths) is relative: it would be taken
+    from the module's working directory on the host, which nobody chooses on purpose. URLs
+    (s3://bucket/prefix) are not paths and pass. Usable with any AnsibleModule."""
+    for name in names:
+        value = module.params.get(name)
+        values = value if isinstance(value, list) else [value]
+        for item in values:
+            if item in (None, ""):
+                continue
+            text = str(item)
+            if "://" in text or os.path.isabs(text):
+                continue
+            module.fail_json(
+                msg="%s=%r must be an absolute path (a relative one would be taken from the module's "
+                "working directory on the host): write it in full, e.g. /var/lib/postgresql/..."
+                % (name, text)
+            )
 
 
 class DbarchModule(AnsibleModule):
@@ -80,6 +101,10 @@ class DbarchModule(AnsibleModule):
         if self.check_mode:
             self.close()
             self.exit_json(**result)
+
+    # -- input -------------------------------------------------------------------------
+    def require_absolute(self, *names):
+        require_absolute(self, *names)
 
     # -- failures ----------------------------------------------------------------------
     def _secrets(self):

@@ -287,6 +287,8 @@ from ansible_collections.dbarch.postgresql.plugins.module_utils.localcluster imp
     find_bindir,
     hba_text,
     primary_conninfo,
+    validate_settings,
+    validate_superuser,
 )
 
 PRIMARY_SPEC = dict(
@@ -535,6 +537,14 @@ def run_absent(module, cluster):
 def main():
     module = DbarchModule(argument_spec=ARGUMENT_SPEC, connection_aliases=False, supports_check_mode=True)
     params = module.params
+    module.require_absolute("data_dir", "bindir")
+    secrets_ = [params["superuser_password"], (params["primary"] or {}).get("password")]
+    try:
+        if params["state"] != "absent":
+            validate_superuser(params["superuser"])
+            validate_settings(params["settings"])
+    except LocalClusterError as exc:
+        module.fail_json(msg=scrub(str(exc), secrets_), data_dir=params["data_dir"])
     secrets = [params["superuser_password"], (params["primary"] or {}).get("password")]
     try:
         cluster = LocalCluster(params["data_dir"], run_as=params["run_as"], superuser=params["superuser"])

@@ -139,6 +139,7 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
+    module.require_absolute("data_dir", "paths")
     run_as = params["run_as"] or default_run_as()
     try:
         result = dict(

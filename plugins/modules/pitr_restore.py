@@ -365,6 +365,7 @@ def main():
         required_one_of=[("target_time", "target_xid", "target_lsn", "target_name", "target")],
     )
     p = module.params
+    module.require_absolute("data_dir", "repository", "wal_archive", "staging_dir", "bindir")
     if p["engine"] == "pgbackrest":
         run_pgbackrest(module)
     if p["target_timeline"] != "latest":
