@@ -42,7 +42,7 @@ options:
     required: true
   group:
     description:
-      - With O(command=dump), a group (name or number) that may read the dump: the file gets this group
+      - With O(command=dump), a group (name or number) that may read the dump; the file gets this group
         and mode C(0640) instead of C(0600).
     type: str
   force:

@@ -63,8 +63,8 @@ options:
     default: postgres
   environment:
     description:
-      - Environment variables of the job. They are written to a file only root can read (mode C(0600)):
-        C(<systemd_dir>/<name>.env) for systemd, the cron file itself for cron.
+      - Environment variables of the job. They are written to a file only root can read (mode C(0600)),
+        C(<systemd_dir>/<name>.env) for systemd and the cron file itself for cron.
     type: dict
     default: {}
   secret_environment:
@@ -124,42 +124,8 @@ options:
     type: str
     default: present
     choices: [present, absent]
-  login_host:
-    description: Ignored (see the notes).
-    type: str
-  login_port:
-    description: Ignored (see the notes).
-    type: int
-  login_user:
-    description: Ignored (see the notes).
-    type: str
-  login_password:
-    description: Ignored (see the notes).
-    type: str
-  login_db:
-    description: Ignored (see the notes).
-    type: str
-  login_unix_socket:
-    description: Ignored (see the notes).
-    type: str
-  ssl_mode:
-    description: Ignored (see the notes).
-    type: str
-  ca_cert:
-    description: Ignored (see the notes).
-    type: path
-  connect_timeout:
-    description: Ignored (see the notes).
-    type: int
-  lock_timeout:
-    description: Ignored (see the notes).
-    type: str
-  statement_timeout:
-    description: Ignored (see the notes).
-    type: str
-  session_settings:
-    description: Ignored (see the notes).
-    type: dict
+extends_documentation_fragment:
+  - dbarch.postgresql.connection.no_aliases
 notes:
   - The connection options of the collection's other modules (C(login_host), C(login_port), ...) are accepted
     and ignored, so that C(module_defaults) for C(group/dbarch.postgresql.all) apply to this module too. They
@@ -242,9 +208,8 @@ systemctl:
 
 import os
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils import schedule as sch
+from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
 
 SYSTEMD_RUNNING = "/run/systemd/system"
 
@@ -256,18 +221,8 @@ def masked(text, secrets):
     return text
 
 
-def ignored_connection_options():
-    """The shared connection options without aliases or defaults: accepted so that module_defaults for
-    group/dbarch.postgresql.all do not make this module fail, and not used."""
-    return {
-        name: dict(type=spec["type"], no_log=bool(spec.get("no_log")))
-        for name, spec in pg.CONNECTION_ARGSPEC.items()
-    }
-
-
 def main():
-    spec = ignored_connection_options()
-    spec.update(
+    spec = dict(
         name=dict(type="str", required=True),
         description=dict(type="str"),
         argv=dict(type="list", elements="str"),
@@ -286,8 +241,9 @@ def main():
         systemd_dir=dict(type="path", default="/etc/systemd/system"),
         state=dict(type="str", default="present", choices=["present", "absent"]),
     )
-    module = AnsibleModule(
+    module = DbarchModule(
         argument_spec=spec,
+        connection_aliases=False,
         supports_check_mode=True,
         required_if=[("state", "present", ["argv"])],
     )
@@ -313,7 +269,7 @@ def main():
         try:
             planned = sch.plan(job, method)
         except sch.ScheduleError as exc:
-            module.fail_json(msg="scheduled_job %s: %s" % (name, exc), method=method)
+            module.fail_from(exc, msg_prefix="scheduled_job %s" % name, method=method)
         mode = sch.file_mode_for(job, method)
         result.update(
             on_calendar="; ".join(planned["on_calendar"]),
