@@ -22,7 +22,7 @@ author:
 options:
   data_dir:
     description:
-      - PGDATA of a local cluster to report on (see RV(cluster)).
+      - PGDATA of a local cluster to report on (see RV(cluster)), an absolute path.
     type: path
   versions:
     description:
@@ -32,7 +32,7 @@ options:
     default: []
   paths:
     description:
-      - Folders to check for reachability by O(run_as) (see RV(paths)). They need not exist.
+      - Folders to check for reachability by O(run_as) (see RV(paths)). Absolute paths; they need not exist.
     type: list
     elements: path
     default: []
