@@ -6,6 +6,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import re
+
 
 class ModuleDocFragment(object):
     # Connection options shared by every module that talks to PostgreSQL.
@@ -80,6 +82,10 @@ notes:
 requirements:
   - psycopg2 (C(python3-psycopg2) on Debian/Ubuntu managed hosts, C(psycopg2-binary) in a virtualenv)
 """
+
+    # The same options without aliases, for modules that have an option of their own named like one of
+    # them (local_cluster and pitr_restore have port, scheduled_job has user).
+    NO_ALIASES = re.sub(r"\n    aliases: \[[^\]]*\]", "", DOCUMENTATION)
 
     FINDINGS = r"""
 options:

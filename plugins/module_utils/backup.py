@@ -37,6 +37,7 @@ import tempfile
 import time
 import zlib
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
@@ -62,7 +63,7 @@ SERVER_FACTS_SQL = (
 )
 
 
-class BackupError(Exception):
+class BackupError(DbarchError):
     """A failure with a message a DBA can act on."""
 
     def __init__(self, message, backup_id=None, problems=None):

@@ -20,6 +20,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
+
 import base64
 import datetime
 import gzip
@@ -66,7 +68,7 @@ S3_MAX_OBJECT = 5 * 1024 * 1024 * 1024 * 1024
 SSE_CHOICES = ("AES256", "aws:kms")
 
 
-class RepositoryError(Exception):
+class RepositoryError(DbarchError):
     """A repository problem with a message that says what, where and how to fix it."""
 
 

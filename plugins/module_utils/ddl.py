@@ -30,6 +30,7 @@ __metaclass__ = type
 import os
 import re
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils import catalog as cat
 from ansible_collections.dbarch.postgresql.plugins.module_utils.pg import is_reserved
 
@@ -60,7 +61,7 @@ def _lib():
     return _pglast
 
 
-class DdlError(ValueError):
+class DdlError(DbarchError, ValueError):
     """A DDL file that does not parse, or a statement that cannot be applied."""
 
 

@@ -14,6 +14,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
+
 import os
 import re
 import shutil
@@ -24,7 +26,7 @@ EXTENSIONS = {"markdown": "md", "mermaid": "mmd", "dbml": "dbml", "dot": "dot", 
 BASENAME = "data_dictionary"
 
 
-class DictionaryError(ValueError):
+class DictionaryError(DbarchError, ValueError):
     pass
 
 

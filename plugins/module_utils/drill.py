@@ -32,6 +32,7 @@ __metaclass__ = type
 import re
 import time
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
 
@@ -48,7 +49,7 @@ TEXT_SETTINGS = (
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,63}$")
 
 
-class DrillError(Exception):
+class DrillError(DbarchError):
     """A drill step failed; the message says what, where and how to fix it."""
 
 

@@ -22,17 +22,19 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import grp
 import hashlib
 import os
 import shutil
 import subprocess
 import time
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
 
 
-class DumpError(Exception):
+class DumpError(DbarchError):
     """What failed, where, and how to fix it; never holds a password."""
 
 
@@ -111,15 +113,62 @@ def _fsync_dir(folder):
         os.close(fd)
 
 
-def dump(params, path, major, bindir=None, schemas=None, exclude_schemas=None, compress=None, timeout=None):
-    """pg_dump -Fc of the connected database to ``path``. Returns facts about the dump."""
-    path = os.path.abspath(path)
+def dump_mode(group=None):
+    """Mode of a dump file: 0600 (it holds all the data), 0640 when a group may read it."""
+    return 0o640 if group else 0o600
+
+
+def group_id(group):
+    """The gid of a group name or number, or DumpError."""
+    if group is None:
+        return None
+    try:
+        return grp.getgrnam(str(group)).gr_gid
+    except KeyError:
+        if str(group).isdigit():
+            return int(group)
+        raise DumpError("group=%r: no such group on this host." % (group,)) from None
+
+
+def _private_file(path, mode, gid=None):
+    """Create ``path`` empty with ``mode`` (never readable by others, whatever the umask)."""
+    if os.path.lexists(path):
+        os.unlink(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        os.fchmod(fd, mode)
+        if gid is not None:
+            os.fchown(fd, -1, gid)
+    finally:
+        os.close(fd)
+
+
+def dump(
+    params,
+    path,
+    major,
+    bindir=None,
+    schemas=None,
+    exclude_schemas=None,
+    compress=None,
+    timeout=None,
+    group=None,
+):
+    """pg_dump -Fc of the connected database to ``path``. Returns facts about the dump.
+
+    The file is written 0600 (0640 and owned by ``group`` when given): it holds all the data.
+    """
+    if not os.path.isabs(path):
+        raise DumpError("path=%r must be an absolute path." % (path,))
     folder = os.path.dirname(path)
     if not os.path.isdir(folder):
         raise DumpError("The folder of %s does not exist: create %s first." % (path, folder))
+    mode = dump_mode(group)
+    gid = group_id(group)
     bindir = client_bindir(major, bindir)
     env, password = libpq_environment(params)
     partial = path + ".partial"
+    _private_file(partial, mode, gid)
     argv = [os.path.join(bindir, "pg_dump"), "--format=custom", "--no-password", "--file", partial]
     if compress is not None:
         argv.append("--compress=%s" % compress)
@@ -133,6 +182,7 @@ def dump(params, path, major, bindir=None, schemas=None, exclude_schemas=None, c
         with open(partial, "rb") as handle:
             os.fsync(handle.fileno())
         entries = archive_entries(partial, bindir, env, password)
+        os.chmod(partial, mode)  # pg_dump keeps the mode of the file it truncates; make sure
         os.replace(partial, path)
         _fsync_dir(folder)
     finally:
@@ -140,6 +190,7 @@ def dump(params, path, major, bindir=None, schemas=None, exclude_schemas=None, c
             os.unlink(partial)
     return dict(
         path=path,
+        mode="%04o" % mode,
         bytes=os.path.getsize(path),
         sha256=sha256_of(path),
         entries=entries,

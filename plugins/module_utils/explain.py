@@ -22,6 +22,7 @@ __metaclass__ = type
 
 import json
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
 
 DEFAULT_STATEMENT_TIMEOUT = "30s"
@@ -37,7 +38,7 @@ _EXPLAINABLE = {
 _WRITES = ("InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt")
 
 
-class ExplainError(ValueError):
+class ExplainError(DbarchError, ValueError):
     pass
 
 

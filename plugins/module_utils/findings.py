@@ -19,6 +19,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
+
 import fnmatch
 import hashlib
 import json
@@ -36,7 +38,7 @@ TOOL_URI = "https://galaxy.ansible.com/ui/repo/published/dbarch/postgresql/"
 TOOL_VERSION = "0.1.0"
 
 
-class FindingError(ValueError):
+class FindingError(DbarchError, ValueError):
     pass
 
 

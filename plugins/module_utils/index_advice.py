@@ -34,6 +34,7 @@ import json
 import re
 from collections import OrderedDict
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils import catalog as cat
 from ansible_collections.dbarch.postgresql.plugins.module_utils import explain as ex
 from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
@@ -79,7 +80,7 @@ _SHARED = (
 _SYSTEM_PREFIXES = ("pg_", "information_schema")
 
 
-class IndexAdviceError(ValueError):
+class IndexAdviceError(DbarchError, ValueError):
     pass
 
 

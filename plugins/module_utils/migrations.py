@@ -39,6 +39,7 @@ import struct
 import time
 import zlib
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils.findings import Finding
 
@@ -54,7 +55,7 @@ _VERSION_RE = re.compile(r"^\d+(?:[._]\d+)*$")
 _PLACEHOLDER_RE = re.compile(r"\$\{([^{}\s]+)\}")
 
 
-class MigrationError(Exception):
+class MigrationError(DbarchError):
     """A problem a DBA can act on; ``str()`` is the whole message."""
 
     def __init__(self, message, script=None, line=None, sqlstate=None, statement=None):

@@ -22,6 +22,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
+
 import os
 import re
 import sys
@@ -84,7 +86,7 @@ CONNECTION_ARGSPEC = dict(
 _TIMEOUT_RE = re.compile(r"^\s*\d+\s*(us|ms|s|min|h|d)?\s*$")
 
 
-class PgError(Exception):
+class PgError(DbarchError):
     """An error a DBA can act on. ``str()`` is the whole one-line message."""
 
     def __init__(self, message, sqlstate=None, where=None):
@@ -274,6 +276,32 @@ class Session:
             self.conn.close()
 
 
+SETTING_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)*$")
+
+
+def libpq_options(settings):
+    """The libpq ``options`` string (``-c name=value ...``) for session settings.
+
+    The server splits it on any white space (space, tab, newline...) and takes a backslash as
+    "the next character is literal" (pg_split_opts), so every white space character and every
+    backslash in a value is escaped: a value cannot add another option. Names must be setting
+    names (``name`` or ``class.name``); a NUL byte cannot travel at all.
+    """
+    options = []
+    for name, value in sorted((settings or {}).items()):
+        if not SETTING_NAME_RE.match(str(name)):
+            raise PgError(
+                "session_settings: %r is not a valid setting name (letters, digits and _, "
+                "optionally class.name)." % (name,)
+            )
+        text = str(value)
+        if "\x00" in text:
+            raise PgError("session_settings: the value of %s holds a NUL byte." % name)
+        escaped = "".join("\\" + ch if ch == "\\" or ch.isspace() else ch for ch in text)
+        options.append("-c %s=%s" % (name, escaped))
+    return " ".join(options)
+
+
 def connect(params, module_name, autocommit=True, readonly=False):
     """Open a Session. Raises PgError with a one-line, password-free message."""
     if not HAS_PSYCOPG2:
@@ -282,20 +310,14 @@ def connect(params, module_name, autocommit=True, readonly=False):
     kw = resolve_params(params)
     target = describe_target(kw)
     app = "dbarch.%s" % module_name
-    options = []
     settings = dict(params.get("session_settings") or {})
     for name in ("lock_timeout", "statement_timeout"):
         value = validate_timeout(name, params.get(name))
         if value is not None:
             settings[name] = value
-    for name, value in sorted(settings.items()):
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_.]*$", str(name)):
-            raise PgError("session_settings: %r is not a valid setting name." % name)
-        # libpq options: escape spaces and backslashes in the value.
-        val = str(value).replace("\\", "\\\\").replace(" ", "\\ ")
-        options.append("-c %s=%s" % (name, val))
+    options = libpq_options(settings)
     if options:
-        kw["options"] = " ".join(options)
+        kw["options"] = options
     kw["application_name"] = app
     secrets = [kw.get("password")]
     try:

@@ -33,6 +33,7 @@ import subprocess
 import tempfile
 import time
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
 from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
@@ -69,7 +70,7 @@ ARGSPEC = dict(
 )
 
 
-class PgBackRestError(Exception):
+class PgBackRestError(DbarchError):
     """A pgBackRest failure with a message a DBA can act on (never a secret)."""
 
     def __init__(self, message, log_tail=None):

@@ -30,6 +30,7 @@ import shutil
 import tempfile
 import time
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup as bk
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
@@ -44,7 +45,7 @@ _RECORD = re.compile(
 _STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) ?([^;\s]*)")
 
 
-class PitrError(Exception):
+class PitrError(DbarchError):
     """A restore failure with a message a DBA can act on."""
 
     def __init__(self, message, log_tail=None, plan=None):

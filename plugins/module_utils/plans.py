@@ -19,6 +19,7 @@ __metaclass__ = type
 
 import re
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils.findings import Finding
 
@@ -60,7 +61,7 @@ ALL_RULES = ANALYZE_RULES[:4] + ("QP-SPILL-001", "QP-SPILL-002") + ANALYZE_RULES
 REFERENCE = "https://www.postgresql.org/docs/current/using-explain.html"
 
 
-class PlanError(ValueError):
+class PlanError(DbarchError, ValueError):
     pass
 
 

@@ -23,6 +23,7 @@ __metaclass__ = type
 import re
 from collections import Counter, defaultdict
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
 
 DEFAULT_SAMPLE_ROWS = 10000
@@ -61,7 +62,7 @@ _LIST_RE = re.compile(
 )
 
 
-class ProfileError(ValueError):
+class ProfileError(DbarchError, ValueError):
     pass
 
 

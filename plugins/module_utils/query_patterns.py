@@ -20,13 +20,14 @@ __metaclass__ = type
 import json
 import re
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
 
 # Sequential scans on tables estimated smaller than this are left alone: they are cheap.
 MIN_ROWS = 1000
 
 
-class QueryPatternError(ValueError):
+class QueryPatternError(DbarchError, ValueError):
     pass
 
 

@@ -22,6 +22,7 @@ __metaclass__ = type
 import datetime
 from decimal import Decimal
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils.findings import Finding
 from ansible_collections.dbarch.postgresql.plugins.module_utils.versions import Features
@@ -92,7 +93,7 @@ WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped
 """
 
 
-class QueryStatsError(Exception):
+class QueryStatsError(DbarchError):
     pass
 
 

@@ -13,6 +13,7 @@ __metaclass__ = type
 import os
 import re
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
 from ansible_collections.dbarch.postgresql.plugins.module_utils.backup_repo import atomic_write
 from ansible_collections.dbarch.postgresql.plugins.module_utils.pg import CONNECTION_ARGSPEC
@@ -37,7 +38,7 @@ REPORT_ARGSPEC.update(
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-class ReportError(ValueError):
+class ReportError(DbarchError, ValueError):
     pass
 
 

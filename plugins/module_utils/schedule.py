@@ -23,6 +23,7 @@ import os
 import re
 import shlex
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils.backup_repo import atomic_write
 
 HEADER = "# Managed by dbarch.postgresql (scheduled_job %s): changes made here are overwritten."
@@ -43,7 +44,7 @@ FIELDS = {
 }
 
 
-class ScheduleError(Exception):
+class ScheduleError(DbarchError):
     pass
 
 
@@ -286,14 +287,32 @@ def environment(job):
     return env
 
 
-def file_mode_for(job):
-    """0600 when the job has environment values (they may be secrets), else 0644."""
-    return 0o600 if environment(job) else 0o644
+def file_mode_for(job, method="cron"):
+    """Mode of the cron file or unit files: 0600 for a cron file with environment values (cron reads it
+    as root; the values may be secrets), else 0644. systemd units never hold the values (they go to the
+    0600 EnvironmentFile=, see environment_file), so they are 0644."""
+    return 0o600 if method == "cron" and environment(job) else 0o644
+
+
+# Characters that end a line of a cron or unit file (or a C string): never allowed in any field that
+# reaches one, or a value could add a cron line (a root job) or a systemd directive.
+LINE_BREAKS_RE = re.compile(r"[\r\n\x00]")
+SCHEDULE_FIELDS = ("minute", "hour", "day", "month", "weekday")
+
+
+def _no_line_breaks(label, value):
+    if value is not None and LINE_BREAKS_RE.search(str(value)):
+        raise ScheduleError(
+            "%s holds a carriage return, newline or NUL byte, which would end the line of the cron or "
+            "unit file it is written to: remove it." % label
+        )
 
 
 def check_job(job):
-    """Validate a job dict (name, description, argv, user, environment, log_file, random_delay)."""
+    """Validate a job dict (name, description, argv, user, environment, log_file, random_delay, the five
+    schedule fields, systemd_dir). No field that reaches a cron or unit file may hold CR, LF or NUL."""
     name = str(job.get("name") or "")
+    _no_line_breaks("name", name)
     if not NAME_RE.match(name) or name in (".", ".."):
         raise ScheduleError(
             "name=%r: use letters, digits, '_', '.' and '-' only (it becomes the unit and cron file name)."
@@ -302,37 +321,66 @@ def check_job(job):
     argv = job.get("argv") or []
     if not argv or not all(isinstance(a, str) for a in argv) or not argv[0]:
         raise ScheduleError("argv must be a non-empty list of strings: the program and its arguments.")
-    for a in argv:
-        if "\n" in a or "\x00" in a:
-            raise ScheduleError(
-                "argv element %r holds a newline or NUL byte, which a cron line cannot carry." % a
-            )
+    for index, a in enumerate(argv):
+        _no_line_breaks("argv[%d] (%r)" % (index, a), a)
     user = str(job.get("user") or "")
+    _no_line_breaks("user", user)
     if not USER_RE.match(user):
         raise ScheduleError("user=%r is not a valid user name." % user)
+    for source in ("environment", "secret_environment"):
+        for key, value in (job.get(source) or {}).items():
+            _no_line_breaks("%s: the variable name %r" % (source, key), key)
+            if not ENV_NAME_RE.match(str(key)):
+                raise ScheduleError(
+                    "%s: %r is not a valid variable name ([A-Za-z_][A-Za-z0-9_]*)." % (source, key)
+                )
+            # the value itself is never named: it may be a secret
+            _no_line_breaks("%s: the value of %s" % (source, key), value)
     for key, value in environment(job).items():
-        if not ENV_NAME_RE.match(str(key)):
-            raise ScheduleError(
-                "environment: %r is not a valid variable name ([A-Za-z_][A-Za-z0-9_]*)." % key
-            )
-        if re.search(r"[\n\r\x00]", str(value)):
-            raise ScheduleError(
-                "environment: the value of %s holds a newline, which cron cannot carry." % key
-            )
         if '"' in str(value) and "'" in str(value):
             raise ScheduleError(
                 "environment: the value of %s holds both ' and \", which a crontab variable line "
                 "cannot carry." % key
             )
-    description = str(job.get("description") or "")
-    if "\n" in description:
-        raise ScheduleError("description must be one line.")
+    description = job.get("description")
+    _no_line_breaks("description", description)
     log_file = job.get("log_file")
+    _no_line_breaks("log_file", log_file)
     if log_file and not os.path.isabs(log_file):
         raise ScheduleError("log_file=%r must be an absolute path." % log_file)
+    for field in SCHEDULE_FIELDS:
+        _no_line_breaks(field, job.get(field))
+    for folder in ("systemd_dir", "cron_dir"):
+        _no_line_breaks(folder, job.get(folder))
     delay = job.get("random_delay") or 0
     if int(delay) < 0:
         raise ScheduleError("random_delay must be 0 or more seconds.")
+
+
+def environment_file(job):
+    """Path of the systemd EnvironmentFile= of a job (beside its units), or None without environment."""
+    if not environment(job):
+        return None
+    return os.path.join(job.get("systemd_dir") or "/etc/systemd/system", job["name"] + ".env")
+
+
+def env_file_quote(value):
+    """A value for a KEY="..." line of a systemd EnvironmentFile= (and of a /bin/sh script): double
+    quotes; \\, \", ` and $ escaped with a backslash (systemd's parse_env_file un-escapes exactly
+    those inside double quotes and expands no variables in an EnvironmentFile)."""
+    out = []
+    for ch in str(value):
+        if ch in '\\"`$':
+            out.append("\\")
+        out.append(ch)
+    return '"%s"' % "".join(out)
+
+
+def render_environment_file(job):
+    lines = [HEADER % job["name"]]
+    for key, value in sorted(environment(job).items()):
+        lines.append("%s=%s" % (key, env_file_quote(value)))
+    return "\n".join(lines) + "\n"
 
 
 def render_service(job):
@@ -345,8 +393,11 @@ def render_service(job):
         "Type=oneshot",
         "User=%s" % job["user"],
     ]
-    for key, value in sorted(environment(job).items()):
-        lines.append("Environment=%s" % systemd_quote("%s=%s" % (key, value), dollar=False))
+    env_file = environment_file(job)
+    if env_file:
+        # not Environment= lines: unprivileged users can read those over D-Bus (systemctl show);
+        # the file is root's, mode 0600, and systemd (PID 1) reads it before dropping privileges.
+        lines.append("EnvironmentFile=%s" % env_file.replace("%", "%%"))
     lines.append("ExecStart=%s" % " ".join(systemd_quote(a) for a in job["argv"]))
     return "\n".join(lines) + "\n"
 
@@ -394,7 +445,8 @@ def render_cron(job, cron_fields):
 
 
 def plan(job, method=None):
-    """Validate and render: {'cron_line', 'cron_text', 'on_calendar', 'service_text', 'timer_text'}."""
+    """Validate and render: {'cron_line', 'cron_text', 'on_calendar', 'service_text', 'timer_text',
+    'env_file', 'env_text'} (env_*: the systemd EnvironmentFile=, None without environment)."""
     check_job(job)
     if method == "cron" and "." in job["name"]:
         # Debian cron takes only run-parts names in /etc/cron.d: letters, digits, '_' and '-'.
@@ -416,6 +468,8 @@ def plan(job, method=None):
         on_calendar=sched["on_calendar"],
         service_text=render_service(job),
         timer_text=render_timer(job, sched["on_calendar"]),
+        env_file=environment_file(job),
+        env_text=render_environment_file(job) if environment(job) else None,
     )
 
 

@@ -26,6 +26,7 @@ import fnmatch
 import re
 from collections import OrderedDict
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
 from ansible_collections.dbarch.postgresql.plugins.module_utils import profiling
 from ansible_collections.dbarch.postgresql.plugins.module_utils import shared_rules as shared
@@ -71,7 +72,7 @@ DEFAULT_POLICY = dict(
 _DECISION_AREAS = ("SR-NORM-", "SR-TYPE-")
 
 
-class SchemaRuleError(ValueError):
+class SchemaRuleError(DbarchError, ValueError):
     """Bad policy or input; the message says what and how to fix it."""
 
 

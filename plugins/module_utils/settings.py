@@ -26,15 +26,16 @@ import os
 import re
 import time
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
 
 SETTINGS_SQL = (
     "SELECT name, setting, unit, vartype, context, enumvals, min_val, max_val, pending_restart, "
-    "current_setting(name) AS current FROM pg_settings WHERE name = ANY (%s)"
+    "current_setting(name) AS current FROM pg_settings WHERE lower(name) = ANY (%s)"
 )
 AUTO_CONF_SQL = (
     "SELECT name, setting FROM pg_file_settings "
-    "WHERE sourcefile LIKE '%%/postgresql.auto.conf' AND name = ANY (%s) ORDER BY seqno"
+    "WHERE sourcefile LIKE '%%/postgresql.auto.conf' AND lower(name) = ANY (%s) ORDER BY seqno"
 )
 PENDING_SQL = "SELECT name FROM pg_settings WHERE pending_restart AND name = ANY (%s) ORDER BY 1"
 ARCHIVER_SQL = (
@@ -65,8 +66,12 @@ _TIME = {"us": 0.001, "ms": 1, "s": 1000, "min": 60000, "h": 3600000, "d": 86400
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
 
 
-class SettingError(Exception):
+class SettingError(DbarchError):
     """A setting that cannot be applied, with a message that says why and how to fix it."""
+
+    def __init__(self, message, sqlstate=None):
+        super(SettingError, self).__init__(message)
+        self.sqlstate = sqlstate
 
 
 # --------------------------------------------------------------------------------------
@@ -165,32 +170,94 @@ def check_bounds(number, row):
 
 
 def read_rows(session, names):
-    rows = session.fetchall(SETTINGS_SQL, (list(names),))
+    """pg_settings rows by name; names are matched case-insensitively (as PostgreSQL does), the keys
+    are the server's own spelling (TimeZone, DateStyle, work_mem)."""
+    rows = session.fetchall(SETTINGS_SQL, (sorted({str(n).lower() for n in names}),))
     return {r["name"]: r for r in rows}
 
 
 def read_auto_conf(session, names):
-    """{name: value} in postgresql.auto.conf, or None when this role may not read it."""
+    """{name: value} in postgresql.auto.conf (keys spelled as in ``names``, matched
+    case-insensitively), or None when this role may not read it."""
+    by_lower = {str(n).lower(): n for n in names}
     try:
-        rows = session.fetchall(AUTO_CONF_SQL, (list(names),))
+        rows = session.fetchall(AUTO_CONF_SQL, (sorted(by_lower),))
     except pg.PgError as exc:
         if exc.sqlstate == "42501":
             return None
         raise
-    return {r["name"]: r["setting"] for r in rows}
+    return {by_lower.get(r["name"].lower(), r["name"]): r["setting"] for r in rows}
+
+
+UNKNOWN_HINT = (
+    "the server has no such setting (see pg_settings); a setting of an extension exists only once the "
+    "extension's library is loaded (shared_preload_libraries)"
+)
 
 
 def validate_names(names, rows):
+    """Raise SettingError for names that are not setting names or that the server does not know
+    (case-insensitively)."""
+    problems = name_problems(names, rows)
+    if problems:
+        raise SettingError("; ".join(problems))
+
+
+def name_problems(names, rows):
+    known = {str(n).lower() for n in rows}
     bad = [n for n in names if not _NAME.match(str(n))]
+    problems = []
     if bad:
-        raise SettingError("not a setting name: %s" % ", ".join(repr(n) for n in bad))
-    unknown = sorted(n for n in names if n not in rows)
+        problems.append("not a setting name: %s" % ", ".join(repr(n) for n in bad))
+    unknown = sorted(n for n in names if _NAME.match(str(n)) and str(n).lower() not in known)
     if unknown:
-        raise SettingError(
-            "unknown setting(s): %s. The server has no such setting (see pg_settings); a setting of an "
-            "extension exists only once the extension's library is loaded (shared_preload_libraries)"
-            % ", ".join(unknown)
-        )
+        problems.append("unknown setting(s): %s (%s)" % (", ".join(unknown), UNKNOWN_HINT))
+    lowered = {}
+    for n in names:
+        lowered.setdefault(str(n).lower(), []).append(n)
+    twice = sorted(", ".join(sorted(v)) for v in lowered.values() if len(v) > 1)
+    if twice:
+        problems.append("the same setting given twice (names are case-insensitive): %s" % "; ".join(twice))
+    return problems
+
+
+def canonical_names(wanted, rows):
+    """{given name: the server's spelling} for the names the server knows."""
+    by_lower = {n.lower(): n for n in rows}
+    return {n: by_lower[str(n).lower()] for n in wanted if str(n).lower() in by_lower}
+
+
+# Contexts in which a session may SET a setting: there a value is tried with SET LOCAL in a
+# transaction that is rolled back, which runs the server's own checks without writing anything.
+SET_LOCAL_CONTEXTS = ("user", "superuser")
+
+
+def set_local_problems(session, names, rows, wanted):
+    """{name: the server's reason} for values SET LOCAL refuses (class 22, data exception).
+
+    Each try runs in its own transaction, always rolled back. A refusal for another reason (no
+    privilege) proves nothing about the value and is ignored; ALTER SYSTEM judges it later.
+    """
+    problems = {}
+    for name in names:
+        if wanted[name] is None or rows[name]["context"] not in SET_LOCAL_CONTEXTS:
+            continue
+        session.execute("BEGIN")
+        try:
+            session.execute(statement(name, wanted[name], verb="SET LOCAL"))
+        except pg.PgError as exc:
+            if (exc.sqlstate or "").startswith("22") or exc.sqlstate == "42704":
+                problems[name] = _reason(exc)
+        finally:
+            session.execute("ROLLBACK")
+    return problems
+
+
+def _reason(exc):
+    """The server's reason from a PgError message, without the target and the statement."""
+    text = str(exc)
+    text = text.split("]: ", 1)[-1] if "]: " in text else text
+    return text.split(" (statement: ", 1)[0]
 
 
 # --------------------------------------------------------------------------------------
@@ -204,9 +271,12 @@ def plan(session, wanted):
     ``wanted``: {name: value or None (RESET)}. Raises SettingError for unknown names and for
     values that cannot be read (the checks PostgreSQL does are repeated by ALTER SYSTEM).
     """
+    given = sorted(wanted)
+    rows = read_rows(session, given)
+    problems = name_problems(given, rows)
+    canonical = canonical_names(wanted, rows)
+    wanted = {canonical[n]: v for n, v in wanted.items() if n in canonical}
     names = sorted(wanted)
-    rows = read_rows(session, names)
-    validate_names(names, rows)
     auto = read_auto_conf(session, names)
     details = {}
     changes = []
@@ -219,7 +289,8 @@ def plan(session, wanted):
             if row["vartype"] in ("integer", "real") and want is not None:
                 check_bounds(want, row)
         except SettingError as exc:
-            raise SettingError("%s = %r: %s" % (name, value, exc)) from None
+            problems.append("%s = %r: %s" % (name, value, exc))
+            continue
         if value is None:
             before = auto.get(name) if auto else None
             change = in_auto if auto is not None else True
@@ -250,32 +321,43 @@ def plan(session, wanted):
         }
         if change:
             changes.append(name)
+    if not problems:
+        tried = set_local_problems(session, changes, rows, wanted)
+        problems += ["%s = %r: %s" % (n, wanted[n], tried[n]) for n in sorted(tried)]
+    if problems:
+        raise SettingError(
+            "invalid setting(s), nothing was written: %s. Fix or remove them and run again."
+            % "; ".join(problems)
+        )
     return {
         "names": names,
         "rows": rows,
         "details": details,
         "changes": changes,
         "auto_readable": auto is not None,
+        "wanted": wanted,
     }
 
 
-def statement(name, value):
-    """ALTER SYSTEM SET/RESET as a psycopg2.sql Composable (name as identifier, value as literal)."""
+def statement(name, value, verb="ALTER SYSTEM SET"):
+    """ALTER SYSTEM SET/RESET (or ``verb``, e.g. SET LOCAL) as a psycopg2.sql Composable (name as
+    identifier, value as literal)."""
     ident = pg.ident(*str(name).split("."))
+    set_sql = pg.pgsql.SQL(verb + " {} = {}")
     if value is None:
         return pg.pgsql.SQL("ALTER SYSTEM RESET {}").format(ident)
-    if name in LIST_QUOTE_SETTINGS or isinstance(value, (list, tuple)):
-        items = list_elements(value) if name in LIST_QUOTE_SETTINGS else [str(v) for v in value]
+    listed = str(name).lower() in LIST_QUOTE_SETTINGS
+    if listed or isinstance(value, (list, tuple)):
+        items = list_elements(value) if listed else [str(v) for v in value]
         if not items:
-            return pg.pgsql.SQL("ALTER SYSTEM SET {} = {}").format(ident, pg.literal(""))
-        return pg.pgsql.SQL("ALTER SYSTEM SET {} = {}").format(
-            ident, pg.pgsql.SQL(", ").join(pg.literal(i) for i in items)
-        )
-    return pg.pgsql.SQL("ALTER SYSTEM SET {} = {}").format(ident, pg.literal(value_text(value)))
+            return set_sql.format(ident, pg.literal(""))
+        return set_sql.format(ident, pg.pgsql.SQL(", ").join(pg.literal(i) for i in items))
+    return set_sql.format(ident, pg.literal(value_text(value)))
 
 
 def predicted_restart(planned, wanted):
     """Changed postmaster settings whose new value differs from the one in effect."""
+    wanted = planned.get("wanted", wanted)
     out = []
     for name in planned["changes"]:
         row = planned["rows"][name]
@@ -294,19 +376,47 @@ def predicted_restart(planned, wanted):
 
 
 def apply(session, planned, wanted, wait_seconds=5.0):
-    """ALTER SYSTEM for each change, pg_reload_conf(), then the settings waiting for a restart."""
+    """ALTER SYSTEM for each change, pg_reload_conf(), then the settings waiting for a restart.
+
+    When ALTER SYSTEM refuses a value (one only the server can judge, e.g. of a setting a session
+    cannot SET), the settings written before it are put back as they were in postgresql.auto.conf,
+    so the run writes nothing; nothing is reloaded.
+    """
+    wanted = planned.get("wanted", wanted)
+    done = []
     for name in planned["changes"]:
         try:
             session.execute(statement(name, wanted[name]))
         except pg.PgError as exc:
-            raise SettingError(
-                "ALTER SYSTEM for %s failed: %s. Settings before it in %s were applied."
-                % (name, exc, ", ".join(planned["changes"]))
-            ) from None
+            not_undone = _undo(session, planned, done)
+            msg = "invalid setting, nothing was written: %s = %r: %s." % (name, wanted[name], _reason(exc))
+            if not_undone:
+                msg += (
+                    " These settings were written before it and could not be put back (fix them by hand "
+                    "in postgresql.auto.conf with ALTER SYSTEM): %s." % ", ".join(not_undone)
+                )
+            raise SettingError(msg, sqlstate=exc.sqlstate) from None
+        done.append(name)
     if planned["changes"]:
         session.execute("SELECT pg_reload_conf()")
         _wait_for_reload(session, planned, wanted, wait_seconds)
     return pending_restart(session, planned, wanted)
+
+
+def _undo(session, planned, done):
+    """Put the settings in ``done`` back as postgresql.auto.conf had them. Returns those it could not."""
+    failed = []
+    for name in done:
+        detail = planned["details"][name]
+        if not planned["auto_readable"]:
+            failed.append(name)
+            continue
+        before = detail["before"] if detail["in_auto_conf"] else None
+        try:
+            session.execute(statement(name, before))
+        except pg.PgError:
+            failed.append(name)
+    return failed
 
 
 def _wait_for_reload(session, planned, wanted, wait_seconds):

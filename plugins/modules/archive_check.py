@@ -74,22 +74,20 @@ queries:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg
-from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils import settings as st
+from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 
 
 def main():
-    spec = ansible_pg.connection_argument_spec()
-    spec.update(
+    spec = dict(
         switch_wal=dict(type="bool", default=False),
         timeout=dict(type="int", default=60),
         require_archiving=dict(type="bool", default=True),
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    module = DbarchModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
-    session = ansible_pg.connect(module)
+    session = module.connect()
     result = dict(changed=False)
     try:
         state = st.archiver_state(session)
@@ -109,8 +107,8 @@ def main():
                 module.fail_json(
                     msg=st.failure_message(state, segment), archiver=state, queries=session.queries, **result
                 )
-    except pg.PgError as exc:
-        ansible_pg.fail(module, exc, session)
+    except DbarchError as exc:
+        module.fail_from(exc, session)
     finally:
         session.close()
     module.exit_json(archiver=state, queries=session.queries, **result)

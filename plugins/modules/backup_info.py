@@ -145,6 +145,7 @@ summary:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import require_absolute
 from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup as bk
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
@@ -166,6 +167,7 @@ def main():
     )
     spec.update(pgbr.ARGSPEC)
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    require_absolute(module, "repository")
     p = module.params
     try:
         if p["engine"] == "pgbackrest":

@@ -234,7 +234,10 @@ queries:
   elements: str
 """
 
+import re
+
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import require_absolute
 from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup as bk
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
@@ -294,6 +297,13 @@ def run_pgbackrest(module):
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    require_absolute(module, "repository", "staging_dir", "bindir")
+    label = module.params["label"]
+    if label is not None and re.search(r"[\x00-\x1f\x7f]", label):
+        module.fail_json(
+            msg="label=%r holds a control character (newline, tab...): pg_basebackup writes the label as a "
+            "line of backup_label; give a label on one line without control characters." % label
+        )
     p = module.params
     if p["engine"] == "pgbackrest":
         run_pgbackrest(module)

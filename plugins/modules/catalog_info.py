@@ -92,23 +92,20 @@ queries:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg
+from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
 from ansible_collections.dbarch.postgresql.plugins.module_utils.catalog import snapshot
 
 
 def main():
-    spec = ansible_pg.connection_argument_spec()
-    spec.update(
+    spec = dict(
         schemas=dict(type="list", elements="str"),
         include_extension_objects=dict(type="bool", default=False),
         column_stats=dict(type="bool", default=True),
         detail=dict(type="str", choices=["summary", "full"], default="summary"),
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    module = DbarchModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
-    cat, queries = ansible_pg.run_with_session(
-        module,
+    cat, queries = module.run(
         lambda session: snapshot(
             session,
             schemas=p["schemas"],

@@ -35,9 +35,16 @@ options:
     default: dump
   path:
     description:
-      - The dump file on the host that runs the module. Its folder must exist.
+      - The dump file on the host that runs the module, an absolute path. Its folder must exist.
+      - With O(command=dump) it is written with mode C(0600) (it holds all the data of the database), or
+        C(0640) with O(group).
     type: path
     required: true
+  group:
+    description:
+      - With O(command=dump), a group (name or number) that may read the dump; the file gets this group
+        and mode C(0640) instead of C(0600).
+    type: str
   force:
     description:
       - With O(command=dump), write a new dump even when O(path) already exists. Without it, an
@@ -114,6 +121,10 @@ bytes:
   description: Size of the dump in bytes.
   returned: when a dump was written or found
   type: int
+mode:
+  description: Mode of the dump file written (C(0600), or C(0640) with O(group)).
+  returned: when a dump was written
+  type: str
 sha256:
   description: SHA-256 of the dump file.
   returned: when a dump was written or found
@@ -142,29 +153,36 @@ msg:
 
 import os
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils import dump as dmp
+from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 
 
 def main():
-    spec = ansible_pg.connection_argument_spec()
-    spec.update(
-        command=dict(type="str", choices=["dump", "restore"], default="dump"),
-        path=dict(type="path", required=True),
-        force=dict(type="bool", default=False),
-        schemas=dict(type="list", elements="str", default=[]),
-        exclude_schemas=dict(type="list", elements="str", default=[]),
-        compress=dict(type="str"),
-        clean=dict(type="bool", default=False),
-        single_transaction=dict(type="bool", default=True),
-        bindir=dict(type="path"),
-        timeout=dict(type="int"),
+    module = DbarchModule(
+        argument_spec=dict(
+            command=dict(type="str", choices=["dump", "restore"], default="dump"),
+            path=dict(type="path", required=True),
+            force=dict(type="bool", default=False),
+            schemas=dict(type="list", elements="str", default=[]),
+            exclude_schemas=dict(type="list", elements="str", default=[]),
+            compress=dict(type="str"),
+            clean=dict(type="bool", default=False),
+            single_transaction=dict(type="bool", default=True),
+            bindir=dict(type="path"),
+            timeout=dict(type="int"),
+            group=dict(type="str"),
+        ),
+        supports_check_mode=True,
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
-    path = os.path.abspath(p["path"])
-    version, _queries = ansible_pg.run_with_session(module, lambda session: session.server_version_num)
+    path = p["path"]
+    if not os.path.isabs(path):
+        module.fail_json(
+            msg="path=%r must be an absolute path (a relative one would be taken from the module's working "
+            "directory on the host): write it in full, e.g. /var/backups/pg/shop.dump." % path
+        )
+    version, _queries = module.run(lambda session: session.server_version_num)
     major = version // 10000
     result = dict(changed=False, path=path, server_version=version)
     try:
@@ -185,6 +203,7 @@ def main():
                 exclude_schemas=p["exclude_schemas"],
                 compress=p["compress"],
                 timeout=p["timeout"],
+                group=p["group"],
             )
             result.update(facts)
             result["changed"] = True
@@ -209,8 +228,8 @@ def main():
         )
         result.update(facts, changed=True)
         module.exit_json(msg="Restored %d entries from %s." % (facts["entries"], path), **result)
-    except dmp.DumpError as exc:
-        module.fail_json(msg=str(exc), **result)
+    except DbarchError as exc:
+        module.fail_from(exc, **result)
 
 
 if __name__ == "__main__":

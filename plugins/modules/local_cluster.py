@@ -36,7 +36,7 @@ author:
 options:
   data_dir:
     description:
-      - PGDATA of the cluster. Its parent folder must be dedicated to this cluster (it
+      - PGDATA of the cluster, an absolute path. Its parent folder must be dedicated to this cluster (it
         holds the socket folder, the log and the marker), for example
         C(/var/tmp/mycluster/data).
       - Every folder on the way must be traversable by the OS user that runs the server.
@@ -66,6 +66,9 @@ options:
     description:
       - Name of the bootstrap superuser given to C(initdb). Ignored for a standby, which
         has the primary's roles.
+      - Letters, digits, C(_), C(.), C(-) and C($), starting with a letter or C(_), at most 63 bytes,
+        not starting with C(pg_); checked before anything is created. When C(initdb) fails, what the
+        module created for it is removed.
     type: str
     default: postgres
   superuser_password:
@@ -86,6 +89,8 @@ options:
         C(archive_mode), C(archive_command). Booleans become C(on)/C(off); lists are
         joined with commas. V(port) and the file locations are managed by the module.
       - C(listen_addresses) defaults to C(127.0.0.1).
+      - A carriage return, newline or NUL byte in a name or value is refused before anything is
+        written (C(postgresql.conf) cannot carry one and the server would not start).
     type: dict
     default: {}
   hba:
@@ -143,6 +148,8 @@ options:
       - Seconds to wait for the server to start or stop.
     type: int
     default: 120
+extends_documentation_fragment:
+  - dbarch.postgresql.connection.no_aliases
 attributes:
   check_mode:
     support: full
@@ -151,6 +158,10 @@ attributes:
     support: full
     description: Shows changes to C(dbarch.conf) and C(pg_hba.conf), and the cluster's state.
 notes:
+  - The connection options of the collection (C(login_host), C(login_port), C(login_user),
+    C(login_password), ...) are accepted and not used, so that one C(module_defaults) block for
+    C(group/dbarch.postgresql.all) serves this module too. They take no aliases here (C(port) is an
+    option of this module).
   - Runs on the managed host (here usually C(localhost) with C(ansible_connection=local)).
   - The superuser password never appears in the output or in the server log.
 seealso:
@@ -272,8 +283,7 @@ restarted_for:
 import os
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule
-
+from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
 from ansible_collections.dbarch.postgresql.plugins.module_utils.localcluster import (
     LocalCluster,
     LocalClusterError,
@@ -282,6 +292,8 @@ from ansible_collections.dbarch.postgresql.plugins.module_utils.localcluster imp
     find_bindir,
     hba_text,
     primary_conninfo,
+    validate_settings,
+    validate_superuser,
 )
 
 PRIMARY_SPEC = dict(
@@ -528,10 +540,16 @@ def run_absent(module, cluster):
 
 
 def main():
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    module = DbarchModule(argument_spec=ARGUMENT_SPEC, connection_aliases=False, supports_check_mode=True)
     params = module.params
+    module.require_absolute("data_dir", "bindir")
     secrets = [params["superuser_password"], (params["primary"] or {}).get("password")]
     try:
+        # bad input fails before anything is created (also in check mode)
+        if params["state"] != "absent":
+            if not params["primary"]:  # a standby takes the primary's superuser
+                validate_superuser(params["superuser"])
+            validate_settings(params["settings"])
         cluster = LocalCluster(params["data_dir"], run_as=params["run_as"], superuser=params["superuser"])
         with cluster.lock():
             if params["state"] == "absent":
@@ -539,7 +557,7 @@ def main():
             else:
                 result = run_present(module, cluster)
     except LocalClusterError as exc:
-        module.fail_json(msg=scrub(str(exc), secrets), data_dir=params["data_dir"])
+        module.fail_from(LocalClusterError(scrub(str(exc), secrets)), data_dir=params["data_dir"])
     except OSError as exc:
         module.fail_json(
             msg=scrub("local_cluster could not complete for %s: %s" % (params["data_dir"], exc), secrets),

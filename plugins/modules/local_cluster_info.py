@@ -22,7 +22,7 @@ author:
 options:
   data_dir:
     description:
-      - PGDATA of a local cluster to report on (see RV(cluster)).
+      - PGDATA of a local cluster to report on (see RV(cluster)), an absolute path.
     type: path
   versions:
     description:
@@ -32,7 +32,7 @@ options:
     default: []
   paths:
     description:
-      - Folders to check for reachability by O(run_as) (see RV(paths)). They need not exist.
+      - Folders to check for reachability by O(run_as) (see RV(paths)). Absolute paths; they need not exist.
     type: list
     elements: path
     default: []
@@ -42,7 +42,11 @@ options:
         root, otherwise the current user.
     type: str
 extends_documentation_fragment:
+  - dbarch.postgresql.connection
   - dbarch.postgresql.attributes.read_only
+notes:
+  - The connection options of the collection are accepted and not used, so that one C(module_defaults)
+    block for C(group/dbarch.postgresql.all) serves this module too.
 seealso:
   - module: dbarch.postgresql.local_cluster
 """
@@ -93,8 +97,7 @@ cluster:
            role: primary, created_by_dbarch: true}
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
+from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
 from ansible_collections.dbarch.postgresql.plugins.module_utils.localcluster import (
     LocalCluster,
     LocalClusterError,
@@ -126,7 +129,7 @@ def cluster_status(data_dir, run_as):
 
 
 def main():
-    module = AnsibleModule(
+    module = DbarchModule(
         argument_spec=dict(
             data_dir=dict(type="path"),
             versions=dict(type="list", elements="int", default=[]),
@@ -136,6 +139,7 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
+    module.require_absolute("data_dir", "paths")
     run_as = params["run_as"] or default_run_as()
     try:
         result = dict(
@@ -146,7 +150,7 @@ def main():
             cluster=cluster_status(params["data_dir"], run_as) if params["data_dir"] else None,
         )
     except LocalClusterError as exc:
-        module.fail_json(msg=str(exc))
+        module.fail_from(exc)
     module.exit_json(**result)
 
 

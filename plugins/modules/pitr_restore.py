@@ -153,6 +153,7 @@ options:
     type: str
     default: latest
 extends_documentation_fragment:
+  - dbarch.postgresql.connection.no_aliases
   - dbarch.postgresql.backup_repository
   - dbarch.postgresql.pgbackrest
 attributes:
@@ -166,6 +167,11 @@ attributes:
     support: none
     description: A restore has no before/after.
 notes:
+  - The connection options of the collection (C(login_host), C(login_port), C(login_user),
+    C(login_password), ...) are accepted and not used yet (a later version may
+    check the restored server with them), so that one C(module_defaults) block for
+    C(group/dbarch.postgresql.all) serves this module too. They take no aliases here (C(port) is an
+    option of this module).
   - S3 credentials. The module reads S3 with O(aws_access_key_id), O(aws_secret_access_key) and
     O(aws_session_token) when given, else the standard AWS chain of the OS user that runs it. The
     restored server's C(restore_command) gets the same given credentials through the server's
@@ -301,8 +307,8 @@ actions:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
+from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pgbackrest as pgbr
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pitr
@@ -351,13 +357,15 @@ def main():
         target_timeline=dict(type="str", default="latest"),
     )
     spec.update(pgbr.ARGSPEC)
-    module = AnsibleModule(
+    module = DbarchModule(
         argument_spec=spec,
+        connection_aliases=False,
         supports_check_mode=True,
         mutually_exclusive=[("target_time", "target_xid", "target_lsn", "target_name", "target")],
         required_one_of=[("target_time", "target_xid", "target_lsn", "target_name", "target")],
     )
     p = module.params
+    module.require_absolute("data_dir", "repository", "wal_archive", "staging_dir", "bindir")
     if p["engine"] == "pgbackrest":
         run_pgbackrest(module)
     if p["target_timeline"] != "latest":

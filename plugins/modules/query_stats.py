@@ -66,9 +66,8 @@ queries:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils import query_stats as qs
+from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
 
 
 def work(session, module):
@@ -83,10 +82,11 @@ def work(session, module):
 
 
 def main():
-    spec = ansible_pg.connection_argument_spec()
-    spec.update(state=dict(type="str", default="reset", choices=["reset"]))
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    result, queries = ansible_pg.run_with_session(module, lambda session: work(session, module))
+    module = DbarchModule(
+        argument_spec=dict(state=dict(type="str", default="reset", choices=["reset"])),
+        supports_check_mode=True,
+    )
+    result, queries = module.run(lambda session: work(session, module))
     if "error" in result:
         module.fail_json(msg=result["error"], queries=queries)
     module.exit_json(queries=queries, **result)

@@ -136,12 +136,12 @@ findings:
   elements: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
 from ansible_collections.dbarch.postgresql.plugins.module_utils.reports import REPORT_ARGSPEC
 
 
 def main():
-    module = AnsibleModule(argument_spec=REPORT_ARGSPEC, supports_check_mode=True)
+    module = DbarchModule(argument_spec=REPORT_ARGSPEC, supports_check_mode=True)
     module.fail_json(msg="dbarch.postgresql.report runs on the controller through its action plugin; "
                          "call it as a task, not with the module directly.")
 

@@ -97,10 +97,10 @@ queries:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils import drill
-from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
+from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 
 
 def work(module, session):
@@ -128,8 +128,7 @@ def work(module, session):
 
 
 def main():
-    spec = ansible_pg.connection_argument_spec()
-    spec.update(
+    spec = dict(
         drill_id=dict(type="str"),
         tables=dict(type="list", elements="str", default=[]),
         expected=dict(type="dict", default={}),
@@ -138,17 +137,16 @@ def main():
         marker_table=dict(type="str", default=drill.MARKER_TABLE),
         fail_on_mismatch=dict(type="bool", default=False),
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    session = ansible_pg.connect(module, autocommit=False)
+    module = DbarchModule(argument_spec=spec, supports_check_mode=True)
+    session = module.connect(autocommit=False)
     try:
         session.conn.rollback()
         session.conn.set_session(readonly=True)
         result = work(module, session)
-    except pg.PgError as exc:
-        ansible_pg.fail(module, exc, session)
-    except (drill.DrillError, ValueError) as exc:
-        session.close()
-        module.fail_json(msg=str(exc), queries=session.queries)
+    except DbarchError as exc:
+        module.fail_from(exc, session)
+    except ValueError as exc:
+        module.fail_from(drill.DrillError(str(exc)), session)
     session.close()
     result.update(changed=False, ok=not result["mismatches"], queries=session.queries)
     if module.params["fail_on_mismatch"] and result["mismatches"]:

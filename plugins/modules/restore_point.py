@@ -175,10 +175,10 @@ queries:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils import drill
-from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
+from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 
 
 def marker_session(module, session, autocommit=True):
@@ -212,8 +212,9 @@ def work(module, session):
     ]
     if p["wait_archived"]:
         result["planned"].append("pg_switch_wal() and wait up to %ss for the archiver" % p["archive_timeout"])
+    # every table must exist before anything is created or written (no marker row, no schema)
+    drill._existing(session, tables)
     if module.check_mode:
-        drill._existing(session, tables)
         return dict(result, changed=True)
     session.conn.autocommit = True
     markers_at = marker_session(module, session)
@@ -243,8 +244,7 @@ def work(module, session):
 
 
 def main():
-    spec = ansible_pg.connection_argument_spec()
-    spec.update(
+    spec = dict(
         name=dict(type="str", required=True),
         drill_id=dict(type="str"),
         tables=dict(type="list", elements="str", default=[]),
@@ -256,15 +256,14 @@ def main():
         archive_timeout=dict(type="int", default=300),
         rpo_reference_time=dict(type="str"),
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    session = ansible_pg.connect(module)
+    module = DbarchModule(argument_spec=spec, supports_check_mode=True)
+    session = module.connect()
     try:
         result = work(module, session)
-    except pg.PgError as exc:
-        ansible_pg.fail(module, exc, session)
-    except (drill.DrillError, ValueError) as exc:
-        session.close()
-        module.fail_json(msg=str(exc), queries=session.queries)
+    except DbarchError as exc:
+        module.fail_from(exc, session)
+    except ValueError as exc:
+        module.fail_from(drill.DrillError(str(exc)), session)
     session.close()
     module.exit_json(queries=session.queries, **result)
 

@@ -14,9 +14,10 @@ version_added: "0.1.0"
 description:
   - Runs O(argv) (a program and its arguments, never through a shell of yours) as O(user) on a schedule
     written in cron syntax (O(minute), O(hour), O(day), O(month), O(weekday)).
-  - "O(method=systemd): writes C(<systemd_dir>/<name>.service) (C(Type=oneshot), C(User=), one C(Environment=)
-    line per variable, C(ExecStart=) with each element quoted for systemd, so C(%), C($), quotes and blanks
-    reach the program as written) and C(<name>.timer) (C(OnCalendar=) computed from the cron fields,
+  - "O(method=systemd): writes C(<systemd_dir>/<name>.service) (C(Type=oneshot), C(User=), C(EnvironmentFile=)
+    when there are environment variables, C(ExecStart=) with each element quoted for systemd, so C(%), C($),
+    quotes and blanks reach the program as written) and C(<name>.timer) (C(OnCalendar=)
+    computed from the cron fields,
     C(Persistent=true), optional C(RandomizedDelaySec=)). When systemd runs on the host it runs
     C(systemctl daemon-reload) after a change and C(systemctl enable --now <name>.timer)."
   - "O(method=cron): writes C(<cron_dir>/<name>) with a header saying it is managed by dbarch.postgresql,
@@ -25,8 +26,15 @@ description:
     cron un-escapes them (an unescaped C(%) would end the command)."
   - "O(method=auto) picks systemd when C(/run/systemd/system) exists (systemd is running) and cron otherwise.
     Switching method removes the files of the other one (and disables its timer)."
-  - "Files are written atomically, mode C(0644); with O(environment) or O(secret_environment) C(0600) (root
-    only), since values may be secrets; cron and systemd both accept root-owned C(0600) files."
+  - "Files are written atomically, mode C(0644). With O(environment) or O(secret_environment) the values
+    (which may be secrets) never reach a file other users can read: for systemd they go to
+    C(<systemd_dir>/<name>.env), mode C(0600), read by systemd itself through C(EnvironmentFile=) (not
+    C(Environment=) lines, which any local user can read over D-Bus with C(systemctl show)); for cron the
+    cron file, which holds them as variable lines, is written C(0600) (cron reads it as root)."
+  - "No field that reaches a cron or unit file (O(name), O(description), each element of O(argv), O(user),
+    environment names and values, O(log_file), the schedule fields, O(systemd_dir)) may hold a carriage
+    return, newline or NUL byte: the module fails instead, since one would add a cron line or a systemd
+    directive."
   - O(state=absent) disables the timer (when systemd runs) and removes the files of both methods.
 author:
   - dbarch.postgresql maintainers (@dbarch)
@@ -54,7 +62,9 @@ options:
     type: str
     default: postgres
   environment:
-    description: Environment variables of the job. The file is written with mode C(0600) when given.
+    description:
+      - Environment variables of the job. They are written to a file only root can read (mode C(0600)),
+        C(<systemd_dir>/<name>.env) for systemd and the cron file itself for cron.
     type: dict
     default: {}
   secret_environment:
@@ -114,42 +124,8 @@ options:
     type: str
     default: present
     choices: [present, absent]
-  login_host:
-    description: Ignored (see the notes).
-    type: str
-  login_port:
-    description: Ignored (see the notes).
-    type: int
-  login_user:
-    description: Ignored (see the notes).
-    type: str
-  login_password:
-    description: Ignored (see the notes).
-    type: str
-  login_db:
-    description: Ignored (see the notes).
-    type: str
-  login_unix_socket:
-    description: Ignored (see the notes).
-    type: str
-  ssl_mode:
-    description: Ignored (see the notes).
-    type: str
-  ca_cert:
-    description: Ignored (see the notes).
-    type: path
-  connect_timeout:
-    description: Ignored (see the notes).
-    type: int
-  lock_timeout:
-    description: Ignored (see the notes).
-    type: str
-  statement_timeout:
-    description: Ignored (see the notes).
-    type: str
-  session_settings:
-    description: Ignored (see the notes).
-    type: dict
+extends_documentation_fragment:
+  - dbarch.postgresql.connection.no_aliases
 notes:
   - The connection options of the collection's other modules (C(login_host), C(login_port), ...) are accepted
     and ignored, so that C(module_defaults) for C(group/dbarch.postgresql.all) apply to this module too. They
@@ -215,8 +191,13 @@ cron_line:
   returned: when state is present
   type: str
 mode:
-  description: Mode of the files written (C(0644), or C(0600) with environment variables).
+  description: Mode of the cron file or unit files written (C(0644), or C(0600) for a cron file with
+    environment variables). The systemd environment file is always C(0600).
   returned: when state is present
+  type: str
+environment_file:
+  description: The systemd C(EnvironmentFile=) of the job (mode C(0600)).
+  returned: when state is present, the method is systemd and the job has environment variables
   type: str
 systemctl:
   description: The systemctl commands run (or that would run in check mode).
@@ -227,9 +208,8 @@ systemctl:
 
 import os
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils import schedule as sch
+from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
 
 SYSTEMD_RUNNING = "/run/systemd/system"
 
@@ -241,18 +221,8 @@ def masked(text, secrets):
     return text
 
 
-def ignored_connection_options():
-    """The shared connection options without aliases or defaults: accepted so that module_defaults for
-    group/dbarch.postgresql.all do not make this module fail, and not used."""
-    return {
-        name: dict(type=spec["type"], no_log=bool(spec.get("no_log")))
-        for name, spec in pg.CONNECTION_ARGSPEC.items()
-    }
-
-
 def main():
-    spec = ignored_connection_options()
-    spec.update(
+    spec = dict(
         name=dict(type="str", required=True),
         description=dict(type="str"),
         argv=dict(type="list", elements="str"),
@@ -271,8 +241,9 @@ def main():
         systemd_dir=dict(type="path", default="/etc/systemd/system"),
         state=dict(type="str", default="present", choices=["present", "absent"]),
     )
-    module = AnsibleModule(
+    module = DbarchModule(
         argument_spec=spec,
+        connection_aliases=False,
         supports_check_mode=True,
         required_if=[("state", "present", ["argv"])],
     )
@@ -291,14 +262,15 @@ def main():
     secrets = [str(v) for v in (p["secret_environment"] or {}).values()]
     result = dict(changed=False, method=method, files=[], systemctl=[])
 
-    wanted = {}  # path -> text
+    wanted = {}  # path -> (text, mode)
+    env_files = [os.path.join(p["systemd_dir"], name + ".env")]
     if p["state"] == "present":
         job = dict(p)
         try:
             planned = sch.plan(job, method)
         except sch.ScheduleError as exc:
-            module.fail_json(msg="scheduled_job %s: %s" % (name, exc), method=method)
-        mode = sch.file_mode_for(job)
+            module.fail_from(exc, msg_prefix="scheduled_job %s" % name, method=method)
+        mode = sch.file_mode_for(job, method)
         result.update(
             on_calendar="; ".join(planned["on_calendar"]),
             on_calendars=planned["on_calendar"],
@@ -306,11 +278,15 @@ def main():
             mode="%04o" % mode,
         )
         if method == "cron":
-            wanted[cron_files[0]] = planned["cron_text"]
+            wanted[cron_files[0]] = (planned["cron_text"], mode)
         else:
-            wanted[unit_files[0]] = planned["service_text"]
-            wanted[unit_files[1]] = planned["timer_text"]
-        remove = [f for f in (unit_files if method == "cron" else cron_files) if os.path.exists(f)]
+            wanted[unit_files[0]] = (planned["service_text"], mode)
+            wanted[unit_files[1]] = (planned["timer_text"], mode)
+            if planned["env_file"]:
+                wanted[planned["env_file"]] = (planned["env_text"], 0o600)
+                result["environment_file"] = planned["env_file"]
+        other = unit_files + env_files if method == "cron" else cron_files + env_files
+        remove = [f for f in other if f not in wanted and os.path.exists(f)]
         result["files"] = sorted(wanted)
         if method == "cron" and not sch.cron_daemon_running():
             module.warn(
@@ -319,16 +295,15 @@ def main():
                 "start)." % (name, cron_files[0])
             )
     else:
-        mode = None
-        remove = [f for f in cron_files + unit_files if os.path.exists(f)]
+        remove = [f for f in cron_files + unit_files + env_files if os.path.exists(f)]
         result["files"] = remove
 
     diffs = []
     to_write = []
-    for path, text in sorted(wanted.items()):
+    for path, (text, file_mode) in sorted(wanted.items()):
         before = sch.read_text(path)
-        if before != text or sch.file_mode(path) != mode:
-            to_write.append((path, text))
+        if before != text or sch.file_mode(path) != file_mode:
+            to_write.append((path, text, file_mode))
             diffs.append(
                 dict(
                     before_header=path,
@@ -376,8 +351,8 @@ def main():
     try:
         for path in remove:
             os.unlink(path)
-        for path, text in to_write:
-            sch.write_atomic(path, text, mode)
+        for path, text, file_mode in to_write:
+            sch.write_atomic(path, text, file_mode)
     except (OSError, sch.ScheduleError) as exc:
         module.fail_json(
             msg="scheduled_job %s: writing the job's files failed: %s. Check that the folder exists and is "

@@ -123,20 +123,17 @@ queries:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg
+from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
 from ansible_collections.dbarch.postgresql.plugins.module_utils.server import gather
 
 
 def main():
-    spec = ansible_pg.connection_argument_spec()
-    spec.update(
+    spec = dict(
         settings=dict(type="list", elements="str", default=[]),
         all_settings=dict(type="bool", default=False),
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    facts, queries = ansible_pg.run_with_session(
-        module,
+    module = DbarchModule(argument_spec=spec, supports_check_mode=True)
+    facts, queries = module.run(
         lambda session: gather(
             session, settings=module.params["settings"], all_settings=module.params["all_settings"]
         ),

@@ -20,8 +20,13 @@ description:
     in effect (C(pg_settings)). Booleans (C(on), C(true), C(yes), C(1)...), numbers with units
     (C(1GB), C(5min), C(250ms)), enums (case-insensitive) and lists (C(shared_preload_libraries),
     C(search_path)) are normalised first.
-  - Setting names are checked against C(pg_settings) and quoted as identifiers; values are passed
-    as literals (list settings such as C(shared_preload_libraries) get one literal per element).
+  - Setting names are checked against C(pg_settings) (case-insensitively, as PostgreSQL does) and quoted as
+    identifiers; values are passed as literals (list settings such as C(shared_preload_libraries) get one
+    literal per element).
+  - All values are validated before any is written, by type, allowed values and range from C(pg_settings), and
+    for settings a session may set (contexts C(user) and C(superuser)) with C(SET LOCAL) in a transaction that
+    is rolled back, which runs the server's own checks. The module fails with the list of exactly the invalid
+    settings and writes nothing.
   - Never restarts the server. Settings that need one are returned in RV(pending_restart), from
     C(pg_settings.pending_restart) after the reload and from the C(postmaster) context of changed
     settings whose new value is not in effect yet.
@@ -56,8 +61,9 @@ notes:
   - C(ALTER SYSTEM) needs a superuser, or on PostgreSQL 15 and later the C(ALTER SYSTEM) privilege on
     the parameter (C(GRANT ALTER SYSTEM ON PARAMETER ...)). Without the right to read C(pg_file_settings)
     every setting is compared with the value in effect.
-  - An invalid value fails with PostgreSQL's own message; the settings changed before it stay changed
-    (the message names them) and are not reloaded.
+  - A value only C(ALTER SYSTEM) can judge (of a setting a session cannot set) fails with PostgreSQL's own
+    message; the settings written before it in the same run are put back as they were in
+    C(postgresql.auto.conf), so nothing is written and nothing is reloaded.
 seealso:
   - module: dbarch.postgresql.server_info
   - module: dbarch.postgresql.archive_check
@@ -115,23 +121,23 @@ queries:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg
-from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils import settings as st
+from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 
 
 def main():
-    spec = ansible_pg.connection_argument_spec()
-    spec.update(
-        settings=dict(type="dict", required=True),
-        reload_wait=dict(type="float", default=5),
+    module = DbarchModule(
+        argument_spec=dict(
+            settings=dict(type="dict", required=True),
+            reload_wait=dict(type="float", default=5),
+        ),
+        supports_check_mode=True,
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     wanted = module.params["settings"]
     if not wanted:
         module.fail_json(msg="settings is empty: give at least one setting name and value")
-    session = ansible_pg.connect(module)
+    session = module.connect()
     result = dict(changed=False)
     try:
         planned = st.plan(session, wanted)
@@ -142,10 +148,8 @@ def main():
             )
         else:
             restart = st.apply(session, planned, wanted, wait_seconds=module.params["reload_wait"])
-    except st.SettingError as exc:
-        module.fail_json(msg=str(exc), queries=session.queries)
-    except pg.PgError as exc:
-        ansible_pg.fail(module, exc, session)
+    except DbarchError as exc:
+        module.fail_from(exc, session)
     finally:
         session.close()
     result.update(

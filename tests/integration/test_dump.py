@@ -1,5 +1,6 @@
 """dump: pg_dump -Fc and pg_restore through the shared connection options, on every major."""
 
+import grp
 import os
 
 import harness
@@ -98,3 +99,27 @@ def test_failures_are_clear_and_change_nothing(pg, run_playbook, workdir):
     assert pg.password not in res.stdout
     assert _state(pg, db) == before
     assert harness is not None
+
+
+def test_dump_file_is_private_and_paths_must_be_absolute(pg, run_playbook, workdir):
+    """A dump holds all the data: 0600 whatever the umask (0644 under umask 022 before), 0640 with group."""
+    db = "dump_mode"
+    pg.createdb(db)
+    with pg.connect(db) as conn, conn.cursor() as cur:
+        cur.execute(DATA)
+    private = os.path.join(workdir, "private.dump")
+    shared = os.path.join(workdir, "shared.dump")
+    tasks = [
+        _task(pg, db, "private", path=private),
+        _task(pg, db, "shared", path=shared, group="postgres"),
+        _task(pg, db, "relative", ignore_errors=True, path="relative.dump"),
+    ]
+    play = dict(hosts="localhost", gather_facts=False, tasks=tasks)
+    res = run_playbook([play])
+    st = os.stat(private)
+    assert oct(st.st_mode & 0o777) == oct(0o600)
+    assert res.task("private")["result"]["mode"] == "0600"
+    st = os.stat(shared)
+    assert oct(st.st_mode & 0o777) == oct(0o640) and st.st_gid == grp.getgrnam("postgres").gr_gid
+    relative = res.task("relative")["result"]
+    assert relative["failed"] is True and "must be an absolute path" in relative["msg"]

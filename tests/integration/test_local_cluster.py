@@ -286,3 +286,51 @@ def test_standby_streams_through_its_slot_and_reuses_an_existing_slot(
     assert removed["status"] == "changed"
     assert "dropped slot standby_one on 127.0.0.1:%d" % port in removed["result"]["actions"]
     assert scalar(port, password, "SELECT count(*) FROM pg_replication_slots") == 0
+
+
+def test_bad_input_is_refused_before_anything_is_created(run_playbook, workdir, password):
+    """A newline in a setting value, a reserved superuser name and a relative data_dir fail first."""
+    data_dir = os.path.join(workdir, "bad", "data")
+    base = dict(data_dir=data_dir, version=NEWEST, superuser_password=password)
+    run = run_playbook(
+        play(
+            dict(
+                lc_task("newline", **dict(base, settings={"application_name": "x\nlisten_addresses = '*'"})),
+                ignore_errors=True,
+            ),
+            dict(lc_task("superuser", **dict(base, superuser="pg_admin")), ignore_errors=True),
+            dict(lc_task("relative", **dict(base, data_dir="relative/data")), ignore_errors=True),
+            {
+                "name": "info relative",
+                "dbarch.postgresql.local_cluster_info": {"data_dir": "relative/data"},
+                "ignore_errors": True,
+            },
+        )
+    )
+    assert "carriage return, newline or NUL" in run.task("newline")["result"]["msg"]
+    assert "not a usable superuser name" in run.task("superuser")["result"]["msg"]
+    for name in ("relative", "info relative"):
+        result = run.task(name)["result"]
+        assert result["failed"] and "data_dir='relative/data' must be an absolute path" in result["msg"]
+    assert not os.path.exists(os.path.join(workdir, "bad"))
+    assert password not in run.stdout
+
+
+def test_failed_initdb_leaves_no_initializing_folder(workdir, password):
+    """initdb fails (a locale that does not exist): the folder it created and its marker are removed."""
+    fresh = lc.LocalCluster(os.path.join(workdir, "fresh", "data"), bindir=lc.find_bindir(NEWEST))
+    with pytest.raises(lc.LocalClusterError, match="initdb"):
+        fresh.initdb(password=password, locale="xx_NO.SUCH-LOCALE", settings=FAST)
+    assert not os.path.exists(os.path.join(workdir, "fresh"))
+
+    # in a folder that was there before, only the data folder and the marker go
+    kept = os.path.join(workdir, "kept")
+    os.makedirs(kept)
+    with open(os.path.join(kept, "notes.txt"), "w") as out:
+        out.write("mine\n")
+    again = lc.LocalCluster(os.path.join(kept, "data"), bindir=lc.find_bindir(NEWEST))
+    with pytest.raises(lc.LocalClusterError, match="initdb"):
+        again.initdb(password=password, locale="xx_NO.SUCH-LOCALE", settings=FAST)
+    assert not os.path.exists(os.path.join(kept, "data"))
+    assert not os.path.exists(os.path.join(kept, lc.MARKER_NAME))
+    assert os.path.exists(os.path.join(kept, "notes.txt"))

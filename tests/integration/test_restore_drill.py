@@ -362,3 +362,29 @@ def test_drill_in_check_mode_writes_nothing(source, tmp_path):
         assert cluster.query("SELECT count(*) FROM dbarch_drill.marker", dbname=MDB)[0][0] == count
     else:
         assert cluster.query("SELECT to_regclass('dbarch_drill.marker') IS NULL", dbname=MDB)[0][0] is True
+
+
+def test_restore_point_with_a_missing_table_creates_nothing(pg):
+    """Not in check mode: the tables are checked before the marker schema, table and row are created."""
+    run = harness.run_playbook(
+        {
+            "hosts": "localhost",
+            "gather_facts": False,
+            "tasks": [
+                {
+                    "name": "Missing table",
+                    "dbarch.postgresql.restore_point": dict(
+                        pg.conn_params,
+                        name="rp_missing_table",
+                        tables=["public.no_such_table_for_rp"],
+                        marker_schema="drill_missing_tbl",
+                        wait_archived=False,
+                    ),
+                    "ignore_errors": True,
+                }
+            ],
+        }
+    )
+    result = run.task("Missing table")["result"]
+    assert result["failed"] and "public.no_such_table_for_rp not found" in result["msg"], result["msg"]
+    assert pg.query("SELECT to_regnamespace('drill_missing_tbl') IS NULL")[0][0] is True

@@ -195,13 +195,16 @@ def test_systemd_units_and_switch_of_method(folders, run_playbook):
     )
     run.assert_ok()
     check = run.task("systemd_check")["result"]
+    env_file = os.path.join(folders["systemd"], "dbarch-test-job.env")
     assert check["changed"] is True and [d["before_header"] for d in check["diff"]] == [
+        env_file,
         service,
         timer,
         cron_file,
     ]
     result = run.task("systemd")["result"]
-    assert result["method"] == "systemd" and result["files"] == [service, timer]
+    assert result["method"] == "systemd" and result["files"] == [env_file, service, timer]
+    assert result["environment_file"] == env_file
     # no running systemd here: nothing to tell systemctl
     if not os.path.isdir("/run/systemd/system"):
         assert result["systemctl"] == []
@@ -212,12 +215,17 @@ def test_systemd_units_and_switch_of_method(folders, run_playbook):
     with open(timer) as fh:
         timer_text = fh.read()
     assert "Type=oneshot\nUser=postgres\n" in service_text
-    assert 'Environment="DBARCH_GREETING=hello 100%% world"\n' in service_text
+    # the values are in a root-only EnvironmentFile=, not in Environment= lines (readable over D-Bus)
+    assert "EnvironmentFile=%s\n" % env_file in service_text and "\nEnvironment=" not in service_text
+    with open(env_file) as fh:
+        assert 'DBARCH_GREETING="hello 100% world"\n' in fh.read()
+    st = os.stat(env_file)
+    assert oct(st.st_mode & 0o777) == oct(0o600) and st.st_uid == 0
     assert '"it\'s 50%% done, \\"quoted\\" and $$HOME \\\\ kept"' in service_text
     assert (
         "OnCalendar=Mon..Fri *-*-* 02..04:00/15:00\nPersistent=true\nRandomizedDelaySec=300\n" in timer_text
     )
-    assert oct(os.stat(service).st_mode & 0o777) == oct(0o600)
+    assert oct(os.stat(service).st_mode & 0o777) == oct(0o644)
 
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
@@ -230,5 +238,51 @@ def test_systemd_units_and_switch_of_method(folders, run_playbook):
         dict(hosts="localhost", gather_facts=False, tasks=[job_task("absent", folders, state="absent")])
     )
     run.assert_ok()
-    assert sorted(run.task("absent")["result"]["files"]) == [service, timer]
+    assert sorted(run.task("absent")["result"]["files"]) == [env_file, service, timer]
     assert not os.listdir(folders["systemd"]) and not os.listdir(folders["cron"])
+
+
+def test_line_breaks_cannot_add_a_cron_line_or_a_unit_directive(folders, run_playbook):
+    """A newline in log_file would add a cron line (a root job), a CR in description a systemd directive."""
+    evil = "/tmp/dbarch-evil-ran"
+    run = run_playbook(
+        dict(
+            hosts="localhost",
+            gather_facts=False,
+            tasks=[
+                dict(
+                    job_task("cron_log_file", folders, log_file="/tmp/x.log\n* * * * * root touch " + evil),
+                    ignore_errors=True,
+                ),
+                dict(
+                    job_task(
+                        "unit_description",
+                        folders,
+                        method="systemd",
+                        description="nightly\rExecStartPre=/bin/touch " + evil,
+                    ),
+                    ignore_errors=True,
+                ),
+                dict(
+                    job_task(
+                        "secret_value",
+                        folders,
+                        method="systemd",
+                        environment={},
+                        secret_environment={"PGPASSWORD": "s3cr3t-value\nExecStartPre=/bin/true"},
+                    ),
+                    ignore_errors=True,
+                ),
+            ],
+        )
+    )
+    for name, field in (
+        ("cron_log_file", "log_file"),
+        ("unit_description", "description"),
+        ("secret_value", "secret_environment"),
+    ):
+        result = run.task(name)["result"]
+        assert result.get("failed") is True, result
+        assert field in result["msg"] and "carriage return, newline or NUL" in result["msg"], result["msg"]
+    assert "s3cr3t-value" not in run.stdout
+    assert not os.listdir(folders["cron"]) and not os.listdir(folders["systemd"])

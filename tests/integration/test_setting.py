@@ -97,3 +97,42 @@ def test_archive_check_refuses_a_server_without_archiving(pg, run_playbook):
     if pg.query("SELECT current_setting('archive_mode')")[0][0] != "off":
         pytest.skip("the shared cluster archives")
     assert res.rc != 0 and "archive_mode is off" in res.task("Check")["result"]["msg"]
+
+
+@pytest.mark.parametrize(
+    "settings, bad",
+    [
+        # the second is refused by SET LOCAL (a session may set it): found before anything is written
+        ({"check_function_bodies": "off", "client_encoding": "no-such-encoding"}, "client_encoding"),
+        # the second only ALTER SYSTEM can judge (sighup): the first is put back, nothing stays written
+        ({"log_min_duration_statement": "250ms", "log_timezone": "Mars/Olympus_Mons"}, "log_timezone"),
+    ],
+    ids=["set-local", "alter-system"],
+)
+def test_one_invalid_setting_writes_nothing_and_is_the_only_one_named(pg, run_playbook, settings, bad):
+    before = auto_conf(pg)
+    try:
+        res = run_playbook(play(task(pg, "Set", settings)))
+        msg = res.task("Set")["result"]["msg"]
+        assert res.rc != 0 and bad in msg and "nothing was written" in msg, msg
+        good = [n for n in settings if n != bad]
+        assert not [n for n in good if n in msg], msg
+        assert auto_conf(pg) == before
+    finally:
+        with pg.connect() as conn, conn.cursor() as cur:
+            for name in settings:
+                if name not in before:
+                    cur.execute("ALTER SYSTEM RESET %s" % name)
+            cur.execute("SELECT pg_reload_conf()")
+
+
+def test_all_invalid_settings_are_named_at_once_and_names_are_case_insensitive(pg, clean, run_playbook):
+    res = run_playbook(
+        play(task(pg, "Set", {"work_mem": "lots", "statement_timeout": "-5", "Work_Mem2": "1"}))
+    )
+    msg = res.task("Set")["result"]["msg"]
+    assert "work_mem = 'lots'" in msg and "statement_timeout = '-5'" in msg and "Work_Mem2" in msg, msg
+    assert "work_mem" not in auto_conf(pg)
+    # TimeZone is the server's spelling; timezone is the same setting
+    res = run_playbook(play(task(pg, "Set", {"timezone": "UTC"})), check=True).assert_ok()
+    assert list(res.task("Set")["result"]["settings"]) == ["TimeZone"]

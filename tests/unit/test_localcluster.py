@@ -488,3 +488,35 @@ def test_library_env_points_relocatable_builds_at_their_own_libpq(tmp_path, monk
     (tmp_path / "lib").mkdir()
     (tmp_path / "lib" / "libpq.so.5").write_text("")
     assert lc.library_env(str(tmp_path / "bin")) == {"LD_LIBRARY_PATH": str(tmp_path / "lib")}
+
+
+@pytest.mark.parametrize("char", ["\r", "\n", "\x00"], ids=["CR", "LF", "NUL"])
+@pytest.mark.parametrize("shape", ["string", "list"])
+def test_a_line_break_in_a_setting_value_is_refused(char, shape):
+    value = "x%slisten_addresses = '*'" % char
+    with pytest.raises(lc.LocalClusterError, match="carriage return, newline or NUL"):
+        lc.validate_settings({"application_name": [value] if shape == "list" else value})
+
+
+@pytest.mark.parametrize("name", ["work_mem\n", "work_mem\nport", "a b", "x=y"])
+def test_setting_names_with_line_breaks_or_blanks_are_refused(name):
+    with pytest.raises(lc.LocalClusterError, match="not a valid PostgreSQL setting name"):
+        lc.format_setting(name, "1")
+
+
+def test_list_values_are_quoted_like_strings():
+    # the configuration lexer takes a backslash as an escape: a list element keeps its backslash
+    assert lc.format_setting("search_path", ["a\\b", "it's"]) == "search_path = 'a\\\\b,it''s'"
+
+
+@pytest.mark.parametrize(
+    "name", ["", "pg_admin", "PG_x", "a b", "a\nb", "x'y", 'x"y', "#x", "1abc", "a" * 64]
+)
+def test_bad_superuser_names_are_refused(name):
+    with pytest.raises(lc.LocalClusterError, match="not a usable superuser name"):
+        lc.validate_superuser(name)
+
+
+@pytest.mark.parametrize("name", ["postgres", "dba_admin", "app.owner", "x-y", "a" * 63])
+def test_good_superuser_names_pass(name):
+    assert lc.validate_superuser(name) == name

@@ -91,6 +91,8 @@ def job(**kw):
         (dict(name="a/b"), "name='a/b': use letters"),
         (dict(argv=[]), "argv must be a non-empty list"),
         (dict(argv=["/bin/echo", "a\nb"]), "newline or NUL"),
+        (dict(description="a\rExecStartPre=/bin/evil"), "description holds a carriage return"),
+        (dict(log_file="/tmp/x\n* * * * * root /bin/evil"), "log_file holds a carriage return"),
         (dict(user="bad user"), "user='bad user' is not a valid user name"),
         (dict(environment={"1X": "v"}), "'1X' is not a valid variable name"),
         (dict(environment={"X": "a'b\"c"}), "both ' and"),
@@ -149,7 +151,11 @@ def test_service_and_timer():
     plan = s.plan(dict(j, minute="30", hour="2"))
     service = plan["service_text"].splitlines()
     assert "Type=oneshot" in service and "User=postgres" in service
-    assert 'Environment="PGOPTIONS=-c statement_timeout=5%%"' in service
+    # the values go to a 0600 EnvironmentFile=, never to Environment= lines (readable over D-Bus)
+    assert "EnvironmentFile=/etc/systemd/system/job-x.env" in service
+    assert not [line for line in service if line.startswith("Environment=")]
+    assert plan["env_file"] == "/etc/systemd/system/job-x.env"
+    assert 'PGOPTIONS="-c statement_timeout=5%"' in plan["env_text"].splitlines()
     assert 'ExecStart="/usr/bin/psql" "-c" "SELECT 1 -- 50%% \\"q\\" \\\\ $$x"' in service
     timer = plan["timer_text"].splitlines()
     assert "OnCalendar=*-*-* 02:30:00" in timer
@@ -161,6 +167,56 @@ def test_mode_is_0600_with_environment():
     assert s.file_mode_for(job()) == 0o644
     assert s.file_mode_for(job(environment={"A": "1"})) == 0o600
     assert s.file_mode_for(job(secret_environment={"PGPASSWORD": "x"})) == 0o600
+    # systemd units never hold the values: the EnvironmentFile= does
+    assert s.file_mode_for(job(secret_environment={"PGPASSWORD": "x"}), "systemd") == 0o644
+
+
+# Every field that reaches a cron or unit file, and how to put a value into it.
+_LINE_FIELDS = {
+    "name": lambda v: dict(name="job" + v + "x"),
+    "description": lambda v: dict(description="nightly" + v + "ExecStartPre=/bin/evil"),
+    "argv[0]": lambda v: dict(argv=["/bin/true" + v]),
+    "argv[1]": lambda v: dict(argv=["/bin/echo", "a" + v + "* * * * * root /bin/evil"]),
+    "user": lambda v: dict(user="postgres" + v),
+    "environment name": lambda v: dict(environment={"A" + v + "B": "1"}),
+    "environment value": lambda v: dict(environment={"A": "1" + v + "B=2"}),
+    "secret_environment name": lambda v: dict(secret_environment={"S" + v: "1"}),
+    "secret_environment value": lambda v: dict(secret_environment={"PGPASSWORD": "pw" + v + "X"}),
+    "log_file": lambda v: dict(log_file="/tmp/log" + v + "* * * * * root /bin/evil"),
+    "minute": lambda v: dict(minute="5" + v),
+    "hour": lambda v: dict(hour="2" + v),
+    "day": lambda v: dict(day="1" + v),
+    "month": lambda v: dict(month="1" + v),
+    "weekday": lambda v: dict(weekday="Mon" + v),
+    "systemd_dir": lambda v: dict(systemd_dir="/etc/systemd" + v + "/system", environment={"A": "1"}),
+}
+
+
+@pytest.mark.parametrize("char", ["\r", "\n", "\x00"], ids=["CR", "LF", "NUL"])
+@pytest.mark.parametrize("field", sorted(_LINE_FIELDS))
+@pytest.mark.parametrize("method", ["cron", "systemd"])
+def test_no_line_break_in_any_field_that_reaches_a_file(field, char, method):
+    with pytest.raises(s.ScheduleError) as exc:
+        s.plan(job(**_LINE_FIELDS[field](char)), method)
+    message = str(exc.value)
+    assert (
+        "carriage return, newline or NUL" in message or "not a valid" in message or "use letters" in message
+    )
+    # a secret value is never echoed in the message
+    assert "pw" not in message
+
+
+def test_environment_file_round_trips_through_sh():
+    """The EnvironmentFile= quoting is /bin/sh double-quote quoting: sourcing it gives the values back."""
+    values = {"A": "x \"q\" $HOME `id` \\ 50% 's'", "B": " lead and trail ", "C": ""}
+    text = s.render_environment_file(job(environment=values))
+    out = subprocess.run(
+        ["/bin/sh", "-c", 'eval "$1"; printf "%s\\0" "$A" "$B" "$C"', "sh", text],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.split("\0")[:3] == [values["A"], values["B"], values["C"]]
 
 
 def test_choose_method(tmp_path):
