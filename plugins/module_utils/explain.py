@@ -126,6 +126,42 @@ def explain_sql(analyze, settings=True):
 
 READ_ONLY_SQLSTATE = "25006"
 
+# -- whose rights a statement is planned with ---------------------------------------------
+_Q_ROLE = "SELECT rolname, rolsuper FROM pg_roles WHERE rolname = %s"
+
+
+def check_explain_role(session, role, allow_superuser=False):
+    """The role statements are planned as: it must exist and, unless ``allow_superuser``,
+    not be a superuser. Returns its name; ExplainError otherwise."""
+    row = session.fetchone(_Q_ROLE, (role,))
+    if row is None:
+        raise ExplainError(
+            "explain_role %r does not exist: CREATE ROLE %s NOLOGIN; and GRANT it the rights of the "
+            "workload (or give the name of an existing role)." % (role, pg.quote_ident_text(role))
+        )
+    if row["rolsuper"] and not allow_superuser:
+        raise ExplainError(
+            "explain_role %s is a superuser: statements taken from pg_stat_statements must not be planned "
+            "with a superuser's rights (a function in them would run as that superuser). Give a role "
+            "without SUPERUSER, or set allow_superuser_statements=true to accept the risk." % role
+        )
+    return row["rolname"]
+
+
+def superuser_reason(user):
+    """Why a statement the superuser ``user`` ran is not planned (allow_superuser_statements)."""
+    return (
+        "skipped: recorded for the superuser %s; planning it would evaluate its functions with a "
+        "superuser's rights. Set allow_superuser_statements=true to plan it as %s, or give "
+        "explain_role (a role without SUPERUSER) to plan every statement as that role." % (user, user)
+    )
+
+
+def set_role(session, role):
+    """SET LOCAL ROLE ``role`` (quoted) in the caller's transaction; None leaves the login's role."""
+    if role:
+        session.execute(pg.pgsql.SQL("SET LOCAL ROLE {}").format(pg.ident(role)))
+
 
 def check_params(info, params):
     """The params as a list, one per $n placeholder, or ExplainError."""
@@ -140,24 +176,41 @@ def check_params(info, params):
     return params
 
 
-def run(session, info, params=None, analyze=True, statement_timeout=None):
+def run(
+    session,
+    info,
+    params=None,
+    analyze=True,
+    statement_timeout=None,
+    role=None,
+    retry_read_write=True,
+):
     """EXPLAIN the classified statement ``info``; returns (plan document, transaction).
 
     ``transaction`` is ``read only`` or ``read write``. A statement classified as
     reading only runs READ ONLY; if PostgreSQL refuses because a function it calls
-    writes, it runs again read-write -- still rolled back.
+    writes, it runs again read-write -- still rolled back -- unless ``retry_read_write``
+    is false (check mode): a rolled-back transaction does not give back what a function
+    took outside it (nextval()), so then ExplainError says the statement needs write access.
+    ``role``: SET LOCAL ROLE to it first, so the statement runs with that role's rights.
     """
     try:
-        return _run(session, info, params, analyze, statement_timeout, info["writes"]), (
+        return _run(session, info, params, analyze, statement_timeout, info["writes"], role), (
             "read write" if info["writes"] else "read only"
         )
     except pg.PgError as exc:
         if info["writes"] or exc.sqlstate != READ_ONLY_SQLSTATE:
             raise
-    return _run(session, info, params, analyze, statement_timeout, True), "read write"
+        if not retry_read_write:
+            raise ExplainError(
+                "the statement needs write access (%s): a function it calls writes, and in check mode it "
+                "is not run again read-write (a rollback does not give back sequence values). Run without "
+                "check mode, or with analyze=false." % exc.message
+            ) from None
+    return _run(session, info, params, analyze, statement_timeout, True, role), "read write"
 
 
-def _run(session, info, params, analyze, statement_timeout, writable):
+def _run(session, info, params, analyze, statement_timeout, writable, role=None):
     params = check_params(info, params)
     timeout = pg.validate_timeout("statement_timeout", statement_timeout or DEFAULT_STATEMENT_TIMEOUT)
     conn = session.conn
@@ -166,6 +219,7 @@ def _run(session, info, params, analyze, statement_timeout, writable):
     try:
         conn.set_session(readonly=not writable)
         session.execute("SELECT set_config('statement_timeout', %s, true)", (timeout,))
+        set_role(session, role)
         prefix = explain_sql(analyze)
         if params:
             session.execute(

@@ -31,6 +31,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
+import math
 import re
 from collections import OrderedDict
 
@@ -39,6 +40,7 @@ from ansible_collections.dbarch.postgresql.plugins.module_utils import explain a
 from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils import query_stats as qs
+from ansible_collections.dbarch.postgresql.plugins.module_utils import redact
 from ansible_collections.dbarch.postgresql.plugins.module_utils import schema_rules as sr
 from ansible_collections.dbarch.postgresql.plugins.module_utils.versions import Features
 
@@ -83,6 +85,19 @@ class IndexAdviceError(ValueError):
     pass
 
 
+def check_min_cost_saving(value):
+    """min_cost_saving is a share in (0, 1]: 1.0 asks for the whole cost to go."""
+    try:
+        share = float(value)
+    except (TypeError, ValueError):
+        share = None
+    if share is None or not 0 < share <= 1:
+        raise IndexAdviceError(
+            "min_cost_saving is a share above 0 and at most 1 (0.3 means 30%%), got %s." % value
+        )
+    return share
+
+
 # -- the workload ---------------------------------------------------------------------------
 def normalize_queries(queries):
     """[{name, sql, weight, params}] from a list of SQL strings or {name, sql, weight} dicts."""
@@ -109,7 +124,14 @@ def normalize_queries(queries):
         except ex.ExplainError as exc:
             raise IndexAdviceError("%s: %s" % (name, exc)) from None
         out.append(
-            dict(name=str(name), sql=info["text"], weight=weight, params=info["params"], kind=info["kind"])
+            dict(
+                name=str(name),
+                sql=info["text"],
+                weight=weight,
+                params=info["params"],
+                kind=info["kind"],
+                role=None,
+            )
         )
     return out
 
@@ -129,18 +151,29 @@ def _is_system(rels):
     return all((s or "").startswith(_SYSTEM_PREFIXES) or n.startswith(_SYSTEM_PREFIXES) for s, n in rels)
 
 
-def workload_from_stats(session, limit):
-    """(workload, info): the top statements of the connected database by total time."""
+def workload_from_stats(session, limit, explain_role=None, allow_superuser_statements=False):
+    """(workload, info): the top statements of the connected database by total time.
+
+    Anyone who can connect fills pg_stat_statements, and planning a statement evaluates its
+    immutable functions (constant folding): each statement is planned as the role that ran
+    it (``role``), or as ``explain_role``. A statement a superuser ran is left out, with the
+    reason in ``info["skipped"]``, unless ``allow_superuser_statements``.
+    """
     st = qs.status(session)
-    info = dict(source="pg_stat_statements", usable=st["usable"], reason=None, utility_skipped=0)
+    info = dict(source="pg_stat_statements", usable=st["usable"], reason=None, utility_skipped=0, skipped=[])
     if not st["usable"]:
         info["reason"] = qs.message(st)
         return [], info
     data = qs.read(session, st)
-    rows = qs.top([qs.shape(r) for r in data["statements"]], "total_time", 0)
+    shaped = []
+    for r in data["statements"]:
+        s = qs.shape(r)
+        s["raw_query"] = r["query"]  # the text as recorded: planned as is, never returned
+        shaped.append(s)
+    rows = qs.top(shaped, "total_time", 0)
     out = []
     for r in rows:
-        text = r["query"]
+        text = r["raw_query"]
         if not text or text == qs.INSUFFICIENT:
             continue
         try:
@@ -151,20 +184,47 @@ def workload_from_stats(session, limit):
         rels = _relations(text)
         if not rels or _is_system(rels):
             continue
-        same = [q for q in out if q["sql"] == c["text"]]  # one text, several users or nesting levels
+        name = "queryid %s" % r["queryid"]
+        role = explain_role or r["user"]
+        if not explain_role and r["user"] is None:
+            info["skipped"].append(
+                dict(
+                    name=name,
+                    sql=redact.statement(c["text"]),
+                    user=None,
+                    reason="skipped: the role that recorded it no longer exists; give explain_role to plan "
+                    "it as another role.",
+                )
+            )
+            continue
+        if not explain_role and r["user_superuser"] and not allow_superuser_statements:
+            if not any(s["name"] == name for s in info["skipped"]):
+                info["skipped"].append(
+                    dict(
+                        name=name,
+                        sql=redact.statement(c["text"]),
+                        user=r["user"],
+                        reason=ex.superuser_reason(r["user"]),
+                    )
+                )
+            continue
+        # one text and one role, several nesting levels
+        same = [q for q in out if q["sql"] == c["text"] and q["role"] == role]
         if same:
             same[0]["weight"] += max(float(r["total_time_ms"] or 0), 0.001)
             same[0]["calls"] += r["calls"]
             continue
         out.append(
             dict(
-                name="queryid %s" % r["queryid"],
+                name=name,
                 sql=c["text"],
                 weight=max(float(r["total_time_ms"] or 0), 0.001),
                 params=c["params"],
                 kind=c["kind"],
                 calls=r["calls"],
                 total_time_ms=r["total_time_ms"],
+                role=role,
+                user=r["user"],
             )
         )
         if limit and len(out) >= limit:
@@ -236,11 +296,14 @@ def _plan_safely(session, features, q):
     """(plan document, None) or (None, reason)."""
     session.execute("SAVEPOINT dbarch_advice", record=False)
     try:
+        ex.set_role(session, q.get("role"))
         doc = plan(session, features, q)
     except pg.PgError as exc:
         session.execute("ROLLBACK TO SAVEPOINT dbarch_advice", record=False)
         _deallocate(session)
-        return None, str(exc)
+        return None, ("as role %s: %s" % (q["role"], exc)) if q.get("role") else str(exc)
+    if q.get("role"):
+        session.execute("RESET ROLE")
     session.execute("RELEASE SAVEPOINT dbarch_advice", record=False)
     _deallocate(session)
     return doc, None
@@ -786,24 +849,36 @@ def advise(
     limit=DEFAULT_LIMIT,
     schemas=None,
     covering=False,
+    explain_role=None,
+    allow_superuser_statements=False,
 ):
-    """Returns dict(proposals, rejected, findings (Finding objects), not_planned, summary)."""
-    if not 0 < float(min_cost_saving) < 1:
-        raise IndexAdviceError(
-            "min_cost_saving is a share between 0 and 1 (0.3 = 30%%), got %s." % min_cost_saving
-        )
+    """Returns dict(proposals, rejected, findings (Finding objects), not_planned, summary).
+
+    ``explain_role``: plan every statement as this role (not a superuser unless
+    ``allow_superuser_statements``). Without it, statements of pg_stat_statements are planned
+    as the role that ran them and those of superusers are skipped (see workload_from_stats);
+    ``queries`` (the caller's own statements) are planned as the login.
+    """
+    check_min_cost_saving(min_cost_saving)
     features = Features(session.server_version_num)
+    if explain_role:
+        try:
+            explain_role = ex.check_explain_role(session, explain_role, allow_superuser_statements)
+        except ex.ExplainError as exc:
+            raise IndexAdviceError(str(exc)) from None
     if queries:
         workload = normalize_queries(queries)
-        source = dict(source="queries", usable=True, reason=None, utility_skipped=0)
+        for q in workload:
+            q["role"] = explain_role
+        source = dict(source="queries", usable=True, reason=None, utility_skipped=0, skipped=[])
     else:
-        workload, source = workload_from_stats(session, limit)
+        workload, source = workload_from_stats(session, limit, explain_role, allow_superuser_statements)
     catalog = cat.snapshot(session, schemas=schemas)
     stats_reset = session.scalar(_Q_STATS_RESET)
     stats_reset = stats_reset.isoformat() if hasattr(stats_reset, "isoformat") else stats_reset
     ext = _hypopg(catalog)
     updated = updated_columns(workload)
-    skipped, rejected = [], []
+    skipped, rejected = list(source["skipped"]), []
     total_weight = sum(q["weight"] for q in workload) or 1.0
     found = OrderedDict()
     conn = session.conn
@@ -815,7 +890,14 @@ def advise(
         for q in workload:
             doc, err = _plan_safely(session, features, q)
             if err:
-                skipped.append(dict(name=q["name"], sql=q["sql"], reason=err))
+                skipped.append(
+                    dict(
+                        name=q["name"],
+                        sql=redact.statement(q["sql"]),
+                        user=q.get("user"),
+                        reason=redact.statement(err),
+                    )
+                )
                 continue
             plans.append((q, doc))
         # rare-value statistics for every column a constant predicate names
@@ -852,7 +934,13 @@ def advise(
                 create_sql=cand.ddl(name=cand.name()) + ";",
                 reason=cand.reason,
                 queries=[
-                    dict(name=q["name"], sql=q["sql"], cost_before=round(c, 2)) for q, c in cand.queries
+                    dict(
+                        name=q["name"],
+                        sql=redact.statement(q["sql"]),
+                        planned_as=q.get("role"),
+                        cost_before=round(c, 2),
+                    )
+                    for q, c in cand.queries
                 ],
                 cost_before=round(sum(before), 2),
                 cost_after=None,
@@ -888,8 +976,8 @@ def advise(
                     item["rejected_because"] = (
                         "the planner does not use the hypothetical index"
                         if not used
-                        else "planned cost falls by %d%%, less than min_cost_saving %d%%"
-                        % (round(100 * saving), round(100 * float(min_cost_saving)))
+                        else "planned cost falls by %s%%, less than min_cost_saving %s%%"
+                        % (percent_below(saving), percent(min_cost_saving))
                     )
                     rejected.append(item)
                     continue
@@ -921,9 +1009,11 @@ def advise(
         workload=source["source"],
         workload_usable=source["usable"],
         workload_reason=source["reason"],
-        statements=len(workload),
-        statements_planned=len(workload) - len(skipped),
+        statements=len(workload) + len(source["skipped"]),
+        statements_planned=len(workload) + len(source["skipped"]) - len(skipped),
         statements_skipped=len(skipped),
+        superuser_statements_skipped=len([x for x in source["skipped"] if x.get("user") is not None]),
+        planned_as=explain_role or ("the login role" if queries else "the role that ran each statement"),
         utility_statements_skipped=source["utility_skipped"],
         generic_plan="EXPLAIN (GENERIC_PLAN)"
         if features.has_explain_generic_plan
@@ -940,6 +1030,17 @@ def advise(
     return dict(
         proposals=proposals, rejected=rejected, findings=findings, not_planned=skipped, summary=summary
     )
+
+
+def percent(share):
+    """0.3 -> '30', 0.12345 -> '12.345' (at most 4 decimals, no trailing zeros)."""
+    return ("%.4f" % (100 * float(share))).rstrip("0").rstrip(".")
+
+
+def percent_below(share):
+    """A share as a percentage floored to one decimal: 0.9955 -> '99.5', never rounded up to a
+    threshold it is below."""
+    return "%.1f" % (math.floor(round(1000 * float(share), 6)) / 10.0)
 
 
 def _where_columns(cand):
