@@ -52,14 +52,19 @@ MIN_ROWS = 1000
 HEURISTIC_MAX_SELECTIVITY = 0.1
 # A join side is worth an index when the other side is this many times smaller.
 JOIN_RATIO = 50
-# A constant predicate becomes the WHERE of a partial index when its value is this rare.
-PARTIAL_MAX_FREQUENCY = 0.2
+# A constant predicate becomes the WHERE of a partial index when its value is this rare (share
+# of the rows, pg_stats), or when it is the one value the workload ever compares the column with.
+PARTIAL_MAX_FREQUENCY = 0.02
 PARTIAL_MAX_DISTINCT = 50
 # Heavy updates: at least this many, and at least this share of the live rows.
 HEAVY_UPDATES = 1000
 HEAVY_UPDATE_SHARE = 0.1
 MAX_INCLUDE = 4
+# INDEX_MAX_KEYS of a standard build: key plus INCLUDE columns of one index.
+INDEX_MAX_KEYS = 32
 PREPARED_NAME = "dbarch_index_advice"
+# What a column is compared with when it is not a literal (``$1``, an expression).
+PARAM_VALUE = "$"
 
 RULES = OrderedDict(
     [
@@ -464,6 +469,35 @@ class Candidate:
         self.reason = reason
         self.selectivity = selectivity
         self.queries = []  # (workload item, cost before)
+        self.absorbed = []  # shorter candidates this one serves too (merge_prefixes)
+        self.own_queries = None
+
+    def serves(self, other):
+        """True when this index serves ``other`` as well: same table and predicate, ``other``'s key
+        columns (with their directions) lead this one's, its INCLUDE columns are in this one."""
+        n = len(other.columns)
+        return (
+            self is not other
+            and self.table.qualified == other.table.qualified
+            and (self.where or "") == (other.where or "")
+            and len(self.columns) > n
+            and self.columns[:n] == other.columns
+            and set(other.include) <= set(self.column_names()) | set(self.include)
+        )
+
+    def absorb(self, other):
+        if self.own_queries is None:
+            self.own_queries = list(self.queries)
+        self.absorbed.append(other)
+        for q, c in other.queries:
+            if all(existing is not q for existing, _c in self.queries):
+                self.queries.append((q, c))
+
+    def split(self):
+        """[self, absorbed ...] each with its own statements again."""
+        out = [self] + self.absorbed
+        self.queries, self.absorbed, self.own_queries = self.own_queries, [], None
+        return out
 
     @property
     def key(self):
@@ -495,6 +529,21 @@ class Candidate:
         return sr._truncate(base)
 
 
+def merge_prefixes(cands):
+    """Candidates with every one whose key is a prefix of another's folded into the longer one
+    (which keeps the statements of both): one index (a, b) rather than (a) and (a, b)."""
+    kept = []
+    for cand in sorted(cands, key=lambda c: -len(c.columns)):
+        into = next((k for k in kept if k.serves(cand)), None)
+        if into is None:
+            kept.append(cand)
+        else:
+            into.absorb(cand)
+    order = {id(c): i for i, c in enumerate(cands)}
+    kept.sort(key=lambda c: order[id(c)])
+    return kept
+
+
 def _distinct(table, col):
     c = table.column(col)
     nd = getattr(c, "n_distinct", None) if c is not None else None
@@ -516,20 +565,38 @@ def _covered(table, names, where):
     return False
 
 
-def _rare_value_predicate(table, pred, mcv):
-    """The WHERE text of a partial index for ``column = constant`` when the value is rare."""
+def _literal(value):
+    """'new'::text -> 'new' (the SQL literal without its cast)."""
+    return re.sub(r"::[A-Za-z_][A-Za-z0-9_ ]*(?:\[\])?$", "", value)
+
+
+def _rare_value_predicate(table, pred, mcv, literals=None):
+    """(WHERE text of a partial index, frequency) for ``column = constant`` or ``IS NULL``.
+
+    A partial index pays off for a genuinely rare value (at most PARTIAL_MAX_FREQUENCY of the
+    rows, from pg_stats, or null_frac for IS NULL), or for the one value the whole workload
+    compares the column with (``literals``: {(schema, table, column): set of the literals, and
+    PARAM_VALUE for a parameter or expression, it is compared with in the workload}). A
+    column the workload compares with several values gets no partial index (one per literal
+    would be wrong): it stays a key column.
+    """
     col = table.column(pred["column"])
     if col is None or pred["value_kind"] != "constant":
         return None, None
+    used = (literals or {}).get((table.schema, table.name, col.name)) or set()
+    constants = used - {PARAM_VALUE}
+    only_value = len(used) == 1
+    if len(constants) > 1:
+        return None, None
     if pred["kind"] == "null":
         frac = getattr(col, "null_frac", None)
-        if frac is not None and frac <= PARTIAL_MAX_FREQUENCY:
+        if frac is not None and (frac <= PARTIAL_MAX_FREQUENCY or only_value):
             return "%s IS NULL" % pg.quote_ident_text(col.name), frac
         return None, None
     nd = _distinct(table, col.name)
     if not nd or nd > PARTIAL_MAX_DISTINCT:
         return None, None
-    value = re.sub(r"::[A-Za-z_][A-Za-z0-9_ ]*(?:\[\])?$", "", pred["value"])
+    value = _literal(pred["value"])
     plain = value[1:-1].replace("''", "'") if value.startswith("'") else value
     vals, freqs = mcv.get((table.schema, table.name, col.name), ([], []))
     if plain in vals:
@@ -538,18 +605,29 @@ def _rare_value_predicate(table, pred, mcv):
         rest = 1.0 - sum(freqs) - float(getattr(col, "null_frac", 0) or 0)
         others = nd - len(vals)
         freq = rest / others if others > 0 else 0.0
-    if freq > PARTIAL_MAX_FREQUENCY:
+    if freq > PARTIAL_MAX_FREQUENCY and not only_value:
         return None, freq
     return "%s = %s" % (pg.quote_ident_text(col.name), value), freq
 
 
-def _compose(table, preds, sort, output, covering, mcv):
+def _output_column(expr, alias, table):
+    """The column of ``table`` a plan Output entry names (``o.total`` or ``total``), or None."""
+    m = re.match(r"^(?:(?P<q>%s)\.)?(?P<c>%s)$" % (_IDENT, _IDENT), expr.strip())
+    if not m:
+        return None
+    q, name = _unident(m.group("q")), _unident(m.group("c"))
+    if q is not None and alias is not None and q not in (alias, table.name):
+        return None
+    return name if table.column(name) is not None else None
+
+
+def _compose(table, preds, sort, output, covering, mcv, literals=None, alias=None):
     """Candidate (columns, where, include) from a scan's predicates, or None."""
     eq, rng, where, seen = [], [], None, set()
     consts = [p for p in preds if p["kind"] in ("eq", "null") and p["value_kind"] == "constant"]
     best = None
     for p in consts:
-        w, freq = _rare_value_predicate(table, p, mcv)
+        w, freq = _rare_value_predicate(table, p, mcv, literals)
         if w and (best is None or freq < best[1]):
             best = (w, freq, p["column"])
     if best:
@@ -578,19 +656,20 @@ def _compose(table, preds, sort, output, covering, mcv):
         if not where:
             return None
         columns = [(best[2], False)]
+    columns = columns[:INDEX_MAX_KEYS]
     include = []
     if covering:
         keys = {c for c, _d in columns}
         for o in output or ():
-            name = _unident(o.split(".")[-1]) if re.match(r"^%s\.%s$" % (_IDENT, _IDENT), o) else None
-            if name and name not in keys and name not in include and table.column(name) is not None:
+            name = _output_column(o, alias, table)
+            if name and name not in keys and name not in include:
                 include.append(name)
-        if len(include) > MAX_INCLUDE:
-            include = []
+        if len(include) > MAX_INCLUDE or len(columns) + len(include) > INDEX_MAX_KEYS:
+            include = []  # too wide to be worth it: an index-only scan needs every column
     return columns, where, include
 
 
-def candidates(doc, catalog, schemas, mcv, covering=False):
+def candidates(doc, catalog, schemas, mcv, covering=False, literals=None):
     """Candidates of one plan document: [(Candidate, scan node)]."""
     out = []
     root = doc["Plan"]
@@ -626,7 +705,7 @@ def candidates(doc, catalog, schemas, mcv, covering=False):
                 reason, selectivity = "sort", 0.0
             else:
                 continue
-            composed = _compose(table, preds, sort, node.get("Output"), covering, mcv)
+            composed = _compose(table, preds, sort, node.get("Output"), covering, mcv, literals, alias)
             if composed:
                 out.append(
                     (Candidate(table, composed[0], composed[1], composed[2], reason, selectivity), node)
@@ -653,7 +732,7 @@ def candidates(doc, catalog, schemas, mcv, covering=False):
                 if not preds:
                     continue
                 preds += predicates(scan.get("Filter"), alias)
-                composed = _compose(table, preds, [], scan.get("Output"), covering, mcv)
+                composed = _compose(table, preds, [], scan.get("Output"), covering, mcv, literals, alias)
                 if composed:
                     sel = min(1.0, other_rows / float(table.row_estimate))
                     out.append((Candidate(table, composed[0], composed[1], composed[2], "join", sel), scan))
@@ -670,6 +749,23 @@ WHERE NOT inherited
 """
 
 _Q_STATS_RESET = "SELECT stats_reset FROM pg_stat_database WHERE datname = current_database()"
+
+
+def workload_literals(plans):
+    """{(schema, table, column): {literal, ... or PARAM_VALUE}}: what the workload's scans compare
+    each column with for equality (literals without their casts)."""
+    out = {}
+    for _q, doc in plans:
+        for node, _a in _walk(doc["Plan"]):
+            if node.get("Node Type") != "Seq Scan" or not node.get("Filter"):
+                continue
+            for p in predicates(node["Filter"], node.get("Alias")):
+                if p["kind"] not in ("eq", "null"):
+                    continue
+                key = (node.get("Schema"), node.get("Relation Name"), p["column"])
+                value = _literal(p["value"]) if p["value_kind"] == "constant" else PARAM_VALUE
+                out.setdefault(key, set()).add(value)
+    return out
 
 
 def most_common_values(session, columns):
@@ -909,9 +1005,10 @@ def advise(
                         if p["value_kind"] == "constant":
                             wanted.add((node.get("Schema"), node.get("Relation Name"), p["column"]))
         mcv = most_common_values(session, wanted)
+        literals = workload_literals(plans)
         for q, doc in plans:
             cost = float(doc["Plan"].get("Total Cost") or 0)
-            for cand, _node in candidates(doc, catalog, schemas, mcv, covering):
+            for cand, _node in candidates(doc, catalog, schemas, mcv, covering, literals):
                 if _covered(cand.table, cand.column_names(), cand.where):
                     continue
                 have = found.setdefault(cand.key, cand)
@@ -919,7 +1016,9 @@ def advise(
                     have.queries.append((q, cost))
                 have.selectivity = min(have.selectivity, cand.selectivity)
         proposals = []
-        for cand in found.values():
+        queue = merge_prefixes(list(found.values()))
+        while queue:
+            cand = queue.pop(0)
             before = [c for _q, c in cand.queries]
             weights = [q["weight"] for q, _c in cand.queries]
             note, factor, write = write_cost(
@@ -949,6 +1048,7 @@ def advise(
                 proven=False,
                 method="hypopg" if ext is not None else "heuristic",
                 write_cost_note=note,
+                merged=[c.name() for c in cand.absorbed],
                 evidence=OrderedDict(
                     hypopg=ext is not None,
                     selectivity=round(cand.selectivity, 4),
@@ -972,6 +1072,10 @@ def advise(
                     qd.update(cost_after=round(a, 2), uses_index=r[1])
                 item.update(cost_after=round(sum(after), 2), saving=round(saving, 4))
                 item["evidence"]["planner_uses_index"] = used
+                if cand.absorbed and not used:
+                    # the longer index does not serve every statement of the shorter ones: apart again
+                    queue[:0] = cand.split()
+                    continue
                 if not used or saving < float(min_cost_saving):
                     item["rejected_because"] = (
                         "the planner does not use the hypothetical index"

@@ -354,3 +354,86 @@ def test_query_tuning_apply_builds_verifies_and_compares(shop, tmp_path):
                 cur.execute("DROP INDEX IF EXISTS shop.orders_customer_id_idx")
         finally:
             conn.close()
+
+
+TICKETS = """
+CREATE TABLE shop.tickets (
+    id int PRIMARY KEY, state text NOT NULL, customer_id int NOT NULL, opened_at timestamptz NOT NULL,
+    total numeric NOT NULL, a1 int, a2 int, a3 int, a4 int, a5 int
+);
+INSERT INTO shop.tickets
+SELECT g, CASE WHEN g % 10 = 0 THEN 'hold' WHEN g % 100 = 1 THEN 'new' WHEN g % 100 = 2 THEN 'late'
+               ELSE 'done' END,
+       g % 3000, timestamptz '2024-01-01' + g * interval '1 minute', g % 500, g, g, g, g, g
+FROM generate_series(1, 300000) g;
+ANALYZE shop.tickets;
+"""
+
+
+@pytest.fixture(scope="module")
+def tickets(shop):
+    with shop.connect(DB) as conn, conn.cursor() as cur:
+        cur.execute(TICKETS)
+    return shop
+
+
+def test_partial_covering_prefix_and_threshold_regressions(tickets, run_playbook):
+    """Regressions: a 10% value made a partial index; each literal got its own partial index;
+    covering never added INCLUDE columns; a prefix of another proposal stayed apart;
+    min_cost_saving 1.0 was refused and 99.5% printed as 100%."""
+    hypopg = tickets.major == 15
+    ordinary = [
+        "SELECT id FROM shop.tickets WHERE state = 'hold' AND customer_id = $1",
+        "SELECT id FROM shop.tickets WHERE state = $1 AND customer_id = $2",
+    ]
+    literals = [
+        "SELECT id FROM shop.tickets WHERE state = 'new' ORDER BY opened_at DESC LIMIT 20",
+        "SELECT id FROM shop.tickets WHERE state = 'late' ORDER BY opened_at DESC LIMIT 20",
+    ]
+    covering = ["SELECT id, total FROM shop.tickets WHERE customer_id = $1"]
+    prefix = [
+        "SELECT total FROM shop.tickets WHERE customer_id = $1",
+        "SELECT id FROM shop.tickets WHERE customer_id = $1 ORDER BY opened_at DESC LIMIT 5",
+    ]
+    point = ["SELECT total FROM shop.tickets WHERE opened_at = '2024-02-01 10:00+00'"]
+    res = run_playbook(
+        play(
+            tickets,
+            [
+                advice_task("ordinary", queries=ordinary, schemas=["shop"]),
+                advice_task("literals", queries=literals, schemas=["shop"]),
+                advice_task("covering", queries=covering, schemas=["shop"], covering=True),
+                advice_task("prefix", queries=prefix, schemas=["shop"]),
+                advice_task("all", queries=point, schemas=["shop"], min_cost_saving=1.0),
+            ],
+            DB,
+        )
+    )
+    res.assert_ok()
+
+    def tickets_items(name, key="proposals"):
+        r = res.task(name)["result"]
+        return [p for p in r[key] if p["table"] == "shop.tickets"]
+
+    # 10% of the rows is no rare value: no partial index on it
+    assert all(p["where"] is None for p in tickets_items("ordinary") + tickets_items("ordinary", "rejected"))
+    # two rare literals: one index with state as a key, not one partial index per literal
+    lit = tickets_items("literals")
+    assert [(p["columns"], p["where"]) for p in lit] == [(["state", "opened_at DESC"], None)], lit
+    assert len(lit[0]["queries"]) == 2
+    # covering: the select-list columns outside the key are INCLUDEd
+    cov = tickets_items("covering")
+    assert [(p["columns"], p["include"]) for p in cov] == [(["customer_id"], ["id", "total"])], cov
+    assert cov[0]["create_sql"].endswith("(customer_id) INCLUDE (id, total);")
+    # (customer_id) is a prefix of (customer_id, opened_at DESC): one proposal serves both
+    pre = tickets_items("prefix")
+    assert [p["columns"] for p in pre] == [["customer_id", "opened_at DESC"]], pre
+    assert len(pre[0]["queries"]) == 2 and pre[0]["merged"] == ["tickets_customer_id_idx"]
+    # 1.0 is accepted; a saving just under 100% never reads as 100%
+    everything = res.task("all")["result"]
+    assert everything["summary"]["min_cost_saving"] == 1.0
+    if hypopg:
+        rej = tickets_items("all", "rejected")
+        assert len(rej) == 1 and rej[0]["saving"] > 0.995, rej
+        assert "less than min_cost_saving 100%" in rej[0]["rejected_because"]
+        assert "falls by 100" not in rej[0]["rejected_because"], rej[0]["rejected_because"]
