@@ -277,18 +277,34 @@ def plan(session, features, q):
     if features.has_explain_generic_plan:
         return _doc(session.fetchall(pg.pgsql.SQL("EXPLAIN (GENERIC_PLAN, VERBOSE, FORMAT JSON) ") + text))
     session.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+    doc = _explain_execute(session, q)
+    if features.generic_plan_prunes_partitions_at_startup and _subplans_removed(doc["Plan"]):
+        # the NULLs pruned partitions at executor startup: plan again without pruning
+        _deallocate(session)
+        session.execute("SET LOCAL enable_partition_pruning = off")
+        doc = _explain_execute(session, q)
+        doc["dbarch_partition_pruning"] = "off (the NULL parameter values pruned every partition)"
+    return doc
+
+
+def _explain_execute(session, q):
+    text = pg.pgsql.SQL(q["sql"])
     session.execute(pg.pgsql.SQL("PREPARE {} AS ").format(pg.ident(PREPARED_NAME)) + text)
-    try:
-        nulls = pg.pgsql.SQL(", ".join(["NULL"] * q["params"]))
-        return _doc(
-            session.fetchall(
-                pg.pgsql.SQL("EXPLAIN (VERBOSE, FORMAT JSON) EXECUTE {} (").format(pg.ident(PREPARED_NAME))
-                + nulls
-                + pg.pgsql.SQL(")")
-            )
+    session.prepared = True
+    nulls = pg.pgsql.SQL(", ".join(["NULL"] * q["params"]))
+    return _doc(
+        session.fetchall(
+            pg.pgsql.SQL("EXPLAIN (VERBOSE, FORMAT JSON) EXECUTE {} (").format(pg.ident(PREPARED_NAME))
+            + nulls
+            + pg.pgsql.SQL(")")
         )
-    finally:
-        session.prepared = True
+    )
+
+
+def _subplans_removed(node):
+    if node.get("Subplans Removed"):
+        return True
+    return any(_subplans_removed(k) for k in node.get("Plans") or ())
 
 
 def _deallocate(session):
@@ -508,6 +524,9 @@ class Candidate:
 
     def ddl(self, concurrently=True, name=None):
         cols = ", ".join(pg.quote_ident_text(c) + (" DESC" if d else "") for c, d in self.columns)
+        # CREATE INDEX CONCURRENTLY cannot build on a partitioned table (PostgreSQL builds it on
+        # every partition in one transaction)
+        concurrently = concurrently and self.table.kind != "p"
         words = (
             ["CREATE INDEX"]
             + (["CONCURRENTLY"] if concurrently else [])
@@ -669,19 +688,49 @@ def _compose(table, preds, sort, output, covering, mcv, literals=None, alias=Non
     return columns, where, include
 
 
+def partition_root(catalog, table):
+    """The partitioned table at the top of ``table``'s partition tree (itself when it is none)."""
+    seen = set()
+    while table is not None and table.partition_of and table.qualified not in seen:
+        seen.add(table.qualified)
+        schema, _dot, name = table.partition_of.partition(".")
+        parent = catalog.get(schema, name)
+        if parent is None:
+            break
+        table = parent
+    return table
+
+
+def partitions_of(catalog, root):
+    """The leaf partitions under the partitioned table ``root``."""
+    out = []
+    for t in catalog.tables.values():
+        if t.partition_of and t.kind != "p" and partition_root(catalog, t) is root:
+            out.append(t)
+    return out
+
+
+def _rows(catalog, table):
+    """Rows of a table, or of all the partitions of a partitioned one."""
+    if table.kind == "p":
+        return sum(float(t.row_estimate or 0) for t in partitions_of(catalog, table))
+    return float(table.row_estimate or 0)
+
+
 def candidates(doc, catalog, schemas, mcv, covering=False, literals=None):
-    """Candidates of one plan document: [(Candidate, scan node)]."""
+    """Candidates of one plan document: [(Candidate, scan node)].
+
+    A scan of a partition proposes the index on the partitioned table at the top of its tree
+    (PostgreSQL creates it on every partition), so the scans of all partitions make one
+    candidate whose saving is costed over them together.
+    """
     out = []
     root = doc["Plan"]
     for node, ancestors in _walk(root):
         ntype = node.get("Node Type")
         if ntype == "Seq Scan":
-            table = catalog.get(node.get("Schema"), node.get("Relation Name"))
-            if (
-                table is None
-                or (schemas and table.schema not in schemas)
-                or (table.row_estimate or 0) < MIN_ROWS
-            ):
+            table = partition_root(catalog, catalog.get(node.get("Schema"), node.get("Relation Name")))
+            if table is None or (schemas and table.schema not in schemas) or _rows(catalog, table) < MIN_ROWS:
                 continue
             alias = node.get("Alias")
             preds = predicates(node.get("Filter"), alias)
@@ -697,8 +746,9 @@ def candidates(doc, catalog, schemas, mcv, covering=False, literals=None):
                 parent = ancestors[-1]
                 if (parent.get("Plans") or [None, None])[-1] is node:
                     preds += predicates(parent.get("Join Filter"), alias)
-            rows = float(table.row_estimate or 1)
-            selectivity = min(1.0, float(node.get("Plan Rows") or 0) / rows)
+            part = catalog.get(node.get("Schema"), node.get("Relation Name"))
+            rows = float(part.row_estimate or 1) if part is not None else 1.0
+            selectivity = min(1.0, float(node.get("Plan Rows") or 0) / max(rows, 1.0))
             if preds:
                 reason = "filter"
             elif sort and limited:
@@ -1050,6 +1100,7 @@ def advise(
                 write_cost_note=note,
                 merged=[c.name() for c in cand.absorbed],
                 evidence=OrderedDict(
+                    partitioned=cand.table.kind == "p",
                     hypopg=ext is not None,
                     selectivity=round(cand.selectivity, 4),
                     table_rows=cand.table.row_estimate,
