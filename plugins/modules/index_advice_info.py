@@ -21,8 +21,15 @@ description:
     parameter types cannot be inferred is skipped, with the reason in RV(not_planned).
   - Candidate indexes come from the plans, sequential scans with a filter, the large side of a join whose
     other side is small, and sequential scans sorted under a LIMIT. Equality columns come first, then one
-    range column, else the sort keys. A constant predicate on a rare value (per C(pg_stats)) becomes the
-    C(WHERE) of a partial index. An index that already leads with the columns is not proposed again.
+    range column, else the sort keys. A constant predicate becomes the C(WHERE) of a partial index only
+    for a rare value (at most 2% of the rows per C(pg_stats), or C(null_frac) for C(IS NULL)) or the one
+    value the workload ever compares the column with; several literals on one column give one index
+    with that column as a key, not one partial index each. An index whose key is a prefix of another
+    proposed one is merged into it. An index that already leads with the columns is not proposed again.
+  - A scan of a partition proposes the index on the partitioned table (C(create_sql) without
+    C(CONCURRENTLY), which PostgreSQL refuses there), costed over all partitions; hypopg creates it on the
+    parent. Before 16, a generic plan whose NULL parameters pruned the partitions is taken again with
+    C(enable_partition_pruning = off).
   - With the hypopg extension installed in the database, each candidate is created hypothetically and the
     statements it serves planned again. It is proposed only when the planner uses it and the planned cost,
     weighted by each statement's total time, falls by O(min_cost_saving). Without hypopg the proposals rest
@@ -90,7 +97,8 @@ options:
     default: false
   covering:
     description:
-      - Add the other columns the scan returns as C(INCLUDE) columns (at most four), so an index-only scan
+      - Add the other columns the scan returns as C(INCLUDE) columns (at most four, and never more than 32
+        columns in all with the key), so an index-only scan
         can answer the statement.
     type: bool
     default: false
@@ -139,7 +147,8 @@ proposals:
       statements served, each with C(name), C(sql), C(planned_as) (the role it was planned as, null for the
       login), C(cost_before) and, with hypopg, C(cost_after) and
       C(uses_index)), C(cost_before), C(cost_after), C(saving) (share, with hypopg), C(hypopg), C(proven),
-      C(method) (C(hypopg) or C(heuristic)), C(write_cost_note), C(score) and C(evidence).
+      C(method) (C(hypopg) or C(heuristic)), C(write_cost_note), C(merged) (names of the shorter candidates
+      folded into this one), C(score) and C(evidence) (with C(partitioned)).
   returned: always
   type: list
   elements: dict
