@@ -192,7 +192,11 @@ def test_workload_from_pg_stat_statements(shop, run_playbook):
                 cur.execute(POINT.replace("$1", "%s"), (i,))
     finally:
         conn.close()
-    res = run_playbook(play(shop, [advice_task("advice", limit=10, schemas=["shop"])], DB))
+    # the superuser ran this workload: planning it needs allow_superuser_statements (see
+    # test_query_tuning_security.py for why it is off by default)
+    res = run_playbook(
+        play(shop, [advice_task("advice", limit=10, schemas=["shop"], allow_superuser_statements=True)], DB)
+    )
     res.assert_ok()
     r = res.task("advice")["result"]
     assert r["summary"]["workload"] == "pg_stat_statements"
@@ -269,6 +273,8 @@ def test_query_tuning_playbook_writes_the_report_and_a_second_run_changes_nothin
         query_tuning_dest=str(tmp_path),
         query_tuning_schemas=["shop"],
         query_tuning_explain=[dict(name="orders of a customer", query=JOIN_FK, params=[7])],
+        # the superuser ran the workload above
+        query_tuning_allow_superuser_statements=True,
     )
     playbook = Path(harness.REPO_ROOT) / "playbooks" / "query_tuning.yml"
     before = shop.query("SELECT count(*), sum(hashtext(o::text)) FROM shop.orders o", dbname=DB)

@@ -97,7 +97,12 @@ def test_explain_finds_the_planted_problems_and_not_on_a_clean_query(shop, run_p
     assert join["plan"]["Plan"]["Node Type"] and join["total_time_ms"] >= join["planning_time_ms"]
     assert join["buffers"]["shared_hit"] + join["buffers"]["shared_read"] > 0
     assert join["statement"] == dict(
-        kind="SELECT", writes=False, why="reads only", transaction="read only", rolled_back=True
+        kind="SELECT",
+        writes=False,
+        why="reads only",
+        transaction="read only",
+        rolled_back=True,
+        role=None,
     )
 
     corr = res.task("correlated")["result"]
