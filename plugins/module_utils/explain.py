@@ -157,6 +157,71 @@ def superuser_reason(user):
     )
 
 
+# SET ROLE alone is no wall: while the session's login is a superuser, a function the planner
+# evaluates may run RESET ROLE itself. Inside a SECURITY DEFINER function PostgreSQL refuses
+# SET ROLE, RESET ROLE and SET SESSION AUTHORIZATION ("cannot set parameter role within
+# security-definer function"), for every function it calls too. So a statement is planned
+# from a temporary SECURITY DEFINER function owned by the role (``RoleWall``); it runs the
+# given steps (SET LOCAL, PREPARE, EXPLAIN ...) and returns the EXPLAIN document.
+_WRAPPER = (
+    "CREATE FUNCTION pg_temp.{}(steps text[]) RETURNS json LANGUAGE plpgsql SECURITY DEFINER "
+    "AS $dbarch$ DECLARE doc json; BEGIN "
+    "FOR i IN 1 .. coalesce(array_length(steps, 1), 0) - 1 LOOP EXECUTE steps[i]; END LOOP; "
+    "EXECUTE steps[array_length(steps, 1)] INTO doc; RETURN doc; END $dbarch$"
+)
+
+
+class RoleWall:
+    """Temporary SECURITY DEFINER functions, one per role, that plan statements as that role.
+
+    ``prepare(session, roles)`` creates them (in autocommit, before the planning transaction:
+    a temporary function, gone when the session ends; ``close`` drops them). Where they cannot be
+    created (a hot standby, no TEMP privilege) ``functions`` lacks the role and ``problems``
+    says why; the caller falls back to SET LOCAL ROLE.
+    """
+
+    def __init__(self):
+        self.functions = {}
+        self.problems = {}
+        self.roles = []  # roles that had a function (kept after close, for the report)
+
+    def prepare(self, session, roles):
+        for role in sorted({r for r in roles if r}):
+            if role in self.functions or role in self.problems:
+                continue
+            name = "dbarch_plan_as_%d" % (len(self.functions) + len(self.problems) + 1)
+            try:
+                session.execute(pg.pgsql.SQL("SET ROLE {}").format(pg.ident(role)), record=False)
+                try:
+                    session.execute(pg.pgsql.SQL(_WRAPPER).format(pg.ident(name)), record=False)
+                finally:
+                    session.execute("RESET ROLE", record=False)
+            except pg.PgError as exc:
+                self.problems[role] = str(exc)
+                continue
+            self.functions[role] = name
+            self.roles.append(role)
+
+    def run(self, session, role, steps):
+        """The EXPLAIN document the last of ``steps`` returns, run as ``role`` behind the wall."""
+        texts = [st.as_string(session.conn) if hasattr(st, "as_string") else st for st in steps]
+        doc = session.scalar(
+            pg.pgsql.SQL("SELECT {}(%s::text[])").format(pg.ident("pg_temp", self.functions[role])), (texts,)
+        )
+        return json.loads(doc) if isinstance(doc, str) else doc
+
+    def close(self, session):
+        for name in self.functions.values():
+            try:
+                session.execute(
+                    pg.pgsql.SQL("DROP FUNCTION IF EXISTS {}(text[])").format(pg.ident("pg_temp", name)),
+                    record=False,
+                )
+            except pg.PgError:
+                pass  # gone with the session anyway
+        self.functions = {}
+
+
 def set_role(session, role):
     """SET LOCAL ROLE ``role`` (quoted) in the caller's transaction; None leaves the login's role."""
     if role:
@@ -215,12 +280,19 @@ def _run(session, info, params, analyze, statement_timeout, writable, role=None)
     timeout = pg.validate_timeout("statement_timeout", statement_timeout or DEFAULT_STATEMENT_TIMEOUT)
     conn = session.conn
     conn.rollback()
+    conn.autocommit = True
+    wall = RoleWall()
+    if role and not params:
+        # behind a SECURITY DEFINER function a function of the statement cannot RESET ROLE
+        wall.prepare(session, [role])
     conn.autocommit = False
     try:
         conn.set_session(readonly=not writable)
         session.execute("SELECT set_config('statement_timeout', %s, true)", (timeout,))
-        set_role(session, role)
         prefix = explain_sql(analyze)
+        if role in wall.functions:
+            return wall.run(session, role, [prefix + pg.pgsql.SQL(info["text"])])[0]
+        set_role(session, role)
         if params:
             session.execute(
                 pg.pgsql.SQL("PREPARE {} AS ").format(pg.ident(PREPARED_NAME)) + pg.pgsql.SQL(info["text"])
@@ -240,6 +312,7 @@ def _run(session, info, params, analyze, statement_timeout, writable, role=None)
                 pass  # it was never prepared
         conn.set_session(readonly="DEFAULT")
         conn.autocommit = True
+        wall.close(session)
     doc = list(rows[0].values())[0]
     if isinstance(doc, str):
         doc = json.loads(doc)

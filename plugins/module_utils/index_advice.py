@@ -266,39 +266,61 @@ def _doc(rows):
     return doc[0]
 
 
-def plan(session, features, q):
-    """The JSON plan document of one workload statement (generic when it has placeholders).
+def plan_steps(features, q, pruning_off=False):
+    """(statements to run in order, the last returning the EXPLAIN document; whether they PREPARE)."""
+    S = pg.pgsql.SQL
+    text = S(q["sql"])
+    if not q["params"]:
+        return [S("EXPLAIN (VERBOSE, FORMAT JSON) ") + text], False
+    if features.has_explain_generic_plan:
+        return [S("EXPLAIN (GENERIC_PLAN, VERBOSE, FORMAT JSON) ") + text], False
+    steps = [S("SET LOCAL plan_cache_mode = force_generic_plan")]
+    if pruning_off:
+        steps.append(S("SET LOCAL enable_partition_pruning = off"))
+    steps.append(S("PREPARE {} AS ").format(pg.ident(PREPARED_NAME)) + text)
+    steps.append(
+        S("EXPLAIN (VERBOSE, FORMAT JSON) EXECUTE {} (").format(pg.ident(PREPARED_NAME))
+        + S(", ".join(["NULL"] * q["params"]))
+        + S(")")
+    )
+    return steps, True
+
+
+def plan(session, features, q, wall=None):
+    """The JSON plan document of one workload statement (generic when it has placeholders),
+    planned as ``q["role"]`` (behind ``wall`` when it has a function for the role, else after
+    SET LOCAL ROLE) or as the login when it is None.
 
     Runs inside the caller's transaction; the caller wraps it in a savepoint.
     """
-    text = pg.pgsql.SQL(q["sql"])
-    if not q["params"]:
-        return _doc(session.fetchall(pg.pgsql.SQL("EXPLAIN (VERBOSE, FORMAT JSON) ") + text))
-    if features.has_explain_generic_plan:
-        return _doc(session.fetchall(pg.pgsql.SQL("EXPLAIN (GENERIC_PLAN, VERBOSE, FORMAT JSON) ") + text))
-    session.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-    doc = _explain_execute(session, q)
-    if features.generic_plan_prunes_partitions_at_startup and _subplans_removed(doc["Plan"]):
+    steps, prepares = plan_steps(features, q)
+    doc = _run_steps(session, q, steps, prepares, wall)
+    if prepares and features.generic_plan_prunes_partitions_at_startup and _subplans_removed(doc["Plan"]):
         # the NULLs pruned partitions at executor startup: plan again without pruning
         _deallocate(session)
-        session.execute("SET LOCAL enable_partition_pruning = off")
-        doc = _explain_execute(session, q)
+        steps, prepares = plan_steps(features, q, pruning_off=True)
+        doc = _run_steps(session, q, steps, prepares, wall)
         doc["dbarch_partition_pruning"] = "off (the NULL parameter values pruned every partition)"
     return doc
 
 
-def _explain_execute(session, q):
-    text = pg.pgsql.SQL(q["sql"])
-    session.execute(pg.pgsql.SQL("PREPARE {} AS ").format(pg.ident(PREPARED_NAME)) + text)
-    session.prepared = True
-    nulls = pg.pgsql.SQL(", ".join(["NULL"] * q["params"]))
-    return _doc(
-        session.fetchall(
-            pg.pgsql.SQL("EXPLAIN (VERBOSE, FORMAT JSON) EXECUTE {} (").format(pg.ident(PREPARED_NAME))
-            + nulls
-            + pg.pgsql.SQL(")")
-        )
-    )
+def _run_steps(session, q, steps, prepares, wall):
+    role = q.get("role")
+    session.prepared = getattr(session, "prepared", False)
+    if role and wall is not None and role in wall.functions:
+        try:
+            return wall.run(session, role, steps)[0]
+        finally:
+            session.prepared = session.prepared or prepares
+    ex.set_role(session, role)
+    try:
+        for step in steps[:-1]:
+            session.execute(step)
+        session.prepared = session.prepared or prepares
+        return _doc(session.fetchall(steps[-1]))
+    finally:
+        if role:
+            session.execute("RESET ROLE", record=False)
 
 
 def _subplans_removed(node):
@@ -309,22 +331,22 @@ def _subplans_removed(node):
 
 def _deallocate(session):
     if getattr(session, "prepared", False):
-        session.execute(pg.pgsql.SQL("DEALLOCATE {}").format(pg.ident(PREPARED_NAME)), record=False)
+        if session.scalar(
+            "SELECT count(*) FROM pg_prepared_statements WHERE name = %s", (PREPARED_NAME,), record=False
+        ):
+            session.execute(pg.pgsql.SQL("DEALLOCATE {}").format(pg.ident(PREPARED_NAME)), record=False)
         session.prepared = False
 
 
-def _plan_safely(session, features, q):
+def _plan_safely(session, features, q, wall=None):
     """(plan document, None) or (None, reason)."""
     session.execute("SAVEPOINT dbarch_advice", record=False)
     try:
-        ex.set_role(session, q.get("role"))
-        doc = plan(session, features, q)
+        doc = plan(session, features, q, wall)
     except pg.PgError as exc:
         session.execute("ROLLBACK TO SAVEPOINT dbarch_advice", record=False)
         _deallocate(session)
         return None, ("as role %s: %s" % (q["role"], exc)) if q.get("role") else str(exc)
-    if q.get("role"):
-        session.execute("RESET ROLE")
     session.execute("RELEASE SAVEPOINT dbarch_advice", record=False)
     _deallocate(session)
     return doc, None
@@ -896,7 +918,7 @@ def _uses(doc, index_name):
     return bool(found)
 
 
-def prove(session, features, ext, cand):
+def prove(session, features, ext, cand, wall=None):
     """Create ``cand`` hypothetically, plan its queries again: [(cost after, uses index)] or reason."""
     schema = ext["schema"]
     session.execute("SAVEPOINT dbarch_hypo", record=False)
@@ -911,7 +933,7 @@ def prove(session, features, ext, cand):
     results = []
     try:
         for q, _before in cand.queries:
-            doc, err = _plan_safely(session, features, q)
+            doc, err = _plan_safely(session, features, q, wall)
             if err:
                 return None, "planning again failed: %s" % err
             results.append((float(doc["Plan"].get("Total Cost") or 0), _uses(doc, row["indexname"])))
@@ -1027,6 +1049,9 @@ def advise(
     skipped, rejected = list(source["skipped"]), []
     total_weight = sum(q["weight"] for q in workload) or 1.0
     found = OrderedDict()
+    # statements planned as another role run behind a SECURITY DEFINER wall (see explain.RoleWall)
+    wall = ex.RoleWall()
+    wall.prepare(session, [q.get("role") for q in workload])
     conn = session.conn
     was_autocommit = conn.autocommit
     conn.autocommit = False
@@ -1034,7 +1059,7 @@ def advise(
         conn.set_session(readonly=True)
         plans = []
         for q in workload:
-            doc, err = _plan_safely(session, features, q)
+            doc, err = _plan_safely(session, features, q, wall)
             if err:
                 skipped.append(
                     dict(
@@ -1109,7 +1134,7 @@ def advise(
             )
             share = sum(weights) / total_weight
             if ext is not None:
-                results, err = prove(session, features, ext, cand)
+                results, err = prove(session, features, ext, cand, wall)
                 if err:
                     item["rejected_because"] = err
                     rejected.append(item)
@@ -1155,6 +1180,8 @@ def advise(
     finally:
         conn.rollback()
         conn.set_session(readonly="DEFAULT")
+        conn.autocommit = True
+        wall.close(session)
         conn.autocommit = was_autocommit
     proposals.sort(key=lambda p: (-p["score"], p["table"], p["columns"]))
     findings = [_proposal_finding(p) for p in proposals] + index_findings(catalog, stats_reset, schemas)
@@ -1169,6 +1196,12 @@ def advise(
         statements_skipped=len(skipped),
         superuser_statements_skipped=len([x for x in source["skipped"] if x.get("user") is not None]),
         planned_as=explain_role or ("the login role" if queries else "the role that ran each statement"),
+        # SECURITY DEFINER functions hold the role (a function cannot RESET ROLE behind them); where
+        # they could not be created, SET LOCAL ROLE only, with the reason
+        role_wall=dict(
+            security_definer=sorted(wall.roles),
+            set_role_only=dict((r, redact.statement(m)) for r, m in sorted(wall.problems.items())),
+        ),
         utility_statements_skipped=source["utility_skipped"],
         generic_plan="EXPLAIN (GENERIC_PLAN)"
         if features.has_explain_generic_plan

@@ -48,9 +48,11 @@ def attack(pg, workdir):
             cur.execute("CREATE TABLE bait (id int PRIMARY KEY, n int NOT NULL)")
             cur.execute("INSERT INTO bait SELECT g, g % 500 FROM generate_series(1, 20000) g")
             cur.execute("ANALYZE bait")
-            # COPY is refused in a non-volatile function, not in a volatile one it calls
+            # COPY is refused in a non-volatile function, not in a volatile one it calls; and it
+            # tries RESET ROLE first, which escapes a plain SET ROLE when the login is a superuser
             cur.execute(
                 "CREATE FUNCTION sneak() RETURNS void LANGUAGE plpgsql VOLATILE AS $f$ BEGIN "
+                "BEGIN EXECUTE 'RESET ROLE'; EXCEPTION WHEN OTHERS THEN NULL; END; "
                 "IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) "
                 "AND (SELECT bool_or(on_) FROM public.armed) THEN "
                 "EXECUTE format('COPY (SELECT 1) TO PROGRAM %%L', 'touch ' || %s); "
@@ -107,6 +109,8 @@ def test_query_tuning_never_plans_workload_statements_as_a_superuser(attack, tmp
     assert [q["planned_as"] for q in served if q["sql"] == MALLORY_SQL] == ["mallory"], json.dumps(
         {k: advice[k] for k in ("proposals", "rejected", "not_planned", "summary")}
     )
+    # behind a SECURITY DEFINER function owned by mallory, where RESET ROLE is refused
+    assert summary["role_wall"] == dict(security_definer=["mallory"], set_role_only={})
     explained = res.task("EXPLAIN ANALYZE the worst statements (always rolled back)")["result"]["results"]
     ran = [r for r in explained if r["item"].get("query") == MALLORY_SQL]
     assert len(ran) == 1 and ran[0]["statement"]["role"] == "mallory", ran
