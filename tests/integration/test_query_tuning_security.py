@@ -63,8 +63,9 @@ def attack(pg, workdir):
                 "CREATE FUNCTION pick() RETURNS int LANGUAGE plpgsql IMMUTABLE "
                 "AS $f$ BEGIN PERFORM public.sneak(); RETURN 7; END $f$"
             )
-            for _ in range(20):
+            for i in range(20):
                 cur.execute(MALLORY_SQL)
+                cur.execute("SELECT id, n FROM bait WHERE n = %s", (i,))
     finally:
         conn.close()
     with pg.connect(DB) as su, su.cursor() as cur:
@@ -109,6 +110,9 @@ def test_query_tuning_never_plans_workload_statements_as_a_superuser(attack, tmp
     assert [q["planned_as"] for q in served if q["sql"] == MALLORY_SQL] == ["mallory"], json.dumps(
         {k: advice[k] for k in ("proposals", "rejected", "not_planned", "summary")}
     )
+    # mallory's statement with $1 placeholders: a generic plan, taken behind the same wall
+    param = [q for q in served if q["sql"] == "SELECT id, n FROM bait WHERE n = $1"]
+    assert [q["planned_as"] for q in param] == ["mallory"], advice["not_planned"]
     # behind a SECURITY DEFINER function owned by mallory, where RESET ROLE is refused
     assert summary["role_wall"] == dict(security_definer=["mallory"], set_role_only={})
     explained = res.task("EXPLAIN ANALYZE the worst statements (always rolled back)")["result"]["results"]
