@@ -78,9 +78,11 @@ options:
         The login must be a member of it (a superuser is).
       - Give it for statements taken from C(pg_stat_statements) or written by someone else, the C(user)
         that recorded them; a superuser is refused unless O(allow_superuser_statements).
-      - "C(SET ROLE) limits what the statement may do; it is no wall against a hostile function that
-        runs C(RESET ROLE) itself while the login is a superuser: for statements nobody vetted, connect
-        with a login without SUPERUSER."
+      - "Without O(params) the statement runs inside a temporary C(SECURITY DEFINER) function owned by
+        the role (created in C(pg_temp) and dropped after), where PostgreSQL refuses C(RESET ROLE): a
+        plain C(SET ROLE) would not stop a function of the statement that resets it while the login is a
+        superuser. With O(params), or where that function cannot be created (a hot standby), it is
+        C(SET LOCAL ROLE) only: for statements nobody vetted, connect with a login without SUPERUSER."
     type: str
   allow_superuser_statements:
     description:

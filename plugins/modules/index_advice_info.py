@@ -48,9 +48,12 @@ description:
     O(explain_role) when given; a statement a superuser ran is not planned (it is listed in RV(not_planned)
     with the reason) unless O(allow_superuser_statements). Statements of O(queries) are yours and are
     planned as the login unless O(explain_role) is given."
-  - "C(SET ROLE) is no wall against a function that runs C(RESET ROLE) itself while the login is a
-    superuser. Run the module as a login without SUPERUSER (C(pg_read_all_stats) to read the workload,
-    membership in the workload's roles to plan as them) where untrusted roles can connect."
+  - "A statement planned as another role runs inside a temporary C(SECURITY DEFINER) function owned by
+    that role (created in C(pg_temp) and dropped after), where PostgreSQL refuses C(RESET ROLE): a plain
+    C(SET ROLE) would not stop a function that resets it while the login is a superuser. Where the
+    function cannot be created (a hot standby) the module falls back to C(SET LOCAL ROLE) and says so in
+    RV(summary.role_wall); there, run it as a login without SUPERUSER (C(pg_read_all_stats) to read the
+    workload, membership in the workload's roles) if untrusted roles can connect."
   - Password literals in statement text (C(PASSWORD '...'), C(password=...) of connection strings) are
     replaced by C(********) in everything returned.
   - Read-only; never reports a change. Needs the Python package C(pglast) where the module runs.
@@ -176,7 +179,9 @@ summary:
   description:
     - C(database), C(workload) (C(pg_stat_statements) or C(queries)), C(workload_usable), C(workload_reason),
       C(statements), C(statements_planned), C(statements_skipped), C(superuser_statements_skipped),
-      C(planned_as) (whose rights the statements were planned with), C(generic_plan) (how placeholders were
+      C(planned_as) (whose rights the statements were planned with), C(role_wall) (C(security_definer),
+      the roles planned behind a SECURITY DEFINER function, and C(set_role_only), role to the reason it
+      could not be created), C(generic_plan) (how placeholders were
       planned), C(hypopg), C(hypopg_version), C(min_cost_saving), C(candidates), C(proposals), C(rejected),
       C(stats_reset) (of C(pg_stat_database), the start of the index usage counters) and C(counts).
   returned: always
