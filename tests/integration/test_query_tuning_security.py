@@ -156,3 +156,29 @@ def test_index_advice_refuses_a_superuser_explain_role(attack, run_playbook):
     # with explain_role the superuser's statement is planned too, but as mallory
     assert mine["summary"]["superuser_statements_skipped"] == 0
     assert not os.path.exists(marker)
+
+
+def test_query_tuning_apply_never_explains_workload_statements_as_a_superuser(attack, tmp_path):
+    """The apply step explains the statements again (compare_to): never a pg_stat_statements
+    statement with the login's rights. (Its verify_query takes only statements planned as the
+    login; here hypopg proves nothing on bait, so no index is built.)"""
+    pg, marker = attack
+    env = dict(PGHOST=pg.host, PGPORT=str(pg.port), PGUSER=pg.user, PGPASSWORD=pg.password)
+    extra = dict(
+        dbarch_target="localhost",
+        dbarch_login_host=pg.host,
+        dbarch_login_port=pg.port,
+        dbarch_login_user=pg.user,
+        dbarch_login_password=pg.password,
+        query_tuning_database=DB,
+        query_tuning_dest=str(tmp_path),
+        query_tuning_schemas=["public"],
+        query_tuning_apply=True,
+        query_tuning_apply_indexes=["bait_n_idx"],
+    )
+    playbook = Path(harness.REPO_ROOT) / "playbooks" / "query_tuning.yml"
+    res = harness.run_playbook(playbook, extra_vars=extra, env=env)
+    res.assert_ok()
+    assert not os.path.exists(marker), "a workload statement was explained as the superuser"
+    again = res.task("EXPLAIN ANALYZE again and compare with before")["result"]["results"]
+    assert again and all(r["statement"]["role"] == "mallory" for r in again), again
