@@ -291,7 +291,12 @@ def _run(session, info, params, analyze, statement_timeout, writable, role=None)
         session.execute("SELECT set_config('statement_timeout', %s, true)", (timeout,))
         prefix = explain_sql(analyze)
         if role in wall.functions:
+            session.role_wall = "security definer"
             return wall.run(session, role, [prefix + pg.pgsql.SQL(info["text"])])[0]
+        if role:
+            session.role_wall = "set role only: %s" % (
+                "the values of params are bound on the server" if params else wall.problems.get(role)
+            )
         set_role(session, role)
         if params:
             session.execute(

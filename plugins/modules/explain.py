@@ -176,8 +176,9 @@ analyzed:
 statement:
   description:
     - C(kind) (SELECT, INSERT ...), C(writes), C(why) (what makes it writing), C(transaction)
-      (C(read only) or C(read write)), C(rolled_back) (always true) and C(role) (O(explain_role), or null
-      for the login's role).
+      (C(read only) or C(read write)), C(rolled_back) (always true), C(role) (O(explain_role), or null
+      for the login's role) and C(role_wall) (with O(explain_role): C(security definer), or C(set role
+      only) with the reason).
   returned: always
   type: dict
 total_time_ms:
@@ -268,7 +269,10 @@ def main():
         module.fail_json(msg="compare_to or thresholds: %s" % exc)
     analyze = p["analyze"] and not (module.check_mode and info["writes"])
 
+    session_box = []
+
     def work(session):
+        session_box.append(session)
         try:
             role = None
             if p["explain_role"]:
@@ -302,6 +306,7 @@ def main():
         transaction=transaction,
         rolled_back=True,
         role=p["explain_role"] or None,
+        role_wall=redact.statement(getattr(session_box[0], "role_wall", None)) if p["explain_role"] else None,
     )
     found, _unused = fnd.apply_suppressions(plans.analyze(doc, p["thresholds"]), p["suppressions"])
     result = dict(

@@ -103,6 +103,7 @@ def test_explain_finds_the_planted_problems_and_not_on_a_clean_query(shop, run_p
         transaction="read only",
         rolled_back=True,
         role=None,
+        role_wall=None,
     )
 
     corr = res.task("correlated")["result"]

@@ -118,6 +118,7 @@ def test_query_tuning_never_plans_workload_statements_as_a_superuser(attack, tmp
     explained = res.task("EXPLAIN ANALYZE the worst statements (always rolled back)")["result"]["results"]
     ran = [r for r in explained if r["item"].get("query") == MALLORY_SQL]
     assert len(ran) == 1 and ran[0]["statement"]["role"] == "mallory", ran
+    assert ran[0]["statement"]["role_wall"] == "security definer"
     assert not [r for r in explained if r["item"].get("query") == SUPERUSER_SQL]
     report = json.loads((tmp_path / "localhost" / "query_tuning.json").read_text())
     assert skipped[0]["name"] in report["summary"]["not_planned_superuser"]
