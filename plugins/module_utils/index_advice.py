@@ -346,7 +346,8 @@ def _plan_safely(session, features, q, wall=None):
     except pg.PgError as exc:
         session.execute("ROLLBACK TO SAVEPOINT dbarch_advice", record=False)
         _deallocate(session)
-        return None, ("as role %s: %s" % (q["role"], exc)) if q.get("role") else str(exc)
+        reason = ("as role %s: %s" % (q["role"], exc)) if q.get("role") else str(exc)
+        return None, redact.statement(reason)
     session.execute("RELEASE SAVEPOINT dbarch_advice", record=False)
     _deallocate(session)
     return doc, None
@@ -929,7 +930,7 @@ def prove(session, features, ext, cand, wall=None):
         )
     except pg.PgError as exc:
         session.execute("ROLLBACK TO SAVEPOINT dbarch_hypo", record=False)
-        return None, "hypopg could not create it: %s" % exc
+        return None, redact.statement("hypopg could not create it: %s" % exc)
     results = []
     try:
         for q, _before in cand.queries:
