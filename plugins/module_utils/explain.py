@@ -127,6 +127,107 @@ def explain_sql(analyze, settings=True):
 
 READ_ONLY_SQLSTATE = "25006"
 
+# -- whose rights a statement is planned with ---------------------------------------------
+_Q_ROLE = "SELECT rolname, rolsuper FROM pg_roles WHERE rolname = %s"
+
+
+def check_explain_role(session, role, allow_superuser=False):
+    """The role statements are planned as: it must exist and, unless ``allow_superuser``,
+    not be a superuser. Returns its name; ExplainError otherwise."""
+    row = session.fetchone(_Q_ROLE, (role,))
+    if row is None:
+        raise ExplainError(
+            "explain_role %r does not exist: CREATE ROLE %s NOLOGIN; and GRANT it the rights of the "
+            "workload (or give the name of an existing role)." % (role, pg.quote_ident_text(role))
+        )
+    if row["rolsuper"] and not allow_superuser:
+        raise ExplainError(
+            "explain_role %s is a superuser: statements taken from pg_stat_statements must not be planned "
+            "with a superuser's rights (a function in them would run as that superuser). Give a role "
+            "without SUPERUSER, or set allow_superuser_statements=true to accept the risk." % role
+        )
+    return row["rolname"]
+
+
+def superuser_reason(user):
+    """Why a statement the superuser ``user`` ran is not planned (allow_superuser_statements)."""
+    return (
+        "skipped: recorded for the superuser %s; planning it would evaluate its functions with a "
+        "superuser's rights. Set allow_superuser_statements=true to plan it as %s, or give "
+        "explain_role (a role without SUPERUSER) to plan every statement as that role." % (user, user)
+    )
+
+
+# SET ROLE alone is no wall: while the session's login is a superuser, a function the planner
+# evaluates may run RESET ROLE itself. Inside a SECURITY DEFINER function PostgreSQL refuses
+# SET ROLE, RESET ROLE and SET SESSION AUTHORIZATION ("cannot set parameter role within
+# security-definer function"), for every function it calls too. So a statement is planned
+# from a temporary SECURITY DEFINER function owned by the role (``RoleWall``); it runs the
+# given steps (SET LOCAL, PREPARE, EXPLAIN ...) and returns the EXPLAIN document.
+_WRAPPER = (
+    "CREATE FUNCTION pg_temp.{}(steps text[]) RETURNS json LANGUAGE plpgsql SECURITY DEFINER "
+    "AS $dbarch$ DECLARE doc json; BEGIN "
+    "FOR i IN 1 .. coalesce(array_length(steps, 1), 0) - 1 LOOP EXECUTE steps[i]; END LOOP; "
+    "EXECUTE steps[array_length(steps, 1)] INTO doc; RETURN doc; END $dbarch$"
+)
+
+
+class RoleWall:
+    """Temporary SECURITY DEFINER functions, one per role, that plan statements as that role.
+
+    ``prepare(session, roles)`` creates them (in autocommit, before the planning transaction:
+    a temporary function, gone when the session ends; ``close`` drops them). Where they cannot be
+    created (a hot standby, no TEMP privilege) ``functions`` lacks the role and ``problems``
+    says why; the caller falls back to SET LOCAL ROLE.
+    """
+
+    def __init__(self):
+        self.functions = {}
+        self.problems = {}
+        self.roles = []  # roles that had a function (kept after close, for the report)
+
+    def prepare(self, session, roles):
+        for role in sorted({r for r in roles if r}):
+            if role in self.functions or role in self.problems:
+                continue
+            name = "dbarch_plan_as_%d" % (len(self.functions) + len(self.problems) + 1)
+            try:
+                session.execute(pg.pgsql.SQL("SET ROLE {}").format(pg.ident(role)), record=False)
+                try:
+                    session.execute(pg.pgsql.SQL(_WRAPPER).format(pg.ident(name)), record=False)
+                finally:
+                    session.execute("RESET ROLE", record=False)
+            except pg.PgError as exc:
+                self.problems[role] = str(exc)
+                continue
+            self.functions[role] = name
+            self.roles.append(role)
+
+    def run(self, session, role, steps):
+        """The EXPLAIN document the last of ``steps`` returns, run as ``role`` behind the wall."""
+        texts = [st.as_string(session.conn) if hasattr(st, "as_string") else st for st in steps]
+        doc = session.scalar(
+            pg.pgsql.SQL("SELECT {}(%s::text[])").format(pg.ident("pg_temp", self.functions[role])), (texts,)
+        )
+        return json.loads(doc) if isinstance(doc, str) else doc
+
+    def close(self, session):
+        for name in self.functions.values():
+            try:
+                session.execute(
+                    pg.pgsql.SQL("DROP FUNCTION IF EXISTS {}(text[])").format(pg.ident("pg_temp", name)),
+                    record=False,
+                )
+            except pg.PgError:
+                pass  # gone with the session anyway
+        self.functions = {}
+
+
+def set_role(session, role):
+    """SET LOCAL ROLE ``role`` (quoted) in the caller's transaction; None leaves the login's role."""
+    if role:
+        session.execute(pg.pgsql.SQL("SET LOCAL ROLE {}").format(pg.ident(role)))
+
 
 def check_params(info, params):
     """The params as a list, one per $n placeholder, or ExplainError."""
@@ -141,33 +242,63 @@ def check_params(info, params):
     return params
 
 
-def run(session, info, params=None, analyze=True, statement_timeout=None):
+def run(
+    session,
+    info,
+    params=None,
+    analyze=True,
+    statement_timeout=None,
+    role=None,
+    retry_read_write=True,
+):
     """EXPLAIN the classified statement ``info``; returns (plan document, transaction).
 
     ``transaction`` is ``read only`` or ``read write``. A statement classified as
     reading only runs READ ONLY; if PostgreSQL refuses because a function it calls
-    writes, it runs again read-write -- still rolled back.
+    writes, it runs again read-write -- still rolled back -- unless ``retry_read_write``
+    is false (check mode): a rolled-back transaction does not give back what a function
+    took outside it (nextval()), so then ExplainError says the statement needs write access.
+    ``role``: SET LOCAL ROLE to it first, so the statement runs with that role's rights.
     """
     try:
-        return _run(session, info, params, analyze, statement_timeout, info["writes"]), (
+        return _run(session, info, params, analyze, statement_timeout, info["writes"], role), (
             "read write" if info["writes"] else "read only"
         )
     except pg.PgError as exc:
         if info["writes"] or exc.sqlstate != READ_ONLY_SQLSTATE:
             raise
-    return _run(session, info, params, analyze, statement_timeout, True), "read write"
+        if not retry_read_write:
+            raise ExplainError(
+                "the statement needs write access (%s): a function it calls writes, and in check mode it "
+                "is not run again read-write (a rollback does not give back sequence values). Run without "
+                "check mode, or with analyze=false." % exc.message
+            ) from None
+    return _run(session, info, params, analyze, statement_timeout, True, role), "read write"
 
 
-def _run(session, info, params, analyze, statement_timeout, writable):
+def _run(session, info, params, analyze, statement_timeout, writable, role=None):
     params = check_params(info, params)
     timeout = pg.validate_timeout("statement_timeout", statement_timeout or DEFAULT_STATEMENT_TIMEOUT)
     conn = session.conn
     conn.rollback()
+    conn.autocommit = True
+    wall = RoleWall()
+    if role and not params:
+        # behind a SECURITY DEFINER function a function of the statement cannot RESET ROLE
+        wall.prepare(session, [role])
     conn.autocommit = False
     try:
         conn.set_session(readonly=not writable)
         session.execute("SELECT set_config('statement_timeout', %s, true)", (timeout,))
         prefix = explain_sql(analyze)
+        if role in wall.functions:
+            session.role_wall = "security definer"
+            return wall.run(session, role, [prefix + pg.pgsql.SQL(info["text"])])[0]
+        if role:
+            session.role_wall = "set role only: %s" % (
+                "the values of params are bound on the server" if params else wall.problems.get(role)
+            )
+        set_role(session, role)
         if params:
             session.execute(
                 pg.pgsql.SQL("PREPARE {} AS ").format(pg.ident(PREPARED_NAME)) + pg.pgsql.SQL(info["text"])
@@ -187,6 +318,7 @@ def _run(session, info, params, analyze, statement_timeout, writable):
                 pass  # it was never prepared
         conn.set_session(readonly="DEFAULT")
         conn.autocommit = True
+        wall.close(session)
     doc = list(rows[0].values())[0]
     if isinstance(doc, str):
         doc = json.loads(doc)

@@ -31,6 +31,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
+import math
 import re
 from collections import OrderedDict
 
@@ -40,6 +41,7 @@ from ansible_collections.dbarch.postgresql.plugins.module_utils import explain a
 from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils import query_stats as qs
+from ansible_collections.dbarch.postgresql.plugins.module_utils import redact
 from ansible_collections.dbarch.postgresql.plugins.module_utils import schema_rules as sr
 from ansible_collections.dbarch.postgresql.plugins.module_utils.versions import Features
 
@@ -51,14 +53,19 @@ MIN_ROWS = 1000
 HEURISTIC_MAX_SELECTIVITY = 0.1
 # A join side is worth an index when the other side is this many times smaller.
 JOIN_RATIO = 50
-# A constant predicate becomes the WHERE of a partial index when its value is this rare.
-PARTIAL_MAX_FREQUENCY = 0.2
+# A constant predicate becomes the WHERE of a partial index when its value is this rare (share
+# of the rows, pg_stats), or when it is the one value the workload ever compares the column with.
+PARTIAL_MAX_FREQUENCY = 0.02
 PARTIAL_MAX_DISTINCT = 50
 # Heavy updates: at least this many, and at least this share of the live rows.
 HEAVY_UPDATES = 1000
 HEAVY_UPDATE_SHARE = 0.1
 MAX_INCLUDE = 4
+# INDEX_MAX_KEYS of a standard build: key plus INCLUDE columns of one index.
+INDEX_MAX_KEYS = 32
 PREPARED_NAME = "dbarch_index_advice"
+# What a column is compared with when it is not a literal (``$1``, an expression).
+PARAM_VALUE = "$"
 
 RULES = OrderedDict(
     [
@@ -82,6 +89,19 @@ _SYSTEM_PREFIXES = ("pg_", "information_schema")
 
 class IndexAdviceError(DbarchError, ValueError):
     pass
+
+
+def check_min_cost_saving(value):
+    """min_cost_saving is a share in (0, 1]: 1.0 asks for the whole cost to go."""
+    try:
+        share = float(value)
+    except (TypeError, ValueError):
+        share = None
+    if share is None or not 0 < share <= 1:
+        raise IndexAdviceError(
+            "min_cost_saving is a share above 0 and at most 1 (0.3 means 30%%), got %s." % value
+        )
+    return share
 
 
 # -- the workload ---------------------------------------------------------------------------
@@ -110,7 +130,14 @@ def normalize_queries(queries):
         except ex.ExplainError as exc:
             raise IndexAdviceError("%s: %s" % (name, exc)) from None
         out.append(
-            dict(name=str(name), sql=info["text"], weight=weight, params=info["params"], kind=info["kind"])
+            dict(
+                name=str(name),
+                sql=info["text"],
+                weight=weight,
+                params=info["params"],
+                kind=info["kind"],
+                role=None,
+            )
         )
     return out
 
@@ -130,18 +157,29 @@ def _is_system(rels):
     return all((s or "").startswith(_SYSTEM_PREFIXES) or n.startswith(_SYSTEM_PREFIXES) for s, n in rels)
 
 
-def workload_from_stats(session, limit):
-    """(workload, info): the top statements of the connected database by total time."""
+def workload_from_stats(session, limit, explain_role=None, allow_superuser_statements=False):
+    """(workload, info): the top statements of the connected database by total time.
+
+    Anyone who can connect fills pg_stat_statements, and planning a statement evaluates its
+    immutable functions (constant folding): each statement is planned as the role that ran
+    it (``role``), or as ``explain_role``. A statement a superuser ran is left out, with the
+    reason in ``info["skipped"]``, unless ``allow_superuser_statements``.
+    """
     st = qs.status(session)
-    info = dict(source="pg_stat_statements", usable=st["usable"], reason=None, utility_skipped=0)
+    info = dict(source="pg_stat_statements", usable=st["usable"], reason=None, utility_skipped=0, skipped=[])
     if not st["usable"]:
         info["reason"] = qs.message(st)
         return [], info
     data = qs.read(session, st)
-    rows = qs.top([qs.shape(r) for r in data["statements"]], "total_time", 0)
+    shaped = []
+    for r in data["statements"]:
+        s = qs.shape(r)
+        s["raw_query"] = r["query"]  # the text as recorded: planned as is, never returned
+        shaped.append(s)
+    rows = qs.top(shaped, "total_time", 0)
     out = []
     for r in rows:
-        text = r["query"]
+        text = r["raw_query"]
         if not text or text == qs.INSUFFICIENT:
             continue
         try:
@@ -152,20 +190,47 @@ def workload_from_stats(session, limit):
         rels = _relations(text)
         if not rels or _is_system(rels):
             continue
-        same = [q for q in out if q["sql"] == c["text"]]  # one text, several users or nesting levels
+        name = "queryid %s" % r["queryid"]
+        role = explain_role or r["user"]
+        if not explain_role and r["user"] is None:
+            info["skipped"].append(
+                dict(
+                    name=name,
+                    sql=redact.statement(c["text"]),
+                    user=None,
+                    reason="skipped: the role that recorded it no longer exists; give explain_role to plan "
+                    "it as another role.",
+                )
+            )
+            continue
+        if not explain_role and r["user_superuser"] and not allow_superuser_statements:
+            if not any(s["name"] == name for s in info["skipped"]):
+                info["skipped"].append(
+                    dict(
+                        name=name,
+                        sql=redact.statement(c["text"]),
+                        user=r["user"],
+                        reason=ex.superuser_reason(r["user"]),
+                    )
+                )
+            continue
+        # one text and one role, several nesting levels
+        same = [q for q in out if q["sql"] == c["text"] and q["role"] == role]
         if same:
             same[0]["weight"] += max(float(r["total_time_ms"] or 0), 0.001)
             same[0]["calls"] += r["calls"]
             continue
         out.append(
             dict(
-                name="queryid %s" % r["queryid"],
+                name=name,
                 sql=c["text"],
                 weight=max(float(r["total_time_ms"] or 0), 0.001),
                 params=c["params"],
                 kind=c["kind"],
                 calls=r["calls"],
                 total_time_ms=r["total_time_ms"],
+                role=role,
+                user=r["user"],
             )
         )
         if limit and len(out) >= limit:
@@ -202,46 +267,88 @@ def _doc(rows):
     return doc[0]
 
 
-def plan(session, features, q):
-    """The JSON plan document of one workload statement (generic when it has placeholders).
+def plan_steps(features, q, pruning_off=False):
+    """(statements to run in order, the last returning the EXPLAIN document; whether they PREPARE)."""
+    S = pg.pgsql.SQL
+    text = S(q["sql"])
+    if not q["params"]:
+        return [S("EXPLAIN (VERBOSE, FORMAT JSON) ") + text], False
+    if features.has_explain_generic_plan:
+        return [S("EXPLAIN (GENERIC_PLAN, VERBOSE, FORMAT JSON) ") + text], False
+    steps = [S("SET LOCAL plan_cache_mode = force_generic_plan")]
+    if pruning_off:
+        steps.append(S("SET LOCAL enable_partition_pruning = off"))
+    steps.append(S("PREPARE {} AS ").format(pg.ident(PREPARED_NAME)) + text)
+    steps.append(
+        S("EXPLAIN (VERBOSE, FORMAT JSON) EXECUTE {} (").format(pg.ident(PREPARED_NAME))
+        + S(", ".join(["NULL"] * q["params"]))
+        + S(")")
+    )
+    return steps, True
+
+
+def plan(session, features, q, wall=None):
+    """The JSON plan document of one workload statement (generic when it has placeholders),
+    planned as ``q["role"]`` (behind ``wall`` when it has a function for the role, else after
+    SET LOCAL ROLE) or as the login when it is None.
 
     Runs inside the caller's transaction; the caller wraps it in a savepoint.
     """
-    text = pg.pgsql.SQL(q["sql"])
-    if not q["params"]:
-        return _doc(session.fetchall(pg.pgsql.SQL("EXPLAIN (VERBOSE, FORMAT JSON) ") + text))
-    if features.has_explain_generic_plan:
-        return _doc(session.fetchall(pg.pgsql.SQL("EXPLAIN (GENERIC_PLAN, VERBOSE, FORMAT JSON) ") + text))
-    session.execute("SET LOCAL plan_cache_mode = force_generic_plan")
-    session.execute(pg.pgsql.SQL("PREPARE {} AS ").format(pg.ident(PREPARED_NAME)) + text)
+    steps, prepares = plan_steps(features, q)
+    doc = _run_steps(session, q, steps, prepares, wall)
+    if prepares and features.generic_plan_prunes_partitions_at_startup and _subplans_removed(doc["Plan"]):
+        # the NULLs pruned partitions at executor startup: plan again without pruning
+        _deallocate(session)
+        steps, prepares = plan_steps(features, q, pruning_off=True)
+        doc = _run_steps(session, q, steps, prepares, wall)
+        doc["dbarch_partition_pruning"] = "off (the NULL parameter values pruned every partition)"
+    return doc
+
+
+def _run_steps(session, q, steps, prepares, wall):
+    role = q.get("role")
+    session.prepared = getattr(session, "prepared", False)
+    if role and wall is not None and role in wall.functions:
+        try:
+            return wall.run(session, role, steps)[0]
+        finally:
+            session.prepared = session.prepared or prepares
+    ex.set_role(session, role)
     try:
-        nulls = pg.pgsql.SQL(", ".join(["NULL"] * q["params"]))
-        return _doc(
-            session.fetchall(
-                pg.pgsql.SQL("EXPLAIN (VERBOSE, FORMAT JSON) EXECUTE {} (").format(pg.ident(PREPARED_NAME))
-                + nulls
-                + pg.pgsql.SQL(")")
-            )
-        )
+        for step in steps[:-1]:
+            session.execute(step)
+        session.prepared = session.prepared or prepares
+        return _doc(session.fetchall(steps[-1]))
     finally:
-        session.prepared = True
+        if role:
+            session.execute("RESET ROLE", record=False)
+
+
+def _subplans_removed(node):
+    if node.get("Subplans Removed"):
+        return True
+    return any(_subplans_removed(k) for k in node.get("Plans") or ())
 
 
 def _deallocate(session):
     if getattr(session, "prepared", False):
-        session.execute(pg.pgsql.SQL("DEALLOCATE {}").format(pg.ident(PREPARED_NAME)), record=False)
+        if session.scalar(
+            "SELECT count(*) FROM pg_prepared_statements WHERE name = %s", (PREPARED_NAME,), record=False
+        ):
+            session.execute(pg.pgsql.SQL("DEALLOCATE {}").format(pg.ident(PREPARED_NAME)), record=False)
         session.prepared = False
 
 
-def _plan_safely(session, features, q):
+def _plan_safely(session, features, q, wall=None):
     """(plan document, None) or (None, reason)."""
     session.execute("SAVEPOINT dbarch_advice", record=False)
     try:
-        doc = plan(session, features, q)
+        doc = plan(session, features, q, wall)
     except pg.PgError as exc:
         session.execute("ROLLBACK TO SAVEPOINT dbarch_advice", record=False)
         _deallocate(session)
-        return None, str(exc)
+        reason = ("as role %s: %s" % (q["role"], exc)) if q.get("role") else str(exc)
+        return None, redact.statement(reason)
     session.execute("RELEASE SAVEPOINT dbarch_advice", record=False)
     _deallocate(session)
     return doc, None
@@ -402,6 +509,35 @@ class Candidate:
         self.reason = reason
         self.selectivity = selectivity
         self.queries = []  # (workload item, cost before)
+        self.absorbed = []  # shorter candidates this one serves too (merge_prefixes)
+        self.own_queries = None
+
+    def serves(self, other):
+        """True when this index serves ``other`` as well: same table and predicate, ``other``'s key
+        columns (with their directions) lead this one's, its INCLUDE columns are in this one."""
+        n = len(other.columns)
+        return (
+            self is not other
+            and self.table.qualified == other.table.qualified
+            and (self.where or "") == (other.where or "")
+            and len(self.columns) > n
+            and self.columns[:n] == other.columns
+            and set(other.include) <= set(self.column_names()) | set(self.include)
+        )
+
+    def absorb(self, other):
+        if self.own_queries is None:
+            self.own_queries = list(self.queries)
+        self.absorbed.append(other)
+        for q, c in other.queries:
+            if all(existing is not q for existing, _c in self.queries):
+                self.queries.append((q, c))
+
+    def split(self):
+        """[self, absorbed ...] each with its own statements again."""
+        out = [self] + self.absorbed
+        self.queries, self.absorbed, self.own_queries = self.own_queries, [], None
+        return out
 
     @property
     def key(self):
@@ -412,6 +548,9 @@ class Candidate:
 
     def ddl(self, concurrently=True, name=None):
         cols = ", ".join(pg.quote_ident_text(c) + (" DESC" if d else "") for c, d in self.columns)
+        # CREATE INDEX CONCURRENTLY cannot build on a partitioned table (PostgreSQL builds it on
+        # every partition in one transaction)
+        concurrently = concurrently and self.table.kind != "p"
         words = (
             ["CREATE INDEX"]
             + (["CONCURRENTLY"] if concurrently else [])
@@ -431,6 +570,21 @@ class Candidate:
     def name(self):
         base = "%s_%s%s_idx" % (self.table.name, "_".join(self.column_names()), "_part" if self.where else "")
         return sr._truncate(base)
+
+
+def merge_prefixes(cands):
+    """Candidates with every one whose key is a prefix of another's folded into the longer one
+    (which keeps the statements of both): one index (a, b) rather than (a) and (a, b)."""
+    kept = []
+    for cand in sorted(cands, key=lambda c: -len(c.columns)):
+        into = next((k for k in kept if k.serves(cand)), None)
+        if into is None:
+            kept.append(cand)
+        else:
+            into.absorb(cand)
+    order = {id(c): i for i, c in enumerate(cands)}
+    kept.sort(key=lambda c: order[id(c)])
+    return kept
 
 
 def _distinct(table, col):
@@ -454,20 +608,38 @@ def _covered(table, names, where):
     return False
 
 
-def _rare_value_predicate(table, pred, mcv):
-    """The WHERE text of a partial index for ``column = constant`` when the value is rare."""
+def _literal(value):
+    """'new'::text -> 'new' (the SQL literal without its cast)."""
+    return re.sub(r"::[A-Za-z_][A-Za-z0-9_ ]*(?:\[\])?$", "", value)
+
+
+def _rare_value_predicate(table, pred, mcv, literals=None):
+    """(WHERE text of a partial index, frequency) for ``column = constant`` or ``IS NULL``.
+
+    A partial index pays off for a genuinely rare value (at most PARTIAL_MAX_FREQUENCY of the
+    rows, from pg_stats, or null_frac for IS NULL), or for the one value the whole workload
+    compares the column with (``literals``: {(schema, table, column): set of the literals, and
+    PARAM_VALUE for a parameter or expression, it is compared with in the workload}). A
+    column the workload compares with several values gets no partial index (one per literal
+    would be wrong): it stays a key column.
+    """
     col = table.column(pred["column"])
     if col is None or pred["value_kind"] != "constant":
         return None, None
+    used = (literals or {}).get((table.schema, table.name, col.name)) or set()
+    constants = used - {PARAM_VALUE}
+    only_value = len(used) == 1
+    if len(constants) > 1:
+        return None, None
     if pred["kind"] == "null":
         frac = getattr(col, "null_frac", None)
-        if frac is not None and frac <= PARTIAL_MAX_FREQUENCY:
+        if frac is not None and (frac <= PARTIAL_MAX_FREQUENCY or only_value):
             return "%s IS NULL" % pg.quote_ident_text(col.name), frac
         return None, None
     nd = _distinct(table, col.name)
     if not nd or nd > PARTIAL_MAX_DISTINCT:
         return None, None
-    value = re.sub(r"::[A-Za-z_][A-Za-z0-9_ ]*(?:\[\])?$", "", pred["value"])
+    value = _literal(pred["value"])
     plain = value[1:-1].replace("''", "'") if value.startswith("'") else value
     vals, freqs = mcv.get((table.schema, table.name, col.name), ([], []))
     if plain in vals:
@@ -476,18 +648,29 @@ def _rare_value_predicate(table, pred, mcv):
         rest = 1.0 - sum(freqs) - float(getattr(col, "null_frac", 0) or 0)
         others = nd - len(vals)
         freq = rest / others if others > 0 else 0.0
-    if freq > PARTIAL_MAX_FREQUENCY:
+    if freq > PARTIAL_MAX_FREQUENCY and not only_value:
         return None, freq
     return "%s = %s" % (pg.quote_ident_text(col.name), value), freq
 
 
-def _compose(table, preds, sort, output, covering, mcv):
+def _output_column(expr, alias, table):
+    """The column of ``table`` a plan Output entry names (``o.total`` or ``total``), or None."""
+    m = re.match(r"^(?:(?P<q>%s)\.)?(?P<c>%s)$" % (_IDENT, _IDENT), expr.strip())
+    if not m:
+        return None
+    q, name = _unident(m.group("q")), _unident(m.group("c"))
+    if q is not None and alias is not None and q not in (alias, table.name):
+        return None
+    return name if table.column(name) is not None else None
+
+
+def _compose(table, preds, sort, output, covering, mcv, literals=None, alias=None):
     """Candidate (columns, where, include) from a scan's predicates, or None."""
     eq, rng, where, seen = [], [], None, set()
     consts = [p for p in preds if p["kind"] in ("eq", "null") and p["value_kind"] == "constant"]
     best = None
     for p in consts:
-        w, freq = _rare_value_predicate(table, p, mcv)
+        w, freq = _rare_value_predicate(table, p, mcv, literals)
         if w and (best is None or freq < best[1]):
             best = (w, freq, p["column"])
     if best:
@@ -516,31 +699,62 @@ def _compose(table, preds, sort, output, covering, mcv):
         if not where:
             return None
         columns = [(best[2], False)]
+    columns = columns[:INDEX_MAX_KEYS]
     include = []
     if covering:
         keys = {c for c, _d in columns}
         for o in output or ():
-            name = _unident(o.split(".")[-1]) if re.match(r"^%s\.%s$" % (_IDENT, _IDENT), o) else None
-            if name and name not in keys and name not in include and table.column(name) is not None:
+            name = _output_column(o, alias, table)
+            if name and name not in keys and name not in include:
                 include.append(name)
-        if len(include) > MAX_INCLUDE:
-            include = []
+        if len(include) > MAX_INCLUDE or len(columns) + len(include) > INDEX_MAX_KEYS:
+            include = []  # too wide to be worth it: an index-only scan needs every column
     return columns, where, include
 
 
-def candidates(doc, catalog, schemas, mcv, covering=False):
-    """Candidates of one plan document: [(Candidate, scan node)]."""
+def partition_root(catalog, table):
+    """The partitioned table at the top of ``table``'s partition tree (itself when it is none)."""
+    seen = set()
+    while table is not None and table.partition_of and table.qualified not in seen:
+        seen.add(table.qualified)
+        schema, _dot, name = table.partition_of.partition(".")
+        parent = catalog.get(schema, name)
+        if parent is None:
+            break
+        table = parent
+    return table
+
+
+def partitions_of(catalog, root):
+    """The leaf partitions under the partitioned table ``root``."""
+    out = []
+    for t in catalog.tables.values():
+        if t.partition_of and t.kind != "p" and partition_root(catalog, t) is root:
+            out.append(t)
+    return out
+
+
+def _rows(catalog, table):
+    """Rows of a table, or of all the partitions of a partitioned one."""
+    if table.kind == "p":
+        return sum(float(t.row_estimate or 0) for t in partitions_of(catalog, table))
+    return float(table.row_estimate or 0)
+
+
+def candidates(doc, catalog, schemas, mcv, covering=False, literals=None):
+    """Candidates of one plan document: [(Candidate, scan node)].
+
+    A scan of a partition proposes the index on the partitioned table at the top of its tree
+    (PostgreSQL creates it on every partition), so the scans of all partitions make one
+    candidate whose saving is costed over them together.
+    """
     out = []
     root = doc["Plan"]
     for node, ancestors in _walk(root):
         ntype = node.get("Node Type")
         if ntype == "Seq Scan":
-            table = catalog.get(node.get("Schema"), node.get("Relation Name"))
-            if (
-                table is None
-                or (schemas and table.schema not in schemas)
-                or (table.row_estimate or 0) < MIN_ROWS
-            ):
+            table = partition_root(catalog, catalog.get(node.get("Schema"), node.get("Relation Name")))
+            if table is None or (schemas and table.schema not in schemas) or _rows(catalog, table) < MIN_ROWS:
                 continue
             alias = node.get("Alias")
             preds = predicates(node.get("Filter"), alias)
@@ -556,15 +770,16 @@ def candidates(doc, catalog, schemas, mcv, covering=False):
                 parent = ancestors[-1]
                 if (parent.get("Plans") or [None, None])[-1] is node:
                     preds += predicates(parent.get("Join Filter"), alias)
-            rows = float(table.row_estimate or 1)
-            selectivity = min(1.0, float(node.get("Plan Rows") or 0) / rows)
+            part = catalog.get(node.get("Schema"), node.get("Relation Name"))
+            rows = float(part.row_estimate or 1) if part is not None else 1.0
+            selectivity = min(1.0, float(node.get("Plan Rows") or 0) / max(rows, 1.0))
             if preds:
                 reason = "filter"
             elif sort and limited:
                 reason, selectivity = "sort", 0.0
             else:
                 continue
-            composed = _compose(table, preds, sort, node.get("Output"), covering, mcv)
+            composed = _compose(table, preds, sort, node.get("Output"), covering, mcv, literals, alias)
             if composed:
                 out.append(
                     (Candidate(table, composed[0], composed[1], composed[2], reason, selectivity), node)
@@ -591,7 +806,7 @@ def candidates(doc, catalog, schemas, mcv, covering=False):
                 if not preds:
                     continue
                 preds += predicates(scan.get("Filter"), alias)
-                composed = _compose(table, preds, [], scan.get("Output"), covering, mcv)
+                composed = _compose(table, preds, [], scan.get("Output"), covering, mcv, literals, alias)
                 if composed:
                     sel = min(1.0, other_rows / float(table.row_estimate))
                     out.append((Candidate(table, composed[0], composed[1], composed[2], "join", sel), scan))
@@ -608,6 +823,23 @@ WHERE NOT inherited
 """
 
 _Q_STATS_RESET = "SELECT stats_reset FROM pg_stat_database WHERE datname = current_database()"
+
+
+def workload_literals(plans):
+    """{(schema, table, column): {literal, ... or PARAM_VALUE}}: what the workload's scans compare
+    each column with for equality (literals without their casts)."""
+    out = {}
+    for _q, doc in plans:
+        for node, _a in _walk(doc["Plan"]):
+            if node.get("Node Type") != "Seq Scan" or not node.get("Filter"):
+                continue
+            for p in predicates(node["Filter"], node.get("Alias")):
+                if p["kind"] not in ("eq", "null"):
+                    continue
+                key = (node.get("Schema"), node.get("Relation Name"), p["column"])
+                value = _literal(p["value"]) if p["value_kind"] == "constant" else PARAM_VALUE
+                out.setdefault(key, set()).add(value)
+    return out
 
 
 def most_common_values(session, columns):
@@ -688,7 +920,7 @@ def _uses(doc, index_name):
     return bool(found)
 
 
-def prove(session, features, ext, cand):
+def prove(session, features, ext, cand, wall=None):
     """Create ``cand`` hypothetically, plan its queries again: [(cost after, uses index)] or reason."""
     schema = ext["schema"]
     session.execute("SAVEPOINT dbarch_hypo", record=False)
@@ -699,11 +931,11 @@ def prove(session, features, ext, cand):
         )
     except pg.PgError as exc:
         session.execute("ROLLBACK TO SAVEPOINT dbarch_hypo", record=False)
-        return None, "hypopg could not create it: %s" % exc
+        return None, redact.statement("hypopg could not create it: %s" % exc)
     results = []
     try:
         for q, _before in cand.queries:
-            doc, err = _plan_safely(session, features, q)
+            doc, err = _plan_safely(session, features, q, wall)
             if err:
                 return None, "planning again failed: %s" % err
             results.append((float(doc["Plan"].get("Total Cost") or 0), _uses(doc, row["indexname"])))
@@ -787,26 +1019,41 @@ def advise(
     limit=DEFAULT_LIMIT,
     schemas=None,
     covering=False,
+    explain_role=None,
+    allow_superuser_statements=False,
 ):
-    """Returns dict(proposals, rejected, findings (Finding objects), not_planned, summary)."""
-    if not 0 < float(min_cost_saving) < 1:
-        raise IndexAdviceError(
-            "min_cost_saving is a share between 0 and 1 (0.3 = 30%%), got %s." % min_cost_saving
-        )
+    """Returns dict(proposals, rejected, findings (Finding objects), not_planned, summary).
+
+    ``explain_role``: plan every statement as this role (not a superuser unless
+    ``allow_superuser_statements``). Without it, statements of pg_stat_statements are planned
+    as the role that ran them and those of superusers are skipped (see workload_from_stats);
+    ``queries`` (the caller's own statements) are planned as the login.
+    """
+    check_min_cost_saving(min_cost_saving)
     features = Features(session.server_version_num)
+    if explain_role:
+        try:
+            explain_role = ex.check_explain_role(session, explain_role, allow_superuser_statements)
+        except ex.ExplainError as exc:
+            raise IndexAdviceError(str(exc)) from None
     if queries:
         workload = normalize_queries(queries)
-        source = dict(source="queries", usable=True, reason=None, utility_skipped=0)
+        for q in workload:
+            q["role"] = explain_role
+        source = dict(source="queries", usable=True, reason=None, utility_skipped=0, skipped=[])
     else:
-        workload, source = workload_from_stats(session, limit)
+        workload, source = workload_from_stats(session, limit, explain_role, allow_superuser_statements)
     catalog = cat.snapshot(session, schemas=schemas)
     stats_reset = session.scalar(_Q_STATS_RESET)
     stats_reset = stats_reset.isoformat() if hasattr(stats_reset, "isoformat") else stats_reset
     ext = _hypopg(catalog)
     updated = updated_columns(workload)
-    skipped, rejected = [], []
+    skipped, rejected = list(source["skipped"]), []
     total_weight = sum(q["weight"] for q in workload) or 1.0
     found = OrderedDict()
+    # statements planned as another role run behind a SECURITY DEFINER wall (see explain.RoleWall)
+    wall = ex.RoleWall()
+    wall.prepare(session, [q.get("role") for q in workload])
     conn = session.conn
     was_autocommit = conn.autocommit
     conn.autocommit = False
@@ -814,9 +1061,16 @@ def advise(
         conn.set_session(readonly=True)
         plans = []
         for q in workload:
-            doc, err = _plan_safely(session, features, q)
+            doc, err = _plan_safely(session, features, q, wall)
             if err:
-                skipped.append(dict(name=q["name"], sql=q["sql"], reason=err))
+                skipped.append(
+                    dict(
+                        name=q["name"],
+                        sql=redact.statement(q["sql"]),
+                        user=q.get("user"),
+                        reason=redact.statement(err),
+                    )
+                )
                 continue
             plans.append((q, doc))
         # rare-value statistics for every column a constant predicate names
@@ -828,9 +1082,10 @@ def advise(
                         if p["value_kind"] == "constant":
                             wanted.add((node.get("Schema"), node.get("Relation Name"), p["column"]))
         mcv = most_common_values(session, wanted)
+        literals = workload_literals(plans)
         for q, doc in plans:
             cost = float(doc["Plan"].get("Total Cost") or 0)
-            for cand, _node in candidates(doc, catalog, schemas, mcv, covering):
+            for cand, _node in candidates(doc, catalog, schemas, mcv, covering, literals):
                 if _covered(cand.table, cand.column_names(), cand.where):
                     continue
                 have = found.setdefault(cand.key, cand)
@@ -838,7 +1093,9 @@ def advise(
                     have.queries.append((q, cost))
                 have.selectivity = min(have.selectivity, cand.selectivity)
         proposals = []
-        for cand in found.values():
+        queue = merge_prefixes(list(found.values()))
+        while queue:
+            cand = queue.pop(0)
             before = [c for _q, c in cand.queries]
             weights = [q["weight"] for q, _c in cand.queries]
             note, factor, write = write_cost(
@@ -853,7 +1110,13 @@ def advise(
                 create_sql=cand.ddl(name=cand.name()) + ";",
                 reason=cand.reason,
                 queries=[
-                    dict(name=q["name"], sql=q["sql"], cost_before=round(c, 2)) for q, c in cand.queries
+                    dict(
+                        name=q["name"],
+                        sql=redact.statement(q["sql"]),
+                        planned_as=q.get("role"),
+                        cost_before=round(c, 2),
+                    )
+                    for q, c in cand.queries
                 ],
                 cost_before=round(sum(before), 2),
                 cost_after=None,
@@ -862,7 +1125,9 @@ def advise(
                 proven=False,
                 method="hypopg" if ext is not None else "heuristic",
                 write_cost_note=note,
+                merged=[c.name() for c in cand.absorbed],
                 evidence=OrderedDict(
+                    partitioned=cand.table.kind == "p",
                     hypopg=ext is not None,
                     selectivity=round(cand.selectivity, 4),
                     table_rows=cand.table.row_estimate,
@@ -871,7 +1136,7 @@ def advise(
             )
             share = sum(weights) / total_weight
             if ext is not None:
-                results, err = prove(session, features, ext, cand)
+                results, err = prove(session, features, ext, cand, wall)
                 if err:
                     item["rejected_because"] = err
                     rejected.append(item)
@@ -885,12 +1150,16 @@ def advise(
                     qd.update(cost_after=round(a, 2), uses_index=r[1])
                 item.update(cost_after=round(sum(after), 2), saving=round(saving, 4))
                 item["evidence"]["planner_uses_index"] = used
+                if cand.absorbed and not used:
+                    # the longer index does not serve every statement of the shorter ones: apart again
+                    queue[:0] = cand.split()
+                    continue
                 if not used or saving < float(min_cost_saving):
                     item["rejected_because"] = (
                         "the planner does not use the hypothetical index"
                         if not used
-                        else "planned cost falls by %d%%, less than min_cost_saving %d%%"
-                        % (round(100 * saving), round(100 * float(min_cost_saving)))
+                        else "planned cost falls by %s%%, less than min_cost_saving %s%%"
+                        % (percent_below(saving), percent(min_cost_saving))
                     )
                     rejected.append(item)
                     continue
@@ -913,6 +1182,8 @@ def advise(
     finally:
         conn.rollback()
         conn.set_session(readonly="DEFAULT")
+        conn.autocommit = True
+        wall.close(session)
         conn.autocommit = was_autocommit
     proposals.sort(key=lambda p: (-p["score"], p["table"], p["columns"]))
     findings = [_proposal_finding(p) for p in proposals] + index_findings(catalog, stats_reset, schemas)
@@ -922,9 +1193,17 @@ def advise(
         workload=source["source"],
         workload_usable=source["usable"],
         workload_reason=source["reason"],
-        statements=len(workload),
-        statements_planned=len(workload) - len(skipped),
+        statements=len(workload) + len(source["skipped"]),
+        statements_planned=len(workload) + len(source["skipped"]) - len(skipped),
         statements_skipped=len(skipped),
+        superuser_statements_skipped=len([x for x in source["skipped"] if x.get("user") is not None]),
+        planned_as=explain_role or ("the login role" if queries else "the role that ran each statement"),
+        # SECURITY DEFINER functions hold the role (a function cannot RESET ROLE behind them); where
+        # they could not be created, SET LOCAL ROLE only, with the reason
+        role_wall=dict(
+            security_definer=sorted(wall.roles),
+            set_role_only=dict((r, redact.statement(m)) for r, m in sorted(wall.problems.items())),
+        ),
         utility_statements_skipped=source["utility_skipped"],
         generic_plan="EXPLAIN (GENERIC_PLAN)"
         if features.has_explain_generic_plan
@@ -941,6 +1220,17 @@ def advise(
     return dict(
         proposals=proposals, rejected=rejected, findings=findings, not_planned=skipped, summary=summary
     )
+
+
+def percent(share):
+    """0.3 -> '30', 0.12345 -> '12.345' (at most 4 decimals, no trailing zeros)."""
+    return ("%.4f" % (100 * float(share))).rstrip("0").rstrip(".")
+
+
+def percent_below(share):
+    """A share as a percentage floored to one decimal: 0.9955 -> '99.5', never rounded up to a
+    threshold it is below."""
+    return "%.1f" % (math.floor(round(1000 * float(share), 6)) / 10.0)
 
 
 def _where_columns(cand):

@@ -23,7 +23,7 @@ import datetime
 from decimal import Decimal
 
 from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
-from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
+from ansible_collections.dbarch.postgresql.plugins.module_utils import pg, redact
 from ansible_collections.dbarch.postgresql.plugins.module_utils.findings import Finding
 from ansible_collections.dbarch.postgresql.plugins.module_utils.versions import Features
 
@@ -209,6 +209,7 @@ def _select(st, cols, jit, all_databases):
         S("s.queryid"),
         S("s.query"),
         S("r.rolname AS username"),
+        S("r.rolsuper AS user_superuser"),
         S("d.datname AS database"),
     ]
     for logical, col in sorted(cols.items()):
@@ -351,7 +352,8 @@ def delta(data, since):
 
 
 def shape(r):
-    """One statement as the module returns it."""
+    """One statement as the module returns it; password literals in its text are masked
+    (``redact.statement``); the raw text stays in ``r["query"]`` for the engine."""
 
     def num(name, digits=3):
         v = r.get(name)
@@ -361,8 +363,9 @@ def shape(r):
     io = [r.get("blk_read_time"), r.get("blk_write_time")]
     return dict(
         queryid=None if r.get("queryid") is None else str(r["queryid"]),
-        query=r.get("query"),
+        query=redact.statement(r.get("query")),
         user=r.get("username"),
+        user_superuser=r.get("user_superuser"),
         database=r.get("database"),
         toplevel=r.get("toplevel"),
         calls=int(r.get("calls") or 0),

@@ -131,6 +131,14 @@ class Features:
         """
         return self.major >= 16
 
+    @property
+    def generic_plan_prunes_partitions_at_startup(self):
+        """Before 16 a generic plan is shown with EXPLAIN EXECUTE, which starts the executor:
+        initial partition pruning with the NULL parameter values removes every partition
+        ("Subplans Removed"). The plan is taken again with enable_partition_pruning off, which
+        shows every partition as EXPLAIN (GENERIC_PLAN) does on 16+."""
+        return self.major < 16
+
     # -- security defaults ------------------------------------------------------------
     @property
     def public_schema_create_default(self):

@@ -20,9 +20,18 @@ description:
     O(statement_timeout) (30s when it is not set). A statement that does not write (no INSERT, UPDATE,
     DELETE, MERGE, data-modifying WITH or FOR UPDATE) runs in a READ ONLY transaction too, so a function
     it calls cannot write either; if PostgreSQL refuses because such a function writes, it is run again
-    read-write, still rolled back. Sequence values taken by the statement (nextval, serial or identity
+    read-write, still rolled back (never in check mode: there the module fails and says the statement
+    needs write access). Sequence values taken by the statement (nextval, serial or identity
     defaults of an INSERT) are not given back by a rollback: that is the one trace an analyzed writing
     statement leaves."
+  - "A statement taken from C(pg_stat_statements) was written by whoever can connect, and EXPLAIN (even
+    without ANALYZE: the planner evaluates immutable functions) runs the functions it calls with the
+    rights of the role the module runs as, usually a superuser, outside the reach of the rollback
+    (C(COPY ... TO PROGRAM)). Run such statements with O(explain_role), the role that recorded them (the
+    C(user) of M(dbarch.postgresql.query_stats_info)) or a role without SUPERUSER; the role
+    dbarch.postgresql.query_tuning does so."
+  - Password literals (C(PASSWORD '...'), C(password=...) of connection strings) in the plan and in error
+    messages are replaced by C(********).
   - Parameters are bound on the server. Write C($1), C($2) ... in O(query) and give the values in O(params);
     the module runs C(PREPARE) and C(EXPLAIN EXECUTE), so the values are never formatted into the SQL.
   - "Findings (rule ids are stable): C(QP-SCAN-001) sequential scan with a selective filter (with the index
@@ -63,6 +72,23 @@ options:
       - RV(comparison) then gives the times before and after, their ratio and the relations whose plan
         nodes changed.
     type: dict
+  explain_role:
+    description:
+      - Run the statement as this role (C(SET LOCAL ROLE), quoted), with its rights and not the login's.
+        The login must be a member of it (a superuser is).
+      - Give it for statements taken from C(pg_stat_statements) or written by someone else, the C(user)
+        that recorded them; a superuser is refused unless O(allow_superuser_statements).
+      - "Without O(params) the statement runs inside a temporary C(SECURITY DEFINER) function owned by
+        the role (created in C(pg_temp) and dropped after), where PostgreSQL refuses C(RESET ROLE): a
+        plain C(SET ROLE) would not stop a function of the statement that resets it while the login is a
+        superuser. With O(params), or where that function cannot be created (a hot standby), it is
+        C(SET LOCAL ROLE) only: for statements nobody vetted, connect with a login without SUPERUSER."
+    type: str
+  allow_superuser_statements:
+    description:
+      - Accept a superuser as O(explain_role).
+    type: bool
+    default: false
   thresholds:
     description:
       - Limits of the plan rules, by name. C(seq_scan_min_removed) (1000), C(seq_scan_selectivity) (10),
@@ -104,6 +130,19 @@ EXAMPLES = r"""
     query: UPDATE orders SET status = 'shipped' WHERE id = $1
     params: [1001]
 
+- name: The top statement of pg_stat_statements
+  dbarch.postgresql.query_stats_info:
+    login_db: shop
+    limit: 1
+  register: top
+
+- name: Explain it with the rights of the role that recorded it, never a superuser's
+  dbarch.postgresql.explain:
+    login_db: shop
+    query: "{{ top.statements[0].query }}"
+    explain_role: "{{ top.statements[0].user }}"
+  when: not top.statements[0].user_superuser
+
 - name: After building the index, compare
   dbarch.postgresql.explain:
     login_db: shop
@@ -137,7 +176,9 @@ analyzed:
 statement:
   description:
     - C(kind) (SELECT, INSERT ...), C(writes), C(why) (what makes it writing), C(transaction)
-      (C(read only) or C(read write)) and C(rolled_back) (always true).
+      (C(read only) or C(read write)), C(rolled_back) (always true), C(role) (O(explain_role), or null
+      for the login's role) and C(role_wall) (with O(explain_role): C(security definer), or C(set role
+      only) with the reason).
   returned: always
   type: dict
 total_time_ms:
@@ -196,6 +237,8 @@ from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_p
 from ansible_collections.dbarch.postgresql.plugins.module_utils import explain as ex
 from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
 from ansible_collections.dbarch.postgresql.plugins.module_utils import plans
+from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
+from ansible_collections.dbarch.postgresql.plugins.module_utils import redact
 
 
 def main():
@@ -207,6 +250,8 @@ def main():
         analyze=dict(type="bool", default=True),
         compare_to=dict(type="dict"),
         thresholds=dict(type="dict", default={}),
+        explain_role=dict(type="str"),
+        allow_superuser_statements=dict(type="bool", default=False),
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
@@ -224,12 +269,44 @@ def main():
         module.fail_json(msg="compare_to or thresholds: %s" % exc)
     analyze = p["analyze"] and not (module.check_mode and info["writes"])
 
-    def work(session):
-        return ex.run(session, info, p["params"], analyze=analyze, statement_timeout=p["statement_timeout"])
+    session_box = []
 
-    (doc, transaction), queries = ansible_pg.run_with_session(module, work)
+    def work(session):
+        session_box.append(session)
+        try:
+            role = None
+            if p["explain_role"]:
+                role = ex.check_explain_role(session, p["explain_role"], p["allow_superuser_statements"])
+            return ex.run(
+                session,
+                info,
+                p["params"],
+                analyze=analyze,
+                statement_timeout=p["statement_timeout"],
+                role=role,
+                retry_read_write=not module.check_mode,
+            )
+        except (ex.ExplainError, pg.PgError) as exc:
+            return exc  # failed below, with password literals masked in the message and the queries
+
+    out, queries = ansible_pg.run_with_session(module, work)
+    if isinstance(out, (ex.ExplainError, pg.PgError)):
+        module.fail_json(
+            msg=redact.statement(str(out)),
+            sqlstate=getattr(out, "sqlstate", None),
+            queries=redact.walk(queries),
+        )
+    doc, transaction = out
+    doc = redact.walk(doc)
+    queries = redact.walk(queries)
     statement = dict(
-        kind=info["kind"], writes=info["writes"], why=info["why"], transaction=transaction, rolled_back=True
+        kind=info["kind"],
+        writes=info["writes"],
+        why=info["why"],
+        transaction=transaction,
+        rolled_back=True,
+        role=p["explain_role"] or None,
+        role_wall=redact.statement(getattr(session_box[0], "role_wall", None)) if p["explain_role"] else None,
     )
     found, _unused = fnd.apply_suppressions(plans.analyze(doc, p["thresholds"]), p["suppressions"])
     result = dict(

@@ -26,6 +26,8 @@ description:
     and as finding C(QS-EXT-001), with the SQL or setting that fixes it.
   - "Findings: C(QS-CACHE-001) statement with a low cache hit ratio, C(QS-TEMP-001) statement writing
     temporary files."
+  - Statement text is returned with its password literals masked (C(PASSWORD '...'), C(password=...) of
+    connection strings), see RV(statements).
   - Read-only; never reports a change. Needs C(pg_read_all_stats) (or C(pg_monitor)) to see the
     text of other roles' statements; without it they show as C(<insufficient privilege>) and
     RV(checks_skipped) says how many. M(dbarch.postgresql.query_stats) resets the statistics.
@@ -119,12 +121,16 @@ EXAMPLES = r"""
 RETURN = r"""
 statements:
   description:
-    - The top statements, each with C(queryid) (text), C(query), C(user), C(database), C(toplevel),
+    - The top statements, each with C(queryid) (text), C(query), C(user), C(user_superuser) (whether the role
+      that ran it is a superuser), C(database), C(toplevel),
       C(calls), C(total_time_ms), C(mean_time_ms), C(min_time_ms), C(max_time_ms), C(stddev_time_ms),
       C(plan_time_ms), C(rows), C(shared_blks_hit), C(shared_blks_read), C(cache_hit_ratio)
       (null when no block was touched), C(temp_blks_read), C(temp_blks_written), C(temp_blks),
       C(blk_read_time_ms), C(blk_write_time_ms), C(io_time_ms), C(temp_blk_read_time_ms),
       C(temp_blk_write_time_ms), C(wal_bytes), C(jit_time_ms) and C(stats_since) (17 and later).
+    - Password literals in C(query) (C(PASSWORD '...') of CREATE/ALTER ROLE/USER, C(password '...') of user
+      mapping and server OPTIONS, C(password=...) of connection strings, the password of a C(postgresql://)
+      URI) are replaced by C(********); C(pg_stat_statements) keeps utility statements as they were sent.
     - A value the server version does not record is null. With O(since), counters are the difference
       and C(min_time_ms), C(max_time_ms) and C(stddev_time_ms) are null.
   returned: always

@@ -5,6 +5,8 @@ an index (used in a join), a correlated subquery in a SELECT list, a sort larger
 work_mem. A clean indexed point query must give no finding.
 """
 
+import json
+
 import pytest
 
 import harness
@@ -95,7 +97,13 @@ def test_explain_finds_the_planted_problems_and_not_on_a_clean_query(shop, run_p
     assert join["plan"]["Plan"]["Node Type"] and join["total_time_ms"] >= join["planning_time_ms"]
     assert join["buffers"]["shared_hit"] + join["buffers"]["shared_read"] > 0
     assert join["statement"] == dict(
-        kind="SELECT", writes=False, why="reads only", transaction="read only", rolled_back=True
+        kind="SELECT",
+        writes=False,
+        why="reads only",
+        transaction="read only",
+        rolled_back=True,
+        role=None,
+        role_wall=None,
     )
 
     corr = res.task("correlated")["result"]
@@ -435,3 +443,81 @@ def test_query_stats_info_not_preloaded(pg, run_playbook):
         assert r["findings"][0]["rule"] == "QS-EXT-001"
     finally:
         cluster.stop()
+
+
+# -- regressions ----------------------------------------------------------------------------
+def test_explain_check_mode_never_retries_read_write(shop, run_playbook):
+    """A reading statement whose function writes (nextval) is refused READ ONLY; in check mode it
+    must not run again read-write, which would move the sequence (a rollback does not undo it)."""
+    with shop.connect(DB) as conn, conn.cursor() as cur:
+        cur.execute("DROP SEQUENCE IF EXISTS qp_check_seq")
+        cur.execute("CREATE SEQUENCE qp_check_seq")
+    before = shop.query("SELECT last_value, is_called FROM qp_check_seq", dbname=DB)
+    res = run_playbook(
+        play(shop, [dict(explain_task("nextval", "SELECT nextval('qp_check_seq')"), ignore_errors=True)]),
+        check=True,
+    )
+    r = res.task("nextval")["result"]
+    assert r["failed"] and "needs write access" in r["msg"], r
+    assert shop.query("SELECT last_value, is_called FROM qp_check_seq", dbname=DB) == before
+    # outside check mode it still runs read-write (rolled back) as documented
+    done = run_playbook(play(shop, [explain_task("nextval", "SELECT nextval('qp_check_seq')")]))
+    done.assert_ok()
+    assert done.task("nextval")["result"]["statement"]["transaction"] == "read write"
+
+
+def test_password_literals_never_leave_the_collection(shop, run_playbook):
+    """ALTER ROLE ... PASSWORD and a user mapping's password, really executed, land in
+    pg_stat_statements; query_stats_info and explain must not return them."""
+    secrets = ("Sup3r-Secret-role", "Mapp1ng-Secret", "C0nn-Secret")
+    with shop.connect(DB) as conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_stat_statements_reset()")
+        cur.execute("DROP ROLE IF EXISTS qp_secret")
+        cur.execute("CREATE ROLE qp_secret LOGIN")
+        cur.execute("ALTER ROLE qp_secret PASSWORD '%s'" % secrets[0])
+        cur.execute("CREATE EXTENSION IF NOT EXISTS postgres_fdw")
+        cur.execute("DROP SERVER IF EXISTS qp_remote CASCADE")
+        cur.execute("CREATE SERVER qp_remote FOREIGN DATA WRAPPER postgres_fdw OPTIONS (dbname 'x')")
+        cur.execute(
+            "CREATE USER MAPPING FOR qp_secret SERVER qp_remote OPTIONS (user 'u', password '%s')"
+            % secrets[1]
+        )
+    raw = " ".join(
+        r[0] for r in shop.query("SELECT query FROM pg_stat_statements WHERE query ~* 'password'", dbname=DB)
+    )
+    if shop.major == 15:
+        # 15 keeps utility statements as they were sent: the test is about something real
+        assert secrets[0] in raw and secrets[1] in raw, raw
+    conn_text = "SELECT id FROM orders WHERE note = 'host=db password=%s dbname=x'" % secrets[2]
+    res = run_playbook(
+        play(
+            shop,
+            [
+                dict(
+                    name="stats",
+                    register="stats",
+                    **{"dbarch.postgresql.query_stats_info": dict(limit=0, min_calls=1)},
+                ),
+                explain_task("conn", conn_text, analyze=False),
+                dict(explain_task("bad", conn_text.replace("note", "no_such_column")), ignore_errors=True),
+            ],
+        )
+    )
+    stats = res.task("stats")["result"]
+    explained = res.task("conn")["result"]
+    failed = res.task("bad")["result"]
+    # (Ansible echoes the module's own arguments in ``invocation``: the query the caller wrote)
+    text = json.dumps([{k: v for k, v in r.items() if k != "invocation"} for r in (stats, explained, failed)])
+    for secret in secrets:
+        at = text.find(secret)
+        assert at < 0, text[max(0, at - 300) : at + 50]
+    alter = find(stats["statements"], "ALTER ROLE qp_secret PASSWORD")
+    assert alter, [s["query"] for s in stats["statements"]]
+    if shop.major == 15:
+        assert alter[0]["query"] == "ALTER ROLE qp_secret PASSWORD '********'"
+        mapping = find(stats["statements"], "CREATE USER MAPPING FOR qp_secret")
+        assert mapping and "password '********'" in mapping[0]["query"]
+    assert "password=********" in json.dumps(explained["plan"])
+    assert failed["failed"]
+    shop.query("DROP SERVER qp_remote CASCADE", dbname=DB)
+    shop.query("DROP ROLE qp_secret", dbname=DB)
