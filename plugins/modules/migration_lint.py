@@ -26,7 +26,8 @@ description:
     C(ML-009) column type change; C(ML-010) UNIQUE, PRIMARY KEY or EXCLUDE constraint that builds its index
     under ACCESS EXCLUSIVE (not C(USING INDEX)); C(ML-011) column renamed; C(ML-012) table renamed;
     C(ML-013) column dropped; C(ML-014) table dropped; C(ML-015) database dropped; C(ML-016) 32-bit
-    integer primary key, or serial/smallserial column; C(ML-017) serial instead of identity; C(ML-018) varchar(n); C(ML-019) timestamp
+    integer primary key, or serial/smallserial column; C(ML-017) serial instead of identity;
+    C(ML-018) varchar(n); C(ML-019) timestamp
     without time zone; C(ML-020) char(n); C(ML-021) no C(lock_timeout) before a statement that takes a
     blocking lock; C(ML-022) no C(statement_timeout) before a long locking statement; C(ML-023)
     CONCURRENTLY (or VACUUM, CREATE DATABASE...) inside a transaction, including a file that a migration
