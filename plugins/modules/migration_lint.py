@@ -44,7 +44,7 @@ description:
   - A table created in the same file is known to be empty, so findings on it are C(info).
   - With O(use_connection=true) the module reads the size of every table from C(pg_class) (one query,
     no lock on user tables) and moves severities by size; see O(small_table_bytes) and O(large_table_bytes).
-    It also reads the C(CHECK (column IS NOT NULL)) constraints from C(pg_constraint) (one query): once
+    It also reads the C(CHECK (column IS NOT NULL)) constraints from C(pg_constraint) (one query); once
     such a constraint is valid, C(SET NOT NULL) on the column does not scan the table (PostgreSQL 12+).
     Without a connection the default severities apply.
   - Read-only; nothing is executed from the linted SQL.
