@@ -177,7 +177,7 @@ statement:
   description:
     - C(kind) (SELECT, INSERT ...), C(writes), C(why) (what makes it writing), C(transaction)
       (C(read only) or C(read write)), C(rolled_back) (always true), C(role) (O(explain_role), or null
-      for the login's role) and C(role_wall) (with O(explain_role): C(security definer), or C(set role
+      for the login's role) and C(role_wall) (with O(explain_role), C(security definer) or C(set role
       only) with the reason).
   returned: always
   type: dict
