@@ -307,10 +307,21 @@ def main():
         baseline_description=dict(type="str", default=mg.BASELINE_DESCRIPTION),
         lint_fail_on=dict(type="str", default="high", choices=list(fnd.FAIL_ON_CHOICES)),
         lint_exclude_rules=dict(type="list", elements="str", default=[]),
+        secret_placeholders=dict(type="list", elements="str", default=[], no_log=False),
+        fail_on_missing_target=dict(type="bool", default=True),
+        environment=dict(type="str", default=mg.DEFAULT_ENVIRONMENT),
+        working_directory=dict(type="str"),
+        return_history=dict(type="bool", default=False),
         _files=dict(type="list", elements="dict"),
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
+    # The values of secret placeholders are masked by Ansible everywhere in the result (invocation
+    # included) and by the engine in its messages; the other placeholder values stay readable.
+    secrets = mg.secret_values(p["placeholders"], p["secret_placeholders"])
+    module.no_log_values.update(secrets)
+    # The files were sent by the action plugin; echoing them back in invocation doubled the result.
+    invocation = dict(module_args=dict((k, v) for k, v in p.items() if k != "_files"))
     if p["_files"] is not None:
         files = [(f["name"], f["content"]) for f in p["_files"]]
     else:
@@ -356,13 +367,23 @@ def main():
             check_mode=module.check_mode,
             preview=module._diff,
             lint=lint if p["command"] == "migrate" else None,
+            secret_placeholders=p["secret_placeholders"],
+            fail_on_missing_target=p["fail_on_missing_target"],
+            environment=p["environment"],
+            working_directory=p["working_directory"],
+            return_history=p["return_history"],
         )
     except (mg.MigrationError, pg.PgError, ml.MigrationLintError) as exc:
         extra = dict(sqlstate=getattr(exc, "sqlstate", None), findings=[f.to_dict() for f in linted])
         if isinstance(exc, mg.MigrationError):
             extra.update(script=exc.script, line=exc.line)
+        # What the run did before it failed: migrations applied (changed), the one that failed.
+        partial = getattr(exc, "partial", None)
+        if partial:
+            extra.update(partial)
+            extra["queries"] = extra.pop("log", [])
         session.close()
-        module.fail_json(msg=str(exc), **extra)
+        module.fail_json(msg=mg.mask(str(exc), secrets), invocation=invocation, **mg.mask(extra, secrets))
     finally:
         session.close()
 
@@ -379,6 +400,8 @@ def main():
             before="version: %s\n" % (before or "none"),
             after="version: %s\n%s" % (after or "none", "\n" + preview + "\n" if preview else ""),
         )
+    result = mg.mask(result, secrets)
+    result["invocation"] = invocation
     if p["command"] == "validate" and found:
         module.fail_json(
             msg="Validation of %s.%s failed: %s"
