@@ -1142,7 +1142,7 @@ class Migrator:
         exc.partial = dict(
             changed=bool(self.applied) or created or recorded,
             applied=list(self.applied),
-            failed=None
+            failed_migration=None
             if mig is None
             else dict(
                 version=mig.version_text,
