@@ -1099,8 +1099,9 @@ class Migrator:
         return "\n\n".join(chunks)
 
     # -- commands --------------------------------------------------------------------------
-    def _result(self, state, changed, history=None, **extra):
-        current = state.current
+    def _result(self, state, changed, history=None, current=False, **extra):
+        if current is False:
+            current = state.current
         res = dict(
             changed=changed,
             current_version=current.text if current else None,
@@ -1223,10 +1224,12 @@ class Migrator:
             except (MigrationError, pg.PgError) as exc:
                 self._failure(exc, mig, created, current)
                 raise
-            state = self.read_history()
+            # The current version is known without reading the history again (the lock keeps it
+            # ours); it is read again only when the whole history is to be returned.
             return self._result(
-                state,
+                self.read_history() if self.return_history else state,
                 bool(self.applied) or created,
+                current=current,
                 pending=[],
                 findings=linted,
                 preview=preview,

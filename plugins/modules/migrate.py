@@ -262,7 +262,6 @@ queries:
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
-from ansible_collections.dbarch.postgresql.plugins.module_utils import migration_lint as ml
 from ansible_collections.dbarch.postgresql.plugins.module_utils import migrations as mg
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
 
@@ -333,11 +332,19 @@ def main():
 
     def lint(pending):
         """migration_lint on the pending migrations, with the database's table sizes."""
-        sizes = ml.table_sizes(session)
-        for script, text in pending:
-            linted.extend(
-                ml.lint_sql(text, source=script, table_sizes=sizes, exclude_rules=p["lint_exclude_rules"])
-            )
+        # Imported here: a run with nothing pending never loads (nor compiles) the lint.
+        from ansible_collections.dbarch.postgresql.plugins.module_utils import (  # noqa: PLC0415
+            migration_lint as ml,
+        )
+
+        try:
+            sizes = ml.table_sizes(session)
+            for script, text in pending:
+                linted.extend(
+                    ml.lint_sql(text, source=script, table_sizes=sizes, exclude_rules=p["lint_exclude_rules"])
+                )
+        except ml.MigrationLintError as exc:
+            raise mg.MigrationError(str(exc)) from None
         failing = fnd.gate(linted, p["lint_fail_on"])
         if failing:
             message = fnd.gate_message(failing, p["lint_fail_on"])
@@ -373,7 +380,7 @@ def main():
             working_directory=p["working_directory"],
             return_history=p["return_history"],
         )
-    except (mg.MigrationError, pg.PgError, ml.MigrationLintError) as exc:
+    except (mg.MigrationError, pg.PgError) as exc:
         extra = dict(sqlstate=getattr(exc, "sqlstate", None), findings=[f.to_dict() for f in linted])
         if isinstance(exc, mg.MigrationError):
             extra.update(script=exc.script, line=exc.line)
