@@ -11,7 +11,7 @@ One run, one throwaway cluster, one fresh database per tool and per run:
    with deploy scripts, yoyo ``.sql`` files);
 2. apply them with each tool to a fresh database, best of ``--runs``: psql (the floor:
    one session, one transaction per file, no history), ``dbarch.postgresql.migrate``
-   through ``ansible localhost -m`` with ``lint_fail_on=never`` and again with the default
+   through ``ansible localhost -m`` with ``lint: false`` (no lint) and again with the default
    lint, the engine in-process (``migrations.run(session, "migrate", files)``), dbmate,
    sqitch and yoyo;
 3. run each tool again with nothing pending on the applied database (the no-op run);
@@ -54,7 +54,7 @@ from ansible_collections.dbarch.postgresql.plugins.module_utils import pg  # noq
 
 MODULE = "dbarch.postgresql.migrate"
 PSQL = "psql (floor)"
-MOD_NOLINT = "migrate module, lint_fail_on=never"
+MOD_NOLINT = "migrate module, lint: false"
 MOD_LINT = "migrate module, default lint (high)"
 ENGINE = "migrate engine, in-process"
 DBMATE = "dbmate"
@@ -344,7 +344,8 @@ class Runner:
             login_db=dbname,
         )
         if not lint:
-            args["lint_fail_on"] = "never"
+            # lint_fail_on=never still lints (it only never stops); lint: false does not lint at all.
+            args["lint"] = False
         return args
 
     def run(self, tool, dbname):
