@@ -31,7 +31,13 @@ description:
   - One advisory lock per history table is held for the whole run, so concurrent runs wait for each
     other (at most O(lock_wait_timeout)) and never apply a migration twice.
   - A failure names the file, the line of the statement, the SQLSTATE, the server's message and the
-    statement; the database stays at the last migration that succeeded.
+    statement; the database stays at the last migration that succeeded. The failed result still lists
+    what the run applied before (RV(applied), with C(changed=true)) and the migration that failed
+    (RV(failed_migration)).
+  - Nothing is written before every check passed (validation of the history, O(target), the lint, the
+    placeholders and the parsing of every pending file); the history table is created right after, before
+    the first migration runs (or when nothing is pending, as Flyway does). A syntax error, an unknown
+    placeholder or a lint stop leave the database exactly as it was.
 author:
   - dbarch.postgresql maintainers (@dbarch)
 options:
@@ -62,17 +68,59 @@ options:
   target:
     description:
       - Highest version to migrate to. Versions above it stay pending. Default is the latest.
+      - As in Flyway, a version that no migration file and no history row has fails the run, naming the
+        nearest available versions; end it with C(?) (for example C(3?)) or set
+        O(fail_on_missing_target=false) to migrate up to the highest version below it instead.
       - With O(command=undo), undo every applied version above it (latest first).
     type: str
+  fail_on_missing_target:
+    description:
+      - Fail when O(target) names a version that no migration has (Flyway's C(failOnMissingTarget)).
+    type: bool
+    default: true
   placeholders:
     description:
       - Values for C(${name}) placeholders in the migration files. An unknown placeholder fails the
         task naming the file and line.
-      - Built in, as in Flyway, C(${flyway:defaultSchema}), C(${flyway:user}), C(${flyway:database}),
-        C(${flyway:table}) and C(${flyway:filename}).
-      - Checksums are computed on the files as written, before placeholders are replaced, as Flyway does.
+      - Built in, as in Flyway, C(${flyway:defaultSchema}) (O(schema)), C(${flyway:user}),
+        C(${flyway:database}), C(${flyway:table}) (O(table)), C(${flyway:filename}),
+        C(${flyway:timestamp}) (the time of the run, C(yyyy-MM-dd HH:mm:ss), local time of the host that
+        runs the module), C(${flyway:workingDirectory}) (O(working_directory)) and
+        C(${flyway:environment}) (O(environment)).
+      - As in Flyway, versioned and undo files are checksummed as written, before placeholders are replaced,
+        and repeatable files after, so a changed placeholder value runs a repeatable migration again, and so
+        does C(${flyway:timestamp}) in a repeatable file, at every run.
+      - The values of secret placeholders (see O(secret_placeholders)) are masked in every message and
+        returned text, the invocation included; the other values stay readable.
     type: dict
     default: {}
+  secret_placeholders:
+    description:
+      - Names of placeholders whose values are secret. Their values, and those of every placeholder whose
+        name contains C(password), C(passwd), C(secret), C(token) or C(credential) or ends with C(key)
+        (any case), are replaced by C(********) in failure messages, statements, the SQL of the diff,
+        findings and the invocation.
+    type: list
+    elements: str
+    default: []
+  environment:
+    description:
+      - Value of C(${flyway:environment}) (Flyway's environment name; Flyway's default is C(default)).
+    type: str
+    default: default
+  working_directory:
+    description:
+      - Value of C(${flyway:workingDirectory}). Default is the working directory of C(ansible-playbook) on
+        the controller (like Flyway's C(user.dir), where the tool was started), or of the module when it runs
+        without its action plugin.
+    type: str
+  return_history:
+    description:
+      - Return the whole history table in RV(history). Off by default, as the history of a long-lived
+        database is most of the result and returning it on every run cost more than the run itself.
+        O(command=info) always returns it.
+    type: bool
+    default: false
   out_of_order:
     description:
       - Apply pending migrations whose version is below the current version. Without it they are
@@ -82,6 +130,9 @@ options:
   table:
     description:
       - Name of the history table.
+      - At most 57 bytes in UTF-8, so that its constraint C(<table>_pk) and index C(<table>_s_idx) fit in
+        PostgreSQL's 63 bytes (NAMEDATALEN - 1) when the table is created; an existing table may have a name
+        up to 63 bytes. Longer names, which PostgreSQL would silently truncate, are refused.
     type: str
     default: flyway_schema_history
   schema:
@@ -106,6 +157,13 @@ options:
     type: list
     elements: str
     default: []
+  lint:
+    description:
+      - Lint the pending migrations before applying them (see O(lint_fail_on)). V(false) skips the lint
+        entirely (no findings), for example when an earlier check-mode run already linted the same files.
+        O(lint_fail_on=never) still lints and returns the findings, without stopping.
+    type: bool
+    default: true
   lock_timeout:
     description:
       - C(lock_timeout) of every migration statement (C(SET LOCAL) in each migration's transaction),
@@ -177,7 +235,17 @@ EXAMPLES = r"""
     login_db: shop
     placeholders:
       app_role: shop_app
+      app_password: "{{ vault_shop_app_password }}"  # masked: the name contains password
+      vault_path: "{{ shop_vault_path }}"
+    secret_placeholders: [vault_path]
   register: migration
+
+- name: Migrate up to version 5, or the highest version below it when there is no 5
+  dbarch.postgresql.migrate:
+    path: migrations/shop
+    login_db: shop
+    target: "5?"
+    return_history: true
 
 - name: Show what would run, without running it
   dbarch.postgresql.migrate:
@@ -232,9 +300,18 @@ pending:
   elements: dict
 history:
   description: Rows of the history table after the run, in installed_rank order.
-  returned: always
+  returned: when O(return_history=true), and with O(command=info)
   type: list
   elements: dict
+failed_migration:
+  description:
+    - The migration that failed, with C(version), C(description), C(script), C(line), C(sqlstate) and
+      C(recorded_as_failed) (true when it ran outside a transaction and its history row stays with
+      C(success=false)). The migrations applied before it are in RV(applied) and RV(changed) is true.
+  returned: when a migration failed while applying
+  type: dict
+  sample: {version: "4", description: four, script: V4__four.sql, line: 1, sqlstate: 42P01,
+           recorded_as_failed: false}
 findings:
   description:
     - Disagreements between history and files (O(command=validate) and O(command=info)), one per file,
