@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import secrets
 import shutil
 import subprocess
@@ -251,10 +252,23 @@ class ToolFailed(Exception):
     pass
 
 
+# Client CPU seconds (user + sys) of the last timed run: children for a command, this process for
+# the in-process engine. Unlike wall time it hardly moves with the load of a shared machine; it
+# leaves out the server's work, which is the same for every tool.
+LAST_CPU = [None]
+
+
+def children_cpu():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed(argv, env=None, cwd=None, ok=None):
+    cpu0 = children_cpu()
     t0 = time.perf_counter()
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=cwd, check=False)
     seconds = time.perf_counter() - t0
+    LAST_CPU[0] = children_cpu() - cpu0
     if proc.returncode != 0 and not (ok and ok(proc)):
         raise ToolFailed(
             "%s exited %d: %s"
@@ -372,6 +386,7 @@ class Runner:
                 login_db=dbname,
                 lock_timeout="5s",
             )
+            cpu0 = time.process_time()
             t0 = time.perf_counter()
             session = pg.connect(params, "migrate_bench")
             try:
@@ -380,7 +395,9 @@ class Runner:
                 raise ToolFailed("engine: %s" % exc) from None
             finally:
                 session.close()
-            return time.perf_counter() - t0
+            seconds = time.perf_counter() - t0
+            LAST_CPU[0] = time.process_time() - cpu0
+            return seconds
         if tool == DBMATE:
             if not self.dbmate_bin:
                 raise ToolFailed("dbmate is not installed: npm install --prefix bench/.npm dbmate")
@@ -487,7 +504,10 @@ def main(argv=None):
     top = tempfile.mkdtemp(prefix="migbench-files-")
     paths = write_layouts(items, top)
     cluster = Cluster(opts.version)
-    results = dict((tool, dict(apply=[], noop=[], error=None, check=None, database=None)) for tool in TOOLS)
+    results = dict(
+        (tool, dict(apply=[], noop=[], apply_cpu=[], noop_cpu=[], error=None, check=None, database=None))
+        for tool in TOOLS
+    )
     for tool in TOOLS:
         if tool not in opts.tools:
             results[tool]["error"] = "not selected (--tools)"
@@ -497,8 +517,11 @@ def main(argv=None):
         versions = tool_versions(runner)
         ping = []
 
+        ping_cpu = []
+
         def ping_once():
             ping.append(run_adhoc("ansible.builtin.ping", None, cluster.password)[0])
+            ping_cpu.append(LAST_CPU[0])
 
         # Round-robin: every tool once per round, so that each round sees the same load on a shared
         # machine (one tool's runs all in a row can land in a busy minute another tool missed).
@@ -518,6 +541,7 @@ def main(argv=None):
                 )
                 try:
                     res["apply"].append(runner.run(tool, dbname))
+                    res["apply_cpu"].append(LAST_CPU[0])
                 except ToolFailed as exc:
                     res["error"] = str(exc)
                     res["database"] = None
@@ -540,6 +564,7 @@ def main(argv=None):
                     if tool in (MOD_NOLINT, MOD_LINT):
                         ping_once()
                     res["noop"].append(runner.run(tool, res["database"]))
+                    res["noop_cpu"].append(LAST_CPU[0])
                 except ToolFailed as exc:
                     res["noop_error"] = str(exc)
                     log("  no-op FAILED: %s" % exc)
@@ -624,6 +649,32 @@ def main(argv=None):
         )
     if best[MOD_LINT] is not None and best[MOD_NOLINT] is not None:
         print("cost of the default lint on apply: %+.3f s" % (best[MOD_LINT] - best[MOD_NOLINT]))
+    if best[ENGINE] is not None:
+        for tool in (MOD_NOLINT, MOD_LINT):
+            if best[tool] is not None:
+                print(
+                    "module / engine (%s): apply %.2fx, own time (ping subtracted) %.2fx"
+                    % (tool.split(", ")[1], best[tool] / best[ENGINE], own[tool]["apply"] / best[ENGINE])
+                )
+    cpu_best = dict(
+        (
+            t,
+            dict(
+                apply=min(r["apply_cpu"]) if r["apply_cpu"] else None,
+                noop=min(r["noop_cpu"]) if r["noop_cpu"] else None,
+            ),
+        )
+        for t, r in results.items()
+    )
+    print()
+    print("Client CPU seconds (user + sys, best; the server's work is left out, the same for every tool):")
+    print("  ansible.builtin.ping: %s" % seconds_text(min(ping_cpu) if ping_cpu else None))
+    for tool in (PSQL, MOD_NOLINT, MOD_LINT, ENGINE):
+        if cpu_best[tool]["apply"] is not None:
+            print(
+                "  %-36s apply %s, no-op %s"
+                % (tool, seconds_text(cpu_best[tool]["apply"]), seconds_text(cpu_best[tool]["noop"]))
+            )
     print()
     print(
         "Check (tables / note columns / indexes / rows / history rows; expected %s):"
@@ -677,7 +728,8 @@ def main(argv=None):
         floor_psql_apply=floor,
         ratios_apply=dict((t, best[t] / floor if best[t] and floor else None) for t in TOOLS),
         ratios_noop=dict((t, noop[t] / floor if noop[t] and floor else None) for t in TOOLS),
-        baseline_ping=dict(times=ping, best=ping_best),
+        baseline_ping=dict(times=ping, best=ping_best, cpu=ping_cpu),
+        client_cpu_best=cpu_best,
         baseline_psql_select1=dict(times=psql_select, best=min(psql_select)),
         module_own_time=own,
         elapsed_seconds=elapsed,
