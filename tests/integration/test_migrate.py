@@ -722,6 +722,13 @@ def test_lint_gate_stops_before_anything_and_check_mode_lists_findings(pg, run_p
     assert any(f["rule"] == "ML-006" for f in gated["result"]["findings"])
     # Nothing ran: not even the history table was created.
     assert fingerprint(pg, db) == before
+    # lint: false skips the lint altogether (lint_fail_on=never would still lint and return findings).
+    run = run_playbook(
+        play(pg, db, [task("unlinted", path=path, lint=False, lint_fail_on="low")])
+    ).assert_ok()
+    unlinted = result_of(run, "unlinted")
+    assert [m["script"] for m in unlinted["applied"]] == ["V1__ok.sql", "V2__index.sql"]
+    assert unlinted["findings"] == [] and "history" not in unlinted
 
 
 # -- Flyway compatibility and failure reporting (found against public Flyway sets) ----------------
