@@ -343,6 +343,21 @@ from ansible_collections.dbarch.postgresql.plugins.module_utils import migration
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
 
 
+class _LazyLint:
+    """migration_lint, imported on first use: a run with nothing pending never loads (nor
+    compiles, from the module's zip) the lint, which was most of a no-op run's import time."""
+
+    def __getattr__(self, name):
+        from ansible_collections.dbarch.postgresql.plugins.module_utils import (  # noqa: PLC0415
+            migration_lint,
+        )
+
+        return getattr(migration_lint, name)
+
+
+ml = _LazyLint()
+
+
 def local_files(module, folder):
     """(name, text) of the migration files under folder, when the action plugin did not send them."""
     import os  # noqa: PLC0415 - only on this fallback path
@@ -410,19 +425,11 @@ def main():
 
     def lint(pending):
         """migration_lint on the pending migrations, with the database's table sizes."""
-        # Imported here: a run with nothing pending never loads (nor compiles) the lint.
-        from ansible_collections.dbarch.postgresql.plugins.module_utils import (  # noqa: PLC0415
-            migration_lint as ml,
-        )
-
-        try:
-            sizes = ml.table_sizes(session)
-            for script, text in pending:
-                linted.extend(
-                    ml.lint_sql(text, source=script, table_sizes=sizes, exclude_rules=p["lint_exclude_rules"])
-                )
-        except ml.MigrationLintError as exc:
-            raise mg.MigrationError(str(exc)) from None
+        sizes = ml.table_sizes(session)
+        for script, text in pending:
+            linted.extend(
+                ml.lint_sql(text, source=script, table_sizes=sizes, exclude_rules=p["lint_exclude_rules"])
+            )
         failing = fnd.gate(linted, p["lint_fail_on"])
         if failing:
             message = fnd.gate_message(failing, p["lint_fail_on"])
@@ -458,7 +465,7 @@ def main():
             working_directory=p["working_directory"],
             return_history=p["return_history"],
         )
-    except (mg.MigrationError, pg.PgError) as exc:
+    except (mg.MigrationError, pg.PgError, ml.MigrationLintError) as exc:
         extra = dict(sqlstate=getattr(exc, "sqlstate", None), findings=[f.to_dict() for f in linted])
         if isinstance(exc, mg.MigrationError):
             extra.update(script=exc.script, line=exc.line)
