@@ -11,7 +11,7 @@ One run, one throwaway cluster, one fresh database per tool and per run:
    with deploy scripts, yoyo ``.sql`` files);
 2. apply them with each tool to a fresh database, best of ``--runs``: psql (the floor:
    one session, one transaction per file, no history), ``dbarch.postgresql.migrate``
-   through ``ansible localhost -m`` with ``lint_fail_on=never`` and again with the default
+   through ``ansible localhost -m`` with ``lint: false`` (no lint) and again with the default
    lint, the engine in-process (``migrations.run(session, "migrate", files)``), dbmate,
    sqitch and yoyo;
 3. run each tool again with nothing pending on the applied database (the no-op run);
@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import secrets
 import shutil
 import subprocess
@@ -54,7 +55,7 @@ from ansible_collections.dbarch.postgresql.plugins.module_utils import pg  # noq
 
 MODULE = "dbarch.postgresql.migrate"
 PSQL = "psql (floor)"
-MOD_NOLINT = "migrate module, lint_fail_on=never"
+MOD_NOLINT = "migrate module, lint: false"
 MOD_LINT = "migrate module, default lint (high)"
 ENGINE = "migrate engine, in-process"
 DBMATE = "dbmate"
@@ -251,10 +252,23 @@ class ToolFailed(Exception):
     pass
 
 
+# Client CPU seconds (user + sys) of the last timed run: children for a command, this process for
+# the in-process engine. Unlike wall time it hardly moves with the load of a shared machine; it
+# leaves out the server's work, which is the same for every tool.
+LAST_CPU = [None]
+
+
+def children_cpu():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed(argv, env=None, cwd=None, ok=None):
+    cpu0 = children_cpu()
     t0 = time.perf_counter()
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=cwd, check=False)
     seconds = time.perf_counter() - t0
+    LAST_CPU[0] = children_cpu() - cpu0
     if proc.returncode != 0 and not (ok and ok(proc)):
         raise ToolFailed(
             "%s exited %d: %s"
@@ -344,7 +358,8 @@ class Runner:
             login_db=dbname,
         )
         if not lint:
-            args["lint_fail_on"] = "never"
+            # lint_fail_on=never still lints (it only never stops); lint: false does not lint at all.
+            args["lint"] = False
         return args
 
     def run(self, tool, dbname):
@@ -371,6 +386,7 @@ class Runner:
                 login_db=dbname,
                 lock_timeout="5s",
             )
+            cpu0 = time.process_time()
             t0 = time.perf_counter()
             session = pg.connect(params, "migrate_bench")
             try:
@@ -379,7 +395,9 @@ class Runner:
                 raise ToolFailed("engine: %s" % exc) from None
             finally:
                 session.close()
-            return time.perf_counter() - t0
+            seconds = time.perf_counter() - t0
+            LAST_CPU[0] = time.process_time() - cpu0
+            return seconds
         if tool == DBMATE:
             if not self.dbmate_bin:
                 raise ToolFailed("dbmate is not installed: npm install --prefix bench/.npm dbmate")
@@ -468,7 +486,15 @@ def main(argv=None):
     ap.add_argument("--version", type=int, default=15, help="PostgreSQL major of the throwaway cluster")
     ap.add_argument("--keep", action="store_true", help="leave the throwaway cluster and files in place")
     ap.add_argument("--out", default=os.path.join(OUT_DIR, "migrate.json"))
+    ap.add_argument(
+        "--tools",
+        default=",".join(TOOLS),
+        help="comma-separated subset of the tools to run (psql, the floor, always runs); "
+        "e.g. 'module,engine' for the migrate lines only",
+    )
     opts = ap.parse_args(argv)
+    wanted = [w.strip().lower() for w in opts.tools.split(",") if w.strip()]
+    opts.tools = set([PSQL] + [t for t in TOOLS if any(w in t.lower() for w in wanted)])
     if min(opts.migrations, opts.runs, opts.noop_runs) < 1:
         ap.error("--migrations, --runs and --noop-runs must be at least 1")
 
@@ -478,19 +504,33 @@ def main(argv=None):
     top = tempfile.mkdtemp(prefix="migbench-files-")
     paths = write_layouts(items, top)
     cluster = Cluster(opts.version)
-    results = dict((tool, dict(apply=[], noop=[], error=None, check=None, database=None)) for tool in TOOLS)
+    results = dict(
+        (tool, dict(apply=[], noop=[], apply_cpu=[], noop_cpu=[], error=None, check=None, database=None))
+        for tool in TOOLS
+    )
+    for tool in TOOLS:
+        if tool not in opts.tools:
+            results[tool]["error"] = "not selected (--tools)"
     try:
         server_version = cluster.server_version()
         runner = Runner(cluster, paths)
         versions = tool_versions(runner)
         ping = []
 
+        ping_cpu = []
+
         def ping_once():
             ping.append(run_adhoc("ansible.builtin.ping", None, cluster.password)[0])
+            ping_cpu.append(LAST_CPU[0])
 
-        for tool in TOOLS:
-            res = results[tool]
-            for run in range(opts.runs):
+        # Round-robin: every tool once per round, so that each round sees the same load on a shared
+        # machine (one tool's runs all in a row can land in a busy minute another tool missed).
+        selected = [t for t in TOOLS if t in opts.tools]
+        for run in range(opts.runs):
+            for tool in selected:
+                res = results[tool]
+                if res["error"]:
+                    continue
                 dbname = "mb_%s_%d" % (TOOLS.index(tool), run + 1)
                 cluster.create_db(dbname)
                 if tool in (MOD_NOLINT, MOD_LINT):
@@ -501,25 +541,33 @@ def main(argv=None):
                 )
                 try:
                     res["apply"].append(runner.run(tool, dbname))
+                    res["apply_cpu"].append(LAST_CPU[0])
                 except ToolFailed as exc:
                     res["error"] = str(exc)
+                    res["database"] = None
                     log("  FAILED: %s" % exc)
-                    break
+                    continue
                 res["database"] = dbname
-            if res["database"] is None:
-                continue
-            res["check"] = count_objects(cluster, res["database"], tool)
-            if tool == PSQL:
-                continue  # no history: a second run would apply everything again
-            log("%s: no-op run on %s" % (tool, res["database"]))
-            try:
-                for _run in range(opts.noop_runs):
+        for tool in selected:
+            res = results[tool]
+            if res["database"] is not None:
+                res["check"] = count_objects(cluster, res["database"], tool)
+        # psql keeps no history: a second run would apply everything again.
+        noop_tools = [t for t in selected if t != PSQL and results[t]["database"] is not None]
+        for _run in range(opts.noop_runs):
+            for tool in noop_tools:
+                res = results[tool]
+                if res.get("noop_error"):
+                    continue
+                log("%s: no-op run on %s" % (tool, res["database"]))
+                try:
                     if tool in (MOD_NOLINT, MOD_LINT):
                         ping_once()
                     res["noop"].append(runner.run(tool, res["database"]))
-            except ToolFailed as exc:
-                res["noop_error"] = str(exc)
-                log("  no-op FAILED: %s" % exc)
+                    res["noop_cpu"].append(LAST_CPU[0])
+                except ToolFailed as exc:
+                    res["noop_error"] = str(exc)
+                    log("  no-op FAILED: %s" % exc)
         log("baseline: ansible.builtin.ping x%d (plus one before each module run)" % opts.noop_runs)
         for _run in range(opts.noop_runs):
             ping_once()
@@ -601,6 +649,32 @@ def main(argv=None):
         )
     if best[MOD_LINT] is not None and best[MOD_NOLINT] is not None:
         print("cost of the default lint on apply: %+.3f s" % (best[MOD_LINT] - best[MOD_NOLINT]))
+    if best[ENGINE] is not None:
+        for tool in (MOD_NOLINT, MOD_LINT):
+            if best[tool] is not None:
+                print(
+                    "module / engine (%s): apply %.2fx, own time (ping subtracted) %.2fx"
+                    % (tool.split(", ")[1], best[tool] / best[ENGINE], own[tool]["apply"] / best[ENGINE])
+                )
+    cpu_best = dict(
+        (
+            t,
+            dict(
+                apply=min(r["apply_cpu"]) if r["apply_cpu"] else None,
+                noop=min(r["noop_cpu"]) if r["noop_cpu"] else None,
+            ),
+        )
+        for t, r in results.items()
+    )
+    print()
+    print("Client CPU seconds (user + sys, best; the server's work is left out, the same for every tool):")
+    print("  ansible.builtin.ping: %s" % seconds_text(min(ping_cpu) if ping_cpu else None))
+    for tool in (PSQL, MOD_NOLINT, MOD_LINT, ENGINE):
+        if cpu_best[tool]["apply"] is not None:
+            print(
+                "  %-36s apply %s, no-op %s"
+                % (tool, seconds_text(cpu_best[tool]["apply"]), seconds_text(cpu_best[tool]["noop"]))
+            )
     print()
     print(
         "Check (tables / note columns / indexes / rows / history rows; expected %s):"
@@ -654,7 +728,8 @@ def main(argv=None):
         floor_psql_apply=floor,
         ratios_apply=dict((t, best[t] / floor if best[t] and floor else None) for t in TOOLS),
         ratios_noop=dict((t, noop[t] / floor if noop[t] and floor else None) for t in TOOLS),
-        baseline_ping=dict(times=ping, best=ping_best),
+        baseline_ping=dict(times=ping, best=ping_best, cpu=ping_cpu),
+        client_cpu_best=cpu_best,
         baseline_psql_select1=dict(times=psql_select, best=min(psql_select)),
         module_own_time=own,
         elapsed_seconds=elapsed,

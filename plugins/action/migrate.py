@@ -70,6 +70,10 @@ class ActionModule(ActionBase):
             )
         args["path"] = folder
         args["_files"] = read_migration_files(folder)
+        # ${flyway:workingDirectory} is Flyway's user.dir: where the tool was started, here the
+        # controller's working directory (not the module's temporary folder on the host).
+        if not args.get("working_directory"):
+            args["working_directory"] = os.getcwd()
         module_result = self._execute_module(
             module_name="dbarch.postgresql.migrate", module_args=args, task_vars=task_vars
         )

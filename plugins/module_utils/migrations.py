@@ -34,6 +34,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import hashlib
+import os
 import re
 import struct
 import time
@@ -53,6 +54,16 @@ COMMANDS = ("migrate", "info", "validate", "baseline", "repair", "undo")
 _NAME_RE = re.compile(r"^(?P<prefix>[VUR])(?P<version>[^_]*(?:_(?!_)[^_]*)*)__(?P<desc>.*)\.sql$", re.DOTALL)
 _VERSION_RE = re.compile(r"^\d+(?:[._]\d+)*$")
 _PLACEHOLDER_RE = re.compile(r"\$\{([^{}\s]+)\}")
+# PostgreSQL keeps NAMEDATALEN - 1 = 63 bytes of an identifier and silently truncates the rest.
+MAX_IDENTIFIER_BYTES = 63
+# The history table's own objects: "<table>_pk" (constraint) and "<table>_s_idx" (index).
+HISTORY_SUFFIXES = ("_pk", "_s_idx")
+# Placeholders whose value is masked in every message and returned text (besides secret_placeholders).
+SECRET_NAME_RE = re.compile(r"password|passwd|secret|token|credential|key$", re.IGNORECASE)
+MASK = "********"
+# Flyway's ${flyway:timestamp} format ('yyyy-MM-dd HH:mm:ss', local time of the process).
+TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+DEFAULT_ENVIRONMENT = "default"
 
 
 class MigrationError(DbarchError):
@@ -77,8 +88,10 @@ def checksum(text):
     BufferedReader.readLine, which ends a line at LF, CR or CRLF and drops the
     terminator), a UTF-8 byte order mark is removed from the first line, the UTF-8 bytes
     of each line are fed to one CRC-32 (java.util.zip.CRC32, the same polynomial as
-    zlib.crc32) and the result is cast to a signed 32-bit int. Flyway checksums the raw
-    file, before any placeholder is replaced; so does this function's caller.
+    zlib.crc32) and the result is cast to a signed 32-bit int. The caller chooses the
+    text: Flyway checksums a versioned (or undo) file as written, and a repeatable file
+    after its placeholders are replaced (SqlMigrationResolver.getChecksumForLoadableResource:
+    ``repeatable && placeholderReplacement``), so a changed placeholder value re-runs it.
     """
     if text.startswith("\ufeff"):
         text = text[1:]
@@ -287,6 +300,79 @@ def substitute(text, placeholders, script):
         else:
             out.append(repl_line(lineno, piece))
     return "".join(out)
+
+
+def is_secret_name(name, secret_names=()):
+    """True when a placeholder's value must never show: listed in secret_names, or its name
+    contains password, passwd, secret, token or credential, or ends with key (any case)."""
+    lowered = str(name).lower()
+    return lowered in {str(n).lower() for n in secret_names or ()} or bool(SECRET_NAME_RE.search(lowered))
+
+
+def secret_values(placeholders, secret_names=()):
+    """The values to mask: those of the secret placeholders, longest first, empty ones left out."""
+    values = set()
+    for name, value in (placeholders or {}).items():
+        if value is not None and is_secret_name(name, secret_names):
+            text = str(value)
+            if text:
+                values.add(text)
+    return sorted(values, key=lambda v: (-len(v), v))
+
+
+def mask(value, secrets):
+    """value with every secret replaced by MASK, in strings, lists, tuples and dicts (recursively)."""
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        for secret in secrets:
+            if secret in value:
+                value = value.replace(secret, MASK)
+        return value
+    if isinstance(value, dict):
+        return dict((k, mask(v, secrets)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return type(value)(mask(v, secrets) for v in value)
+    return value
+
+
+def mask_error(exc, secrets):
+    """Mask the secrets in a MigrationError's or PgError's message, statement and partial result."""
+    if not secrets:
+        return exc
+    message = mask(getattr(exc, "message", None) or (exc.args[0] if exc.args else ""), secrets)
+    exc.message = message
+    exc.args = (message,) + tuple(exc.args[1:])
+    if getattr(exc, "statement", None):
+        exc.statement = mask(exc.statement, secrets)
+    if getattr(exc, "partial", None):
+        exc.partial = mask(exc.partial, secrets)
+    return exc
+
+
+def check_identifier(what, name, suffixes=()):
+    """Refuse a name (with any of suffixes appended) that PostgreSQL would truncate to 63 bytes."""
+    for suffix in ("",) + tuple(suffixes):
+        full = name + suffix
+        size = len(full.encode("utf-8"))
+        if size > MAX_IDENTIFIER_BYTES:
+            raise MigrationError(
+                "%s %r is too long: %s%r is %d bytes in UTF-8 and PostgreSQL keeps only %d "
+                "(NAMEDATALEN - 1); it would silently truncate it%s. Choose a %s name of at most %d bytes."
+                % (
+                    what,
+                    name,
+                    ""
+                    if not suffix
+                    else "the name of its %s " % ("constraint" if suffix == "_pk" else "index"),
+                    full,
+                    size,
+                    MAX_IDENTIFIER_BYTES,
+                    " and the names would collide" if suffix else "",
+                    what,
+                    MAX_IDENTIFIER_BYTES - max(len(x.encode("utf-8")) for x in ("",) + tuple(suffixes)),
+                )
+            )
 
 
 class Statement:
@@ -543,6 +629,11 @@ class Migrator:
         preview=False,
         sleep=time.sleep,
         lint=None,
+        secret_placeholders=None,
+        fail_on_missing_target=True,
+        environment=None,
+        working_directory=None,
+        return_history=False,
     ):
         self.session = session
         # lint(pending) -> findings: called with [(script, text with placeholders replaced)] of the
@@ -550,11 +641,25 @@ class Migrator:
         self.lint_hook = lint
         self.schema = schema or DEFAULT_SCHEMA
         self.table = table or DEFAULT_TABLE
+        check_identifier("schema", self.schema)
+        check_identifier("history table", self.table)
         self.placeholders = dict(placeholders or {})
+        self.secrets = secret_values(self.placeholders, secret_placeholders)
         self.set = MigrationSet(files)
         self.target = None
+        # As in Flyway: a target version no migration has fails, unless it ends with "?".
+        self.fail_on_missing_target = bool(fail_on_missing_target)
+        target = str(target).strip() if target is not None else None
+        if target and target.endswith("?"):
+            target = target[:-1].strip()
+            self.fail_on_missing_target = False
         if target not in (None, "", "latest", "current"):
             self.target = Version(target)
+        self.environment = environment or DEFAULT_ENVIRONMENT
+        self.working_directory = working_directory or os.getcwd()
+        # Parsed once per run, as Flyway parses the scripts once.
+        self.timestamp = time.strftime(TIMESTAMP_FORMAT, time.localtime())
+        self.return_history = bool(return_history)
         self.out_of_order = bool(out_of_order)
         self.lock_timeout = pg.validate_timeout("lock_timeout", lock_timeout) if lock_timeout else None
         self.lock_retries = max(0, int(lock_retries))
@@ -586,8 +691,22 @@ class Migrator:
                 "flyway:user": row["u"],
                 "flyway:database": row["d"],
                 "flyway:table": self.table,
+                "flyway:timestamp": self.timestamp,
+                "flyway:workingDirectory": self.working_directory,
+                "flyway:environment": self.environment,
             }
         return self._builtins
+
+    def resolve_checksums(self):
+        """Checksum repeatable migrations after placeholder replacement, as Flyway does.
+
+        Versioned and undo migrations keep the checksum of the file as written. A repeatable
+        one whose text has ``${...}`` gets the checksum of its replaced text, so a changed
+        placeholder value (or ``${flyway:timestamp}``, which changes every run) re-runs it.
+        """
+        for mig in self.set.repeatable:
+            if "${" in mig.text:
+                mig.checksum = checksum(self.substituted(mig))
 
     def table_exists(self):
         return (
@@ -615,6 +734,7 @@ class Migrator:
     def create_history(self):
         if self.table_exists():
             return False
+        check_identifier("history table", self.table, HISTORY_SUFFIXES)
         self.session.execute(self._sql("CREATE SCHEMA IF NOT EXISTS {}", pg.ident(self.schema)))
         self.session.execute(
             self._sql(
@@ -980,24 +1100,72 @@ class Migrator:
         return "\n\n".join(chunks)
 
     # -- commands --------------------------------------------------------------------------
-    def _result(self, state, changed, **extra):
-        current = state.current
+    def _result(self, state, changed, history=None, current=False, **extra):
+        if current is False:
+            current = state.current
         res = dict(
             changed=changed,
             current_version=current.text if current else None,
             applied=self.applied,
-            history=[row_summary(r) for r in state.rows],
             retries=self.retries,
             log=self.log,
         )
+        # The whole history only when asked for (or for info): on a long history it is most of
+        # the result, and returning it on every run cost more than the run itself.
+        if self.return_history if history is None else history:
+            res["history"] = [row_summary(r) for r in state.rows]
         res.update(extra)
         return res
+
+    def check_target(self, state):
+        """Fail, as Flyway does, when target names a version no migration file or history row has."""
+        if self.target is None or not self.fail_on_missing_target:
+            return
+        known = {m.version for m in self.set.versioned} | set(state.applied)
+        if self.target in known:
+            return
+        below = sorted(v for v in known if v < self.target)[-3:]
+        above = sorted(v for v in known if v > self.target)[:3]
+        raise MigrationError(
+            "target %s: no migration has this version. Nearest available versions: below %s; above %s. "
+            "Give an existing version, or end the target with '?' (target: \"%s?\") or set "
+            "fail_on_missing_target=false to migrate up to the highest version below it."
+            % (
+                self.target.text,
+                ", ".join(v.text for v in below) or "none",
+                ", ".join(v.text for v in above) or "none",
+                self.target.text,
+            )
+        )
+
+    def _failure(self, exc, mig, created, current):
+        """Attach what this run did before it failed to the exception (exc.partial)."""
+        recorded = mig is not None and not (self._prepared.get(mig.script, (None, True))[1])
+        exc.partial = dict(
+            changed=bool(self.applied) or created or recorded,
+            applied=list(self.applied),
+            failed_migration=None
+            if mig is None
+            else dict(
+                version=mig.version_text,
+                description=mig.description,
+                script=mig.script,
+                line=getattr(exc, "line", None),
+                sqlstate=getattr(exc, "sqlstate", None),
+                # A migration run outside a transaction leaves its row with success=false.
+                recorded_as_failed=recorded,
+            ),
+            current_version=current.text if current else None,
+            retries=self.retries,
+            log=list(self.log),
+        )
+        return exc
 
     def info(self):
         state = self.read_history()
         pending = self.pending(state)
         return self._result(
-            state, False, pending=[m.summary() for m in pending], findings=self.findings(state)
+            state, False, history=True, pending=[m.summary() for m in pending], findings=self.findings(state)
         )
 
     def validate(self):
@@ -1016,6 +1184,7 @@ class Migrator:
 
     def migrate(self):
         state = self.read_history()
+        self.check_target(state)
         if self.check_mode:
             self._gate(state, "applied")
             pending = self.pending(state)
@@ -1033,7 +1202,6 @@ class Migrator:
         linted = self.lint(self.pending(state))
         self.lock()
         try:
-            created = self.create_history()
             state = self.read_history()
             self._gate(state, "applied")
             pending = self.pending(state)
@@ -1041,16 +1209,28 @@ class Migrator:
             for mig in pending:  # every file parsed before anything runs
                 self.prepared(mig)
             preview = self.sql_preview(pending) if self.want_preview else None
+            # Nothing is written before every check passed (validation, lint, placeholders, parsing):
+            # the history table is created here, right before the first migration (or when none is
+            # pending, as Flyway does), so a lint stop and a syntax error both leave nothing behind.
+            created = self.create_history()
             current = state.current
-            for mig in pending:
-                # The history is not read again after each migration: the lock keeps it ours.
-                self.apply(mig, "SQL", current.text if current else None)
-                if mig.version is not None and (current is None or mig.version > current):
-                    current = mig.version
-            state = self.read_history()
+            mig = None
+            try:
+                for mig in pending:
+                    # The history is not read again after each migration: the lock keeps it ours.
+                    self.apply(mig, "SQL", current.text if current else None)
+                    if mig.version is not None and (current is None or mig.version > current):
+                        current = mig.version
+                mig = None
+            except (MigrationError, pg.PgError) as exc:
+                self._failure(exc, mig, created, current)
+                raise
+            # The current version is known without reading the history again (the lock keeps it
+            # ours); it is read again only when the whole history is to be returned.
             return self._result(
-                state,
+                self.read_history() if self.return_history else state,
                 bool(self.applied) or created,
+                current=current,
                 pending=[],
                 findings=linted,
                 preview=preview,
@@ -1193,9 +1373,15 @@ class Migrator:
             for mig in todo:
                 self.prepared(mig)
             preview = self.sql_preview(todo) if self.want_preview else None
-            for mig in todo:
-                self.apply(mig, "UNDO_SQL", state.current.text if state.current else None)
-                state = self.read_history()
+            mig = None
+            try:
+                for mig in todo:
+                    self.apply(mig, "UNDO_SQL", state.current.text if state.current else None)
+                    state = self.read_history()
+                mig = None
+            except (MigrationError, pg.PgError) as exc:
+                self._failure(exc, mig, False, state.current)
+                raise
             return self._result(
                 state, bool(self.applied), pending=[], findings=[], preview=preview, before_version=before
             )
@@ -1243,6 +1429,13 @@ def run(session, command, files, baseline_version=None, baseline_description=Non
     if command not in COMMANDS:
         raise MigrationError("Unknown command %r: use one of %s." % (command, ", ".join(COMMANDS)))
     migrator = Migrator(session, files, **options)
-    if command == "baseline":
-        return migrator.baseline(baseline_version, baseline_description)
-    return getattr(migrator, command)()
+    try:
+        migrator.resolve_checksums()
+        if command == "baseline":
+            result = migrator.baseline(baseline_version, baseline_description)
+        else:
+            result = getattr(migrator, command)()
+    except (MigrationError, pg.PgError) as exc:
+        raise mask_error(exc, migrator.secrets) from None
+    # Placeholder values given as secret never show, not even in the SQL preview.
+    return mask(result, migrator.secrets)

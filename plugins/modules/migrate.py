@@ -31,7 +31,13 @@ description:
   - One advisory lock per history table is held for the whole run, so concurrent runs wait for each
     other (at most O(lock_wait_timeout)) and never apply a migration twice.
   - A failure names the file, the line of the statement, the SQLSTATE, the server's message and the
-    statement; the database stays at the last migration that succeeded.
+    statement; the database stays at the last migration that succeeded. The failed result still lists
+    what the run applied before (RV(applied), with C(changed=true)) and the migration that failed
+    (RV(failed_migration)).
+  - Nothing is written before every check passed (validation of the history, O(target), the lint, the
+    placeholders and the parsing of every pending file); the history table is created right after, before
+    the first migration runs (or when nothing is pending, as Flyway does). A syntax error, an unknown
+    placeholder or a lint stop leave the database exactly as it was.
 author:
   - dbarch.postgresql maintainers (@dbarch)
 options:
@@ -62,17 +68,59 @@ options:
   target:
     description:
       - Highest version to migrate to. Versions above it stay pending. Default is the latest.
+      - As in Flyway, a version that no migration file and no history row has fails the run, naming the
+        nearest available versions; end it with C(?) (for example C(3?)) or set
+        O(fail_on_missing_target=false) to migrate up to the highest version below it instead.
       - With O(command=undo), undo every applied version above it (latest first).
     type: str
+  fail_on_missing_target:
+    description:
+      - Fail when O(target) names a version that no migration has (Flyway's C(failOnMissingTarget)).
+    type: bool
+    default: true
   placeholders:
     description:
       - Values for C(${name}) placeholders in the migration files. An unknown placeholder fails the
         task naming the file and line.
-      - Built in, as in Flyway, C(${flyway:defaultSchema}), C(${flyway:user}), C(${flyway:database}),
-        C(${flyway:table}) and C(${flyway:filename}).
-      - Checksums are computed on the files as written, before placeholders are replaced, as Flyway does.
+      - Built in, as in Flyway, C(${flyway:defaultSchema}) (O(schema)), C(${flyway:user}),
+        C(${flyway:database}), C(${flyway:table}) (O(table)), C(${flyway:filename}),
+        C(${flyway:timestamp}) (the time of the run, C(yyyy-MM-dd HH:mm:ss), local time of the host that
+        runs the module), C(${flyway:workingDirectory}) (O(working_directory)) and
+        C(${flyway:environment}) (O(environment)).
+      - As in Flyway, versioned and undo files are checksummed as written, before placeholders are replaced,
+        and repeatable files after, so a changed placeholder value runs a repeatable migration again, and so
+        does C(${flyway:timestamp}) in a repeatable file, at every run.
+      - The values of secret placeholders (see O(secret_placeholders)) are masked in every message and
+        returned text, the invocation included; the other values stay readable.
     type: dict
     default: {}
+  secret_placeholders:
+    description:
+      - Names of placeholders whose values are secret. Their values, and those of every placeholder whose
+        name contains C(password), C(passwd), C(secret), C(token) or C(credential) or ends with C(key)
+        (any case), are replaced by C(********) in failure messages, statements, the SQL of the diff,
+        findings and the invocation.
+    type: list
+    elements: str
+    default: []
+  environment:
+    description:
+      - Value of C(${flyway:environment}) (Flyway's environment name; Flyway's default is C(default)).
+    type: str
+    default: default
+  working_directory:
+    description:
+      - Value of C(${flyway:workingDirectory}). Default is the working directory of C(ansible-playbook) on
+        the controller (like Flyway's C(user.dir), where the tool was started), or of the module when it runs
+        without its action plugin.
+    type: str
+  return_history:
+    description:
+      - Return the whole history table in RV(history). Off by default, as the history of a long-lived
+        database is most of the result and returning it on every run cost more than the run itself.
+        O(command=info) always returns it.
+    type: bool
+    default: false
   out_of_order:
     description:
       - Apply pending migrations whose version is below the current version. Without it they are
@@ -82,6 +130,9 @@ options:
   table:
     description:
       - Name of the history table.
+      - At most 57 bytes in UTF-8, so that its constraint C(<table>_pk) and index C(<table>_s_idx) fit in
+        PostgreSQL's 63 bytes (NAMEDATALEN - 1) when the table is created; an existing table may have a name
+        up to 63 bytes. Longer names, which PostgreSQL would silently truncate, are refused.
     type: str
     default: flyway_schema_history
   schema:
@@ -107,6 +158,13 @@ options:
     type: list
     elements: str
     default: []
+  lint:
+    description:
+      - Lint the pending migrations before applying them (see O(lint_fail_on)). V(false) skips the lint
+        entirely (no findings), for example when an earlier check-mode run already linted the same files.
+        O(lint_fail_on=never) still lints and returns the findings, without stopping.
+    type: bool
+    default: true
   lock_timeout:
     description:
       - C(lock_timeout) of every migration statement (C(SET LOCAL) in each migration's transaction),
@@ -178,7 +236,17 @@ EXAMPLES = r"""
     login_db: shop
     placeholders:
       app_role: shop_app
+      app_password: "{{ vault_shop_app_password }}"  # masked: the name contains password
+      vault_path: "{{ shop_vault_path }}"
+    secret_placeholders: [vault_path]
   register: migration
+
+- name: Migrate up to version 5, or the highest version below it when there is no 5
+  dbarch.postgresql.migrate:
+    path: migrations/shop
+    login_db: shop
+    target: "5?"
+    return_history: true
 
 - name: Show what would run, without running it
   dbarch.postgresql.migrate:
@@ -233,9 +301,18 @@ pending:
   elements: dict
 history:
   description: Rows of the history table after the run, in installed_rank order.
-  returned: always
+  returned: when O(return_history=true), and with O(command=info)
   type: list
   elements: dict
+failed_migration:
+  description:
+    - The migration that failed, with C(version), C(description), C(script), C(line), C(sqlstate) and
+      C(recorded_as_failed) (true when it ran outside a transaction and its history row stays with
+      C(success=false)). The migrations applied before it are in RV(applied) and RV(changed) is true.
+  returned: when a migration failed while applying
+  type: dict
+  sample: {version: "4", description: four, script: V4__four.sql, line: 1, sqlstate: 42P01,
+           recorded_as_failed: false}
 findings:
   description:
     - Disagreements between history and files (O(command=validate) and O(command=info)), one per file,
@@ -263,9 +340,23 @@ queries:
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
-from ansible_collections.dbarch.postgresql.plugins.module_utils import migration_lint as ml
 from ansible_collections.dbarch.postgresql.plugins.module_utils import migrations as mg
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
+
+
+class _LazyLint:
+    """migration_lint, imported on first use: a run with nothing pending never loads (nor
+    compiles, from the module's zip) the lint, which was most of a no-op run's import time."""
+
+    def __getattr__(self, name):
+        from ansible_collections.dbarch.postgresql.plugins.module_utils import (  # noqa: PLC0415
+            migration_lint,
+        )
+
+        return getattr(migration_lint, name)
+
+
+ml = _LazyLint()
 
 
 def local_files(module, folder):
@@ -308,10 +399,22 @@ def main():
         baseline_description=dict(type="str", default=mg.BASELINE_DESCRIPTION),
         lint_fail_on=dict(type="str", default="high", choices=list(fnd.FAIL_ON_CHOICES)),
         lint_exclude_rules=dict(type="list", elements="str", default=[]),
+        lint=dict(type="bool", default=True),
+        secret_placeholders=dict(type="list", elements="str", default=[], no_log=False),
+        fail_on_missing_target=dict(type="bool", default=True),
+        environment=dict(type="str", default=mg.DEFAULT_ENVIRONMENT),
+        working_directory=dict(type="str"),
+        return_history=dict(type="bool", default=False),
         _files=dict(type="list", elements="dict"),
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
+    # The values of secret placeholders are masked by Ansible everywhere in the result (invocation
+    # included) and by the engine in its messages; the other placeholder values stay readable.
+    secrets = mg.secret_values(p["placeholders"], p["secret_placeholders"])
+    module.no_log_values.update(secrets)
+    # The files were sent by the action plugin; echoing them back in invocation doubled the result.
+    invocation = dict(module_args=dict((k, v) for k, v in p.items() if k != "_files"))
     if p["_files"] is not None:
         files = [(f["name"], f["content"]) for f in p["_files"]]
     else:
@@ -361,14 +464,24 @@ def main():
             lock_wait_timeout=p["lock_wait_timeout"],
             check_mode=module.check_mode,
             preview=module._diff,
-            lint=lint if p["command"] == "migrate" else None,
+            lint=lint if p["command"] == "migrate" and p["lint"] else None,
+            secret_placeholders=p["secret_placeholders"],
+            fail_on_missing_target=p["fail_on_missing_target"],
+            environment=p["environment"],
+            working_directory=p["working_directory"],
+            return_history=p["return_history"],
         )
     except (mg.MigrationError, pg.PgError, ml.MigrationLintError) as exc:
         extra = dict(sqlstate=getattr(exc, "sqlstate", None), findings=[f.to_dict() for f in linted])
         if isinstance(exc, mg.MigrationError):
             extra.update(script=exc.script, line=exc.line)
+        # What the run did before it failed: migrations applied (changed), the one that failed.
+        partial = getattr(exc, "partial", None)
+        if partial:
+            extra.update(partial)
+            extra["queries"] = extra.pop("log", [])
         session.close()
-        module.fail_json(msg=str(exc), **extra)
+        module.fail_json(msg=mg.mask(str(exc), secrets), invocation=invocation, **mg.mask(extra, secrets))
     finally:
         session.close()
 
@@ -385,6 +498,8 @@ def main():
             before="version: %s\n" % (before or "none"),
             after="version: %s\n%s" % (after or "none", "\n" + preview + "\n" if preview else ""),
         )
+    result = mg.mask(result, secrets)
+    result["invocation"] = invocation
     if p["command"] == "validate" and found:
         module.fail_json(
             msg="Validation of %s.%s failed: %s"

@@ -3,6 +3,7 @@
 """dbarch.postgresql.migrate against real PostgreSQL: playbooks (action plugin + module) and the engine."""
 
 import hashlib
+import json
 import os
 import random
 import shutil
@@ -721,3 +722,295 @@ def test_lint_gate_stops_before_anything_and_check_mode_lists_findings(pg, run_p
     assert any(f["rule"] == "ML-006" for f in gated["result"]["findings"])
     # Nothing ran: not even the history table was created.
     assert fingerprint(pg, db) == before
+    # lint: false skips the lint altogether (lint_fail_on=never would still lint and return findings).
+    run = run_playbook(
+        play(pg, db, [task("unlinted", path=path, lint=False, lint_fail_on="low")])
+    ).assert_ok()
+    unlinted = result_of(run, "unlinted")
+    assert [m["script"] for m in unlinted["applied"]] == ["V1__ok.sql", "V2__index.sql"]
+    assert unlinted["findings"] == [] and "history" not in unlinted
+
+
+# -- Flyway compatibility and failure reporting (found against public Flyway sets) ----------------
+def stored_repeatable(pg, db, description):
+    return pg.query(
+        "SELECT checksum FROM flyway_schema_history WHERE version IS NULL AND description = %s AND success "
+        "ORDER BY installed_rank",
+        (description,),
+        dbname=db,
+    )
+
+
+def test_repeatable_checksum_is_taken_after_placeholder_replacement(pg):
+    db = pg.createdb("mig_rep_ph")
+    raw = "CREATE OR REPLACE VIEW tier_label AS SELECT '${tier}'::text AS tier, 7 AS seven;\n"
+    files = [
+        ("V1__base.sql", "CREATE TABLE tier_base (id int);\n-- ${tier} stays raw in a versioned checksum\n"),
+        ("R__tier_view.sql", raw),
+    ]
+    session = engine_session(pg, db)
+    try:
+        first = mg.run(session, "migrate", files, placeholders={"tier": "gold"})
+        assert [m["script"] for m in first["applied"]] == ["V1__base.sql", "R__tier_view.sql"]
+        replaced = raw.replace("${tier}", "gold")
+        # Flyway's checksum of a repeatable file: its text after the placeholders are replaced.
+        assert stored_repeatable(pg, db, "tier view") == [(mg.checksum(replaced),)]
+        assert first["applied"][1]["checksum"] == mg.checksum(replaced) != mg.checksum(raw)
+        # Versioned files keep the checksum of the file as written.
+        assert first["applied"][0]["checksum"] == mg.checksum(files[0][1])
+        # Same value: nothing to do.
+        again = mg.run(session, "migrate", files, placeholders={"tier": "gold"})
+        assert again["applied"] == [] and again["changed"] is False
+        assert mg.run(session, "validate", files, placeholders={"tier": "gold"})["findings"] == []
+        # A new value re-runs the repeatable migration (only it).
+        changed = mg.run(session, "migrate", files, placeholders={"tier": "platinum"})
+        assert [m["script"] for m in changed["applied"]] == ["R__tier_view.sql"]
+        assert pg.query("SELECT tier FROM tier_label", dbname=db) == [("platinum",)]
+        assert stored_repeatable(pg, db, "tier view") == [
+            (mg.checksum(replaced),),
+            (mg.checksum(raw.replace("${tier}", "platinum")),),
+        ]
+    finally:
+        session.close()
+
+
+def test_repeatable_written_by_flyway_with_placeholders_does_not_run_again(pg):
+    db = pg.createdb("mig_rep_flyway")
+    raw = "CREATE OR REPLACE VIEW region_view AS SELECT '${region}'::text AS region;\n"
+    # What Flyway leaves behind: the view, and the history row with the checksum of the replaced text.
+    pg.query("CREATE VIEW region_view AS SELECT 'north'::text AS region", dbname=db)
+    session = engine_session(pg, db)
+    try:
+        mg.run(session, "migrate", [])
+        session.execute(
+            "INSERT INTO flyway_schema_history (installed_rank, version, description, type, script, "
+            "checksum, installed_by, execution_time, success) "
+            "VALUES (1, NULL, 'region view', 'SQL', 'R__region_view.sql', %s, 'flyway', 3, true)",
+            (mg.checksum(raw.replace("${region}", "north")),),
+        )
+        res = mg.run(session, "migrate", [("R__region_view.sql", raw)], placeholders={"region": "north"})
+        assert res["applied"] == [] and res["changed"] is False
+    finally:
+        session.close()
+
+
+def test_flyway_builtin_placeholders(pg, workdir):
+    db = pg.createdb("mig_builtins")
+    files = [
+        (
+            "V1__facts.sql",
+            "CREATE TABLE run_facts (k text PRIMARY KEY, v text);\n"
+            "INSERT INTO run_facts VALUES ('ts', '${flyway:timestamp}'),\n"
+            "  ('wd', '${flyway:workingDirectory}'), ('env', '${flyway:environment}'),\n"
+            "  ('file', '${flyway:filename}'), ('tbl', '${flyway:table}'),\n"
+            "  ('schema', '${flyway:defaultSchema}'), ('usr', '${flyway:user}'),\n"
+            "  ('db', '${flyway:database}');\n",
+        ),
+        ("R__stamp.sql", "CREATE OR REPLACE VIEW stamped AS SELECT '${flyway:timestamp}'::text AS at;\n"),
+    ]
+    session = engine_session(pg, db)
+    try:
+        res = mg.run(session, "migrate", files, environment="staging", working_directory=workdir)
+        facts = dict(pg.query("SELECT k, v FROM run_facts", dbname=db))
+        assert facts["env"] == "staging" and facts["wd"] == workdir and facts["file"] == "V1__facts.sql"
+        assert (facts["tbl"], facts["schema"], facts["db"]) == ("flyway_schema_history", "public", db)
+        assert facts["usr"] == pg.conn_params["login_user"]
+        # Flyway's format: yyyy-MM-dd HH:mm:ss.
+        assert time.strptime(facts["ts"], "%Y-%m-%d %H:%M:%S")
+        assert [m["script"] for m in res["applied"]] == ["V1__facts.sql", "R__stamp.sql"]
+        # ${flyway:timestamp} in a repeatable migration changes its checksum at every run (as in Flyway),
+        # once the second has changed.
+        stamp = pg.query("SELECT at FROM stamped", dbname=db)[0][0]
+        while time.strftime("%Y-%m-%d %H:%M:%S") == stamp:
+            time.sleep(0.05)
+        res = mg.run(session, "migrate", files, environment="staging", working_directory=workdir)
+        assert [m["script"] for m in res["applied"]] == ["R__stamp.sql"]
+        # The default environment is Flyway's: "default".
+        assert mg.Migrator(session, files).builtins()["flyway:environment"] == "default"
+    finally:
+        session.close()
+
+
+def test_target_that_no_migration_has_fails_unless_optional(pg):
+    db = pg.createdb("mig_target_missing")
+    files = [
+        ("V1__a.sql", "CREATE TABLE ta (id int);\n"),
+        ("V2__b.sql", "CREATE TABLE tb (id int);\n"),
+        ("V4__d.sql", "CREATE TABLE td (id int);\n"),
+    ]
+    session = engine_session(pg, db)
+    try:
+        for check_mode in (True, False):
+            with pytest.raises(mg.MigrationError) as err:
+                mg.run(session, "migrate", files, target="3", check_mode=check_mode)
+            assert "target 3: no migration has this version" in str(err.value)
+            assert "below 1, 2; above 4" in str(err.value)
+        # Nothing was written: not even the history table.
+        assert pg.query("SELECT to_regclass('flyway_schema_history') IS NULL", dbname=db) == [(True,)]
+        # "3?" (as in Flyway) or fail_on_missing_target=false: up to the highest version below it.
+        assert mg.run(session, "migrate", files, target="3?")["current_version"] == "2"
+        assert mg.run(session, "migrate", files, target="3", fail_on_missing_target=False)["changed"] is False
+        # An applied version, or one that only the history has (here the current one), is a valid target.
+        assert mg.run(session, "migrate", files, target="2")["changed"] is False
+        assert mg.run(session, "migrate", files, target="4")["current_version"] == "4"
+    finally:
+        session.close()
+
+
+def test_failure_after_applied_migrations_reports_them(pg, run_playbook, workdir):
+    db = pg.createdb("mig_partial")
+    files = {
+        "V1__one.sql": "CREATE TABLE p1 (id int);\n",
+        "V2__two.sql": "CREATE TABLE p2 (id int);\n",
+        "V3__three.sql": "CREATE TABLE p3 (id int);\n",
+        "V4__four.sql": "INSERT INTO p_missing VALUES (1);\n",
+    }
+    session = engine_session(pg, db)
+    try:
+        with pytest.raises(mg.MigrationError) as err:
+            mg.run(session, "migrate", sorted(files.items()))
+        partial = err.value.partial
+        assert partial["changed"] is True and partial["current_version"] == "3"
+        assert [m["script"] for m in partial["applied"]] == ["V1__one.sql", "V2__two.sql", "V3__three.sql"]
+        assert (
+            partial["failed_migration"]["script"] == "V4__four.sql"
+            and partial["failed_migration"]["sqlstate"] == "42P01"
+        )
+    finally:
+        session.close()
+
+    # Through the module: failed, changed, V3 listed as applied and V4 as failed.
+    db2 = pg.createdb("mig_partial_module")
+    path = write_files(os.path.join(workdir, "partial"), files)
+    run = run_playbook(play(pg, db2, [task("migrate", path=path, ignore_errors=True)]))
+    record = run.task("migrate")
+    res = record["result"]
+    assert record["status"] == "failed" and res["changed"] is True
+    assert [m["script"] for m in res["applied"]] == ["V1__one.sql", "V2__two.sql", "V3__three.sql"]
+    assert res["failed_migration"]["script"] == "V4__four.sql" and res["failed_migration"]["version"] == "4"
+    assert res["current_version"] == "3"
+    assert [h[0] for h in history(pg, db2)] == ["1", "2", "3"]
+
+
+def test_syntax_error_and_lint_stop_both_leave_nothing(pg, run_playbook, workdir):
+    db = pg.createdb("mig_nothing")
+    files = [
+        ("V1__ok.sql", "CREATE TABLE n_ok (id int);\n"),
+        ("V2__bad.sql", "CREATE TABLE n_bad (id int;\n"),
+    ]
+    session = engine_session(pg, db)
+    try:
+        with pytest.raises(mg.MigrationError, match=r"V2__bad\.sql line 1: SQL syntax error"):
+            mg.run(session, "migrate", files)
+    finally:
+        session.close()
+    # Every check passes before anything is written: no history table, no V1.
+    assert pg.query(
+        "SELECT to_regclass('flyway_schema_history') IS NULL, to_regclass('n_ok') IS NULL", dbname=db
+    ) == [(True, True)]
+
+
+def test_secret_placeholders_never_show(pg, run_playbook, workdir):
+    db = pg.createdb("mig_secret")
+    secret, custom = "Zq9-hunter2-Xv", "custom-hidden-41"
+    path = write_files(
+        os.path.join(workdir, "secret"),
+        {
+            "V1__role.sql": "CREATE TABLE creds (who text, pw text, extra text);\n",
+            "V2__fail.sql": "INSERT INTO creds_missing\n"
+            "VALUES ('${owner}', '${app_password}', '${vault_ref}');\n",
+        },
+    )
+    placeholders = {"owner": "visible_owner", "app_password": secret, "vault_ref": custom}
+    run = run_playbook(
+        play(
+            pg,
+            db,
+            [
+                task(
+                    "preview",
+                    path=path,
+                    placeholders=placeholders,
+                    secret_placeholders=["vault_ref"],
+                    check_mode=True,
+                    diff=True,
+                ),
+                task(
+                    "migrate",
+                    path=path,
+                    placeholders=placeholders,
+                    secret_placeholders=["vault_ref"],
+                    ignore_errors=True,
+                ),
+            ],
+        ),
+        diff=True,
+    )
+    preview = run.task("preview")
+    failed = run.task("migrate")
+    assert failed["status"] == "failed"
+    msg = failed["result"]["msg"]
+    # The statement is in the message, with the secret values masked and the others readable.
+    assert "visible_owner" in msg and "********" in msg and "creds_missing" in msg
+    for record in (preview, failed):
+        dumped = json.dumps(record["result"])
+        assert secret not in dumped and custom not in dumped
+    assert "visible_owner" in preview["result"]["diff"]["after"]
+    assert "********" in preview["result"]["diff"]["after"]
+    # The engine masks them too (for callers outside Ansible), in the message and the statement.
+    session = engine_session(pg, db)
+    try:
+        with pytest.raises(mg.MigrationError) as err:
+            mg.run(
+                session,
+                "migrate",
+                files_of(path),
+                placeholders=placeholders,
+                secret_placeholders=["vault_ref"],
+            )
+        assert secret not in str(err.value) and custom not in str(err.value)
+        assert secret not in err.value.statement and "visible_owner" in err.value.statement
+    finally:
+        session.close()
+
+
+@pytest.mark.parametrize(
+    "table, refused",
+    [
+        ("h" * 64, "64 bytes"),
+        ("é" * 32, "64 bytes"),  # 32 characters, 64 bytes in UTF-8
+        ("h" * 63, "at most 57 bytes"),  # fits, but "<table>_pk" would be truncated onto the table
+        ("h" * 57, None),
+    ],
+)
+def test_history_table_names_postgresql_would_truncate_are_refused(pg, table, refused):
+    db = pg.createdb("mig_long_name")
+    session = engine_session(pg, db)
+    try:
+        if refused:
+            with pytest.raises(mg.MigrationError, match="too long") as err:
+                mg.run(session, "migrate", [("V1__x.sql", "CREATE TABLE long_x (id int);\n")], table=table)
+            assert refused in str(err.value) and "63" in str(err.value)
+            assert pg.query("SELECT count(*) FROM pg_class WHERE relname LIKE 'long_x%%'", dbname=db) == [
+                (0,)
+            ]
+        else:
+            res = mg.run(session, "migrate", [("V1__x.sql", "CREATE TABLE long_x (id int);\n")], table=table)
+            assert res["current_version"] == "1"
+            assert history(pg, db, table='"%s"' % table)[0][3] == "V1__x.sql"
+    finally:
+        session.close()
+
+
+def test_history_is_returned_only_on_request(pg):
+    db = pg.createdb("mig_return_history")
+    files = [("V1__a.sql", "CREATE TABLE rh (id int);\n")]
+    session = engine_session(pg, db)
+    try:
+        assert "history" not in mg.run(session, "migrate", files)
+        assert [h["script"] for h in mg.run(session, "migrate", files, return_history=True)["history"]] == [
+            "V1__a.sql"
+        ]
+        assert len(mg.run(session, "info", files)["history"]) == 1
+    finally:
+        session.close()

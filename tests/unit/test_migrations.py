@@ -264,3 +264,48 @@ def test_byte_order_mark_is_not_sql():
     statements, transactional = mg.prepare(mig, {})
     assert statements[0].sql == "CREATE TABLE t (id int)" and transactional
     assert mig.checksum == mg.checksum("CREATE TABLE t (id int);")
+
+
+# -- secrets and identifiers -------------------------------------------------------------
+@pytest.mark.parametrize(
+    "name, secret",
+    [
+        ("app_password", True),
+        ("DB_PASSWD", True),
+        ("client_secret", True),
+        ("api_token", True),
+        ("aws_credentials", True),
+        ("api_key", True),
+        ("app_role", False),
+        ("keyspace", False),
+        ("schema", False),
+    ],
+)
+def test_secret_placeholder_names(name, secret):
+    assert mg.is_secret_name(name) is secret
+
+
+def test_listed_placeholders_are_secret_and_masked_everywhere():
+    placeholders = {"app_role": "shop_app", "vault_ref": "v-123", "app_password": "pw-9", "empty_token": ""}
+    secrets = mg.secret_values(placeholders, ["VAULT_REF"])
+    assert secrets == ["v-123", "pw-9"]
+    value = {"msg": "GRANT ... 'pw-9' v-123 shop_app", "list": ["pw-9", 3], "n": None}
+    assert mg.mask(value, secrets) == {
+        "msg": "GRANT ... '********' ******** shop_app",
+        "list": ["********", 3],
+        "n": None,
+    }
+    err = mg.MigrationError("failed: pw-9", statement="SELECT 'pw-9'")
+    mg.mask_error(err, secrets)
+    assert str(err) == "failed: ********" and err.statement == "SELECT '********'"
+
+
+def test_identifiers_postgresql_would_truncate_are_refused():
+    mg.check_identifier("history table", "t" * 63)
+    mg.check_identifier("history table", "t" * 57, mg.HISTORY_SUFFIXES)
+    with pytest.raises(mg.MigrationError, match="64 bytes"):
+        mg.check_identifier("history table", "t" * 64)
+    with pytest.raises(mg.MigrationError, match="at most 57 bytes"):
+        mg.check_identifier("history table", "t" * 58, mg.HISTORY_SUFFIXES)
+    with pytest.raises(mg.MigrationError, match="64 bytes"):
+        mg.check_identifier("schema", "ü" * 32)
