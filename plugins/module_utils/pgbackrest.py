@@ -34,6 +34,7 @@ import tempfile
 import time
 
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
+from ansible_collections.dbarch.postgresql.plugins.module_utils import wal as wn
 from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pitr
@@ -480,10 +481,6 @@ def _epoch(value):
     return br.format_time(datetime.datetime.fromtimestamp(int(value), br.UTC))
 
 
-def _timeline_of(segment):
-    return int(segment[:8], 16) if segment else None
-
-
 def backups_from_info(stanza):
     """pgBackRest backups as the native backup list (id = pgBackRest label), oldest first."""
     dbs = {d.get("id"): d for d in stanza.get("db") or []}
@@ -511,8 +508,8 @@ def backups_from_info(stanza):
                 "stop_lsn": lsn.get("stop"),
                 "start_wal": archive.get("start"),
                 "stop_wal": archive.get("stop"),
-                "start_timeline": _timeline_of(archive.get("start")),
-                "timeline": _timeline_of(archive.get("stop")),
+                "start_timeline": wn.timeline_of(archive.get("start")),
+                "timeline": wn.timeline_of(archive.get("stop")),
                 "system_identifier": str(db["system-id"]) if db.get("system-id") is not None else None,
                 "pg_version": version,
                 "pg_major": int(version.split(".", maxsplit=1)[0]) if version[:1].isdigit() else None,
@@ -635,7 +632,7 @@ def inspect(runner, max_age_hours=26, where=None):
     per_tli = {}
     for entry in entries:
         if len(entry["name"]) == 24:
-            tli = int(entry["name"][:8], 16)
+            tli = wn.timeline_of(entry["name"])
             low, high = per_tli.get(tli, (entry["name"], entry["name"]))
             per_tli[tli] = (min(low, entry["name"]), max(high, entry["name"]))
     wal["per_timeline"] = [
@@ -836,7 +833,7 @@ def expected_backup(backups, target):
         fits = [b for b in backups if br.parse_time(b["stop_time"]) <= target["value"]]
         what, limit = "target_time", "stop_time"
     elif kind == "lsn":
-        fits = [b for b in backups if b["stop_lsn"] and br.parse_lsn(b["stop_lsn"]) <= target["value"]]
+        fits = [b for b in backups if b["stop_lsn"] and wn.parse_lsn(b["stop_lsn"]) <= target["value"]]
         what, limit = "target_lsn", "stop_lsn"
     else:
         return None

@@ -32,6 +32,7 @@ import time
 
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup as bk
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
+from ansible_collections.dbarch.postgresql.plugins.module_utils import wal as wn
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
 
 TARGET_KINDS = ("time", "xid", "lsn", "name", "target")
@@ -92,10 +93,10 @@ def parse_target(target_time=None, target_xid=None, target_lsn=None, target_name
         return {"kind": "xid", "value": int(text), "text": text}
     if kind == "lsn":
         try:
-            lsn = br.parse_lsn(value)
-        except br.RepositoryError as exc:
+            lsn = wn.parse_lsn(value)
+        except wn.WalError as exc:
             raise PitrError("target_lsn: %s" % exc) from None
-        return {"kind": "lsn", "value": lsn, "text": br.format_lsn(lsn)}
+        return {"kind": "lsn", "value": lsn, "text": wn.format_lsn(lsn)}
     if kind == "name":
         return {"kind": "name", "value": str(value), "text": str(value)}
     if value not in ("latest", "immediate"):
@@ -142,7 +143,7 @@ class WalArchive:
         if self.folder is None:
             return self.repo.read_wal_text(name)
         with open(os.path.join(self.folder, name), "rb") as handle:
-            return br._decompress_small(name, handle.read()).decode("utf-8", "replace")
+            return br.decompress_wal(name, handle.read()).decode("utf-8", "replace")
 
     def local_path(self, name, scratch):
         if self.folder is None:
@@ -154,17 +155,17 @@ class WalArchive:
                 return cached
             return self.repo.wal_path(name, scratch)
         path = os.path.join(self.folder, name)
-        if not name.endswith(br.COMPRESSED_SUFFIXES):
+        if not name.endswith(wn.COMPRESSED_SUFFIXES):
             return path
         with open(path, "rb") as handle:
-            return br._write_plain(scratch, name, handle.read())
+            return br.write_plain_wal(scratch, name, handle.read())
 
 
 def wal_state(archive, segment_size):
     """(segments {(tli, segno): entry}, histories {tli: [(parent, switch)]}) of the archive."""
     entries = archive.list()
     inv = br.wal_inventory(entries, segment_size)
-    histories = {tli: br.parse_history(archive.read_text(name)) for tli, name in inv["history"].items()}
+    histories = {tli: wn.parse_history(archive.read_text(name)) for tli, name in inv["history"].items()}
     return inv["segments"], histories
 
 
@@ -180,19 +181,19 @@ def replay_chain(start_lsn, start_tli, segments, histories, segment_size):
         for t in sorted({start_tli} | set(histories))
         if t == start_tli or any(p == start_tli for p, _s in histories.get(t, []))
     ]
-    chain = br._timeline_chain(max(targets), histories)
+    chain = wn.timeline_chain(max(targets), histories)
     names = []
-    for segno in range(br.segno_of(start_lsn, segment_size), br.segno_of(end, segment_size)):
+    for segno in range(wn.segno_of(start_lsn, segment_size), wn.segno_of(end, segment_size)):
         for tli, begin, stop in reversed(chain):
-            if br.segno_of(begin, segment_size) > segno:
+            if wn.segno_of(begin, segment_size) > segno:
                 continue
-            if stop is not None and br.segno_of(stop, segment_size) < segno:
+            if stop is not None and wn.segno_of(stop, segment_size) < segno:
                 continue
             if (tli, segno) in segments:
                 names.append(segments[(tli, segno)]["name"])
                 break
     chain_tlis = {t for t, _b, _s in chain}
-    end_segno = br.segno_of(end, segment_size)
+    end_segno = wn.segno_of(end, segment_size)
     later = sorted(segments[key]["name"] for key in segments if key[0] in chain_tlis and key[1] > end_segno)
     return {"names": names, "end_lsn": end, "missing": missing, "later": later}
 
@@ -210,7 +211,7 @@ def _waldump_records(archive, name, bindir, rmgr, scratch):
     for line in (res.stdout or "").splitlines():
         match = _RECORD.search(line)
         if match:
-            out.append((int(match.group(1)), br.parse_lsn(match.group(2)), match.group(3), match.group(4)))
+            out.append((int(match.group(1)), wn.parse_lsn(match.group(2)), match.group(3), match.group(4)))
     # pg_waldump ends every segment it reads alone with "error in WAL record" (the next
     # segment is not beside it, or the WAL written ends there); anything else is a failure.
     err = res.stderr or ""
@@ -270,13 +271,13 @@ def _gap_text(chain, archive):
         chain["missing"],
         archive.where,
         chain["later"][0],
-        br.format_lsn(chain["end_lsn"]),
+        wn.format_lsn(chain["end_lsn"]),
     )
 
 
 def _chain_from(backup, segments, histories):
-    size = int(backup.get("wal_segment_size") or br.DEFAULT_SEGMENT_SIZE)
-    return replay_chain(br.parse_lsn(backup["stop_lsn"]), int(backup["timeline"]), segments, histories, size)
+    size = int(backup.get("wal_segment_size") or wn.DEFAULT_SEGMENT_SIZE)
+    return replay_chain(wn.parse_lsn(backup["stop_lsn"]), int(backup["timeline"]), segments, histories, size)
 
 
 def _locate(backups, archive, segments, histories, bindir, target, inclusive):
@@ -305,7 +306,7 @@ def _locate(backups, archive, segments, histories, bindir, target, inclusive):
         where = "in the WAL archived after backup %s (%s, up to %s)" % (
             oldest["id"],
             archive.where,
-            br.format_lsn(chain["end_lsn"]),
+            wn.format_lsn(chain["end_lsn"]),
         )
         if chain["later"]:
             raise PitrError("%s %s; %s" % (what, where, _gap_text(chain, archive)))
@@ -383,7 +384,7 @@ def _plan(
 ):
     backups = _usable_backups(repo)
     newest = backups[-1]
-    size = int(newest.get("wal_segment_size") or br.DEFAULT_SEGMENT_SIZE)
+    size = int(newest.get("wal_segment_size") or wn.DEFAULT_SEGMENT_SIZE)
     segments, histories = wal_state(archive, size)
     major = int(newest["pg_major"])
     bindir = _bindir(bindir, major)
@@ -400,7 +401,7 @@ def _plan(
             )
         chosen = fits[-1]
     elif kind == "lsn":
-        fits = [b for b in backups if br.parse_lsn(b["stop_lsn"]) <= target["value"]]
+        fits = [b for b in backups if wn.parse_lsn(b["stop_lsn"]) <= target["value"]]
         if not fits:
             raise PitrError(
                 "target_lsn %s is before the end of the oldest usable backup %s (stop_lsn %s): "
@@ -409,12 +410,12 @@ def _plan(
         chosen = fits[-1]
     else:
         located = _locate(backups, archive, segments, histories, bindir, target, inclusive)
-        fits = [b for b in backups if br.parse_lsn(b["stop_lsn"]) <= located[1]]
+        fits = [b for b in backups if wn.parse_lsn(b["stop_lsn"]) <= located[1]]
         if not fits:
             raise PitrError(
                 "the %s target %s is at %s, inside the oldest usable backup %s (stop_lsn %s): "
                 "no backup can restore to it"
-                % (kind, target["text"], br.format_lsn(located[1]), backups[0]["id"], backups[0]["stop_lsn"])
+                % (kind, target["text"], wn.format_lsn(located[1]), backups[0]["id"], backups[0]["stop_lsn"])
             )
         chosen = fits[-1]
     if int(chosen["pg_major"]) != major:
@@ -429,7 +430,7 @@ def _plan(
         "bindir": bindir,
         "target": target,
         "archive": archive.where,
-        "replay_end_lsn": br.format_lsn(chain["end_lsn"]),
+        "replay_end_lsn": wn.format_lsn(chain["end_lsn"]),
         "first_missing_segment": chain["missing"],
         "coverage": check,
         "restore_command": command,
@@ -466,7 +467,7 @@ def _check_coverage(chosen, chain, archive, bindir, target, inclusive, located):
             raise PitrError(_gap_text(chain, archive))
         return {
             "stops_at": "end of the archived WAL (%s, first missing %s)"
-            % (br.format_lsn(end), chain["missing"])
+            % (wn.format_lsn(end), chain["missing"])
         }
     if kind == "lsn":
         if target["value"] >= end:
@@ -477,11 +478,11 @@ def _check_coverage(chosen, chain, archive, bindir, target, inclusive, located):
             raise PitrError(
                 "target_lsn %s is after the end of the WAL archived in %s after backup %s: replay ends at "
                 "%s (segment %s is not archived yet)"
-                % (target["text"], archive.where, chosen["id"], br.format_lsn(end), chain["missing"])
+                % (target["text"], archive.where, chosen["id"], wn.format_lsn(end), chain["missing"])
             )
         return {"stops_at": target["text"]}
     if kind in ("xid", "name"):
-        return {"stops_at": "%s record at %s" % (located[2], br.format_lsn(located[1]))}
+        return {"stops_at": "%s record at %s" % (located[2], wn.format_lsn(located[1]))}
     moment = target["value"]
 
     def wanted(_xid, _lsn, rec_kind, rest):
@@ -496,7 +497,7 @@ def _check_coverage(chosen, chain, archive, bindir, target, inclusive, located):
     record, last = scan(archive, chain["names"], bindir, "Transaction", wanted)
     if record is None:
         seen = (
-            "the last archived commit is at %s (%s)" % (br.format_time(last[1]), br.format_lsn(last[0]))
+            "the last archived commit is at %s (%s)" % (br.format_time(last[1]), wn.format_lsn(last[0]))
             if last
             else "no commit was archived after backup %s" % chosen["id"]
         )
@@ -508,11 +509,11 @@ def _check_coverage(chosen, chain, archive, bindir, target, inclusive, located):
             "target_time %s needs a commit after it in the archived WAL (PostgreSQL stops with FATAL "
             "otherwise) but %s; replay ends at %s (segment %s is not archived yet). Wait for more WAL to "
             "be archived or choose an earlier target"
-            % (target["text"], seen, br.format_lsn(end), chain["missing"])
+            % (target["text"], seen, wn.format_lsn(end), chain["missing"])
         )
     return {
         "stops_at": "before the commit of transaction %d at %s (%s)"
-        % (record[0], br.format_time(_commit_time(record[3])), br.format_lsn(record[1])),
+        % (record[0], br.format_time(_commit_time(record[3])), wn.format_lsn(record[1])),
     }
 
 

@@ -303,6 +303,7 @@ actions:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
+from ansible_collections.dbarch.postgresql.plugins.module_utils import wal as wn
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pgbackrest as pgbr
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pitr
@@ -319,7 +320,7 @@ def run_pgbackrest(module):
         result = pgbr.restore(p, target, check_mode=module.check_mode)
     except pitr.PitrError as exc:
         module.fail_json(msg=str(exc), log_tail=exc.log_tail, **result)
-    except (pgbr.PgBackRestError, br.RepositoryError, lc.LocalClusterError) as exc:
+    except (pgbr.PgBackRestError, br.RepositoryError, wn.WalError, lc.LocalClusterError) as exc:
         module.fail_json(msg=str(exc), **result)
     except OSError as exc:
         module.fail_json(msg="file system error: %s" % exc, **result)
@@ -421,7 +422,7 @@ def main():
         result.update(reached)
     except pitr.PitrError as exc:
         module.fail_json(msg=str(exc), log_tail=exc.log_tail, **result)
-    except (br.RepositoryError, lc.LocalClusterError) as exc:
+    except (br.RepositoryError, wn.WalError, lc.LocalClusterError) as exc:
         module.fail_json(msg=str(exc), **result)
     except OSError as exc:
         module.fail_json(msg="file system error: %s" % exc, **result)

@@ -15,7 +15,7 @@ import time
 import pytest
 
 import harness
-from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
+from ansible_collections.dbarch.postgresql.plugins.module_utils import wal as wn
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
 
 WAL_SCRIPT = str(harness.REPO_ROOT / "roles" / "backup" / "files" / "dbarch-wal")
@@ -212,8 +212,8 @@ def test_restore_from_s3_to_a_restore_point_and_latest(pg, bucket, moto, run_pla
 
     # A WAL object missing inside the window: refused before anything is written, segment named.
     size = int(meta["wal_segment_size"])
-    segno = br.segno_of(br.parse_lsn(meta["stop_lsn"]), size) + 1
-    segment = br.segment_name(int(meta["timeline"]), segno, size)
+    segno = wn.segno_of(wn.parse_lsn(meta["stop_lsn"]), size) + 1
+    segment = wn.segment_name(int(meta["timeline"]), segno, size)
     key = "pitr/main/wal/%s" % segment
     saved = client.get_object(Bucket=name, Key=key)
     body, metadata = saved["Body"].read(), saved["Metadata"]

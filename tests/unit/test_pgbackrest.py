@@ -12,6 +12,7 @@ import stat
 import pytest
 
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
+from ansible_collections.dbarch.postgresql.plugins.module_utils import wal as wn
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pgbackrest as pgbr
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pitr
 
@@ -208,7 +209,7 @@ def test_info_becomes_the_native_backup_list():
 def test_coverage_and_findings_from_a_listing():
     backups = pgbr.backups_from_info(INFO)
     entries = [
-        {"name": br.segment_name(1, n, br.DEFAULT_SEGMENT_SIZE), "size": 1, "mtime": 1795658880 + n}
+        {"name": wn.segment_name(1, n, br.DEFAULT_SEGMENT_SIZE), "size": 1, "mtime": 1795658880 + n}
         for n in (1, 2, 3, 4, 5, 7)
     ]
     wal = br.coverage(backups, entries, {})
