@@ -41,6 +41,7 @@ from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
 from ansible_collections.dbarch.postgresql.plugins.module_utils import wal as wn
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
+from ansible_collections.dbarch.postgresql.plugins.module_utils import proc
 from ansible_collections.dbarch.postgresql.plugins.module_utils.findings import Finding
 from ansible_collections.dbarch.postgresql.plugins.module_utils.versions import Features, version_text
 
@@ -134,18 +135,19 @@ def connection_env(libpq):
     return pg.libpq_environment(libpq, exclude=("dbname",))
 
 
-def _run(argv, bindir, env_extra=None, timeout=None, what=None):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    env.update({"LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"})
-    env.update(lc.library_env(bindir))
+def run_tool(argv, bindir, env_extra=None, timeout=None, what=None):
+    """Run a PostgreSQL client tool of ``bindir`` (check=False: the caller reads returncode).
+
+    PG* variables of this process are not passed on (``env_extra`` gives the ones wanted); the
+    password (PGPASSWORD) is masked in what comes back. Raises BackupError on a timeout or a
+    tool that cannot start."""
+    env = proc.clean_env(lc.library_env(bindir))
     env.update(env_extra or {})
+    secrets = [env_extra[k] for k in ("PGPASSWORD",) if (env_extra or {}).get(k)]
     try:
-        res = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise BackupError("%s timed out after %ss" % (what or argv[0], timeout)) from None
-    except OSError as exc:
-        raise BackupError("%s could not run: %s" % (what or argv[0], exc)) from None
-    return res
+        return proc.run(argv, env=env, timeout=timeout, check=False, secrets=secrets, what=what)
+    except proc.ProcError as exc:
+        raise BackupError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------------------
@@ -190,16 +192,27 @@ def _open_tar(path):
             if command is None:
                 # gzip.open reads every gzip member (PostgreSQL 14 writes more than one).
                 return tarfile.open(fileobj=gzip.open(path, "rb"), mode="r|"), None
-            proc = subprocess.Popen(command + [path], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            return tarfile.open(fileobj=proc.stdout, mode="r|"), proc
+            child = subprocess.Popen(command + [path], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            return tarfile.open(fileobj=child.stdout, mode="r|"), child
     return tarfile.open(path, mode="r|"), None
 
 
+def member_mode(member):
+    """The permission bits an extracted member gets: those stored in the tar, without
+    set-id/sticky bits and group/other write (what tarfile's ``data`` filter allows)."""
+    return member.mode & 0o755
+
+
 def extract_tar(path, dest, members=None):
-    """Extract a (compressed) tar into dest; only ``members`` when given. Safe names only."""
+    """Extract a (compressed) tar into dest; only ``members`` when given. Safe names only.
+
+    Files and folders keep the permission bits stored in the tar (``member_mode``): a
+    restored data folder has pg_basebackup's modes (0600/0700, or 0640/0750 with group
+    access), not the umask's. Owners are not taken from the tar (the caller sets them)."""
     wanted = set(members or [])
+    folders = []
     try:
-        archive, proc = _open_tar(path)
+        archive, child = _open_tar(path)
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise BackupError("%s cannot be read as a tar archive: %s" % (os.path.basename(path), exc)) from None
     try:
@@ -216,15 +229,23 @@ def extract_tar(path, dest, members=None):
                 archive.extract(member, dest, set_attrs=False, filter="data")
             except TypeError:  # Python without extraction filters (before 3.11.4)
                 archive.extract(member, dest, set_attrs=False)
+            target = os.path.join(dest, name)
+            if member.isdir():
+                folders.append((target, member_mode(member)))
+            elif member.isfile():
+                os.chmod(target, member_mode(member))
+        # Folders last (deepest first), so a read-only folder never blocks what goes inside it.
+        for target, mode in sorted(folders, key=lambda item: item[0], reverse=True):
+            os.chmod(target, mode | 0o700)
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise BackupError("%s cannot be read as a tar archive: %s" % (os.path.basename(path), exc)) from None
     finally:
         archive.close()
-        if proc is not None:
-            proc.stdout.close()
-            err = proc.stderr.read().decode("utf-8", "replace")
-            proc.stderr.close()
-            if proc.wait() != 0:
+        if child is not None:
+            child.stdout.close()
+            err = child.stderr.read().decode("utf-8", "replace")
+            child.stderr.close()
+            if child.wait() != 0:
                 raise BackupError("decompressing %s failed: %s" % (os.path.basename(path), err.strip()))
 
 
@@ -265,7 +286,7 @@ def read_facts(staged, fmt, bindir, scratch, extracted=None):
         extract_tar(base, datadir, members=["backup_label", os.path.join("global", "pg_control")])
     with open(os.path.join(datadir, "backup_label")) as handle:
         label = parse_backup_label(handle.read())
-    res = _run([os.path.join(bindir, "pg_controldata"), "-D", datadir], bindir, what="pg_controldata")
+    res = run_tool([os.path.join(bindir, "pg_controldata"), "-D", datadir], bindir, what="pg_controldata")
     if res.returncode != 0:
         raise BackupError("pg_controldata on the backup failed: %s" % (res.stderr or res.stdout).strip())
     control = parse_controldata(res.stdout)
@@ -291,7 +312,7 @@ def verify(staged, fmt, bindir, features, scratch, keep=False):
     """
     tool = os.path.join(bindir, "pg_verifybackup")
     if fmt == "plain":
-        res = _run([tool, staged], bindir, what="pg_verifybackup", timeout=None)
+        res = run_tool([tool, staged], bindir, what="pg_verifybackup", timeout=None)
         method = "pg_verifybackup (plain)"
     else:
         target = os.path.join(scratch, "verify")
@@ -317,10 +338,10 @@ def verify(staged, fmt, bindir, features, scratch, keep=False):
             shutil.copy(os.path.join(staged, "backup_manifest"), target)
         except BackupError as exc:
             return {"ok": False, "method": method, "output": str(exc)}
-        res = _run([tool, target], bindir, what="pg_verifybackup")
+        res = run_tool([tool, target], bindir, what="pg_verifybackup")
         if res.returncode == 0 and features.verifybackup_reads_tar:
             # 18 reads tar (and its compression) itself: check the stored files as well.
-            native = _run([tool, "--no-parse-wal", staged], bindir, what="pg_verifybackup")
+            native = run_tool([tool, "--no-parse-wal", staged], bindir, what="pg_verifybackup")
             method = "pg_verifybackup on an extracted copy and on the tar files (18+)"
             if native.returncode != 0:
                 res = native
@@ -433,7 +454,7 @@ def take(
     label = label or "dbarch %s" % backup_id
     started = session.scalar("SELECT now()")
     argv = basebackup_argv(bindir, staged, features, fmt, compression, site, checkpoint, label, max_rate)
-    res = _run(argv, bindir, env_extra=connection_env(libpq), timeout=timeout, what="pg_basebackup")
+    res = run_tool(argv, bindir, env_extra=connection_env(libpq), timeout=timeout, what="pg_basebackup")
     if res.returncode != 0:
         repo.abandon(backup_id, staged)
         raise BackupError(
@@ -713,7 +734,7 @@ def last_commit_time(repo, names, bindir, limit=8):
     try:
         for name in names[:limit]:
             path = repo.wal_path(name, scratch)
-            res = _run(
+            res = run_tool(
                 [os.path.join(bindir, "pg_waldump"), "--rmgr=Transaction", path], bindir, what="pg_waldump"
             )
             found = _COMMIT.findall(res.stdout or "")

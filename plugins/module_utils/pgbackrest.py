@@ -850,7 +850,7 @@ def restore(params, target, check_mode=False):
 
     pitr's data folder check, server settings and start-and-wait are reused as they are.
     """
-    clock = time.time()
+    clock = time.monotonic()
     stanza = validate_stanza(params.get("stanza") or "main")
     data_dir = os.path.abspath(params["data_dir"])
     port = params["port"]
@@ -906,9 +906,8 @@ def restore(params, target, check_mode=False):
             raise pitr.PitrError("port %s is in use; choose another port" % port)
         result["changed"] = True
         phases = {}
-        started = time.time()
-        cluster._write_marker("initializing", role="primary", major=int(major), restored_from="pgbackrest")
-        cluster._prepare_folders()
+        started = time.monotonic()
+        cluster.begin_restore(int(major), "pgbackrest")
         ensure_work_dirs(work_dir(params), runner.user)
         out = runner.run("restore", "--log-level-console=info", *args, timeout=params.get("timeout"))
         chosen = re.search(r"restore backup set (\S+)", out.stdout or "")
@@ -919,51 +918,13 @@ def restore(params, target, check_mode=False):
         ]
         if warnings:
             result["pgbackrest_warnings"] = warnings
-        for name in ("postmaster.pid", "standby.signal"):
-            leftover = os.path.join(data_dir, name)
-            if os.path.exists(leftover):
-                os.unlink(leftover)
-        auto = os.path.join(data_dir, "postgresql.auto.conf")
-        with open(auto) as handle:
-            existing = handle.read()
-        recovery = {}
-        for line in existing.splitlines():
-            name, sep, value = line.partition("=")
-            if sep and (name.strip().startswith("recovery_target") or name.strip() == "restore_command"):
-                recovery[name.strip()] = value.strip().strip("'")
-        with open(auto, "w") as handle:
-            handle.write(pitr._auto_conf_text(existing, settings))
-        pitr._retarget_managed_conf(cluster)
-        owner = cluster._owner()
-        pitr._chown_tree(data_dir, owner)
-        os.chmod(data_dir, 0o700)
-        if os.path.exists(cluster.log_file):
-            os.unlink(cluster.log_file)
-        phases["fetch_extract"] = round(time.time() - started, 3)
+        # pgBackRest wrote recovery.signal and its restore_command / recovery_target_* lines.
+        recovery = cluster.configure_recovery(settings, recovery_signal=False)
+        phases["fetch_extract"] = round(time.monotonic() - started, 3)
         result["recovery_settings"].update(recovery)
         result["restore_command"] = recovery.get("restore_command")
-        started = time.time()
-        res = cluster._run(
-            [cluster._bin("pg_ctl"), "start", "-D", data_dir, "-l", cluster.log_file, "-W"],
-            check=False,
-            new_session=True,
-            timeout=120,
-            what="pg_ctl start",
-        )
-        if res.returncode != 0:
-            raise pitr.PitrError(
-                "pg_ctl start failed (exit %d): %s" % (res.returncode, (res.stderr or res.stdout).strip()),
-                log_tail=lc._tail(cluster.log_file, 30),
-            )
-        try:
-            reached = pitr._wait(cluster, action, started, params.get("timeout") or 3600, phases)
-        except pitr.PitrError:
-            if pitr._alive(cluster):
-                cluster._run(
-                    [cluster._bin("pg_ctl"), "stop", "-D", data_dir, "-m", "immediate", "-w"], check=False
-                )
-            raise
-        cluster._write_marker("ready", role="primary", major=int(major), restored_from="pgbackrest")
+        reached = pitr.start_and_wait(cluster, action, params.get("timeout") or 3600, phases)
+        cluster.finish_restore(int(major), "pgbackrest")
         result.update(reached)
         result.update(
             backup_id=chosen.group(1).rstrip(",") if chosen else result.get("backup_id"),
@@ -972,7 +933,7 @@ def restore(params, target, check_mode=False):
             socket_dir=cluster.socket_dir,
             log_file=cluster.log_file,
             phases=phases,
-            rto_seconds=round(time.time() - clock, 3),
+            rto_seconds=round(time.monotonic() - clock, 3),
             commands=runner.commands,
         )
     return result

@@ -38,7 +38,7 @@ from ansible_collections.dbarch.postgresql.plugins.module_utils import localclus
 TARGET_KINDS = ("time", "xid", "lsn", "name", "target")
 TARGET_ACTIONS = ("promote", "pause", "shutdown")
 DEFAULT_WAL_SCRIPT = "/usr/local/bin/dbarch-wal"
-RECOVERY_FAILED = "recovery ended before configured recovery target was reached"
+RECOVERY_FAILED = lc.RECOVERY_FAILED
 _RECORD = re.compile(
     r"tx:\s*(\d+), lsn: ([0-9A-F]+/[0-9A-F]+), prev [0-9A-F]+/[0-9A-F]+, desc: (\S+)\s*(.*)$"
 )
@@ -201,7 +201,7 @@ def replay_chain(start_lsn, start_tli, segments, histories, segment_size):
 def _waldump_records(archive, name, bindir, rmgr, scratch):
     """[(xid, lsn, desc kind, rest)] of one segment's records of ``rmgr``."""
     path = archive.local_path(name, scratch)
-    res = bk._run(
+    res = bk.run_tool(
         [os.path.join(bindir, "pg_waldump"), "--rmgr=%s" % rmgr, path],
         bindir,
         env_extra={"TZ": "UTC"},
@@ -560,7 +560,7 @@ def recovery_settings(target, inclusive, target_action, restore_command):
 
 def check_data_dir(cluster, force):
     """Refuse a non-empty data_dir (or a running cluster); with force, wipe a stopped one."""
-    if cluster.pid() and lc._pid_alive(cluster.pid()):
+    if cluster.pid() and lc.pid_alive(cluster.pid()):
         raise PitrError(
             "a PostgreSQL server is running in %s (pid %s); stop it first: pitr_restore never "
             "deletes a running cluster's data" % (cluster.data_dir, cluster.pid())
@@ -633,7 +633,7 @@ def verify_extracted(source, data_dir, bindir):
     wal = os.path.join(data_dir, "pg_wal")
     if not any(len(n) == 24 for n in (os.listdir(wal) if os.path.isdir(wal) else [])):
         argv.append("--no-parse-wal")
-    res = bk._run(argv + [data_dir], bindir, what="pg_verifybackup")
+    res = bk.run_tool(argv + [data_dir], bindir, what="pg_verifybackup")
     if res.returncode == 0:
         return ""
     return ((res.stdout or "") + (res.stderr or "")).strip()[-2000:] or "exit %d" % res.returncode
@@ -658,7 +658,7 @@ def _extract(source, backup, data_dir):
         os.makedirs(os.path.join(data_dir, "pg_wal"), exist_ok=True)
         bk.extract_tar(wal, os.path.join(data_dir, "pg_wal"))
     spaces = {}
-    text = lc._read(os.path.join(data_dir, "tablespace_map"), "") or ""
+    text = lc.read_text(os.path.join(data_dir, "tablespace_map"), "") or ""
     for line in text.splitlines():
         if " " in line:
             oid, location = line.split(" ", 1)
@@ -677,42 +677,6 @@ def _extract(source, backup, data_dir):
             bk.extract_tar(os.path.join(source, name), location)
 
 
-def _chown_tree(top, owner):
-    for root, dirs, files in os.walk(top):
-        for name in dirs + files:
-            os.lchown(os.path.join(root, name), owner[0], owner[1])
-    os.lchown(top, owner[0], owner[1])
-
-
-def _auto_conf_text(existing, lines):
-    keep = []
-    skip = {name for name, _v in lines}
-    for line in (existing or "").splitlines():
-        name = line.split("=", 1)[0].strip()
-        if name in skip:
-            continue
-        keep.append(line)
-    keep.append("# dbarch.postgresql pitr_restore")
-    keep.extend(lc.format_setting(name, value) for name, value in lines)
-    return "\n".join(keep) + "\n"
-
-
-def _retarget_managed_conf(cluster):
-    """A backup of a dbarch local cluster: its dbarch.conf names the source's port and socket."""
-    text = lc._read(cluster.conf_path)
-    if text is None:
-        return
-    port_line = lc.format_setting("port", int(cluster.port))
-    text = re.sub(r"(?m)^port = .*$", lambda _m: port_line, text)
-    text = re.sub(
-        r"(?m)^unix_socket_directories = .*$",
-        lambda _m: lc.format_setting("unix_socket_directories", cluster.socket_dir),
-        text,
-    )
-    with open(cluster.conf_path, "w") as handle:
-        handle.write(text)
-
-
 def server_settings(restore_plan, socket_dir):
     out = [
         ("port", str(restore_plan["port"])),
@@ -729,46 +693,9 @@ def server_settings(restore_plan, socket_dir):
 # --------------------------------------------------------------------------------------
 
 
-def _psql(cluster, sql):
-    res = cluster._run(
-        [
-            cluster._bin("psql"),
-            "-X",
-            "-A",
-            "-t",
-            "-q",
-            "-h",
-            cluster.socket_dir,
-            "-p",
-            str(cluster.port),
-            "-U",
-            cluster.superuser,
-            "-d",
-            "postgres",
-            "-c",
-            sql,
-        ],
-        check=False,
-        timeout=60,
-        what="psql",
-    )
-    if res.returncode != 0:
-        return None
-    return res.stdout.strip()
-
-
-def _alive(cluster):
-    pid = cluster.pid()
-    return bool(pid) and lc._pid_alive(pid)
-
-
-def _log_text(cluster):
-    return lc._read(cluster.log_file, "") or ""
-
-
 def restore(repo, restore_plan, force=False, timeout=3600, superuser="postgres", run_as=None):
     """Carry out a plan(): returns the result dict; raises PitrError."""
-    clock = time.time()
+    clock = time.monotonic()
     phases = {}
     backup = restore_plan["backup"]
     cluster = lc.LocalCluster(
@@ -786,64 +713,26 @@ def restore(repo, restore_plan, force=False, timeout=3600, superuser="postgres",
     if lc.port_in_use(cluster.port):
         raise PitrError("port %s is in use; choose another port" % cluster.port)
 
-    started = time.time()
-    cluster._write_marker(
-        "initializing", role="primary", major=int(backup["pg_major"]), restored_from=backup["id"]
-    )
-    cluster._prepare_folders()
+    started = time.monotonic()
+    cluster.begin_restore(int(backup["pg_major"]), backup["id"])
     staging_root = restore_plan.get("staging_dir") or cluster.base_dir
     source, staging = fetch(repo, backup, staging_root)
-    phases["fetch"] = round(time.time() - started, 3)
+    phases["fetch"] = round(time.monotonic() - started, 3)
     try:
         _extract_and_verify(repo, backup, source, cluster, restore_plan["bindir"], phases)
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
 
-    started = time.time()
-    for name in ("postmaster.pid", "standby.signal", "recovery.signal"):
-        path = os.path.join(cluster.data_dir, name)
-        if os.path.exists(path):
-            os.unlink(path)
-    auto = os.path.join(cluster.data_dir, "postgresql.auto.conf")
-    lines = server_settings(restore_plan, cluster.socket_dir)
-    with open(auto, "w") as handle:
-        handle.write(_auto_conf_text(lc._read(auto, ""), lines))
-    _retarget_managed_conf(cluster)
-    open(os.path.join(cluster.data_dir, "recovery.signal"), "w").close()
-    owner = cluster._owner()
-    _chown_tree(cluster.data_dir, owner)
-    os.chmod(cluster.data_dir, 0o700)
-    if os.path.exists(cluster.log_file):
-        os.unlink(cluster.log_file)
-    phases["extract"] = round(phases["extract"] + time.time() - started, 3)
+    started = time.monotonic()
+    cluster.configure_recovery(server_settings(restore_plan, cluster.socket_dir), recovery_signal=True)
+    phases["extract"] = round(phases["extract"] + time.monotonic() - started, 3)
 
-    started = time.time()
     # The server's restore_command reads S3 with the credentials given to the module, through
     # the server's environment only (never a file); without them, the OS user's AWS chain.
     env = dict(getattr(repo, "credentials_env", None) or {}) if br.is_s3(repo.url) else {}
-    res = cluster._run(
-        [cluster._bin("pg_ctl"), "start", "-D", cluster.data_dir, "-l", cluster.log_file, "-W"],
-        check=False,
-        env_extra=env,
-        new_session=True,
-        timeout=120,
-        what="pg_ctl start",
-    )
-    if res.returncode != 0:
-        raise PitrError(
-            "pg_ctl start failed (exit %d): %s" % (res.returncode, (res.stderr or res.stdout).strip()),
-            log_tail=lc._tail(cluster.log_file, 30),
-        )
-    try:
-        reached = _wait(cluster, restore_plan["target_action"], started, timeout, phases)
-    except PitrError:
-        if _alive(cluster):
-            cluster._run(
-                [cluster._bin("pg_ctl"), "stop", "-D", cluster.data_dir, "-m", "immediate", "-w"], check=False
-            )
-        raise
-    cluster._write_marker("ready", role="primary", major=int(backup["pg_major"]), restored_from=backup["id"])
+    reached = start_and_wait(cluster, restore_plan["target_action"], timeout, phases, env_extra=env)
+    cluster.finish_restore(int(backup["pg_major"]), backup["id"])
     reached.update(
         backup_id=backup["id"],
         data_dir=cluster.data_dir,
@@ -851,8 +740,21 @@ def restore(repo, restore_plan, force=False, timeout=3600, superuser="postgres",
         socket_dir=cluster.socket_dir,
         log_file=cluster.log_file,
         phases=phases,
-        rto_seconds=round(time.time() - clock, 3),
+        rto_seconds=round(time.monotonic() - clock, 3),
     )
+    return reached
+
+
+def start_and_wait(cluster, action, timeout, phases, env_extra=None):
+    """LocalCluster.start_recovery with the result in pitr's shape (reached_time as ISO text);
+    a failure becomes PitrError with the log's tail."""
+    try:
+        reached = cluster.start_recovery(action=action, timeout=timeout, env_extra=env_extra, phases=phases)
+    except lc.RecoveryError as exc:
+        raise PitrError(str(exc), log_tail=exc.log_tail) from None
+    if reached.get("reached_time") is not None:
+        moment = datetime.datetime.fromtimestamp(float(reached["reached_time"]), br.UTC)
+        reached["reached_time"] = br.format_time(moment)
     return reached
 
 
@@ -860,7 +762,7 @@ def _extract_and_verify(repo, backup, source, cluster, bindir, phases):
     """Extract ``source`` into the data folder, then verify: the repository's files against
     backup.json (a folder; S3 objects were checked while downloading) and the extracted data
     against backup_manifest with pg_verifybackup. A failure empties the data folder."""
-    started = time.time()
+    started = time.monotonic()
     try:
         _extract(source, backup, cluster.data_dir)
     except (bk.BackupError, OSError, EOFError) as exc:
@@ -873,8 +775,8 @@ def _extract_and_verify(repo, backup, source, cluster, bindir, phases):
         raise PitrError(
             "extracting backup %s into %s failed: %s" % (backup["id"], cluster.data_dir, exc)
         ) from None
-    phases["extract"] = round(time.time() - started, 3)
-    started = time.time()
+    phases["extract"] = round(time.monotonic() - started, 3)
+    started = time.monotonic()
     problems = [] if br.is_s3(repo.url) else br.verify_files(repo, backup["id"], backup)
     if problems:
         _wipe(cluster.data_dir)
@@ -886,85 +788,4 @@ def _extract_and_verify(repo, backup, source, cluster, bindir, phases):
             "pg_verifybackup found the restored data of backup %s different from its backup_manifest: %s"
             % (backup["id"], failed)
         )
-    phases["verify"] = round(time.time() - started, 3)
-
-
-def _wait(cluster, action, started, timeout, phases):
-    deadline = started + timeout
-    stop_seen = None
-    while True:
-        time.sleep(0.2)
-        text = _log_text(cluster)
-        if stop_seen is None and (
-            "recovery stopping" in text or "redo done at" in text or "pausing at the end" in text
-        ):
-            stop_seen = time.time()
-            phases["wal_replay"] = round(stop_seen - started, 3)
-        if RECOVERY_FAILED in text:
-            raise PitrError(
-                "PostgreSQL: FATAL: %s; the server stopped without promoting" % RECOVERY_FAILED,
-                log_tail=lc._tail(cluster.log_file, 30),
-            )
-        if not _alive(cluster):
-            if action == "shutdown" and "recovery stopping" in text:
-                phases.setdefault("wal_replay", round(time.time() - started, 3))
-                match = re.findall(r"recovery stopping (.*)", text)
-                return {
-                    "reached_lsn": None,
-                    "reached_time": None,
-                    "timeline": None,
-                    "stopped": match[-1] if match else None,
-                }
-            if time.time() - started > 5 or "FATAL" in text or "PANIC" in text:
-                raise PitrError(
-                    "the server stopped during recovery; see %s" % cluster.log_file,
-                    log_tail=lc._tail(cluster.log_file, 30),
-                )
-            continue
-        if time.time() > deadline:
-            raise PitrError(
-                "recovery did not finish within timeout=%ss; the server was stopped" % timeout,
-                log_tail=lc._tail(cluster.log_file, 30),
-            )
-        if action == "shutdown":
-            continue
-        state = _psql(cluster, "SELECT pg_is_in_recovery()")
-        if state is None:
-            continue
-        if action == "promote" and state == "f":
-            break
-        if action == "pause" and state == "t":
-            paused = _psql(cluster, "SELECT pg_get_wal_replay_pause_state()")
-            if paused == "paused" and "recovery stopping" in _log_text(cluster):
-                break
-    now = time.time()
-    phases.setdefault("wal_replay", round(now - started, 3))
-    phases["promotion"] = round(now - (stop_seen or now), 3)
-    first = time.time()
-    if action == "promote":
-        sql = (
-            "SELECT pg_last_wal_replay_lsn(), extract(epoch FROM pg_last_xact_replay_timestamp()), "
-            "('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int"
-        )
-    else:
-        sql = (
-            "SELECT pg_last_wal_replay_lsn(), extract(epoch FROM pg_last_xact_replay_timestamp()), "
-            "(SELECT timeline_id FROM pg_control_checkpoint())"
-        )
-    row = _psql(cluster, sql)
-    phases["first_query"] = round(time.time() - first, 3)
-    if row is None:
-        raise PitrError(
-            "the restored server does not answer queries; see %s" % cluster.log_file,
-            log_tail=lc._tail(cluster.log_file, 30),
-        )
-    lsn, epoch, tli = (row.split("|") + ["", "", ""])[:3]
-    reached_time = None
-    if epoch:
-        reached_time = br.format_time(datetime.datetime.fromtimestamp(float(epoch), br.UTC))
-    return {
-        "reached_lsn": lsn or None,
-        "reached_time": reached_time,
-        "timeline": int(tli) if tli else None,
-        "in_recovery": action == "pause",
-    }
+    phases["verify"] = round(time.monotonic() - started, 3)
