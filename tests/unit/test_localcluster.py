@@ -488,3 +488,17 @@ def test_library_env_points_relocatable_builds_at_their_own_libpq(tmp_path, monk
     (tmp_path / "lib").mkdir()
     (tmp_path / "lib" / "libpq.so.5").write_text("")
     assert lc.library_env(str(tmp_path / "bin")) == {"LD_LIBRARY_PATH": str(tmp_path / "lib")}
+
+
+def test_connection_errors_that_waiting_cannot_clear_are_told_apart():
+    assert lc.classify_connect_error('psql: error: FATAL:  password authentication failed for user "x"')
+    assert (
+        lc.classify_connect_error("fe_sendauth: no password supplied")[0] == "authentication needs a password"
+    )
+    assert lc.classify_connect_error('FATAL:  database "app" does not exist')
+    assert lc.classify_connect_error("FATAL:  the database system is starting up") is None
+    assert lc.classify_connect_error("FATAL:  the database system is not yet accepting connections") is None
+    assert (
+        lc.classify_connect_error('connection to server on socket "/x/.s.PGSQL.5" failed: No such file')
+        is None
+    )
