@@ -643,14 +643,63 @@ def inspect(
     cover.update(latest_commit_time=None, latest_commit_segment=None, latest_commit_note=None)
     if read_commits and usable and cover["latest_lsn"] != usable[-1]["stop_lsn"]:
         cover.update(_latest_commit(repo, usable[-1], cover, bindir))
+    found.extend(
+        health_findings(
+            usable,
+            cover["gaps_in_window"],
+            repo.url,
+            max_age_hours,
+            now=now,
+            none_message="the repository holds no usable base backup",
+            none_fix="Take a base backup (dbarch.postgresql.basebackup).",
+        )
+    )
+    if usable and cover["latest_lsn"] == usable[-1]["stop_lsn"]:
+        found.append(
+            Finding(
+                "WAL-NOT-ARCHIVED",
+                "medium",
+                repo.url,
+                "no archived WAL follows the newest backup %s (first missing: %s): point-in-time "
+                "recovery ends at the end of that backup"
+                % (usable[-1]["id"], cover["first_missing_segment"]),
+                fix="Check archive_mode/archive_command and pg_stat_archiver on the server.",
+            )
+        )
+    for name in cover["other_files"]:
+        found.append(
+            Finding("WAL-UNKNOWN-FILE", "info", name, "%s in the WAL folder is not a WAL file" % name)
+        )
+    listed = [summary_of(b) for b in backups if include_incomplete or b["status"] != "incomplete"]
+    return {
+        "repository": repo.url,
+        "backups": listed,
+        "wal": cover,
+        "gaps": cover["gaps"],
+        "file_checks": verification,
+        "findings": findings_sorted(found),
+    }
+
+
+def health_findings(usable, gaps_in_window, where, max_age_hours, now=None, none_message=None, none_fix=None):
+    """The backup-health findings both engines report (native and pgBackRest call this one):
+
+    - BACKUP-NONE when ``usable`` (usable backups, oldest first) is empty;
+    - BACKUP-STALE when the newest usable one finished more than ``max_age_hours`` ago;
+    - WAL-GAP for each gap of ``gaps_in_window`` (backup_repo.coverage()'s, inside the
+      window a restore can reach).
+
+    ``where``: the object of BACKUP-NONE (repository URL, stanza)."""
+    now = now or br.utcnow()
+    found = []
     if not usable:
         found.append(
             Finding(
                 "BACKUP-NONE",
                 "high",
-                repo.url,
-                "the repository holds no usable base backup",
-                fix="Take a base backup (dbarch.postgresql.basebackup).",
+                where,
+                none_message or "%s holds no usable backup" % where,
+                fix=none_fix or "Take a backup (dbarch.postgresql.basebackup).",
             )
         )
     else:
@@ -668,19 +717,7 @@ def inspect(
                     evidence={"age_hours": round(age_hours, 2)},
                 )
             )
-        if cover["latest_lsn"] == newest["stop_lsn"]:
-            found.append(
-                Finding(
-                    "WAL-NOT-ARCHIVED",
-                    "medium",
-                    repo.url,
-                    "no archived WAL follows the newest backup %s (first missing: %s): point-in-time "
-                    "recovery ends at the end of that backup"
-                    % (newest["id"], cover["first_missing_segment"]),
-                    fix="Check archive_mode/archive_command and pg_stat_archiver on the server.",
-                )
-            )
-    for gap in cover["gaps_in_window"]:
+    for gap in gaps_in_window or []:
         found.append(
             Finding(
                 "WAL-GAP",
@@ -694,19 +731,7 @@ def inspect(
                 evidence=gap,
             )
         )
-    for name in cover["other_files"]:
-        found.append(
-            Finding("WAL-UNKNOWN-FILE", "info", name, "%s in the WAL folder is not a WAL file" % name)
-        )
-    listed = [summary_of(b) for b in backups if include_incomplete or b["status"] != "incomplete"]
-    return {
-        "repository": repo.url,
-        "backups": listed,
-        "wal": cover,
-        "gaps": cover["gaps"],
-        "file_checks": verification,
-        "findings": findings_sorted(found),
-    }
+    return found
 
 
 _COMMIT = re.compile(r"desc: COMMIT (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) ?(\S*)")

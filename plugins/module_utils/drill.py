@@ -218,7 +218,7 @@ def locked_restore_point(session, name, tables, lock_timeout="10s"):
     return {"lsn": row["lsn"], "wal_file": row["wal_file"], "time": row["at"].isoformat(), "tables": sums}
 
 
-def wait_archived(session, wal_file, timeout=120, interval=0.5, clock=time.time, sleep=time.sleep):
+def wait_archived(session, wal_file, timeout=120, interval=0.5, clock=time.monotonic, sleep=time.sleep):
     """Switch WAL, then wait until pg_stat_archiver shows wal_file (or a later one) archived.
 
     Raises DrillError naming the last archived and the last failed segment after ``timeout``.

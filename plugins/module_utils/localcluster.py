@@ -1300,9 +1300,9 @@ class LocalCluster:
 
         Waits up to ``wait`` seconds for a walsender that is still winding down.
         """
-        deadline = time.time() + wait
+        deadline = time.monotonic() + wait
         state = self.remote_slot(conn, slot_name)
-        while state == "active" and time.time() < deadline:
+        while state == "active" and time.monotonic() < deadline:
             time.sleep(0.2)
             state = self.remote_slot(conn, slot_name)
         if state != "inactive":

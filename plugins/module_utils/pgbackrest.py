@@ -29,15 +29,17 @@ import os
 import pwd
 import re
 import shutil
-import subprocess
 import tempfile
 import time
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils import backup as bk
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
 from ansible_collections.dbarch.postgresql.plugins.module_utils import wal as wn
 from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pitr
+from ansible_collections.dbarch.postgresql.plugins.module_utils import proc
+from ansible_collections.dbarch.postgresql.plugins.module_utils.fsutil import atomic_write
 
 ENGINES = ("native", "pgbackrest")
 DEFAULT_BINARY = "/usr/bin/pgbackrest"
@@ -133,10 +135,8 @@ def find_binary():
 def binary_version(binary=None):
     """'pgBackRest 2.45' (the output of `pgbackrest version`)."""
     try:
-        out = subprocess.run(
-            [binary or find_binary(), "version"], capture_output=True, text=True, timeout=30, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        out = proc.run([binary or find_binary(), "version"], timeout=30, check=False)
+    except proc.ProcError as exc:
         return "pgBackRest (version unknown: %s)" % exc
     return (out.stdout or "").strip() or "pgBackRest (version unknown)"
 
@@ -270,7 +270,8 @@ def masked(text):
     return "\n".join(out) + ("\n" if text and text.endswith("\n") else "")
 
 
-def _secrets_of(text):
+def secrets_of(text):
+    """Secret values of a pgbackrest.conf text and of the PGBACKREST_* secret variables."""
     values = []
     for line in (text or "").splitlines():
         key, sep, value = line.partition("=")
@@ -280,11 +281,9 @@ def _secrets_of(text):
     return values
 
 
-def _scrub(text, secrets):
-    for value in secrets:
-        if value and len(value) >= 4:  # shorter values would garble every message; none is a real key
-            text = text.replace(value, MASK)
-    return text
+def scrub(text, secrets):
+    """``text`` with each secret masked where it stands as a whole token (proc.mask)."""
+    return proc.mask(text, secrets)
 
 
 def _user_ids(user):
@@ -314,20 +313,7 @@ def write_config(path, text, user):
         st = os.stat(path)
         if (st.st_uid, st.st_mode & 0o777) == (uid, 0o600):
             return False
-    fd, tmp = tempfile.mkstemp(prefix=".dbarch-", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        if os.geteuid() == 0:
-            os.chown(tmp, uid, gid)
-        os.rename(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, text, 0o600, (uid, gid) if os.geteuid() == 0 else None)
     return True
 
 
@@ -368,28 +354,27 @@ class Runner:
         timeout = kw.pop("timeout", None)
         argv = self.argv(command, *args)
         self.commands.append(argv)
-        me = pwd.getpwuid(os.geteuid()).pw_name
-        full = list(argv)
-        if self.user != me:
-            if os.geteuid() != 0:
-                raise PgBackRestError(
-                    "pgbackrest must run as %s but the module runs as %s; run it as root or as %s"
-                    % (self.user, me, self.user)
-                )
-            full = ["runuser", "-u", self.user, "--"] + full
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PG") or k in SECRET_ENV}
-        env.update({"LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"})
+        env = proc.clean_env(keep=SECRET_ENV)
+        secrets = secrets_of(read_config(self.config) if os.access(self.config, os.R_OK) else "")
         try:
-            proc = subprocess.run(
-                full, capture_output=True, text=True, env=env, cwd="/", timeout=timeout, check=False
+            res = proc.run(
+                argv,
+                env=env,
+                run_as=self.user,
+                timeout=timeout,
+                check=False,
+                secrets=secrets,
+                cwd="/",
+                what="pgbackrest %s" % command,
             )
-        except subprocess.TimeoutExpired:
-            raise PgBackRestError("pgbackrest %s did not finish within %ss" % (command, timeout)) from None
-        secrets = _secrets_of(read_config(self.config) if os.access(self.config, os.R_OK) else "")
-        proc.stdout = _scrub(proc.stdout or "", secrets)
-        proc.stderr = _scrub(proc.stderr or "", secrets)
-        if check and proc.returncode != 0:
-            said = (proc.stderr or proc.stdout).strip()
+        except proc.ProcError as exc:
+            if exc.timed_out:
+                raise PgBackRestError(
+                    "pgbackrest %s did not finish within %ss" % (command, timeout)
+                ) from None
+            raise PgBackRestError(str(exc)) from None
+        if check and res.returncode != 0:
+            said = (res.stderr or res.stdout).strip()
             if "VersionNotSupportedError" in said or "unexpected control version" in said:
                 raise PgBackRestError(
                     "%s does not support the PostgreSQL major version of this cluster; install a pgBackRest "
@@ -402,11 +387,11 @@ class Runner:
                     command,
                     self.stanza,
                     self.config,
-                    proc.returncode,
-                    (proc.stderr or proc.stdout).strip()[-1500:],
+                    res.returncode,
+                    (res.stderr or res.stdout).strip()[-1500:],
                 )
             )
-        return proc
+        return res
 
     def info(self):
         out = self.run("info", "--output=json").stdout
@@ -579,43 +564,17 @@ def findings_for(backups, wal, stanza_info, where, max_age_hours, now=None):
                 )
             )
     usable = [b for b in backups if b["usable"]]
-    if not usable:
-        found.append(
-            fnd.Finding(
-                "BACKUP-NONE",
-                "high",
-                where,
-                "the pgBackRest stanza %s holds no usable backup" % stanza_info.get("name"),
-                fix="Take a backup (dbarch.postgresql.basebackup with engine: pgbackrest).",
-            )
+    found.extend(
+        bk.health_findings(
+            usable,
+            wal.get("gaps_in_window"),
+            where,
+            max_age_hours,
+            now=now,
+            none_message="the pgBackRest stanza %s holds no usable backup" % stanza_info.get("name"),
+            none_fix="Take a backup (dbarch.postgresql.basebackup with engine: pgbackrest).",
         )
-    else:
-        newest = usable[-1]
-        age_hours = (now - br.parse_time(newest["stop_time"])).total_seconds() / 3600.0
-        if max_age_hours is not None and age_hours > float(max_age_hours):
-            found.append(
-                fnd.Finding(
-                    "BACKUP-STALE",
-                    "medium",
-                    newest["id"],
-                    "the newest usable backup finished %.1f hours ago (limit %s)"
-                    % (age_hours, max_age_hours),
-                    fix="Check the backup schedule and its last run.",
-                    evidence={"age_hours": round(age_hours, 2)},
-                )
-            )
-    for gap in wal.get("gaps_in_window") or []:
-        found.append(
-            fnd.Finding(
-                "WAL-GAP",
-                "high",
-                "timeline %d" % gap["timeline"],
-                "%d WAL segment(s) missing between %s and %s"
-                % (gap["missing_count"], gap["after"], gap["before"]),
-                fix="Point-in-time recovery cannot cross this gap; take a new backup.",
-                evidence=gap,
-            )
-        )
+    )
     return found
 
 

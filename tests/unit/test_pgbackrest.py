@@ -113,7 +113,7 @@ def test_s3_config_keys_only_in_file_and_masked():
     shown = pgbr.masked(text)
     assert "very-secret" not in shown and "AKIDEXAMPLE" not in shown
     assert "repo1-s3-key-secret=********\n" in shown
-    assert pgbr._scrub("error near very-secret", pgbr._secrets_of(text)) == "error near ********"
+    assert pgbr.scrub("error near very-secret", pgbr.secrets_of(text)) == "error near ********"
 
 
 def test_s3_without_keys_uses_instance_credentials_and_refuses_plain_http(monkeypatch):
