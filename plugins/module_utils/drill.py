@@ -95,7 +95,7 @@ def _set_text_settings(session):
         session.execute("SELECT set_config(%s, %s, true)", (setting, value))
 
 
-def _existing(session, tables):
+def existing_tables(session, tables):
     """[(schema, table)] -> the same list; fails naming the tables that do not exist."""
     missing = []
     for schema, table in tables:
@@ -114,6 +114,10 @@ def _existing(session, tables):
     return tables
 
 
+# The restore_point module still calls the old name; the integrator switches it to existing_tables.
+_existing = existing_tables
+
+
 def _fingerprint_one(session, schema, table):
     query = pg.pgsql.SQL(
         "SELECT count(*) AS rows,"
@@ -126,7 +130,7 @@ def _fingerprint_one(session, schema, table):
 
 def fingerprint(session, tables):
     """{schema.table: {rows, checksum}} read in one transaction (the session must not autocommit)."""
-    pairs = _existing(session, [split_table(t) for t in tables])
+    pairs = existing_tables(session, [split_table(t) for t in tables])
     _set_text_settings(session)
     return {"%s.%s" % (s, t): _fingerprint_one(session, s, t) for s, t in pairs}
 
@@ -189,7 +193,7 @@ def locked_restore_point(session, name, tables, lock_timeout="10s"):
 
     ``session`` must not autocommit. Returns {lsn, wal_file, time, tables}.
     """
-    pairs = _existing(session, [split_table(t) for t in tables])
+    pairs = existing_tables(session, [split_table(t) for t in tables])
     try:
         session.execute("SELECT set_config('lock_timeout', %s, true)", (str(lock_timeout),))
         if pairs:

@@ -53,7 +53,7 @@ SECRET_ENV = (
     "PGBACKREST_REPO1_S3_TOKEN",
     "PGBACKREST_REPO1_CIPHER_PASS",
 )
-MASK = "********"
+MASK = proc.MASK
 RESTORE_TYPES = ("time", "xid", "lsn", "name", "immediate", "default")
 TARGET_TIMELINES = ("current", "latest")
 _STANZA = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

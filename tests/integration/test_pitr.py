@@ -134,7 +134,7 @@ def test_restored_rows_match_each_target(pg, history):
             "promotion",
             "first_query",
         ]
-        auto = lc._read(os.path.join(cluster.data_dir, "postgresql.auto.conf"))
+        auto = lc.read_text(os.path.join(cluster.data_dir, "postgresql.auto.conf"))
         assert "recovery_target_timeline = 'latest'" in auto and "archive_mode = 'off'" in auto
         assert not os.path.exists(os.path.join(cluster.data_dir, "recovery.conf"))
         outcomes[label] = (_rows(cluster), want)
