@@ -44,7 +44,10 @@ def test_password_keys_and_url_passwords_masked_without_a_known_secret():
 
 
 def test_run_masks_output_and_raises_one_error_with_the_tail_of_stderr():
-    code = "import sys; print('token', sys.argv[1], 'out'); sys.stderr.write('failed with ' + sys.argv[1]); sys.exit(3)"
+    code = (
+        "import sys; print('token', sys.argv[1], 'out'); sys.stderr.write('failed with ' + sys.argv[1]); "
+        "sys.exit(3)"
+    )
     res = proc.run([sys.executable, "-c", code, "s3cr3t"], check=False, secrets=["s3cr3t"])
     assert res.returncode == 3 and "s3cr3t" not in res.stdout + res.stderr and M in res.stderr
     with pytest.raises(proc.ProcError) as err:
