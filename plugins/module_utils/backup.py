@@ -40,7 +40,9 @@ import zlib
 from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
+from ansible_collections.dbarch.postgresql.plugins.module_utils import wal as wn
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
+from ansible_collections.dbarch.postgresql.plugins.module_utils import proc
 from ansible_collections.dbarch.postgresql.plugins.module_utils.findings import Finding
 from ansible_collections.dbarch.postgresql.plugins.module_utils.versions import Features, version_text
 
@@ -134,18 +136,19 @@ def connection_env(libpq):
     return pg.libpq_environment(libpq, exclude=("dbname",))
 
 
-def _run(argv, bindir, env_extra=None, timeout=None, what=None):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    env.update({"LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"})
-    env.update(lc.library_env(bindir))
+def run_tool(argv, bindir, env_extra=None, timeout=None, what=None):
+    """Run a PostgreSQL client tool of ``bindir`` (check=False: the caller reads returncode).
+
+    PG* variables of this process are not passed on (``env_extra`` gives the ones wanted); the
+    password (PGPASSWORD) is masked in what comes back. Raises BackupError on a timeout or a
+    tool that cannot start."""
+    env = proc.clean_env(lc.library_env(bindir))
     env.update(env_extra or {})
+    secrets = [env_extra[k] for k in ("PGPASSWORD",) if (env_extra or {}).get(k)]
     try:
-        res = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise BackupError("%s timed out after %ss" % (what or argv[0], timeout)) from None
-    except OSError as exc:
-        raise BackupError("%s could not run: %s" % (what or argv[0], exc)) from None
-    return res
+        return proc.run(argv, env=env, timeout=timeout, check=False, secrets=secrets, what=what)
+    except proc.ProcError as exc:
+        raise BackupError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------------------
@@ -190,16 +193,27 @@ def _open_tar(path):
             if command is None:
                 # gzip.open reads every gzip member (PostgreSQL 14 writes more than one).
                 return tarfile.open(fileobj=gzip.open(path, "rb"), mode="r|"), None
-            proc = subprocess.Popen(command + [path], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            return tarfile.open(fileobj=proc.stdout, mode="r|"), proc
+            child = subprocess.Popen(command + [path], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            return tarfile.open(fileobj=child.stdout, mode="r|"), child
     return tarfile.open(path, mode="r|"), None
 
 
+def member_mode(member):
+    """The permission bits an extracted member gets: those stored in the tar, without
+    set-id/sticky bits and group/other write (what tarfile's ``data`` filter allows)."""
+    return member.mode & 0o755
+
+
 def extract_tar(path, dest, members=None):
-    """Extract a (compressed) tar into dest; only ``members`` when given. Safe names only."""
+    """Extract a (compressed) tar into dest; only ``members`` when given. Safe names only.
+
+    Files and folders keep the permission bits stored in the tar (``member_mode``): a
+    restored data folder has pg_basebackup's modes (0600/0700, or 0640/0750 with group
+    access), not the umask's. Owners are not taken from the tar (the caller sets them)."""
     wanted = set(members or [])
+    folders = []
     try:
-        archive, proc = _open_tar(path)
+        archive, child = _open_tar(path)
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise BackupError("%s cannot be read as a tar archive: %s" % (os.path.basename(path), exc)) from None
     try:
@@ -216,15 +230,23 @@ def extract_tar(path, dest, members=None):
                 archive.extract(member, dest, set_attrs=False, filter="data")
             except TypeError:  # Python without extraction filters (before 3.11.4)
                 archive.extract(member, dest, set_attrs=False)
+            target = os.path.join(dest, name)
+            if member.isdir():
+                folders.append((target, member_mode(member)))
+            elif member.isfile():
+                os.chmod(target, member_mode(member))
+        # Folders last (deepest first), so a read-only folder never blocks what goes inside it.
+        for target, mode in sorted(folders, key=lambda item: item[0], reverse=True):
+            os.chmod(target, mode | 0o700)
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise BackupError("%s cannot be read as a tar archive: %s" % (os.path.basename(path), exc)) from None
     finally:
         archive.close()
-        if proc is not None:
-            proc.stdout.close()
-            err = proc.stderr.read().decode("utf-8", "replace")
-            proc.stderr.close()
-            if proc.wait() != 0:
+        if child is not None:
+            child.stdout.close()
+            err = child.stderr.read().decode("utf-8", "replace")
+            child.stderr.close()
+            if child.wait() != 0:
                 raise BackupError("decompressing %s failed: %s" % (os.path.basename(path), err.strip()))
 
 
@@ -265,7 +287,7 @@ def read_facts(staged, fmt, bindir, scratch, extracted=None):
         extract_tar(base, datadir, members=["backup_label", os.path.join("global", "pg_control")])
     with open(os.path.join(datadir, "backup_label")) as handle:
         label = parse_backup_label(handle.read())
-    res = _run([os.path.join(bindir, "pg_controldata"), "-D", datadir], bindir, what="pg_controldata")
+    res = run_tool([os.path.join(bindir, "pg_controldata"), "-D", datadir], bindir, what="pg_controldata")
     if res.returncode != 0:
         raise BackupError("pg_controldata on the backup failed: %s" % (res.stderr or res.stdout).strip())
     control = parse_controldata(res.stdout)
@@ -291,7 +313,7 @@ def verify(staged, fmt, bindir, features, scratch, keep=False):
     """
     tool = os.path.join(bindir, "pg_verifybackup")
     if fmt == "plain":
-        res = _run([tool, staged], bindir, what="pg_verifybackup", timeout=None)
+        res = run_tool([tool, staged], bindir, what="pg_verifybackup", timeout=None)
         method = "pg_verifybackup (plain)"
     else:
         target = os.path.join(scratch, "verify")
@@ -317,10 +339,10 @@ def verify(staged, fmt, bindir, features, scratch, keep=False):
             shutil.copy(os.path.join(staged, "backup_manifest"), target)
         except BackupError as exc:
             return {"ok": False, "method": method, "output": str(exc)}
-        res = _run([tool, target], bindir, what="pg_verifybackup")
+        res = run_tool([tool, target], bindir, what="pg_verifybackup")
         if res.returncode == 0 and features.verifybackup_reads_tar:
             # 18 reads tar (and its compression) itself: check the stored files as well.
-            native = _run([tool, "--no-parse-wal", staged], bindir, what="pg_verifybackup")
+            native = run_tool([tool, "--no-parse-wal", staged], bindir, what="pg_verifybackup")
             method = "pg_verifybackup on an extracted copy and on the tar files (18+)"
             if native.returncode != 0:
                 res = native
@@ -433,7 +455,7 @@ def take(
     label = label or "dbarch %s" % backup_id
     started = session.scalar("SELECT now()")
     argv = basebackup_argv(bindir, staged, features, fmt, compression, site, checkpoint, label, max_rate)
-    res = _run(argv, bindir, env_extra=connection_env(libpq), timeout=timeout, what="pg_basebackup")
+    res = run_tool(argv, bindir, env_extra=connection_env(libpq), timeout=timeout, what="pg_basebackup")
     if res.returncode != 0:
         repo.abandon(backup_id, staged)
         raise BackupError(
@@ -500,7 +522,7 @@ def take(
         "repository": repo.url,
         "command": argv,
     }
-    if br.parse_lsn(metadata["stop_lsn"]) < br.parse_lsn(metadata["start_lsn"]):
+    if wn.parse_lsn(metadata["stop_lsn"]) < wn.parse_lsn(metadata["start_lsn"]):
         raise BackupError("backup_manifest has a stop LSN before its start LSN", backup_id=backup_id)
     try:
         if verification["ok"] is not False:
@@ -532,11 +554,11 @@ def summary_of(entry):
 def _latest_commit(repo, newest, cover, bindir):
     """latest_commit_* of the coverage: pg_waldump on the last contiguous segments."""
     size = cover["segment_size"]
-    end_segno = br.segno_of(br.parse_lsn(cover["latest_lsn"]) - 1, size)
-    stop_segno = br.segno_of(br.parse_lsn(newest["stop_lsn"]), size)
+    end_segno = wn.segno_of(wn.parse_lsn(cover["latest_lsn"]) - 1, size)
+    stop_segno = wn.segno_of(wn.parse_lsn(newest["stop_lsn"]), size)
     present = {}
     for entry in repo.list_wal():
-        info = br.parse_wal_name(entry["name"], size)
+        info = wn.parse_wal_name(entry["name"], size)
         if info and info["kind"] == "segment":
             present[(info["timeline"], info["segno"])] = entry["name"]
     names = []
@@ -615,21 +637,70 @@ def inspect(
     segment_size = usable[-1].get("wal_segment_size") if usable else None
     histories = {}
     for entry in wal_entries:
-        info = br.parse_wal_name(entry["name"])
+        info = wn.parse_wal_name(entry["name"])
         if info and info["kind"] == "history":
             histories[info["timeline"]] = repo.read_wal_text(entry["name"])
     cover = br.coverage(complete, wal_entries, histories, segment_size)
     cover.update(latest_commit_time=None, latest_commit_segment=None, latest_commit_note=None)
     if read_commits and usable and cover["latest_lsn"] != usable[-1]["stop_lsn"]:
         cover.update(_latest_commit(repo, usable[-1], cover, bindir))
+    found.extend(
+        health_findings(
+            usable,
+            cover["gaps_in_window"],
+            repo.url,
+            max_age_hours,
+            now=now,
+            none_message="the repository holds no usable base backup",
+            none_fix="Take a base backup (dbarch.postgresql.basebackup).",
+        )
+    )
+    if usable and cover["latest_lsn"] == usable[-1]["stop_lsn"]:
+        found.append(
+            Finding(
+                "WAL-NOT-ARCHIVED",
+                "medium",
+                repo.url,
+                "no archived WAL follows the newest backup %s (first missing: %s): point-in-time "
+                "recovery ends at the end of that backup"
+                % (usable[-1]["id"], cover["first_missing_segment"]),
+                fix="Check archive_mode/archive_command and pg_stat_archiver on the server.",
+            )
+        )
+    for name in cover["other_files"]:
+        found.append(
+            Finding("WAL-UNKNOWN-FILE", "info", name, "%s in the WAL folder is not a WAL file" % name)
+        )
+    listed = [summary_of(b) for b in backups if include_incomplete or b["status"] != "incomplete"]
+    return {
+        "repository": repo.url,
+        "backups": listed,
+        "wal": cover,
+        "gaps": cover["gaps"],
+        "file_checks": verification,
+        "findings": findings_sorted(found),
+    }
+
+
+def health_findings(usable, gaps_in_window, where, max_age_hours, now=None, none_message=None, none_fix=None):
+    """The backup-health findings both engines report (native and pgBackRest call this one):
+
+    - BACKUP-NONE when ``usable`` (usable backups, oldest first) is empty;
+    - BACKUP-STALE when the newest usable one finished more than ``max_age_hours`` ago;
+    - WAL-GAP for each gap of ``gaps_in_window`` (backup_repo.coverage()'s, inside the
+      window a restore can reach).
+
+    ``where``: the object of BACKUP-NONE (repository URL, stanza)."""
+    now = now or br.utcnow()
+    found = []
     if not usable:
         found.append(
             Finding(
                 "BACKUP-NONE",
                 "high",
-                repo.url,
-                "the repository holds no usable base backup",
-                fix="Take a base backup (dbarch.postgresql.basebackup).",
+                where,
+                none_message or "%s holds no usable backup" % where,
+                fix=none_fix or "Take a backup (dbarch.postgresql.basebackup).",
             )
         )
     else:
@@ -647,19 +718,7 @@ def inspect(
                     evidence={"age_hours": round(age_hours, 2)},
                 )
             )
-        if cover["latest_lsn"] == newest["stop_lsn"]:
-            found.append(
-                Finding(
-                    "WAL-NOT-ARCHIVED",
-                    "medium",
-                    repo.url,
-                    "no archived WAL follows the newest backup %s (first missing: %s): point-in-time "
-                    "recovery ends at the end of that backup"
-                    % (newest["id"], cover["first_missing_segment"]),
-                    fix="Check archive_mode/archive_command and pg_stat_archiver on the server.",
-                )
-            )
-    for gap in cover["gaps_in_window"]:
+    for gap in gaps_in_window or []:
         found.append(
             Finding(
                 "WAL-GAP",
@@ -673,19 +732,7 @@ def inspect(
                 evidence=gap,
             )
         )
-    for name in cover["other_files"]:
-        found.append(
-            Finding("WAL-UNKNOWN-FILE", "info", name, "%s in the WAL folder is not a WAL file" % name)
-        )
-    listed = [summary_of(b) for b in backups if include_incomplete or b["status"] != "incomplete"]
-    return {
-        "repository": repo.url,
-        "backups": listed,
-        "wal": cover,
-        "gaps": cover["gaps"],
-        "file_checks": verification,
-        "findings": findings_sorted(found),
-    }
+    return found
 
 
 _COMMIT = re.compile(r"desc: COMMIT (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) ?(\S*)")
@@ -713,7 +760,7 @@ def last_commit_time(repo, names, bindir, limit=8):
     try:
         for name in names[:limit]:
             path = repo.wal_path(name, scratch)
-            res = _run(
+            res = run_tool(
                 [os.path.join(bindir, "pg_waldump"), "--rmgr=Transaction", path], bindir, what="pg_waldump"
             )
             found = _COMMIT.findall(res.stdout or "")
@@ -723,7 +770,7 @@ def last_commit_time(repo, names, bindir, limit=8):
                     return None, name, "pg_waldump printed a time zone it cannot read: %s" % found[-1][1]
                 return br.format_time(moment), name, None
         return None, None, "no COMMIT record in the last %d archived segment(s)" % min(limit, len(names))
-    except (BackupError, br.RepositoryError, OSError) as exc:
+    except (BackupError, br.RepositoryError, wn.WalError, OSError) as exc:
         return None, None, "could not read the WAL with pg_waldump: %s" % exc
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -45,17 +45,15 @@ except ImportError:  # pragma: no cover - exercised on hosts without boto3
     BotoCoreError = ClientError = Exception
     HAS_BOTO3 = False
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils import wal as wn
+from ansible_collections.dbarch.postgresql.plugins.module_utils.fsutil import atomic_write, fsync_dir  # noqa: F401
+
 METADATA_NAME = "backup.json"
 DATA_FOLDER = "data"
 BACKUP_ID = re.compile(r"^\d{8}T\d{6}Z$")
 UTC = datetime.timezone.utc  # noqa: UP017 - datetime.UTC needs Python 3.11
-DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
-COMPRESSED_SUFFIXES = (".gz", ".zst", ".lz4")
-_SEGMENT = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})(\.partial)?(\.gz|\.zst|\.lz4)?$")
-_HISTORY = re.compile(r"^([0-9A-F]{8})\.history(\.gz|\.zst|\.lz4)?$")
-_BACKUP_HISTORY = re.compile(
-    r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})\.([0-9A-F]{8})\.backup(\.gz|\.zst|\.lz4)?$"
-)
+DEFAULT_SEGMENT_SIZE = wn.DEFAULT_SEGMENT_SIZE
+COMPRESSED_SUFFIXES = wn.COMPRESSED_SUFFIXES
 USABLE_STATUSES = ("valid", "unverified")
 CHUNK = 1024 * 1024
 
@@ -70,91 +68,6 @@ SSE_CHOICES = ("AES256", "aws:kms")
 
 class RepositoryError(DbarchError):
     """A repository problem with a message that says what, where and how to fix it."""
-
-
-# --------------------------------------------------------------------------------------
-# LSNs and WAL file names
-# --------------------------------------------------------------------------------------
-
-
-def parse_lsn(text):
-    """'0/3000028' -> 50331688."""
-    match = re.match(r"^\s*([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})\s*$", str(text or ""))
-    if not match:
-        raise RepositoryError("%r is not an LSN (expected hex/hex such as 0/3000028)" % (text,))
-    return (int(match.group(1), 16) << 32) | int(match.group(2), 16)
-
-
-def format_lsn(value):
-    value = int(value)
-    return "%X/%X" % (value >> 32, value & 0xFFFFFFFF)
-
-
-def segments_per_id(segment_size):
-    return 0x100000000 // int(segment_size)
-
-
-def segno_of(lsn, segment_size):
-    return int(lsn) // int(segment_size)
-
-
-def segment_name(timeline, segno, segment_size):
-    per = segments_per_id(segment_size)
-    return "%08X%08X%08X" % (int(timeline), segno // per, segno % per)
-
-
-def parse_wal_name(name, segment_size=DEFAULT_SEGMENT_SIZE):
-    """Classify a file of the WAL archive.
-
-    Returns a dict with ``kind`` (segment, partial, history, backup_history) and, as it
-    applies, ``timeline``, ``segno``, ``compression``; None for a name that is not WAL.
-    """
-    match = _SEGMENT.match(name)
-    if match:
-        per = segments_per_id(segment_size)
-        low = int(match.group(3), 16)
-        if low >= per:
-            return None
-        return {
-            "name": name,
-            "kind": "partial" if match.group(4) else "segment",
-            "timeline": int(match.group(1), 16),
-            "segno": int(match.group(2), 16) * per + low,
-            "compression": (match.group(5) or "")[1:] or None,
-        }
-    match = _HISTORY.match(name)
-    if match:
-        return {
-            "name": name,
-            "kind": "history",
-            "timeline": int(match.group(1), 16),
-            "compression": (match.group(2) or "")[1:] or None,
-        }
-    match = _BACKUP_HISTORY.match(name)
-    if match:
-        per = segments_per_id(segment_size)
-        return {
-            "name": name,
-            "kind": "backup_history",
-            "timeline": int(match.group(1), 16),
-            "segno": int(match.group(2), 16) * per + int(match.group(3), 16),
-            "compression": (match.group(5) or "")[1:] or None,
-        }
-    return None
-
-
-def parse_history(text):
-    """Lines of a timeline history file -> [(parent_timeline, switch_lsn)], oldest first."""
-    entries = []
-    for raw in (text or "").splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        fields = line.split()
-        if len(fields) < 2:
-            continue
-        entries.append((int(fields[0]), parse_lsn(fields[1])))
-    return entries
 
 
 # --------------------------------------------------------------------------------------
@@ -197,38 +110,6 @@ def sha256_file(path):
         for block in iter(lambda: handle.read(CHUNK), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path, data, mode=0o640, owner=None):
-    """Write bytes (or text, as UTF-8) to a temp file beside ``path``, fsync it, rename it, fsync the
-    folder: readers see the old file or the new one, never a part. ``owner``: (uid, gid) to give it.
-    The collection's one such writer."""
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), dir=folder)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, mode)
-        if owner:
-            os.chown(tmp, owner[0], owner[1])
-        os.rename(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    fsync_dir(folder)
 
 
 def tree_files(top):
@@ -389,7 +270,7 @@ class LocalRepository:
 
     def read_wal_text(self, name):
         with open(os.path.join(self.wal_dir, name), "rb") as handle:
-            return _decompress_small(name, handle.read()).decode("utf-8", "replace")
+            return decompress_wal(name, handle.read()).decode("utf-8", "replace")
 
     def wal_path(self, name, scratch):
         """A local, uncompressed copy (or the file itself) of WAL file ``name``."""
@@ -398,7 +279,7 @@ class LocalRepository:
             return path
         with open(path, "rb") as handle:
             data = handle.read()
-        return _write_plain(scratch, name, data)
+        return write_plain_wal(scratch, name, data)
 
     def delete_wal(self, names):
         for name in names:
@@ -407,7 +288,7 @@ class LocalRepository:
             fsync_dir(self.wal_dir)
 
 
-def _write_plain(scratch, name, data):
+def write_plain_wal(scratch, name, data):
     if name.endswith(".gz"):
         data = gzip.decompress(data)
     elif name.endswith(COMPRESSED_SUFFIXES):
@@ -418,7 +299,7 @@ def _write_plain(scratch, name, data):
     return path
 
 
-def _decompress_small(name, data):
+def decompress_wal(name, data):
     if name.endswith(".gz"):
         return gzip.decompress(data)
     return data
@@ -756,7 +637,7 @@ class S3Repository:
 
     def read_wal_text(self, name):
         raw = self._get(self.key("wal", name)) or b""
-        return _decompress_small(name, raw).decode("utf-8", "replace")
+        return decompress_wal(name, raw).decode("utf-8", "replace")
 
     def wal_path(self, name, scratch):
         """Download WAL file ``name`` (checked against its sha256 metadata) into ``scratch``."""
@@ -775,7 +656,7 @@ class S3Repository:
                 "%s/wal/%s does not match its sha256 metadata (%s): the object is corrupt"
                 % (self.url, name, want)
             )
-        return _write_plain(scratch, name, raw)
+        return write_plain_wal(scratch, name, raw)
 
     def download_backup(self, backup_id, expected, dest, progress=None):
         """Download the backup's data objects into ``dest``, checking each against ``expected``.
@@ -894,23 +775,11 @@ def verify_files(repo, backup_id, metadata):
     return problems
 
 
-def _timeline_chain(target_tli, histories):
-    """[(timeline, begin_lsn, end_lsn or None)] of ``target_tli``'s history, oldest first."""
-    entries = histories.get(target_tli) or []
-    chain = []
-    begin = 0
-    for parent, switch in entries:
-        chain.append((parent, begin, switch))
-        begin = switch
-    chain.append((target_tli, begin, None))
-    return chain
-
-
 def wal_inventory(entries, segment_size):
     """Split a WAL folder listing by kind; unknown names are reported as ``other``."""
     inv = {"segments": {}, "partial": [], "history": {}, "backup_history": [], "other": []}
     for entry in entries:
-        info = parse_wal_name(entry["name"], segment_size)
+        info = wn.parse_wal_name(entry["name"], segment_size)
         if info is None:
             inv["other"].append(entry["name"])
         elif info["kind"] == "segment":
@@ -936,13 +805,13 @@ def find_gaps(segments, segment_size, limit=50):
         for low, high in zip(numbers, numbers[1:]):  # noqa: B905 - older Pythons lack strict=
             if high - low > 1:
                 missing = [
-                    segment_name(tli, s, segment_size) for s in range(low + 1, min(high, low + 1 + limit))
+                    wn.segment_name(tli, s, segment_size) for s in range(low + 1, min(high, low + 1 + limit))
                 ]
                 gaps.append(
                     {
                         "timeline": tli,
-                        "after": segment_name(tli, low, segment_size),
-                        "before": segment_name(tli, high, segment_size),
+                        "after": wn.segment_name(tli, low, segment_size),
+                        "before": wn.segment_name(tli, high, segment_size),
                         "missing_count": high - low - 1,
                         "missing": missing,
                     }
@@ -964,26 +833,26 @@ def replay_end(start_lsn, start_tli, segments, histories, segment_size):
         if t == start_tli or any(p == start_tli for p, _s in histories.get(t, []))
     ]
     target = max(targets)
-    chain = _timeline_chain(target, histories)
-    segno = segno_of(start_lsn, segment_size)
+    chain = wn.timeline_chain(target, histories)
+    segno = wn.segno_of(start_lsn, segment_size)
     end = start_lsn
     last_tli = start_tli
     while True:
         found = None
         for tli, begin, stop in reversed(chain):
-            if segno_of(begin, segment_size) > segno:
+            if wn.segno_of(begin, segment_size) > segno:
                 continue
-            if stop is not None and segno_of(stop, segment_size) < segno:
+            if stop is not None and wn.segno_of(stop, segment_size) < segno:
                 continue
             if (tli, segno) in segments:
                 found = tli
                 break
         if found is None:
-            candidates = [t for t, b, _s in chain if segno_of(b, segment_size) <= segno]
+            candidates = [t for t, b, _s in chain if wn.segno_of(b, segment_size) <= segno]
             return (
                 end,
                 last_tli,
-                segment_name(max(candidates) if candidates else start_tli, segno, segment_size),
+                wn.segment_name(max(candidates) if candidates else start_tli, segno, segment_size),
             )
         end = (segno + 1) * segment_size
         last_tli = found
@@ -1003,7 +872,7 @@ def coverage(backups, wal_entries, histories_text, segment_size=None):
         sizes = [b.get("wal_segment_size") for b in usable if b.get("wal_segment_size")]
         segment_size = sizes[-1] if sizes else DEFAULT_SEGMENT_SIZE
     inv = wal_inventory(wal_entries, segment_size)
-    histories = {tli: parse_history(text) for tli, text in histories_text.items()}
+    histories = {tli: wn.parse_history(text) for tli, text in histories_text.items()}
     segments = inv["segments"]
     gaps = find_gaps(segments.keys(), segment_size)
     result = {
@@ -1028,8 +897,8 @@ def coverage(backups, wal_entries, histories_text, segment_size=None):
     }
     if segments:
         ordered = sorted(segments, key=lambda k: (k[1], k[0]))
-        result["first_segment"] = segment_name(ordered[0][0], ordered[0][1], segment_size)
-        result["last_segment"] = segment_name(ordered[-1][0], ordered[-1][1], segment_size)
+        result["first_segment"] = wn.segment_name(ordered[0][0], ordered[0][1], segment_size)
+        result["last_segment"] = wn.segment_name(ordered[-1][0], ordered[-1][1], segment_size)
     if not usable:
         return result
     oldest, newest = usable[0], usable[-1]
@@ -1037,31 +906,24 @@ def coverage(backups, wal_entries, histories_text, segment_size=None):
     result["earliest_lsn"] = oldest.get("stop_lsn")
     result["earliest_time"] = oldest.get("stop_time")
     end, tli, missing = replay_end(
-        parse_lsn(newest["stop_lsn"]), int(newest["timeline"]), segments, histories, segment_size
+        wn.parse_lsn(newest["stop_lsn"]), int(newest["timeline"]), segments, histories, segment_size
     )
     result["latest_backup"] = newest["id"]
     result["latest_timeline"] = tli
     result["first_missing_segment"] = missing
-    stop = parse_lsn(newest["stop_lsn"])
+    stop = wn.parse_lsn(newest["stop_lsn"])
     if end > stop:
-        result["latest_lsn"] = format_lsn(end)
-        last = segments[(tli, segno_of(end - 1, segment_size))]
+        result["latest_lsn"] = wn.format_lsn(end)
+        last = segments[(tli, wn.segno_of(end - 1, segment_size))]
         result["latest_time"] = format_time(datetime.datetime.fromtimestamp(last["mtime"], UTC))
     else:
         result["latest_lsn"] = newest["stop_lsn"]
         result["latest_time"] = newest.get("stop_time")
-    oldest_start = segno_of(parse_lsn(oldest["start_lsn"]), segment_size)
+    oldest_start = wn.segno_of(wn.parse_lsn(oldest["start_lsn"]), segment_size)
     result["gaps_in_window"] = [
-        g for g in gaps if parse_wal_name(g["before"], segment_size)["segno"] > oldest_start
+        g for g in gaps if wn.parse_wal_name(g["before"], segment_size)["segno"] > oldest_start
     ]
     return result
-
-
-def wal_file_end(info, segment_size):
-    """First LSN after a WAL archive file (None for history files, which are never removed)."""
-    if info["kind"] in ("segment", "partial", "backup_history"):
-        return (info["segno"] + 1) * segment_size
-    return None
 
 
 def plan_retention(backups, wal_entries, now=None, retain_count=None, retain_days=None, segment_size=None):
@@ -1105,12 +967,12 @@ def plan_retention(backups, wal_entries, now=None, retain_count=None, retain_day
     plan["delete_backups"] = [b["id"] for b in usable if b["id"] not in keep]
     if segment_size is None:
         segment_size = usable[-1].get("wal_segment_size") or DEFAULT_SEGMENT_SIZE
-    oldest_start = min(parse_lsn(b["start_lsn"]) for b in usable if b["id"] in keep)
+    oldest_start = min(wn.parse_lsn(b["start_lsn"]) for b in usable if b["id"] in keep)
     for entry in wal_entries:
-        info = parse_wal_name(entry["name"], segment_size)
+        info = wn.parse_wal_name(entry["name"], segment_size)
         if info is None:
             continue
-        end = wal_file_end(info, segment_size)
+        end = wn.wal_file_end(info, segment_size)
         if end is not None and end <= oldest_start:
             plan["delete_wal"].append(entry["name"])
     return plan

@@ -96,7 +96,7 @@ def _set_text_settings(session):
         session.execute("SELECT set_config(%s, %s, true)", (setting, value))
 
 
-def _existing(session, tables):
+def existing_tables(session, tables):
     """[(schema, table)] -> the same list; fails naming the tables that do not exist."""
     missing = []
     for schema, table in tables:
@@ -115,6 +115,10 @@ def _existing(session, tables):
     return tables
 
 
+# The restore_point module still calls the old name; the integrator switches it to existing_tables.
+_existing = existing_tables
+
+
 def _fingerprint_one(session, schema, table):
     query = pg.pgsql.SQL(
         "SELECT count(*) AS rows,"
@@ -127,7 +131,7 @@ def _fingerprint_one(session, schema, table):
 
 def fingerprint(session, tables):
     """{schema.table: {rows, checksum}} read in one transaction (the session must not autocommit)."""
-    pairs = _existing(session, [split_table(t) for t in tables])
+    pairs = existing_tables(session, [split_table(t) for t in tables])
     _set_text_settings(session)
     return {"%s.%s" % (s, t): _fingerprint_one(session, s, t) for s, t in pairs}
 
@@ -190,7 +194,7 @@ def locked_restore_point(session, name, tables, lock_timeout="10s"):
 
     ``session`` must not autocommit. Returns {lsn, wal_file, time, tables}.
     """
-    pairs = _existing(session, [split_table(t) for t in tables])
+    pairs = existing_tables(session, [split_table(t) for t in tables])
     try:
         session.execute("SELECT set_config('lock_timeout', %s, true)", (str(lock_timeout),))
         if pairs:
@@ -219,7 +223,7 @@ def locked_restore_point(session, name, tables, lock_timeout="10s"):
     return {"lsn": row["lsn"], "wal_file": row["wal_file"], "time": row["at"].isoformat(), "tables": sums}
 
 
-def wait_archived(session, wal_file, timeout=120, interval=0.5, clock=time.time, sleep=time.sleep):
+def wait_archived(session, wal_file, timeout=120, interval=0.5, clock=time.monotonic, sleep=time.sleep):
     """Switch WAL, then wait until pg_stat_archiver shows wal_file (or a later one) archived.
 
     Raises DrillError naming the last archived and the last failed segment after ``timeout``.

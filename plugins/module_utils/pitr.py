@@ -33,12 +33,13 @@ import time
 from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup as bk
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
+from ansible_collections.dbarch.postgresql.plugins.module_utils import wal as wn
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
 
 TARGET_KINDS = ("time", "xid", "lsn", "name", "target")
 TARGET_ACTIONS = ("promote", "pause", "shutdown")
 DEFAULT_WAL_SCRIPT = "/usr/local/bin/dbarch-wal"
-RECOVERY_FAILED = "recovery ended before configured recovery target was reached"
+RECOVERY_FAILED = lc.RECOVERY_FAILED
 _RECORD = re.compile(
     r"tx:\s*(\d+), lsn: ([0-9A-F]+/[0-9A-F]+), prev [0-9A-F]+/[0-9A-F]+, desc: (\S+)\s*(.*)$"
 )
@@ -93,10 +94,10 @@ def parse_target(target_time=None, target_xid=None, target_lsn=None, target_name
         return {"kind": "xid", "value": int(text), "text": text}
     if kind == "lsn":
         try:
-            lsn = br.parse_lsn(value)
-        except br.RepositoryError as exc:
+            lsn = wn.parse_lsn(value)
+        except wn.WalError as exc:
             raise PitrError("target_lsn: %s" % exc) from None
-        return {"kind": "lsn", "value": lsn, "text": br.format_lsn(lsn)}
+        return {"kind": "lsn", "value": lsn, "text": wn.format_lsn(lsn)}
     if kind == "name":
         return {"kind": "name", "value": str(value), "text": str(value)}
     if value not in ("latest", "immediate"):
@@ -143,7 +144,7 @@ class WalArchive:
         if self.folder is None:
             return self.repo.read_wal_text(name)
         with open(os.path.join(self.folder, name), "rb") as handle:
-            return br._decompress_small(name, handle.read()).decode("utf-8", "replace")
+            return br.decompress_wal(name, handle.read()).decode("utf-8", "replace")
 
     def local_path(self, name, scratch):
         if self.folder is None:
@@ -155,17 +156,17 @@ class WalArchive:
                 return cached
             return self.repo.wal_path(name, scratch)
         path = os.path.join(self.folder, name)
-        if not name.endswith(br.COMPRESSED_SUFFIXES):
+        if not name.endswith(wn.COMPRESSED_SUFFIXES):
             return path
         with open(path, "rb") as handle:
-            return br._write_plain(scratch, name, handle.read())
+            return br.write_plain_wal(scratch, name, handle.read())
 
 
 def wal_state(archive, segment_size):
     """(segments {(tli, segno): entry}, histories {tli: [(parent, switch)]}) of the archive."""
     entries = archive.list()
     inv = br.wal_inventory(entries, segment_size)
-    histories = {tli: br.parse_history(archive.read_text(name)) for tli, name in inv["history"].items()}
+    histories = {tli: wn.parse_history(archive.read_text(name)) for tli, name in inv["history"].items()}
     return inv["segments"], histories
 
 
@@ -181,19 +182,19 @@ def replay_chain(start_lsn, start_tli, segments, histories, segment_size):
         for t in sorted({start_tli} | set(histories))
         if t == start_tli or any(p == start_tli for p, _s in histories.get(t, []))
     ]
-    chain = br._timeline_chain(max(targets), histories)
+    chain = wn.timeline_chain(max(targets), histories)
     names = []
-    for segno in range(br.segno_of(start_lsn, segment_size), br.segno_of(end, segment_size)):
+    for segno in range(wn.segno_of(start_lsn, segment_size), wn.segno_of(end, segment_size)):
         for tli, begin, stop in reversed(chain):
-            if br.segno_of(begin, segment_size) > segno:
+            if wn.segno_of(begin, segment_size) > segno:
                 continue
-            if stop is not None and br.segno_of(stop, segment_size) < segno:
+            if stop is not None and wn.segno_of(stop, segment_size) < segno:
                 continue
             if (tli, segno) in segments:
                 names.append(segments[(tli, segno)]["name"])
                 break
     chain_tlis = {t for t, _b, _s in chain}
-    end_segno = br.segno_of(end, segment_size)
+    end_segno = wn.segno_of(end, segment_size)
     later = sorted(segments[key]["name"] for key in segments if key[0] in chain_tlis and key[1] > end_segno)
     return {"names": names, "end_lsn": end, "missing": missing, "later": later}
 
@@ -201,7 +202,7 @@ def replay_chain(start_lsn, start_tli, segments, histories, segment_size):
 def _waldump_records(archive, name, bindir, rmgr, scratch):
     """[(xid, lsn, desc kind, rest)] of one segment's records of ``rmgr``."""
     path = archive.local_path(name, scratch)
-    res = bk._run(
+    res = bk.run_tool(
         [os.path.join(bindir, "pg_waldump"), "--rmgr=%s" % rmgr, path],
         bindir,
         env_extra={"TZ": "UTC"},
@@ -211,7 +212,7 @@ def _waldump_records(archive, name, bindir, rmgr, scratch):
     for line in (res.stdout or "").splitlines():
         match = _RECORD.search(line)
         if match:
-            out.append((int(match.group(1)), br.parse_lsn(match.group(2)), match.group(3), match.group(4)))
+            out.append((int(match.group(1)), wn.parse_lsn(match.group(2)), match.group(3), match.group(4)))
     # pg_waldump ends every segment it reads alone with "error in WAL record" (the next
     # segment is not beside it, or the WAL written ends there); anything else is a failure.
     err = res.stderr or ""
@@ -271,13 +272,13 @@ def _gap_text(chain, archive):
         chain["missing"],
         archive.where,
         chain["later"][0],
-        br.format_lsn(chain["end_lsn"]),
+        wn.format_lsn(chain["end_lsn"]),
     )
 
 
 def _chain_from(backup, segments, histories):
-    size = int(backup.get("wal_segment_size") or br.DEFAULT_SEGMENT_SIZE)
-    return replay_chain(br.parse_lsn(backup["stop_lsn"]), int(backup["timeline"]), segments, histories, size)
+    size = int(backup.get("wal_segment_size") or wn.DEFAULT_SEGMENT_SIZE)
+    return replay_chain(wn.parse_lsn(backup["stop_lsn"]), int(backup["timeline"]), segments, histories, size)
 
 
 def _locate(backups, archive, segments, histories, bindir, target, inclusive):
@@ -306,7 +307,7 @@ def _locate(backups, archive, segments, histories, bindir, target, inclusive):
         where = "in the WAL archived after backup %s (%s, up to %s)" % (
             oldest["id"],
             archive.where,
-            br.format_lsn(chain["end_lsn"]),
+            wn.format_lsn(chain["end_lsn"]),
         )
         if chain["later"]:
             raise PitrError("%s %s; %s" % (what, where, _gap_text(chain, archive)))
@@ -384,7 +385,7 @@ def _plan(
 ):
     backups = _usable_backups(repo)
     newest = backups[-1]
-    size = int(newest.get("wal_segment_size") or br.DEFAULT_SEGMENT_SIZE)
+    size = int(newest.get("wal_segment_size") or wn.DEFAULT_SEGMENT_SIZE)
     segments, histories = wal_state(archive, size)
     major = int(newest["pg_major"])
     bindir = _bindir(bindir, major)
@@ -401,7 +402,7 @@ def _plan(
             )
         chosen = fits[-1]
     elif kind == "lsn":
-        fits = [b for b in backups if br.parse_lsn(b["stop_lsn"]) <= target["value"]]
+        fits = [b for b in backups if wn.parse_lsn(b["stop_lsn"]) <= target["value"]]
         if not fits:
             raise PitrError(
                 "target_lsn %s is before the end of the oldest usable backup %s (stop_lsn %s): "
@@ -410,12 +411,12 @@ def _plan(
         chosen = fits[-1]
     else:
         located = _locate(backups, archive, segments, histories, bindir, target, inclusive)
-        fits = [b for b in backups if br.parse_lsn(b["stop_lsn"]) <= located[1]]
+        fits = [b for b in backups if wn.parse_lsn(b["stop_lsn"]) <= located[1]]
         if not fits:
             raise PitrError(
                 "the %s target %s is at %s, inside the oldest usable backup %s (stop_lsn %s): "
                 "no backup can restore to it"
-                % (kind, target["text"], br.format_lsn(located[1]), backups[0]["id"], backups[0]["stop_lsn"])
+                % (kind, target["text"], wn.format_lsn(located[1]), backups[0]["id"], backups[0]["stop_lsn"])
             )
         chosen = fits[-1]
     if int(chosen["pg_major"]) != major:
@@ -430,7 +431,7 @@ def _plan(
         "bindir": bindir,
         "target": target,
         "archive": archive.where,
-        "replay_end_lsn": br.format_lsn(chain["end_lsn"]),
+        "replay_end_lsn": wn.format_lsn(chain["end_lsn"]),
         "first_missing_segment": chain["missing"],
         "coverage": check,
         "restore_command": command,
@@ -467,7 +468,7 @@ def _check_coverage(chosen, chain, archive, bindir, target, inclusive, located):
             raise PitrError(_gap_text(chain, archive))
         return {
             "stops_at": "end of the archived WAL (%s, first missing %s)"
-            % (br.format_lsn(end), chain["missing"])
+            % (wn.format_lsn(end), chain["missing"])
         }
     if kind == "lsn":
         if target["value"] >= end:
@@ -478,11 +479,11 @@ def _check_coverage(chosen, chain, archive, bindir, target, inclusive, located):
             raise PitrError(
                 "target_lsn %s is after the end of the WAL archived in %s after backup %s: replay ends at "
                 "%s (segment %s is not archived yet)"
-                % (target["text"], archive.where, chosen["id"], br.format_lsn(end), chain["missing"])
+                % (target["text"], archive.where, chosen["id"], wn.format_lsn(end), chain["missing"])
             )
         return {"stops_at": target["text"]}
     if kind in ("xid", "name"):
-        return {"stops_at": "%s record at %s" % (located[2], br.format_lsn(located[1]))}
+        return {"stops_at": "%s record at %s" % (located[2], wn.format_lsn(located[1]))}
     moment = target["value"]
 
     def wanted(_xid, _lsn, rec_kind, rest):
@@ -497,7 +498,7 @@ def _check_coverage(chosen, chain, archive, bindir, target, inclusive, located):
     record, last = scan(archive, chain["names"], bindir, "Transaction", wanted)
     if record is None:
         seen = (
-            "the last archived commit is at %s (%s)" % (br.format_time(last[1]), br.format_lsn(last[0]))
+            "the last archived commit is at %s (%s)" % (br.format_time(last[1]), wn.format_lsn(last[0]))
             if last
             else "no commit was archived after backup %s" % chosen["id"]
         )
@@ -509,11 +510,11 @@ def _check_coverage(chosen, chain, archive, bindir, target, inclusive, located):
             "target_time %s needs a commit after it in the archived WAL (PostgreSQL stops with FATAL "
             "otherwise) but %s; replay ends at %s (segment %s is not archived yet). Wait for more WAL to "
             "be archived or choose an earlier target"
-            % (target["text"], seen, br.format_lsn(end), chain["missing"])
+            % (target["text"], seen, wn.format_lsn(end), chain["missing"])
         )
     return {
         "stops_at": "before the commit of transaction %d at %s (%s)"
-        % (record[0], br.format_time(_commit_time(record[3])), br.format_lsn(record[1])),
+        % (record[0], br.format_time(_commit_time(record[3])), wn.format_lsn(record[1])),
     }
 
 
@@ -560,7 +561,7 @@ def recovery_settings(target, inclusive, target_action, restore_command):
 
 def check_data_dir(cluster, force):
     """Refuse a non-empty data_dir (or a running cluster); with force, wipe a stopped one."""
-    if cluster.pid() and lc._pid_alive(cluster.pid()):
+    if cluster.pid() and lc.pid_alive(cluster.pid()):
         raise PitrError(
             "a PostgreSQL server is running in %s (pid %s); stop it first: pitr_restore never "
             "deletes a running cluster's data" % (cluster.data_dir, cluster.pid())
@@ -633,7 +634,7 @@ def verify_extracted(source, data_dir, bindir):
     wal = os.path.join(data_dir, "pg_wal")
     if not any(len(n) == 24 for n in (os.listdir(wal) if os.path.isdir(wal) else [])):
         argv.append("--no-parse-wal")
-    res = bk._run(argv + [data_dir], bindir, what="pg_verifybackup")
+    res = bk.run_tool(argv + [data_dir], bindir, what="pg_verifybackup")
     if res.returncode == 0:
         return ""
     return ((res.stdout or "") + (res.stderr or "")).strip()[-2000:] or "exit %d" % res.returncode
@@ -658,7 +659,7 @@ def _extract(source, backup, data_dir):
         os.makedirs(os.path.join(data_dir, "pg_wal"), exist_ok=True)
         bk.extract_tar(wal, os.path.join(data_dir, "pg_wal"))
     spaces = {}
-    text = lc._read(os.path.join(data_dir, "tablespace_map"), "") or ""
+    text = lc.read_text(os.path.join(data_dir, "tablespace_map"), "") or ""
     for line in text.splitlines():
         if " " in line:
             oid, location = line.split(" ", 1)
@@ -677,42 +678,6 @@ def _extract(source, backup, data_dir):
             bk.extract_tar(os.path.join(source, name), location)
 
 
-def _chown_tree(top, owner):
-    for root, dirs, files in os.walk(top):
-        for name in dirs + files:
-            os.lchown(os.path.join(root, name), owner[0], owner[1])
-    os.lchown(top, owner[0], owner[1])
-
-
-def _auto_conf_text(existing, lines):
-    keep = []
-    skip = {name for name, _v in lines}
-    for line in (existing or "").splitlines():
-        name = line.split("=", 1)[0].strip()
-        if name in skip:
-            continue
-        keep.append(line)
-    keep.append("# dbarch.postgresql pitr_restore")
-    keep.extend(lc.format_setting(name, value) for name, value in lines)
-    return "\n".join(keep) + "\n"
-
-
-def _retarget_managed_conf(cluster):
-    """A backup of a dbarch local cluster: its dbarch.conf names the source's port and socket."""
-    text = lc._read(cluster.conf_path)
-    if text is None:
-        return
-    port_line = lc.format_setting("port", int(cluster.port))
-    text = re.sub(r"(?m)^port = .*$", lambda _m: port_line, text)
-    text = re.sub(
-        r"(?m)^unix_socket_directories = .*$",
-        lambda _m: lc.format_setting("unix_socket_directories", cluster.socket_dir),
-        text,
-    )
-    with open(cluster.conf_path, "w") as handle:
-        handle.write(text)
-
-
 def server_settings(restore_plan, socket_dir):
     out = [
         ("port", str(restore_plan["port"])),
@@ -729,46 +694,9 @@ def server_settings(restore_plan, socket_dir):
 # --------------------------------------------------------------------------------------
 
 
-def _psql(cluster, sql):
-    res = cluster._run(
-        [
-            cluster._bin("psql"),
-            "-X",
-            "-A",
-            "-t",
-            "-q",
-            "-h",
-            cluster.socket_dir,
-            "-p",
-            str(cluster.port),
-            "-U",
-            cluster.superuser,
-            "-d",
-            "postgres",
-            "-c",
-            sql,
-        ],
-        check=False,
-        timeout=60,
-        what="psql",
-    )
-    if res.returncode != 0:
-        return None
-    return res.stdout.strip()
-
-
-def _alive(cluster):
-    pid = cluster.pid()
-    return bool(pid) and lc._pid_alive(pid)
-
-
-def _log_text(cluster):
-    return lc._read(cluster.log_file, "") or ""
-
-
 def restore(repo, restore_plan, force=False, timeout=3600, superuser="postgres", run_as=None):
     """Carry out a plan(): returns the result dict; raises PitrError."""
-    clock = time.time()
+    clock = time.monotonic()
     phases = {}
     backup = restore_plan["backup"]
     cluster = lc.LocalCluster(
@@ -786,64 +714,26 @@ def restore(repo, restore_plan, force=False, timeout=3600, superuser="postgres",
     if lc.port_in_use(cluster.port):
         raise PitrError("port %s is in use; choose another port" % cluster.port)
 
-    started = time.time()
-    cluster._write_marker(
-        "initializing", role="primary", major=int(backup["pg_major"]), restored_from=backup["id"]
-    )
-    cluster._prepare_folders()
+    started = time.monotonic()
+    cluster.begin_restore(int(backup["pg_major"]), backup["id"])
     staging_root = restore_plan.get("staging_dir") or cluster.base_dir
     source, staging = fetch(repo, backup, staging_root)
-    phases["fetch"] = round(time.time() - started, 3)
+    phases["fetch"] = round(time.monotonic() - started, 3)
     try:
         _extract_and_verify(repo, backup, source, cluster, restore_plan["bindir"], phases)
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
 
-    started = time.time()
-    for name in ("postmaster.pid", "standby.signal", "recovery.signal"):
-        path = os.path.join(cluster.data_dir, name)
-        if os.path.exists(path):
-            os.unlink(path)
-    auto = os.path.join(cluster.data_dir, "postgresql.auto.conf")
-    lines = server_settings(restore_plan, cluster.socket_dir)
-    with open(auto, "w") as handle:
-        handle.write(_auto_conf_text(lc._read(auto, ""), lines))
-    _retarget_managed_conf(cluster)
-    open(os.path.join(cluster.data_dir, "recovery.signal"), "w").close()
-    owner = cluster._owner()
-    _chown_tree(cluster.data_dir, owner)
-    os.chmod(cluster.data_dir, 0o700)
-    if os.path.exists(cluster.log_file):
-        os.unlink(cluster.log_file)
-    phases["extract"] = round(phases["extract"] + time.time() - started, 3)
+    started = time.monotonic()
+    cluster.configure_recovery(server_settings(restore_plan, cluster.socket_dir), recovery_signal=True)
+    phases["extract"] = round(phases["extract"] + time.monotonic() - started, 3)
 
-    started = time.time()
     # The server's restore_command reads S3 with the credentials given to the module, through
     # the server's environment only (never a file); without them, the OS user's AWS chain.
     env = dict(getattr(repo, "credentials_env", None) or {}) if br.is_s3(repo.url) else {}
-    res = cluster._run(
-        [cluster._bin("pg_ctl"), "start", "-D", cluster.data_dir, "-l", cluster.log_file, "-W"],
-        check=False,
-        env_extra=env,
-        new_session=True,
-        timeout=120,
-        what="pg_ctl start",
-    )
-    if res.returncode != 0:
-        raise PitrError(
-            "pg_ctl start failed (exit %d): %s" % (res.returncode, (res.stderr or res.stdout).strip()),
-            log_tail=lc._tail(cluster.log_file, 30),
-        )
-    try:
-        reached = _wait(cluster, restore_plan["target_action"], started, timeout, phases)
-    except PitrError:
-        if _alive(cluster):
-            cluster._run(
-                [cluster._bin("pg_ctl"), "stop", "-D", cluster.data_dir, "-m", "immediate", "-w"], check=False
-            )
-        raise
-    cluster._write_marker("ready", role="primary", major=int(backup["pg_major"]), restored_from=backup["id"])
+    reached = start_and_wait(cluster, restore_plan["target_action"], timeout, phases, env_extra=env)
+    cluster.finish_restore(int(backup["pg_major"]), backup["id"])
     reached.update(
         backup_id=backup["id"],
         data_dir=cluster.data_dir,
@@ -851,8 +741,21 @@ def restore(repo, restore_plan, force=False, timeout=3600, superuser="postgres",
         socket_dir=cluster.socket_dir,
         log_file=cluster.log_file,
         phases=phases,
-        rto_seconds=round(time.time() - clock, 3),
+        rto_seconds=round(time.monotonic() - clock, 3),
     )
+    return reached
+
+
+def start_and_wait(cluster, action, timeout, phases, env_extra=None):
+    """LocalCluster.start_recovery with the result in pitr's shape (reached_time as ISO text);
+    a failure becomes PitrError with the log's tail."""
+    try:
+        reached = cluster.start_recovery(action=action, timeout=timeout, env_extra=env_extra, phases=phases)
+    except lc.RecoveryError as exc:
+        raise PitrError(str(exc), log_tail=exc.log_tail) from None
+    if reached.get("reached_time") is not None:
+        moment = datetime.datetime.fromtimestamp(float(reached["reached_time"]), br.UTC)
+        reached["reached_time"] = br.format_time(moment)
     return reached
 
 
@@ -860,7 +763,7 @@ def _extract_and_verify(repo, backup, source, cluster, bindir, phases):
     """Extract ``source`` into the data folder, then verify: the repository's files against
     backup.json (a folder; S3 objects were checked while downloading) and the extracted data
     against backup_manifest with pg_verifybackup. A failure empties the data folder."""
-    started = time.time()
+    started = time.monotonic()
     try:
         _extract(source, backup, cluster.data_dir)
     except (bk.BackupError, OSError, EOFError) as exc:
@@ -873,8 +776,8 @@ def _extract_and_verify(repo, backup, source, cluster, bindir, phases):
         raise PitrError(
             "extracting backup %s into %s failed: %s" % (backup["id"], cluster.data_dir, exc)
         ) from None
-    phases["extract"] = round(time.time() - started, 3)
-    started = time.time()
+    phases["extract"] = round(time.monotonic() - started, 3)
+    started = time.monotonic()
     problems = [] if br.is_s3(repo.url) else br.verify_files(repo, backup["id"], backup)
     if problems:
         _wipe(cluster.data_dir)
@@ -886,85 +789,4 @@ def _extract_and_verify(repo, backup, source, cluster, bindir, phases):
             "pg_verifybackup found the restored data of backup %s different from its backup_manifest: %s"
             % (backup["id"], failed)
         )
-    phases["verify"] = round(time.time() - started, 3)
-
-
-def _wait(cluster, action, started, timeout, phases):
-    deadline = started + timeout
-    stop_seen = None
-    while True:
-        time.sleep(0.2)
-        text = _log_text(cluster)
-        if stop_seen is None and (
-            "recovery stopping" in text or "redo done at" in text or "pausing at the end" in text
-        ):
-            stop_seen = time.time()
-            phases["wal_replay"] = round(stop_seen - started, 3)
-        if RECOVERY_FAILED in text:
-            raise PitrError(
-                "PostgreSQL: FATAL: %s; the server stopped without promoting" % RECOVERY_FAILED,
-                log_tail=lc._tail(cluster.log_file, 30),
-            )
-        if not _alive(cluster):
-            if action == "shutdown" and "recovery stopping" in text:
-                phases.setdefault("wal_replay", round(time.time() - started, 3))
-                match = re.findall(r"recovery stopping (.*)", text)
-                return {
-                    "reached_lsn": None,
-                    "reached_time": None,
-                    "timeline": None,
-                    "stopped": match[-1] if match else None,
-                }
-            if time.time() - started > 5 or "FATAL" in text or "PANIC" in text:
-                raise PitrError(
-                    "the server stopped during recovery; see %s" % cluster.log_file,
-                    log_tail=lc._tail(cluster.log_file, 30),
-                )
-            continue
-        if time.time() > deadline:
-            raise PitrError(
-                "recovery did not finish within timeout=%ss; the server was stopped" % timeout,
-                log_tail=lc._tail(cluster.log_file, 30),
-            )
-        if action == "shutdown":
-            continue
-        state = _psql(cluster, "SELECT pg_is_in_recovery()")
-        if state is None:
-            continue
-        if action == "promote" and state == "f":
-            break
-        if action == "pause" and state == "t":
-            paused = _psql(cluster, "SELECT pg_get_wal_replay_pause_state()")
-            if paused == "paused" and "recovery stopping" in _log_text(cluster):
-                break
-    now = time.time()
-    phases.setdefault("wal_replay", round(now - started, 3))
-    phases["promotion"] = round(now - (stop_seen or now), 3)
-    first = time.time()
-    if action == "promote":
-        sql = (
-            "SELECT pg_last_wal_replay_lsn(), extract(epoch FROM pg_last_xact_replay_timestamp()), "
-            "('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int"
-        )
-    else:
-        sql = (
-            "SELECT pg_last_wal_replay_lsn(), extract(epoch FROM pg_last_xact_replay_timestamp()), "
-            "(SELECT timeline_id FROM pg_control_checkpoint())"
-        )
-    row = _psql(cluster, sql)
-    phases["first_query"] = round(time.time() - first, 3)
-    if row is None:
-        raise PitrError(
-            "the restored server does not answer queries; see %s" % cluster.log_file,
-            log_tail=lc._tail(cluster.log_file, 30),
-        )
-    lsn, epoch, tli = (row.split("|") + ["", "", ""])[:3]
-    reached_time = None
-    if epoch:
-        reached_time = br.format_time(datetime.datetime.fromtimestamp(float(epoch), br.UTC))
-    return {
-        "reached_lsn": lsn or None,
-        "reached_time": reached_time,
-        "timeline": int(tli) if tli else None,
-        "in_recovery": action == "pause",
-    }
+    phases["verify"] = round(time.monotonic() - started, 3)

@@ -149,6 +149,7 @@ from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module i
 from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup as bk
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
+from ansible_collections.dbarch.postgresql.plugins.module_utils import wal as wn
 from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pgbackrest as pgbr
 
@@ -186,7 +187,7 @@ def main():
                 bindir=p["bindir"],
             )
         found, unused = fnd.apply_suppressions(report["findings"], p["suppressions"])
-    except (br.RepositoryError, bk.BackupError, fnd.FindingError, pgbr.PgBackRestError) as exc:
+    except (br.RepositoryError, wn.WalError, bk.BackupError, fnd.FindingError, pgbr.PgBackRestError) as exc:
         module.fail_json(msg=str(exc))
     except OSError as exc:
         module.fail_json(msg="cannot read repository %s: %s" % (p["repository"], exc))

@@ -241,6 +241,7 @@ from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module i
 from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup as bk
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
+from ansible_collections.dbarch.postgresql.plugins.module_utils import wal as wn
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pgbackrest as pgbr
 
@@ -370,7 +371,7 @@ def main():
         result.pop("changed")
         result["backup_id"] = exc.backup_id
         module.fail_json(msg=str(exc), queries=session.queries, **result)
-    except (br.RepositoryError, pg.PgError) as exc:
+    except (br.RepositoryError, wn.WalError, pg.PgError) as exc:
         module.fail_json(msg=str(exc), queries=session.queries)
     except OSError as exc:
         msg = "file system error in repository %s: %s" % (repo.url, exc)

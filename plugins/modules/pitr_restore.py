@@ -139,6 +139,14 @@ options:
     description:
       - Role the module connects as over the unix socket to follow recovery (peer authentication
         as the server's OS user).
+      - While recovery runs, a temporary first line of C(pg_hba.conf) (C(local all all peer
+        map=dbarch_recovery)) and a matching C(pg_ident.conf) line let that OS user in as this role
+        without a password, whatever the backed-up C(pg_hba.conf) asks for (for example
+        C(scram-sha-256) on the socket, as C(initdb -A scram-sha-256) writes). Both files are put back
+        byte for byte (atomically, with their mode and owner) as soon as recovery ended, also when
+        the restore fails, and the server reloads them.
+      - An error that waiting cannot clear (authentication refused, a role or database that does not
+        exist) fails the task at once with its cause instead of waiting for O(timeout).
     type: str
     default: postgres
   timeout:
@@ -309,6 +317,7 @@ actions:
 
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
 from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
+from ansible_collections.dbarch.postgresql.plugins.module_utils import wal as wn
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pgbackrest as pgbr
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pitr
@@ -325,7 +334,7 @@ def run_pgbackrest(module):
         result = pgbr.restore(p, target, check_mode=module.check_mode)
     except pitr.PitrError as exc:
         module.fail_json(msg=str(exc), log_tail=exc.log_tail, **result)
-    except (pgbr.PgBackRestError, br.RepositoryError, lc.LocalClusterError) as exc:
+    except (pgbr.PgBackRestError, br.RepositoryError, wn.WalError, lc.LocalClusterError) as exc:
         module.fail_json(msg=str(exc), **result)
     except OSError as exc:
         module.fail_json(msg="file system error: %s" % exc, **result)
@@ -429,7 +438,7 @@ def main():
         result.update(reached)
     except pitr.PitrError as exc:
         module.fail_json(msg=str(exc), log_tail=exc.log_tail, **result)
-    except (br.RepositoryError, lc.LocalClusterError) as exc:
+    except (br.RepositoryError, wn.WalError, lc.LocalClusterError) as exc:
         module.fail_json(msg=str(exc), **result)
     except OSError as exc:
         module.fail_json(msg="file system error: %s" % exc, **result)

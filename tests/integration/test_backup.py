@@ -15,6 +15,7 @@ import pytest
 import harness
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup as bk
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
+from ansible_collections.dbarch.postgresql.plugins.module_utils import wal as wn
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg as pgmod
 
 WAL_SCRIPT = str(harness.REPO_ROOT / "roles" / "backup" / "files" / "dbarch-wal")
@@ -65,7 +66,7 @@ def test_basebackup_module_tar_then_plain_and_metadata(pg, workdir, run_playbook
     backup_dir = os.path.join(repo_dir, "backups", res["backup_id"])
     assert meta["status"] == "valid" and meta["verification"]["ok"] is True
     assert meta["system_identifier"] == system_identifier(pg)
-    assert br.parse_lsn(meta["start_lsn"]) <= br.parse_lsn(meta["stop_lsn"])
+    assert wn.parse_lsn(meta["start_lsn"]) <= wn.parse_lsn(meta["stop_lsn"])
     assert meta["label"] == "nightly" and meta["pg_major"] == pg.major and meta["format"] == "tar"
     assert meta["compression"] == options["compression"]
     assert br.parse_time(meta["start_time"]) <= br.parse_time(meta["stop_time"])
@@ -87,7 +88,7 @@ def test_basebackup_module_tar_then_plain_and_metadata(pg, workdir, run_playbook
     plain = take(pg, repo_dir, fmt="plain")
     assert plain["id"] > res["backup_id"] and plain["status"] == "valid"
     assert os.path.isfile(os.path.join(repo_dir, "backups", plain["id"], "data", "PG_VERSION"))
-    assert br.parse_lsn(plain["start_lsn"]) > br.parse_lsn(meta["stop_lsn"])
+    assert wn.parse_lsn(plain["start_lsn"]) > wn.parse_lsn(meta["stop_lsn"])
 
     info = run_playbook(play(task("backup_info", "Info", repository=repo_dir, verify=True))).assert_ok()
     listed = info.task("Info")["result"]
@@ -199,8 +200,8 @@ def test_wal_archiving_coverage_and_a_gap(pg, workdir, run_playbook):
         info = run_playbook(play(task("backup_info", "Info", repository=repo_dir))).assert_ok()
         wal = info.task("Info")["result"]["wal"]
         assert wal["gaps"] == [] and wal["earliest_lsn"] == meta["stop_lsn"]
-        last = br.parse_wal_name(switched[-1], meta["wal_segment_size"])
-        assert wal["latest_lsn"] == br.format_lsn((last["segno"] + 1) * meta["wal_segment_size"])
+        last = wn.parse_wal_name(switched[-1], meta["wal_segment_size"])
+        assert wal["latest_lsn"] == wn.format_lsn((last["segno"] + 1) * meta["wal_segment_size"])
         # The last archived commit (pg_waldump) is the last INSERT, before the final switch.
         assert wal["latest_commit_note"] is None, wal
         assert wal["latest_commit_segment"] == switched[-1]
@@ -273,14 +274,14 @@ def test_retention_through_the_module(pg, workdir, run_playbook):
     second = take(pg, repo_dir)
     wal_dir = os.path.join(repo_dir, "wal")
     # WAL files as an archive would hold them: one before the second backup's start, one after.
-    old = br.segment_name(
+    old = wn.segment_name(
         1,
-        br.segno_of(br.parse_lsn(second["start_lsn"]), second["wal_segment_size"]) - 1,
+        wn.segno_of(wn.parse_lsn(second["start_lsn"]), second["wal_segment_size"]) - 1,
         second["wal_segment_size"],
     )
-    new = br.segment_name(
+    new = wn.segment_name(
         1,
-        br.segno_of(br.parse_lsn(second["start_lsn"]), second["wal_segment_size"]),
+        wn.segno_of(wn.parse_lsn(second["start_lsn"]), second["wal_segment_size"]),
         second["wal_segment_size"],
     )
     for wal_name in (old, new, "00000001.history"):
@@ -363,7 +364,7 @@ def test_backup_from_a_standby(pg, workdir):
             session.close()
         assert meta["taken_from"] == "standby" and meta["status"] == "valid"
         assert meta["system_identifier"] == system_identifier(source)
-        assert br.parse_lsn(meta["start_lsn"]) <= br.parse_lsn(meta["stop_lsn"])
+        assert wn.parse_lsn(meta["start_lsn"]) <= wn.parse_lsn(meta["stop_lsn"])
     finally:
         replica.destroy()
         source.stop()
@@ -418,9 +419,9 @@ def test_coverage_follows_a_promotion_to_a_new_timeline(pg, workdir):
         assert "00000002.history" in wal["history"] and wal["timelines"][-1] == 2
         assert report["gaps"] == []
         assert wal["latest_timeline"] == 2 and wal["latest_backup"] == meta["id"]
-        end = br.parse_wal_name(after, meta["wal_segment_size"])["segno"] + 1
-        assert wal["latest_lsn"] == br.format_lsn(end * meta["wal_segment_size"])
-        assert wal["first_missing_segment"] == br.segment_name(2, end, meta["wal_segment_size"])
+        end = wn.parse_wal_name(after, meta["wal_segment_size"])["segno"] + 1
+        assert wal["latest_lsn"] == wn.format_lsn(end * meta["wal_segment_size"])
+        assert wal["first_missing_segment"] == wn.segment_name(2, end, meta["wal_segment_size"])
     finally:
         replica.destroy()
         source.stop()

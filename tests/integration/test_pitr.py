@@ -12,6 +12,7 @@ import pytest
 import harness
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup as bk
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
+from ansible_collections.dbarch.postgresql.plugins.module_utils import wal as wn
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg as pgmod
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pitr
@@ -133,7 +134,7 @@ def test_restored_rows_match_each_target(pg, history):
             "promotion",
             "first_query",
         ]
-        auto = lc._read(os.path.join(cluster.data_dir, "postgresql.auto.conf"))
+        auto = lc.read_text(os.path.join(cluster.data_dir, "postgresql.auto.conf"))
         assert "recovery_target_timeline = 'latest'" in auto and "archive_mode = 'off'" in auto
         assert not os.path.exists(os.path.join(cluster.data_dir, "recovery.conf"))
         outcomes[label] = (_rows(cluster), want)
@@ -159,7 +160,7 @@ def test_target_after_the_archive_fails_without_a_promoted_cluster(pg, history):
     # An LSN inside the last archived segment but past the WAL written: PostgreSQL's FATAL.
     planned = pitr.plan(
         repo,
-        pitr.parse_target(target_lsn=br.format_lsn(br.parse_lsn(pitr_end(repo)) - 8)),
+        pitr.parse_target(target_lsn=wn.format_lsn(wn.parse_lsn(pitr_end(repo)) - 8)),
         data_dir,
         lc.free_port(),
         wal_script=WAL_SCRIPT,
@@ -178,7 +179,7 @@ def pitr_end(repo):
     backups = br.list_backups(repo)
     segments, histories = pitr.wal_state(pitr.WalArchive(repo), backups[-1]["wal_segment_size"])
     chain = pitr._chain_from(backups[-1], segments, histories)
-    return br.format_lsn(chain["end_lsn"])
+    return wn.format_lsn(chain["end_lsn"])
 
 
 def test_plain_wal_folder_with_a_gap_fails_before_starting(pg, history):
@@ -186,11 +187,11 @@ def test_plain_wal_folder_with_a_gap_fails_before_starting(pg, history):
     plain = os.path.join(history["workdir"], "plain-wal")
     shutil.copytree(repo.wal_dir, plain)
     size = history["meta"]["wal_segment_size"]
-    stop_segno = br.segno_of(br.parse_lsn(history["meta"]["stop_lsn"]), size)
+    stop_segno = wn.segno_of(wn.parse_lsn(history["meta"]["stop_lsn"]), size)
     names = sorted(
-        n for n in os.listdir(plain) if (br.parse_wal_name(n, size) or {}).get("kind") == "segment"
+        n for n in os.listdir(plain) if (wn.parse_wal_name(n, size) or {}).get("kind") == "segment"
     )
-    missing = [n for n in names if br.parse_wal_name(n, size)["segno"] == stop_segno + 1][0]
+    missing = [n for n in names if wn.parse_wal_name(n, size)["segno"] == stop_segno + 1][0]
     os.unlink(os.path.join(plain, missing))
     data_dir = os.path.join(history["workdir"], "gap", "data")
     target = pitr.parse_target(target_time=history["commits"][-2]["time_after"])

@@ -15,7 +15,7 @@ import time
 import pytest
 
 import harness
-from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
+from ansible_collections.dbarch.postgresql.plugins.module_utils import wal as wn
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
 
 WAL_SCRIPT = str(harness.REPO_ROOT / "roles" / "backup" / "files" / "dbarch-wal")
@@ -49,7 +49,7 @@ def _wait_archived(cluster, segment, timeout=300):
             timeout,
             failed,
             "\n".join(line for line in running.splitlines() if "dbarch-wal" in line or "archiver" in line),
-            lc._tail(cluster.cluster.log_file, 40),
+            lc.file_tail(cluster.cluster.log_file, 40),
         )
     )
 
@@ -183,7 +183,7 @@ def test_restore_from_s3_to_a_restore_point_and_latest(pg, bucket, moto, run_pla
     assert list(done["phases"]) == ["fetch", "extract", "verify", "wal_replay", "promotion", "first_query"]
     assert done["rto_seconds"] >= sum(done["phases"].values()) - 0.01
     assert os.listdir(staging) == [], "the staging folder was not removed"
-    auto = lc._read(os.path.join(data_dir, "postgresql.auto.conf"))
+    auto = lc.read_text(os.path.join(data_dir, "postgresql.auto.conf"))
     assert "restore_command = '%s'" % command in auto
     assert _files_holding(os.path.dirname(data_dir), SECRET.encode()) == []
     assert _rows(data_dir, pg.major) == [1, 2, 3]
@@ -212,8 +212,8 @@ def test_restore_from_s3_to_a_restore_point_and_latest(pg, bucket, moto, run_pla
 
     # A WAL object missing inside the window: refused before anything is written, segment named.
     size = int(meta["wal_segment_size"])
-    segno = br.segno_of(br.parse_lsn(meta["stop_lsn"]), size) + 1
-    segment = br.segment_name(int(meta["timeline"]), segno, size)
+    segno = wn.segno_of(wn.parse_lsn(meta["stop_lsn"]), size) + 1
+    segment = wn.segment_name(int(meta["timeline"]), segno, size)
     key = "pitr/main/wal/%s" % segment
     saved = client.get_object(Bucket=name, Key=key)
     body, metadata = saved["Body"].read(), saved["Metadata"]

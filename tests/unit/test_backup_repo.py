@@ -9,32 +9,33 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
+from ansible_collections.dbarch.postgresql.plugins.module_utils import wal as wn
 
 SEG = 16 * 1024 * 1024
 UTC = datetime.timezone.utc  # noqa: UP017 - keep the module's own spelling
 
 
 def name(tli, segno, seg=SEG):
-    return br.segment_name(tli, segno, seg)
+    return wn.segment_name(tli, segno, seg)
 
 
 def test_lsn_round_trip_and_segment_names():
-    assert br.parse_lsn("0/3000028") == 0x3000028
-    assert br.format_lsn(0x1_0000_0028) == "1/28"
-    assert br.segment_name(1, 3, SEG) == "000000010000000000000003"
+    assert wn.parse_lsn("0/3000028") == 0x3000028
+    assert wn.format_lsn(0x1_0000_0028) == "1/28"
+    assert wn.segment_name(1, 3, SEG) == "000000010000000000000003"
     # 256 segments of 16 MiB per xlogid: segno 256 is the first of the next id.
-    assert br.segment_name(2, 256, SEG) == "000000020000000100000000"
-    assert br.segment_name(1, 3, 64 * 1024 * 1024) == "000000010000000000000003"
-    info = br.parse_wal_name("000000020000000100000000.gz", SEG)
+    assert wn.segment_name(2, 256, SEG) == "000000020000000100000000"
+    assert wn.segment_name(1, 3, 64 * 1024 * 1024) == "000000010000000000000003"
+    info = wn.parse_wal_name("000000020000000100000000.gz", SEG)
     assert (info["kind"], info["timeline"], info["segno"], info["compression"]) == ("segment", 2, 256, "gz")
-    assert br.parse_wal_name("00000002.history", SEG)["kind"] == "history"
-    assert br.parse_wal_name("000000010000000000000004.partial", SEG)["kind"] == "partial"
-    assert br.parse_wal_name("000000010000000000000002.00000028.backup", SEG)["kind"] == "backup_history"
-    assert br.parse_wal_name("notes.txt", SEG) is None
+    assert wn.parse_wal_name("00000002.history", SEG)["kind"] == "history"
+    assert wn.parse_wal_name("000000010000000000000004.partial", SEG)["kind"] == "partial"
+    assert wn.parse_wal_name("000000010000000000000002.00000028.backup", SEG)["kind"] == "backup_history"
+    assert wn.parse_wal_name("notes.txt", SEG) is None
     # With 1 GiB segments only 4 per xlogid exist: a low part of 4 or more is no segment.
-    assert br.parse_wal_name("000000010000000000000004", 1024 * 1024 * 1024) is None
-    with pytest.raises(br.RepositoryError):
-        br.parse_lsn("3000028")
+    assert wn.parse_wal_name("000000010000000000000004", 1024 * 1024 * 1024) is None
+    with pytest.raises(wn.WalError):
+        wn.parse_lsn("3000028")
 
 
 def test_gaps_name_every_missing_segment_per_timeline():
@@ -49,7 +50,7 @@ def test_gaps_name_every_missing_segment_per_timeline():
 
 def test_replay_follows_the_newest_timeline_of_the_history():
     # Timeline 2 branched from 1 at 0/7000100 (inside segment 7).
-    histories = {2: br.parse_history("1\t0/7000100\tno recovery target specified\n")}
+    histories = {2: wn.parse_history("1\t0/7000100\tno recovery target specified\n")}
     segments = {(1, s): {} for s in range(3, 9)} | {(2, s): {} for s in (7, 8, 9)}
     end, tli, missing = br.replay_end(0x3000028, 1, segments, histories, SEG)
     assert (end, tli, missing) == (10 * SEG, 2, name(2, 10))
@@ -128,14 +129,14 @@ def histories(draw):
                 "id": "2026%04dT000000Z" % i,
                 "status": status,
                 "usable": status in br.USABLE_STATUSES,
-                "start_lsn": br.format_lsn(start),
-                "stop_lsn": br.format_lsn(stop),
+                "start_lsn": wn.format_lsn(start),
+                "stop_lsn": wn.format_lsn(stop),
                 "stop_time": (base + datetime.timedelta(hours=hours)).isoformat(),
                 "timeline": 1,
                 "wal_segment_size": SEG,
             }
         )
-        segno = br.segno_of(stop, SEG) + 1
+        segno = wn.segno_of(stop, SEG) + 1
     last = segno + draw(st.integers(min_value=0, max_value=5))
     present = draw(st.sets(st.integers(min_value=0, max_value=last), max_size=last + 1))
     wal = [{"name": name(1, s), "size": SEG, "mtime": 0} for s in sorted(present)]
@@ -151,7 +152,7 @@ def restorable(backups, wal_names, t):
     for b in backups:
         if not b["usable"] or br.parse_time(b["stop_time"]) > t:
             continue
-        start_seg = br.segno_of(br.parse_lsn(b["start_lsn"]), SEG)
+        start_seg = wn.segno_of(wn.parse_lsn(b["start_lsn"]), SEG)
         needed = {name(1, s) for s in range(start_seg, start_seg + 40)}
         original_after = {n for n in wal_names["all"] if n in needed}
         if original_after <= wal_names["kept"]:
@@ -180,9 +181,9 @@ def test_retention_never_deletes_what_the_window_needs(history):
     # History files are never removed; no WAL at or after the oldest kept start is removed.
     assert "00000001.history" not in plan["delete_wal"]
     if kept:
-        oldest_start = min(br.parse_lsn(b["start_lsn"]) for b in usable if b["id"] in kept)
+        oldest_start = min(wn.parse_lsn(b["start_lsn"]) for b in usable if b["id"] in kept)
         for wal_name in plan["delete_wal"]:
-            assert (br.parse_wal_name(wal_name, SEG)["segno"] + 1) * SEG <= oldest_start
+            assert (wn.parse_wal_name(wal_name, SEG)["segno"] + 1) * SEG <= oldest_start
     # Every point of the window that was restorable before retention still is.
     if retain_days is not None and usable:
         after = [b for b in backups if b["id"] not in deleted]
@@ -201,8 +202,8 @@ def test_retention_keeps_the_backup_before_the_window():
             "id": "2026000%dT000000Z" % i,
             "usable": True,
             "status": "valid",
-            "start_lsn": br.format_lsn((2 + 2 * i) * SEG + 0x28),
-            "stop_lsn": br.format_lsn((2 + 2 * i) * SEG + 0x100),
+            "start_lsn": wn.format_lsn((2 + 2 * i) * SEG + 0x28),
+            "stop_lsn": wn.format_lsn((2 + 2 * i) * SEG + 0x100),
             "stop_time": (base + datetime.timedelta(days=i)).isoformat(),
             "wal_segment_size": SEG,
         }

@@ -520,3 +520,17 @@ def test_bad_superuser_names_are_refused(name):
 @pytest.mark.parametrize("name", ["postgres", "dba_admin", "app.owner", "x-y", "a" * 63])
 def test_good_superuser_names_pass(name):
     assert lc.validate_superuser(name) == name
+
+
+def test_connection_errors_that_waiting_cannot_clear_are_told_apart():
+    assert lc.classify_connect_error('psql: error: FATAL:  password authentication failed for user "x"')
+    assert (
+        lc.classify_connect_error("fe_sendauth: no password supplied")[0] == "authentication needs a password"
+    )
+    assert lc.classify_connect_error('FATAL:  database "app" does not exist')
+    assert lc.classify_connect_error("FATAL:  the database system is starting up") is None
+    assert lc.classify_connect_error("FATAL:  the database system is not yet accepting connections") is None
+    assert (
+        lc.classify_connect_error('connection to server on socket "/x/.s.PGSQL.5" failed: No such file')
+        is None
+    )

@@ -12,6 +12,7 @@ import stat
 import pytest
 
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
+from ansible_collections.dbarch.postgresql.plugins.module_utils import wal as wn
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pgbackrest as pgbr
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pitr
 
@@ -112,7 +113,7 @@ def test_s3_config_keys_only_in_file_and_masked():
     shown = pgbr.masked(text)
     assert "very-secret" not in shown and "AKIDEXAMPLE" not in shown
     assert "repo1-s3-key-secret=********\n" in shown
-    assert pgbr._scrub("error near very-secret", pgbr._secrets_of(text)) == "error near ********"
+    assert pgbr.scrub("error near very-secret", pgbr.secrets_of(text)) == "error near ********"
 
 
 def test_s3_without_keys_uses_instance_credentials_and_refuses_plain_http(monkeypatch):
@@ -208,7 +209,7 @@ def test_info_becomes_the_native_backup_list():
 def test_coverage_and_findings_from_a_listing():
     backups = pgbr.backups_from_info(INFO)
     entries = [
-        {"name": br.segment_name(1, n, br.DEFAULT_SEGMENT_SIZE), "size": 1, "mtime": 1795658880 + n}
+        {"name": wn.segment_name(1, n, br.DEFAULT_SEGMENT_SIZE), "size": 1, "mtime": 1795658880 + n}
         for n in (1, 2, 3, 4, 5, 7)
     ]
     wal = br.coverage(backups, entries, {})

@@ -5,13 +5,14 @@ import datetime
 import pytest
 
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
+from ansible_collections.dbarch.postgresql.plugins.module_utils import wal as wn
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pitr
 
 SEG = 16 * 1024 * 1024
 
 
 def segs(*keys):
-    return {(t, s): {"name": br.segment_name(t, s, SEG)} for t, s in keys}
+    return {(t, s): {"name": wn.segment_name(t, s, SEG)} for t, s in keys}
 
 
 def test_exactly_one_target():
@@ -52,10 +53,10 @@ def test_settings_per_target_kind():
 
 def test_replay_chain_stops_at_a_gap_and_names_what_follows():
     chain = pitr.replay_chain(3 * SEG + 100, 1, segs((1, 3), (1, 4), (1, 6)), {}, SEG)
-    assert chain["names"] == [br.segment_name(1, 3, SEG), br.segment_name(1, 4, SEG)]
+    assert chain["names"] == [wn.segment_name(1, 3, SEG), wn.segment_name(1, 4, SEG)]
     assert chain["end_lsn"] == 5 * SEG
-    assert chain["missing"] == br.segment_name(1, 5, SEG)
-    assert chain["later"] == [br.segment_name(1, 6, SEG)]
+    assert chain["missing"] == wn.segment_name(1, 5, SEG)
+    assert chain["later"] == [wn.segment_name(1, 6, SEG)]
 
 
 def test_replay_chain_follows_the_newest_timeline():
@@ -63,11 +64,11 @@ def test_replay_chain_follows_the_newest_timeline():
     histories = {2: [(1, 4 * SEG + 500)]}
     chain = pitr.replay_chain(3 * SEG, 1, segs((1, 3), (1, 4), (2, 4), (2, 5)), histories, SEG)
     assert chain["names"] == [
-        br.segment_name(1, 3, SEG),
-        br.segment_name(2, 4, SEG),
-        br.segment_name(2, 5, SEG),
+        wn.segment_name(1, 3, SEG),
+        wn.segment_name(2, 4, SEG),
+        wn.segment_name(2, 5, SEG),
     ]
-    assert chain["later"] == [] and chain["missing"] == br.segment_name(2, 6, SEG)
+    assert chain["later"] == [] and chain["missing"] == wn.segment_name(2, 6, SEG)
 
 
 class _FakeS3Repo:
@@ -106,7 +107,7 @@ def test_s3_restore_command_carries_endpoint_and_region(tmp_path):
 def test_s3_wal_is_downloaded_once_into_the_cache(tmp_path):
     repo = _FakeS3Repo()
     archive = pitr.WalArchive(repo, cache=str(tmp_path))
-    name = br.segment_name(1, 3, SEG)
+    name = wn.segment_name(1, 3, SEG)
     first = archive.local_path(name, "/nonexistent")
     again = archive.local_path(name, "/nonexistent")
     assert first == again == str(tmp_path / name)
