@@ -31,6 +31,9 @@ CALLBACK_DIR = Path(__file__).resolve().parent / "callback_plugins"
 CALLBACK_NAME = "dbarch_results"
 RESULTS_ENV = "DBARCH_TEST_RESULTS"
 DEFAULT_VERSIONS = "14 15 16 17 18"
+# The majors a test runs on unless it is marked ``all_versions`` (its behaviour depends on the
+# major) or ``pg_versions(...)`` (it needs given majors): Debian's 15 and the newest, 18.
+CORE_MAJORS = (15, 18)
 TEST_TMP_ENV = "DBARCH_TEST_TMP"
 DEFAULT_SETTINGS = {
     "shared_preload_libraries": "pg_stat_statements",
@@ -55,6 +58,19 @@ def versions_under_test():
         return [int(v) for v in raw.replace(",", " ").split()]
     except ValueError:
         raise ValueError("DBARCH_PG_VERSIONS=%r: give majors such as '14 15 16 17 18'" % raw) from None
+
+
+def default_versions():
+    """Majors for a test that is not version-dependent: CORE_MAJORS among the selected majors,
+    or every selected major when $DBARCH_PG_VERSIONS selects none of them."""
+    selected = versions_under_test()
+    return [m for m in selected if m in CORE_MAJORS] or selected
+
+
+def select_versions(wanted):
+    """The selected majors (from $DBARCH_PG_VERSIONS) that are among ``wanted``."""
+    wanted = {int(m) for m in wanted}
+    return [m for m in versions_under_test() if m in wanted]
 
 
 def work_folder(prefix="dbarch-it-"):

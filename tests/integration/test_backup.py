@@ -48,6 +48,7 @@ def compressed_variant(major):
     return {"compression": "gzip", "compression_site": "client"}
 
 
+@pytest.mark.all_versions
 def test_basebackup_module_tar_then_plain_and_metadata(pg, workdir, run_playbook):
     repo_dir = os.path.join(workdir, "repo")
     pg.createdb("bk_demo")
@@ -98,6 +99,7 @@ def test_basebackup_module_tar_then_plain_and_metadata(pg, workdir, run_playbook
     assert listed["wal"]["earliest_lsn"] == meta["stop_lsn"]
 
 
+@pytest.mark.all_versions
 @pytest.mark.parametrize("fmt", ["plain", "tar"])
 def test_flipped_byte_is_detected_with_the_file_name(pg, workdir, run_playbook, fmt):
     repo_dir = os.path.join(workdir, "repo")
@@ -303,6 +305,7 @@ def test_retention_through_the_module(pg, workdir, run_playbook):
     assert sorted(os.listdir(wal_dir)) == sorted([new, "00000001.history"])
 
 
+@pytest.mark.all_versions
 def test_bad_options_fail_clearly(pg, workdir, run_playbook):
     repo_dir = os.path.join(workdir, "repo")
     if pg.major >= 15:

@@ -115,6 +115,7 @@ def by_rule(result, rule):
     return [f for f in result["findings"] if f["rule"] == rule]
 
 
+@pytest.mark.all_versions
 def test_planted_problems_are_found_and_proposals_proven_or_flagged(shop, run_playbook):
     hypopg = shop.major == 15
     workload = [
@@ -182,6 +183,7 @@ def test_planted_problems_are_found_and_proposals_proven_or_flagged(shop, run_pl
     assert not by_rule(r, "IA-REDUNDANT-001")
 
 
+@pytest.mark.all_versions
 def test_workload_from_pg_stat_statements(shop, run_playbook):
     conn = shop.connect(DB)
     try:
@@ -209,6 +211,7 @@ def test_workload_from_pg_stat_statements(shop, run_playbook):
     assert not [p for p in r["proposals"] if p["columns"] == ["id"]]
 
 
+@pytest.mark.all_versions
 def test_clean_workload_gives_no_proposal_and_no_finding(shop, run_playbook):
     workload = [
         "SELECT c.name, o.total FROM customers c JOIN orders o ON o.customer_id = c.id WHERE c.id = $1",
@@ -314,8 +317,6 @@ def _differences(first, second):
 
 def test_query_tuning_apply_builds_verifies_and_compares(shop, tmp_path):
     """query_tuning_apply: the chosen proposal is built concurrently and the join plan uses it."""
-    if shop.major not in (15, 18):
-        pytest.skip("the apply flow runs on 15 (hypopg) and 18")
     env = dict(PGHOST=shop.host, PGPORT=str(shop.port), PGUSER=shop.user, PGPASSWORD=shop.password)
     extra = dict(
         dbarch_target="localhost",

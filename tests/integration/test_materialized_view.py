@@ -53,6 +53,7 @@ def matview(pg, name):
     return rows[0] if rows else None
 
 
+@pytest.mark.all_versions
 def test_create_with_unique_index_refresh_concurrently_and_drop(db, run_playbook):
     name = "reporting.sales_by_region"
     run = run_playbook(
@@ -136,6 +137,7 @@ def test_refresh_without_unique_index_or_data_is_plain_with_a_reason(db, run_pla
         db.query("DROP MATERIALIZED VIEW IF EXISTS sales_plain, sales_empty", dbname=DB)
 
 
+@pytest.mark.all_versions
 def test_changed_definition_is_refused_then_replaced(db, run_playbook):
     run = run_playbook(
         play(

@@ -72,6 +72,7 @@ def table_state(pg):
 
 
 # -- explain -----------------------------------------------------------------------------
+@pytest.mark.all_versions
 def test_explain_finds_the_planted_problems_and_not_on_a_clean_query(shop, run_playbook):
     res = run_playbook(
         play(
@@ -157,6 +158,7 @@ def test_explain_analyze_of_writes_leaves_every_row_as_it_was(shop, run_playbook
     assert shop.query("SELECT count(*) FROM audit", dbname=DB) == [(0,)]
 
 
+@pytest.mark.all_versions
 def test_explain_check_mode_plans_writes_and_compare_to(shop, run_playbook):
     before = table_state(shop)
     res = run_playbook(
@@ -244,6 +246,7 @@ def find(statements, fragment):
     return [s for s in statements if fragment in " ".join(s["query"].split())]
 
 
+@pytest.mark.all_versions
 def test_query_stats_info_top_statements_and_delta(shop, run_playbook):
     reset = run_playbook(
         play(shop, [dict(name="reset", **{"dbarch.postgresql.query_stats": dict(state="reset")})])
@@ -311,6 +314,7 @@ def test_query_stats_info_top_statements_and_delta(shop, run_playbook):
     assert not find(delta["statements"], "FROM orders ORDER BY note")
 
 
+@pytest.mark.all_versions
 def test_query_stats_delta_survives_a_reset(shop, run_playbook):
     run_workload(shop, point_calls=2)
     first = run_playbook(

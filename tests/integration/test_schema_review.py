@@ -126,6 +126,7 @@ def _pairs(result, active=True):
     return sorted((f["rule"], f["object"]) for f in result["findings"] if not (active and f["suppressed"]))
 
 
+@pytest.mark.all_versions
 def test_ecommerce_schema_live_pins_the_findings(pg, run_playbook):
     db = _load(pg, "sr_shop", ECOMMERCE)
     res, r = _review(pg, run_playbook, db)
@@ -153,6 +154,7 @@ def test_ecommerce_schema_live_pins_the_findings(pg, run_playbook):
     assert _pairs(r) == []
 
 
+@pytest.mark.all_versions
 def test_planted_defects_are_each_found(pg, run_playbook):
     db = _load(pg, "sr_planted", PLANTED)
     # An invalid index: a unique index whose build failed on duplicate rows.

@@ -31,6 +31,7 @@ def clean(pg):
         cur.execute("SELECT pg_reload_conf()")
 
 
+@pytest.mark.all_versions
 def test_set_compare_with_units_and_reset(pg, clean, run_playbook):
     first = {"work_mem": "64MB", "log_checkpoints": "yes", "search_path": ["app", "public"]}
     check = run_playbook(play(task(pg, "Set", first)), check=True, diff=True).assert_ok()
