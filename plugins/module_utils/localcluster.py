@@ -85,8 +85,6 @@ _SLOT_NAME = re.compile(r"^[a-z0-9_]{1,63}$")
 # Folders a cluster must not claim as its own (they hold other things).
 _SHARED_PARENTS = ("/", "/tmp", "/var/tmp", "/var", "/var/lib", "/home", "/root", "/dev/shm")  # noqa: S108
 
-STATES = ("absent", "partial", "ready", "foreign")
-
 
 class LocalClusterError(Exception):
     """A failure with a message that says what failed, where, and how to fix it."""
@@ -197,17 +195,6 @@ def find_bindir(major):
         "PostgreSQL %d server binaries not found. Looked in: %s. To get them, %s."
         % (major, "; ".join(looked), how_to_get(major))
     )
-
-
-def available_majors():
-    """{major: bindir} for every supported major that find_bindir can locate."""
-    found = {}
-    for major in SUPPORTED_MAJORS:
-        try:
-            found[major] = find_bindir(major)
-        except LocalClusterError:
-            continue
-    return found
 
 
 def _chmod_tree_readable(top):
@@ -1178,9 +1165,6 @@ class LocalCluster:
     def pending_restart(self):
         return self.psql("SELECT name FROM pg_settings WHERE pending_restart ORDER BY 1")
 
-    def in_recovery(self):
-        return self.psql("SELECT pg_is_in_recovery()") == ["t"]
-
     def restart_settings(self, names):
         """Which of ``names`` only take effect after a restart (context postmaster)."""
         if not names:
@@ -1265,22 +1249,6 @@ class LocalCluster:
     def reload(self):
         self._run([self._bin("pg_ctl"), "reload", "-D", self.data_dir], what="pg_ctl reload")
         time.sleep(0.2)
-
-    def wait_ready(self, timeout=30):
-        """Wait until the server accepts connections on its socket."""
-        deadline = time.time() + timeout
-        while True:
-            res = self._run(
-                [self._bin("pg_isready"), "-h", self.socket_dir, "-p", str(self.port), "-q"], check=False
-            )
-            if res.returncode == 0:
-                return
-            if time.time() > deadline:
-                raise LocalClusterError(
-                    "%s is not accepting connections after %ss; see %s"
-                    % (self.data_dir, timeout, self.log_file)
-                )
-            time.sleep(0.2)
 
     # -- removing ------------------------------------------------------------------------
     def destroy(self):

@@ -34,7 +34,6 @@ from ansible_collections.dbarch.postgresql.plugins.module_utils import backup as
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
 
-TARGET_KINDS = ("time", "xid", "lsn", "name", "target")
 TARGET_ACTIONS = ("promote", "pause", "shutdown")
 DEFAULT_WAL_SCRIPT = "/usr/local/bin/dbarch-wal"
 RECOVERY_FAILED = "recovery ended before configured recovery target was reached"
