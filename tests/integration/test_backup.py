@@ -20,12 +20,8 @@ from ansible_collections.dbarch.postgresql.plugins.module_utils import pg as pgm
 WAL_SCRIPT = str(harness.REPO_ROOT / "roles" / "backup" / "files" / "dbarch-wal")
 
 
-def play(*tasks):
-    return [{"name": "backup test", "hosts": "localhost", "gather_facts": False, "tasks": list(tasks)}]
-
-
-def task(module, name, **options):
-    return {"name": name, "dbarch.postgresql.%s" % module: options, "register": "out"}
+play = harness.play
+task = harness.task
 
 
 def take(pg, repo_dir, **options):

@@ -151,3 +151,18 @@ def test_version_selection_defaults_to_15_and_18_within_the_environment(monkeypa
     # Neither 15 nor 18 selected: version-independent tests run on what is selected.
     monkeypatch.setenv("DBARCH_PG_VERSIONS", "16,17")
     assert harness.default_versions() == [16, 17]
+
+
+def test_play_and_task_builders_put_the_connection_in_module_defaults(pg, run_playbook):
+    built = harness.play(
+        harness.task("server_info", "facts", register="facts"),
+        harness.task(
+            "ansible.builtin.debug", "show", msg="{{ facts.version.major }}", when="facts is defined"
+        ),
+        pg=pg,
+        db="postgres",
+    )
+    assert built[0]["module_defaults"] == {"group/dbarch.postgresql.all": pg.conn_params}
+    assert built[0]["tasks"][0] == {"name": "facts", "dbarch.postgresql.server_info": {}, "register": "facts"}
+    run = run_playbook(built).assert_ok()
+    assert str(run.task("show")["result"]["msg"]) == str(pg.major)

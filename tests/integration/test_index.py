@@ -13,6 +13,7 @@ import time
 import psycopg2
 import pytest
 
+import harness
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
 
 DB = "idxdb"
@@ -46,21 +47,13 @@ def db(pg):
 
 
 def play(pg, tasks):
-    return [
-        dict(
-            hosts="localhost",
-            gather_facts=False,
-            module_defaults={"group/dbarch.postgresql.all": dict(pg.conn_params, login_db=DB)},
-            tasks=tasks,
-        )
-    ]
+    return harness.play(*tasks, pg=pg, db=DB)
 
 
 def index_task(task_name, ignore_errors=False, **options):
-    task = dict(name=task_name, register=task_name, **{"dbarch.postgresql.index": options})
     if ignore_errors:
-        task["ignore_errors"] = True
-    return task
+        options["ignore_errors"] = True
+    return harness.task("index", task_name, register=task_name, **options)
 
 
 def index_rows(pg, name):

@@ -97,18 +97,11 @@ def shop(pg):
 
 
 def play(pg, tasks, dbname):
-    return [
-        dict(
-            hosts="localhost",
-            gather_facts=False,
-            module_defaults={"group/dbarch.postgresql.all": dict(pg.conn_params, login_db=dbname)},
-            tasks=tasks,
-        )
-    ]
+    return harness.play(*tasks, pg=pg, db=dbname)
 
 
 def advice_task(name, **options):
-    return dict(name=name, register=name, **{"dbarch.postgresql.index_advice_info": options})
+    return harness.task("index_advice_info", name, register=name, **options)
 
 
 def by_rule(result, rule):

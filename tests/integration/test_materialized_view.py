@@ -2,6 +2,8 @@
 
 import pytest
 
+import harness
+
 DB = "mvdb"
 
 SCHEMA = """
@@ -24,23 +26,15 @@ def db(pg):
 
 
 def play(pg, tasks):
-    return [
-        dict(
-            hosts="localhost",
-            gather_facts=False,
-            module_defaults={"group/dbarch.postgresql.all": dict(pg.conn_params, login_db=DB)},
-            tasks=tasks,
-        )
-    ]
+    return harness.play(*tasks, pg=pg, db=DB)
 
 
 def mv_task(task_name, ignore_errors=False, check_mode=None, **options):
-    task = dict(name=task_name, register=task_name, **{"dbarch.postgresql.materialized_view": options})
     if ignore_errors:
-        task["ignore_errors"] = True
+        options["ignore_errors"] = True
     if check_mode is not None:
-        task["check_mode"] = check_mode
-    return task
+        options["check_mode"] = check_mode
+    return harness.task("materialized_view", task_name, register=task_name, **options)
 
 
 def matview(pg, name):

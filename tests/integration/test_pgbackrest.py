@@ -28,12 +28,8 @@ SECRET = "pgbr-secret-Zq81xw"  # noqa: S105 - a fake key that must never appear 
 pytestmark = pytest.mark.pg_versions(14, 15, 18)
 
 
-def play(*tasks):
-    return [{"name": "pgbackrest test", "hosts": "localhost", "gather_facts": False, "tasks": list(tasks)}]
-
-
-def task(module, name, **options):
-    return {"name": name, "dbarch.postgresql.%s" % module: options, "register": "out"}
+play = harness.play
+task = harness.task
 
 
 def _wait_archived(cluster, segment, timeout=60):

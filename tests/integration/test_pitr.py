@@ -212,8 +212,7 @@ def test_plain_wal_folder_with_a_gap_fails_before_starting(pg_major, history):
 
 
 def _play(**options):
-    task = {"name": "Restore", "dbarch.postgresql.pitr_restore": options, "register": "out"}
-    return [{"name": "pitr", "hosts": "localhost", "gather_facts": False, "tasks": [task]}]
+    return harness.play(harness.task("pitr_restore", "Restore", **options))
 
 
 def test_module_check_mode_refusal_and_restore(pg_major, history, run_playbook):

@@ -23,12 +23,8 @@ SERVER_PYTHON = "/usr/bin/python3"
 SECRET = "moto-secret-that-must-stay-out-of-files"
 
 
-def _play(*tasks):
-    return [{"name": "pitr s3", "hosts": "localhost", "gather_facts": False, "tasks": list(tasks)}]
-
-
-def _task(module, name, **options):
-    return {"name": name, "dbarch.postgresql.%s" % module: options, "register": "out"}
+_play = harness.play
+_task = harness.task
 
 
 def _wait_archived(cluster, segment, timeout=300):

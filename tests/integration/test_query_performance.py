@@ -49,18 +49,11 @@ def shop(pg):
 
 
 def play(pg, tasks, dbname=DB):
-    return [
-        dict(
-            hosts="localhost",
-            gather_facts=False,
-            module_defaults={"group/dbarch.postgresql.all": dict(pg.conn_params, login_db=dbname)},
-            tasks=tasks,
-        )
-    ]
+    return harness.play(*tasks, pg=pg, db=dbname)
 
 
 def explain_task(name, query, **options):
-    return dict(name=name, register=name, **{"dbarch.postgresql.explain": dict(query=query, **options)})
+    return harness.task("explain", name, register=name, query=query, **options)
 
 
 def rules(result):

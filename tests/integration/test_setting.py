@@ -2,18 +2,19 @@
 
 import pytest
 
+import harness
+
 SETTINGS = ("work_mem", "log_checkpoints", "max_wal_senders", "search_path", "statement_timeout")
 
 
-def play(*tasks):
-    return [{"name": "setting test", "hosts": "localhost", "gather_facts": False, "tasks": list(tasks)}]
+play = harness.play
 
 
 def task(pg, name, settings, module="setting", **more):
     options = dict(pg.conn_params, **more)
     if module == "setting":
         options["settings"] = settings
-    return {"name": name, "dbarch.postgresql.%s" % module: options, "register": "out"}
+    return harness.task(module, name, **options)
 
 
 def auto_conf(pg):
