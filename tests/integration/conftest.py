@@ -34,6 +34,34 @@ from ansible_collections.dbarch.postgresql.plugins.module_utils import localclus
 
 VERSION_MARKERS = ("all_versions", "pg_versions")
 
+# The longest files (--durations on the 2-core machine, each file's time over all its majors),
+# longest first. `make integration` runs `--dist loadfile --no-loadscope-reorder`: each worker
+# takes the next file when it is free, so the long ones start first and the short ones fill the
+# end. Files not named keep their alphabetical order after these.
+LONGEST_FILES = (
+    "test_pitr.py",
+    "test_query_performance.py",
+    "test_restore_drill.py",
+    "test_index.py",
+    "test_backup_role.py",
+    "test_pgbackrest.py",
+    "test_materialized_view.py",
+    "test_index_advice.py",
+    "test_backup.py",
+    "test_pitr_s3.py",
+    "test_site.py",
+    "test_migrations_role.py",
+    "test_schema_review.py",
+    "test_migration_lint.py",
+    "test_sandbox.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    """Longest files first (stable: the order within a file stays)."""
+    rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
 
 def _majors_for(definition):
     """(majors to run on, what the test asked for) from the closest version marker."""

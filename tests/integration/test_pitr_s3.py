@@ -22,6 +22,9 @@ WAL_SCRIPT = str(harness.REPO_ROOT / "roles" / "backup" / "files" / "dbarch-wal"
 SERVER_PYTHON = "/usr/bin/python3"
 SECRET = "moto-secret-that-must-stay-out-of-files"
 
+# The S3 transport does not depend on the major (test_pitr.py restores on every major): one runs it.
+pytestmark = pytest.mark.pg_versions(15)
+
 
 _play = harness.play
 _task = harness.task

@@ -249,6 +249,7 @@ def test_check_mode_and_schemas_option(pg, run_playbook):
     assert legacy["summary"]["tables_reviewed"] == 1
 
 
+@pytest.mark.pg_versions(15)  # the playbook's report and gate; the live review runs on every major above
 def test_playbook_writes_the_report_and_gates(pg, tmp_path):
     db = _load(pg, "sr_play", ECOMMERCE)
     env = dict(PGHOST=pg.host, PGPORT=str(pg.port), PGUSER=pg.user, PGPASSWORD=pg.password)
