@@ -28,22 +28,27 @@ import argparse
 import json
 import os
 import platform
+import secrets
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 
-BENCH = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, BENCH)
-
-import common  # noqa: E402
-import psycopg2  # noqa: E402
-from common import COLLECTIONS, OUR_VENV_BIN, OUT_DIR, REPO, ToolFailed, log, timed  # noqa: E402
-
+HERE = os.path.dirname(os.path.abspath(__file__))
+BENCH = os.path.dirname(HERE)
+REPO = os.path.dirname(BENCH)
+COLLECTIONS = os.path.join(REPO, ".collections")
+OUT_DIR = os.path.join(BENCH, "out")
+OUR_VENV_BIN = os.path.join(REPO, ".venv", "bin")
 NPM_PREFIX = os.path.join(BENCH, ".npm")
 YOYO_VENV = os.path.join(BENCH, ".venv-yoyo")
 
+sys.path.insert(0, COLLECTIONS)
+
+import psycopg2  # noqa: E402
+
+from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc  # noqa: E402
 from ansible_collections.dbarch.postgresql.plugins.module_utils import migrations as mg  # noqa: E402
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg  # noqa: E402
 
@@ -68,7 +73,20 @@ HISTORY = {
 }
 
 
-head_line = common.first_line
+def log(msg):
+    sys.stderr.write("[bench] %s\n" % msg)
+    sys.stderr.flush()
+
+
+def last_line(text):
+    """The last non-blank line of a tool's output: where its error message usually is."""
+    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def head_line(text):
+    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
+    return lines[0][:200] if lines else ""
 
 
 # -- the migrations ------------------------------------------------------------------------------
@@ -144,11 +162,22 @@ def write_layouts(items, top):
 # -- the cluster --------------------------------------------------------------------------------------
 
 
-class Cluster(common.ThrowawayCluster):
-    """The throwaway cluster (its password is URL-safe: it goes into dbmate's and yoyo's URLs)."""
-
+class Cluster:
     def __init__(self, major):
-        super().__init__(major, prefix="dbarch-migbench-")
+        self.bindir = lc.find_bindir(major)
+        self.tmpdir = tempfile.mkdtemp(prefix="dbarch-migbench-", dir="/var/tmp")  # noqa: S108
+        os.chmod(self.tmpdir, 0o755)  # noqa: S103 - the postgres OS user must reach its data folder
+        self.cluster = lc.LocalCluster(os.path.join(self.tmpdir, "pg", "data"), bindir=self.bindir)
+        self.password = secrets.token_urlsafe(18)  # URL-safe: it goes into dbmate's and yoyo's URLs
+        settings = dict(fsync=False, synchronous_commit=False, full_page_writes=False)
+        t0 = time.monotonic()
+        self.cluster.initdb(superuser="postgres", password=self.password, settings=settings)
+        self.cluster.start()
+        self.port = self.cluster.port
+        log("PostgreSQL %d on 127.0.0.1:%d ready in %.1fs" % (major, self.port, time.monotonic() - t0))
+
+    def kw(self, dbname="postgres"):
+        return dict(host="127.0.0.1", port=self.port, user="postgres", password=self.password, dbname=dbname)
 
     def url(self, dbname, scheme="postgres"):
         return "%s://postgres:%s@127.0.0.1:%d/%s" % (scheme, self.password, self.port, dbname)
@@ -171,6 +200,13 @@ class Cluster(common.ThrowawayCluster):
     def psql(self):
         own = os.path.join(self.bindir, "psql")
         return own if os.path.exists(own) else shutil.which("psql")
+
+    def close(self, keep):
+        if keep:
+            log("keeping the cluster in %s (port %d)" % (self.tmpdir, self.port))
+            return
+        self.cluster.destroy()
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
 
 
 def count_objects(cluster, dbname, tool):
@@ -211,24 +247,64 @@ def count_objects(cluster, dbname, tool):
 # -- running the tools ------------------------------------------------------------------------------
 
 
+class ToolFailed(Exception):
+    pass
+
+
+def timed(argv, env=None, cwd=None, ok=None):
+    t0 = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=cwd, check=False)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0 and not (ok and ok(proc)):
+        raise ToolFailed(
+            "%s exited %d: %s"
+            % (os.path.basename(argv[0]), proc.returncode, last_line(proc.stderr or proc.stdout))
+        )
+    return seconds, proc
+
+
 def base_env():
-    return common.clean_env(("ANSIBLE_", "PG", "SQITCH_"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "PG", "SQITCH_"))}
+    return env
 
 
 def ansible_env(password):
-    return common.ansible_env(
-        password,
-        collections_path=COLLECTIONS,
-        drop=("ANSIBLE_", "PG", "SQITCH_"),
+    env = base_env()
+    env.update(
+        ANSIBLE_COLLECTIONS_PATH=COLLECTIONS,
         ANSIBLE_CALLBACK_RESULT_FORMAT="json",  # the repo's ansible.cfg asks for yaml
+        ANSIBLE_DEPRECATION_WARNINGS="0",
+        ANSIBLE_NOCOWS="1",
+        PGPASSWORD=password,
     )
+    return env
 
 
 def run_adhoc(module, args, password):
+    argv = [
+        os.path.join(OUR_VENV_BIN, "ansible"),
+        "localhost",
+        "-i",
+        "localhost,",
+        "-c",
+        "local",
+        "-e",
+        "ansible_python_interpreter=%s" % os.path.join(OUR_VENV_BIN, "python"),
+        "-m",
+        module,
+    ]
+    if args:
+        argv += ["-a", json.dumps(args)]
     # From the repository root, as a playbook project would run it: the action plugin reads
     # the files on this side and ships them with the task.
-    seconds, proc = timed(common.adhoc_argv(module, args, OUR_VENV_BIN), env=ansible_env(password), cwd=REPO)
-    return seconds, common.adhoc_result(module, proc)
+    seconds, proc = timed(argv, env=ansible_env(password), cwd=REPO, ok=lambda p: False)
+    try:
+        result = json.loads(proc.stdout[proc.stdout.index(" => ") + 4 :])
+    except ValueError:
+        raise ToolFailed("%s printed no JSON: %s" % (module, last_line(proc.stdout + proc.stderr))) from None
+    if result.get("failed"):
+        raise ToolFailed("%s failed: %s" % (module, result.get("msg")))
+    return seconds, result
 
 
 class Runner:

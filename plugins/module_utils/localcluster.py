@@ -1250,6 +1250,22 @@ class LocalCluster:
         self._run([self._bin("pg_ctl"), "reload", "-D", self.data_dir], what="pg_ctl reload")
         time.sleep(0.2)
 
+    def wait_ready(self, timeout=30):
+        """Wait until the server accepts connections on its socket."""
+        deadline = time.time() + timeout
+        while True:
+            res = self._run(
+                [self._bin("pg_isready"), "-h", self.socket_dir, "-p", str(self.port), "-q"], check=False
+            )
+            if res.returncode == 0:
+                return
+            if time.time() > deadline:
+                raise LocalClusterError(
+                    "%s is not accepting connections after %ss; see %s"
+                    % (self.data_dir, timeout, self.log_file)
+                )
+            time.sleep(0.2)
+
     # -- removing ------------------------------------------------------------------------
     def destroy(self):
         """Stop and delete the cluster. Refuses a folder without the matching dbarch marker.

@@ -108,6 +108,12 @@ class Features:
         """
         return self.major >= 16
 
+    # -- security defaults ------------------------------------------------------------
+    @property
+    def public_schema_create_default(self):
+        """Before 15, PUBLIC had CREATE on schema public by default."""
+        return self.major < 15
+
     # -- catalog shape ---------------------------------------------------------------------
     @property
     def has_nulls_not_distinct(self):
