@@ -47,17 +47,15 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-BENCH = os.path.dirname(HERE)
-REPO = os.path.dirname(BENCH)
-COLLECTIONS = os.path.join(REPO, ".collections")
-OUT_DIR = os.path.join(BENCH, "out")
-OUR_VENV_BIN = os.path.join(REPO, ".venv", "bin")
+BENCH = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, BENCH)
+
+import common  # noqa: E402
+from common import COLLECTIONS, OUR_VENV_BIN, OUT_DIR, REPO  # noqa: E402, F401
+
 WAL_SCRIPT = os.path.join(REPO, "roles", "backup", "files", "dbarch-wal")
 SYSTEM_PYTHON = "/usr/bin/python3"
 STANZA = "bench"
-
-sys.path.insert(0, COLLECTIONS)
 
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc  # noqa: E402
 
@@ -76,18 +74,15 @@ DECOMPRESS = {".lz4": ["lz4", "-dc"], ".gz": ["gzip", "-dc"], ".zst": ["zstd", "
 
 
 def log(msg):
-    sys.stderr.write("[bench %s] %s\n" % (time.strftime("%H:%M:%S"), msg))
-    sys.stderr.flush()
+    common.log(msg, tag="bench %s" % time.strftime("%H:%M:%S"))
 
 
 def last_line(text):
-    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
-    return lines[-1][:400] if lines else ""
+    return common.last_line(text, width=400)
 
 
 def first_line(text):
-    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
-    return lines[0].strip("* ")[:200] if lines else ""
+    return common.first_line(text, width=400).strip("* ")[:200]
 
 
 class ToolFailed(Exception):

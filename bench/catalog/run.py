@@ -34,21 +34,18 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BENCH = os.path.dirname(HERE)
-REPO = os.path.dirname(BENCH)
-COLLECTIONS = os.path.join(REPO, ".collections")
-PEER_VENV = os.path.join(BENCH, ".venv-peer")
-OUT_DIR = os.path.join(BENCH, "out")
-OUR_VENV_BIN = os.path.join(REPO, ".venv", "bin")
-
-sys.path.insert(0, COLLECTIONS)
+sys.path.insert(0, BENCH)
 sys.path.insert(0, HERE)
 
+import common  # noqa: E402
 import psycopg2  # noqa: E402
+from common import COLLECTIONS, OUR_VENV_BIN, OUT_DIR, REPO, ansible_env, log  # noqa: E402, F401
 from psycopg2.extensions import parse_dsn  # noqa: E402
 
 import schema as gen  # noqa: E402
 from ansible_collections.dbarch.postgresql.plugins.module_utils import catalog, pg  # noqa: E402
-from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc  # noqa: E402
+
+PEER_VENV = os.path.join(BENCH, ".venv-peer")
 
 BENCH_DB = "catbench"
 TOOL_ROLE = "catbench_tool"
@@ -94,22 +91,16 @@ GATHERS = {
 }
 
 
-def log(msg):
-    sys.stderr.write("[bench] %s\n" % msg)
-    sys.stderr.flush()
-
-
 # -- the database ------------------------------------------------------------------------------
 
 
 class Target:
     """Where the benchmark runs: admin connection parameters and the tool's login."""
 
-    def __init__(self, admin, tool, cluster=None, tmpdir=None):
+    def __init__(self, admin, tool, cluster=None):
         self.admin = admin  # libpq keywords for the admin (superuser) connection, dbname = bench db
         self.tool = tool  # libpq keywords the tools log in with
-        self.cluster = cluster
-        self.tmpdir = tmpdir
+        self.cluster = cluster  # a common.ThrowawayCluster, or None for --dsn
 
     def connect_admin(self, dbname=None):
         kw = dict(self.admin)
@@ -129,34 +120,17 @@ class Target:
         )
 
     def close(self, keep):
-        if self.cluster is not None and not keep:
-            log("removing the throwaway cluster %s" % self.cluster.data_dir)
-            self.cluster.destroy()
-            shutil.rmtree(self.tmpdir, ignore_errors=True)
+        if self.cluster is not None:
+            if not keep:
+                log("removing the throwaway cluster %s" % self.cluster.data_dir)
+            self.cluster.close(keep)
 
 
 def start_cluster(major):
-    bindir = lc.find_bindir(major)
-    tmpdir = tempfile.mkdtemp(prefix="dbarch-catbench-", dir="/var/tmp")  # noqa: S108
-    os.chmod(tmpdir, 0o755)  # noqa: S103 - the postgres OS user must reach its data folder
-    cluster = lc.LocalCluster(os.path.join(tmpdir, "pg", "data"), bindir=bindir)
-    password = secrets.token_urlsafe(18)
-    settings = dict(
-        shared_preload_libraries="pg_stat_statements",
-        fsync=False,
-        synchronous_commit=False,
-        full_page_writes=False,
-    )
-    t0 = time.monotonic()
-    cluster.initdb(superuser="postgres", password=password, settings=settings)
-    cluster.start()
-    log(
-        "PostgreSQL %d cluster on 127.0.0.1:%d ready in %.1fs (%s)"
-        % (major, cluster.port, time.monotonic() - t0, bindir)
-    )
-    admin = dict(host="127.0.0.1", port=cluster.port, user="postgres", password=password, dbname="postgres")
-    conn = psycopg2.connect(**admin)
-    conn.autocommit = True
+    settings = dict(common.FAST_SETTINGS, shared_preload_libraries="pg_stat_statements")
+    cluster = common.ThrowawayCluster(major, prefix="dbarch-catbench-", settings=settings)
+    admin = cluster.kw()
+    conn = cluster.connect()
     with conn.cursor() as cur:
         cur.execute('CREATE DATABASE "%s"' % BENCH_DB)
         tool_pw = secrets.token_urlsafe(18)
@@ -165,7 +139,7 @@ def start_cluster(major):
     conn.close()
     admin["dbname"] = BENCH_DB
     tool = dict(host="127.0.0.1", port=cluster.port, user=TOOL_ROLE, password=tool_pw, dbname=BENCH_DB)
-    return Target(admin, tool, cluster=cluster, tmpdir=tmpdir)
+    return Target(admin, tool, cluster=cluster)
 
 
 def dsn_target(dsn):
@@ -318,50 +292,15 @@ def time_engine(target, counter, runs):
     )
 
 
-def ansible_env(password, collections_path=None):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "PG"))}
-    env.update(
-        ANSIBLE_HOST_KEY_CHECKING="0",
-        ANSIBLE_RETRY_FILES_ENABLED="0",
-        ANSIBLE_NOCOWS="1",
-        ANSIBLE_DEPRECATION_WARNINGS="0",
-        PGPASSWORD=password or "",
-    )
-    if collections_path:
-        env["ANSIBLE_COLLECTIONS_PATH"] = collections_path
-    return env
-
-
 def run_adhoc(venv_bin, module, args, env, workdir):
-    python = os.path.join(venv_bin, "python")
-    argv = [
-        os.path.join(venv_bin, "ansible"),
-        "localhost",
-        "-i",
-        "localhost,",
-        "-c",
-        "local",
-        "-e",
-        "ansible_python_interpreter=%s" % python,
-        "-m",
-        module,
-    ]
-    if args:
-        argv += ["-a", json.dumps(args)]
-    t0 = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=workdir, check=False)
-    seconds = time.perf_counter() - t0
     # Ad-hoc output (the 'minimal' callback, the same in both venvs): "localhost | SUCCESS => {json}"
+    seconds, proc = common.timed(
+        common.adhoc_argv(module, args, venv_bin), env=env, cwd=workdir, ok=lambda p: True
+    )
     try:
-        result = json.loads(proc.stdout[proc.stdout.index(" => ") + 4 :])
-    except ValueError:
-        raise SystemExit(
-            "%s did not return JSON (exit %d):\n%s\n%s"
-            % (module, proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
-        ) from None
-    if proc.returncode != 0 or result.get("failed"):
-        raise SystemExit("%s failed (exit %d): %s" % (module, proc.returncode, result.get("msg")))
-    return seconds, result
+        return seconds, common.adhoc_result(module, proc)
+    except common.ToolFailed as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def time_module(venv_bin, module, args, env, counter, runs, workdir):

@@ -20,27 +20,20 @@ Counts, not timings: the numbers do not depend on the machine.
 """
 
 import argparse
-import json
 import os
 import re
-import secrets
-import shutil
 import sys
-import tempfile
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-BENCH = os.path.dirname(HERE)
-REPO = os.path.dirname(BENCH)
-sys.path.insert(0, os.path.join(REPO, ".collections"))
+BENCH = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, BENCH)
 
+import common  # noqa: E402
 import pglast  # noqa: E402
-import psycopg2  # noqa: E402
 
 from ansible_collections.dbarch.postgresql.plugins.module_utils import index_advice as ia  # noqa: E402
-from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc  # noqa: E402
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg  # noqa: E402
 
-OUT_DIR = os.path.join(BENCH, "out")
+OUT_DIR = common.OUT_DIR
 ROWS = 20000
 
 # Query shapes: (SQL with {t}, the known best index (eq columns, tail columns, where) or None).
@@ -62,10 +55,6 @@ DECOYS = [
     "SELECT count(*) FROM {t} WHERE b = $1",
     "SELECT count(*) FROM {t}",
 ]
-
-
-def log(msg):
-    print(msg, file=sys.stderr, flush=True)
 
 
 def build(conn, tables):
@@ -217,21 +206,17 @@ def main(argv=None):
     ap.add_argument("--version", type=int, default=15, help="PostgreSQL major (15 has hypopg from Debian)")
     ap.add_argument("--out", default=os.path.join(OUT_DIR, "index_advice.json"))
     opts = ap.parse_args(argv)
-    tmpdir = tempfile.mkdtemp(prefix="dbarch-iabench-", dir="/var/tmp")  # noqa: S108
-    os.chmod(tmpdir, 0o755)  # noqa: S103 - the postgres OS user must reach its data folder
-    cluster = lc.LocalCluster(os.path.join(tmpdir, "pg", "data"), bindir=lc.find_bindir(opts.version))
-    password = secrets.token_urlsafe(18)
-    try:
-        cluster.initdb(superuser="postgres", password=password, settings=dict(fsync=False))
-        cluster.start()
+    with common.ThrowawayCluster(
+        opts.version, prefix="dbarch-iabench-", settings=dict(fsync=False)
+    ) as cluster:
         params = dict(
-            login_host="127.0.0.1", login_port=cluster.port, login_user="postgres", login_password=password
+            login_host="127.0.0.1",
+            login_port=cluster.port,
+            login_user="postgres",
+            login_password=cluster.password,
         )
-        conn = psycopg2.connect(
-            host="127.0.0.1", port=cluster.port, user="postgres", password=password, dbname="postgres"
-        )
-        conn.autocommit = True
-        log("generating %d tables of %d rows" % (opts.tables, ROWS))
+        conn = cluster.connect()
+        common.log("generating %d tables of %d rows" % (opts.tables, ROWS))
         workload, truth = build(conn, opts.tables)
         results = {}
         with conn.cursor() as cur:
@@ -252,20 +237,13 @@ def main(argv=None):
             session.close()
         results["pghero heuristic"] = score(pghero_proposals(conn, workload), truth)
         conn.close()
-    finally:
-        try:
-            cluster.destroy()
-        finally:
-            shutil.rmtree(tmpdir, ignore_errors=True)
     print("%-20s %6s %9s %6s %7s %9s" % ("adviser", "known", "proposed", "right", "recall", "precision"))
     for name, r in results.items():
         print(
             "%-20s %6d %9d %6d %7s %9s"
             % (name, r["known"], r["proposed"], r["right"], r["recall"], r["precision"])
         )
-    os.makedirs(os.path.dirname(opts.out), exist_ok=True)
-    with open(opts.out, "w") as fh:
-        json.dump(dict(version=opts.version, tables=opts.tables, rows=ROWS, results=results), fh, indent=2)
+    common.write_json(opts.out, dict(version=opts.version, tables=opts.tables, rows=ROWS, results=results))
     return 0
 
 

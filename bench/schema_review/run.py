@@ -46,9 +46,10 @@ def _load_catalog_bench():
     return mod
 
 
-cb = _load_catalog_bench()  # puts .collections and bench/catalog on sys.path
+cb = _load_catalog_bench()  # puts bench/ (common), .collections and bench/catalog on sys.path
 sys.path.insert(0, HERE)
 
+import common  # noqa: E402
 import defects  # noqa: E402
 from ansible_collections.dbarch.postgresql.plugins.module_utils import catalog, pg, schema_rules  # noqa: E402
 
@@ -98,9 +99,7 @@ EXPLAIN = {
 }
 
 
-def log(msg):
-    sys.stderr.write("[bench] %s\n" % msg)
-    sys.stderr.flush()
+log = common.log
 
 
 # -- the three tools -------------------------------------------------------------------------------

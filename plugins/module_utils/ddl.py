@@ -473,7 +473,6 @@ class _Builder:
         self.ctx = ctx
         self.catalog = ctx.catalog
         self.pending_fks = []
-        self.pending_partitions = []
 
     # tables
     def create_table(self, stmt):

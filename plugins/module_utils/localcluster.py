@@ -92,8 +92,6 @@ _SLOT_NAME = re.compile(r"^[a-z0-9_]{1,63}$")
 # Folders a cluster must not claim as its own (they hold other things).
 _SHARED_PARENTS = ("/", "/tmp", "/var/tmp", "/var", "/var/lib", "/home", "/root", "/dev/shm")  # noqa: S108
 
-STATES = ("absent", "partial", "ready", "foreign")
-
 
 class LocalClusterError(DbarchError):
     """A failure with a message that says what failed, where, and how to fix it."""
@@ -246,17 +244,6 @@ def find_bindir(major):
         "PostgreSQL %d server binaries not found. Looked in: %s. To get them, %s."
         % (major, "; ".join(looked), how_to_get(major))
     )
-
-
-def available_majors():
-    """{major: bindir} for every supported major that find_bindir can locate."""
-    found = {}
-    for major in SUPPORTED_MAJORS:
-        try:
-            found[major] = find_bindir(major)
-        except LocalClusterError:
-            continue
-    return found
 
 
 def _chmod_tree_readable(top):
@@ -1333,9 +1320,6 @@ class LocalCluster:
 
     def pending_restart(self):
         return self.psql("SELECT name FROM pg_settings WHERE pending_restart ORDER BY 1")
-
-    def in_recovery(self):
-        return self.psql("SELECT pg_is_in_recovery()") == ["t"]
 
     def restart_settings(self, names):
         """Which of ``names`` only take effect after a restart (context postmaster)."""

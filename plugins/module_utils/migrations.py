@@ -527,18 +527,6 @@ def prepare(migration, placeholders, builtins=None):
 
 
 # -- history -----------------------------------------------------------------------------
-HISTORY_COLUMNS = (
-    "installed_rank",
-    "version",
-    "description",
-    "type",
-    "script",
-    "checksum",
-    "installed_by",
-    "installed_on",
-    "execution_time",
-    "success",
-)
 
 
 def advisory_key(schema, table):

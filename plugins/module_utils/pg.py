@@ -34,12 +34,10 @@ try:
     from psycopg2 import sql as pgsql
 
     HAS_PSYCOPG2 = True
-    PSYCOPG2_IMPORT_ERROR = None
-except ImportError as exc:  # pragma: no cover - exercised on hosts without the driver
+except ImportError:  # pragma: no cover - exercised on hosts without the driver
     psycopg2 = None
     pgsql = None
     HAS_PSYCOPG2 = False
-    PSYCOPG2_IMPORT_ERROR = exc
 
 
 MISSING_DRIVER_MESSAGE = (
@@ -267,9 +265,6 @@ class Session:
                 stmt = stmt[:297] + "..."
             msg += " (statement: %s)" % stmt
         return PgError(msg, sqlstate=sqlstate, where=self.target)
-
-    def has_privilege_error(self, exc):
-        return getattr(exc, "sqlstate", None) == "42501"
 
     def close(self):
         if not self.conn.closed:

@@ -36,7 +36,6 @@ from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_re
 from ansible_collections.dbarch.postgresql.plugins.module_utils import wal as wn
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
 
-TARGET_KINDS = ("time", "xid", "lsn", "name", "target")
 TARGET_ACTIONS = ("promote", "pause", "shutdown")
 DEFAULT_WAL_SCRIPT = "/usr/local/bin/dbarch-wal"
 RECOVERY_FAILED = lc.RECOVERY_FAILED

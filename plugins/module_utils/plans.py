@@ -56,7 +56,6 @@ ANALYZE_RULES = (
     "QP-PAR-001",
     "QP-JIT-001",
 )
-ALL_RULES = ANALYZE_RULES[:4] + ("QP-SPILL-001", "QP-SPILL-002") + ANALYZE_RULES[4:]
 
 REFERENCE = "https://www.postgresql.org/docs/current/using-explain.html"
 

@@ -12,7 +12,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 SUPPORTED_MAJORS = (14, 15, 16, 17, 18)
-OLDEST_SUPPORTED = 14
 
 
 def major_of(version_num):
@@ -94,31 +93,9 @@ class Features:
 
     # -- statistics views ----------------------------------------------------------
     @property
-    def has_pg_stat_checkpointer(self):
-        """17 moved checkpoint counters from pg_stat_bgwriter to pg_stat_checkpointer."""
-        return self.major >= 17
-
-    @property
-    def checkpoint_stats(self):
-        """(view, timed column, requested column) for checkpoint counters."""
-        if self.has_pg_stat_checkpointer:
-            return ("pg_stat_checkpointer", "num_timed", "num_requested")
-        return ("pg_stat_bgwriter", "checkpoints_timed", "checkpoints_req")
-
-    @property
     def has_last_idx_scan(self):
         """16 added last_seq_scan / last_idx_scan to pg_stat_*_tables/indexes."""
         return self.major >= 16
-
-    @property
-    def has_pg_stat_io(self):
-        """16 added pg_stat_io."""
-        return self.major >= 16
-
-    @property
-    def has_stat_wal(self):
-        """14 added pg_stat_wal."""
-        return self.major >= 14
 
     # -- planning ---------------------------------------------------------------------
     @property
@@ -145,35 +122,11 @@ class Features:
         """Before 15, PUBLIC had CREATE on schema public by default."""
         return self.major < 15
 
-    @property
-    def has_pg_database_owner(self):
-        """14 added the pg_database_owner role (owner of schema public from 15)."""
-        return self.major >= 14
-
-    @property
-    def has_maintain_privilege(self):
-        """17 added the MAINTAIN privilege and the pg_maintain role."""
-        return self.major >= 17
-
-    @property
-    def default_password_encryption(self):
-        return "scram-sha-256"
-
     # -- catalog shape ---------------------------------------------------------------------
     @property
     def has_nulls_not_distinct(self):
         """15 added UNIQUE NULLS NOT DISTINCT (pg_index.indnullsnotdistinct)."""
         return self.major >= 15
-
-    @property
-    def has_not_null_constraints_in_catalog(self):
-        """18 records NOT NULL as pg_constraint rows (contype 'n')."""
-        return self.major >= 18
-
-    @property
-    def has_virtual_generated_columns(self):
-        """18 added VIRTUAL generated columns (attgenerated 'v')."""
-        return self.major >= 18
 
     # -- backup / replication ------------------------------------------------------------
     @property
@@ -192,38 +145,3 @@ class Features:
     def verifybackup_reads_tar(self):
         """18 taught pg_verifybackup to read tar-format backups (before: plain only)."""
         return self.major >= 18
-
-    @property
-    def has_incremental_backup(self):
-        """17 added incremental base backups and pg_combinebackup."""
-        return self.major >= 17
-
-    @property
-    def backup_start_function(self):
-        """15 renamed pg_start_backup/pg_stop_backup to pg_backup_start/pg_backup_stop."""
-        if self.major >= 15:
-            return ("pg_backup_start", "pg_backup_stop")
-        return ("pg_start_backup", "pg_stop_backup")
-
-    @property
-    def recovery_target_time_needs_later_commit(self):
-        """Since 14, recovery that ends before reaching recovery_target stops with FATAL."""
-        return self.major >= 14
-
-    @property
-    def has_wal_summarizer(self):
-        return self.major >= 17
-
-    # -- monitoring -------------------------------------------------------------------------
-    @property
-    def has_pg_stat_progress_copy(self):
-        return self.major >= 14
-
-    @property
-    def has_wait_events_view(self):
-        """17 added pg_wait_events."""
-        return self.major >= 17
-
-
-def features(version_num):
-    return Features(version_num)

@@ -8,6 +8,8 @@
 - ``run_playbook(...)``: runs the venv's ansible-playbook from the repository root (so
   ansible.cfg applies) and returns every task result, captured as JSON lines by the
   ``dbarch_results`` callback in callback_plugins/.
+- ``play(*tasks, pg=..., db=...)`` / ``task(module, task_name, **options)``: the playbook a test
+  runs, with the connection in module_defaults instead of repeated in every task.
 """
 
 import json
@@ -31,6 +33,9 @@ CALLBACK_DIR = Path(__file__).resolve().parent / "callback_plugins"
 CALLBACK_NAME = "dbarch_results"
 RESULTS_ENV = "DBARCH_TEST_RESULTS"
 DEFAULT_VERSIONS = "14 15 16 17 18"
+# The majors a test runs on unless it is marked ``all_versions`` (its behaviour depends on the
+# major) or ``pg_versions(...)`` (it needs given majors): Debian's 15 and the newest, 18.
+CORE_MAJORS = (15, 18)
 TEST_TMP_ENV = "DBARCH_TEST_TMP"
 DEFAULT_SETTINGS = {
     "shared_preload_libraries": "pg_stat_statements",
@@ -55,6 +60,19 @@ def versions_under_test():
         return [int(v) for v in raw.replace(",", " ").split()]
     except ValueError:
         raise ValueError("DBARCH_PG_VERSIONS=%r: give majors such as '14 15 16 17 18'" % raw) from None
+
+
+def default_versions():
+    """Majors for a test that is not version-dependent: CORE_MAJORS among the selected majors,
+    or every selected major when $DBARCH_PG_VERSIONS selects none of them."""
+    selected = versions_under_test()
+    return [m for m in selected if m in CORE_MAJORS] or selected
+
+
+def select_versions(wanted):
+    """The selected majors (from $DBARCH_PG_VERSIONS) that are among ``wanted``."""
+    wanted = {int(m) for m in wanted}
+    return [m for m in versions_under_test() if m in wanted]
 
 
 def work_folder(prefix="dbarch-it-"):
@@ -207,6 +225,55 @@ def start_cluster(major, workdir=None, name=None, settings=None, hba_extra=None,
 
 
 # -- playbooks ---------------------------------------------------------------------------
+
+COLLECTION = "dbarch.postgresql"
+# Keywords of a task (not options of its module) that ``task`` accepts among its keyword arguments.
+TASK_KEYWORDS = frozenset(
+    (
+        "register",
+        "check_mode",
+        "diff",
+        "ignore_errors",
+        "when",
+        "become",
+        "become_user",
+        "no_log",
+        "vars",
+        "failed_when",
+        "changed_when",
+    )
+)
+
+
+def task(module, task_name=None, /, **options):
+    """One task: ``{"name": task_name, <module>: options}``.
+
+    ``module``: a dbarch.postgresql module's short name ("index") or a full name
+    ("ansible.builtin.debug"). Both are positional, so a module option may be called ``name``.
+    Task keywords among the options (TASK_KEYWORDS: register, check_mode, ignore_errors, when,
+    become, become_user, ...) go to the task, the rest to the module.
+    """
+    keywords = {key: options.pop(key) for key in list(options) if key in TASK_KEYWORDS}
+    full = module if "." in module else "%s.%s" % (COLLECTION, module)
+    return dict({"name": task_name or module, full: options}, **keywords)
+
+
+def play(*tasks, pg=None, db=None, name="test", hosts="localhost", **keywords):
+    """A playbook of one play on ``hosts`` (localhost, no facts) running ``tasks`` (task dicts).
+
+    With ``pg`` (a PgCluster) every dbarch.postgresql module gets its connection through
+    ``module_defaults`` (group/dbarch.postgresql.all), with login_db ``db`` when given. Other
+    keywords are play keywords (vars, check_mode, environment, ...).
+    """
+    built = {"name": name, "hosts": hosts, "gather_facts": False}
+    if pg is not None:
+        connection = dict(pg.conn_params)
+        if db:
+            connection["login_db"] = db
+        built["module_defaults"] = {"group/%s.all" % COLLECTION: connection}
+    built.update(keywords)
+    built["tasks"] = list(tasks)
+    return [built]
 
 
 class PlaybookRun:

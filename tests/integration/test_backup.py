@@ -21,12 +21,8 @@ from ansible_collections.dbarch.postgresql.plugins.module_utils import pg as pgm
 WAL_SCRIPT = str(harness.REPO_ROOT / "roles" / "backup" / "files" / "dbarch-wal")
 
 
-def play(*tasks):
-    return [{"name": "backup test", "hosts": "localhost", "gather_facts": False, "tasks": list(tasks)}]
-
-
-def task(module, name, **options):
-    return {"name": name, "dbarch.postgresql.%s" % module: options, "register": "out"}
+play = harness.play
+task = harness.task
 
 
 def take(pg, repo_dir, **options):
@@ -49,6 +45,7 @@ def compressed_variant(major):
     return {"compression": "gzip", "compression_site": "client"}
 
 
+@pytest.mark.all_versions
 def test_basebackup_module_tar_then_plain_and_metadata(pg, workdir, run_playbook):
     repo_dir = os.path.join(workdir, "repo")
     pg.createdb("bk_demo")
@@ -99,6 +96,7 @@ def test_basebackup_module_tar_then_plain_and_metadata(pg, workdir, run_playbook
     assert listed["wal"]["earliest_lsn"] == meta["stop_lsn"]
 
 
+@pytest.mark.all_versions
 @pytest.mark.parametrize("fmt", ["plain", "tar"])
 def test_flipped_byte_is_detected_with_the_file_name(pg, workdir, run_playbook, fmt):
     repo_dir = os.path.join(workdir, "repo")
@@ -304,6 +302,7 @@ def test_retention_through_the_module(pg, workdir, run_playbook):
     assert sorted(os.listdir(wal_dir)) == sorted([new, "00000001.history"])
 
 
+@pytest.mark.all_versions
 def test_bad_options_fail_clearly(pg, workdir, run_playbook):
     repo_dir = os.path.join(workdir, "repo")
     if pg.major >= 15:

@@ -17,12 +17,13 @@ import pytest
 
 PLAYBOOK = Path(harness.REPO_ROOT) / "playbooks" / "backup.yml"
 
+# The role's flow does not depend on the server version; it runs on 15.
+pytestmark = pytest.mark.pg_versions(15)
+
 
 @pytest.fixture
-def cluster(pg, workdir):
-    if pg.major != 15:
-        pytest.skip("the role's flow does not depend on the server version; it runs on 15")
-    handle = harness.start_cluster(pg.major, workdir=workdir, name="src")
+def cluster(pg_major, workdir):
+    handle = harness.start_cluster(pg_major, workdir=workdir, name="src")
     yield handle
     handle.stop()
 

@@ -18,12 +18,8 @@ WAL_SCRIPT = str(harness.REPO_ROOT / "roles" / "backup" / "files" / "dbarch-wal"
 CREDENTIALS = harness.S3_CREDENTIALS
 
 
-def play(*tasks):
-    return [{"name": "s3 test", "hosts": "localhost", "gather_facts": False, "tasks": list(tasks)}]
-
-
-def task(module, name, **options):
-    return {"name": name, "dbarch.postgresql.%s" % module: options, "register": "out"}
+play = harness.play
+task = harness.task
 
 
 def test_upload_checks_every_object_and_multipart_limits(bucket, moto, tmp_path):

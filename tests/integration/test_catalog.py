@@ -21,6 +21,8 @@ if os.path.abspath(_COLLECTIONS) not in sys.path:
 from ansible_collections.dbarch.postgresql.plugins.module_utils import catalog  # noqa: E402
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg as pgmod  # noqa: E402
 
+pytestmark = pytest.mark.all_versions
+
 SCHEMA_SQL = """
 CREATE SCHEMA shop;
 CREATE SCHEMA other;

@@ -22,6 +22,8 @@ import pytest
 from ansible_collections.dbarch.postgresql.plugins.module_utils import catalog, ddl
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg as pgu
 
+pytestmark = pytest.mark.all_versions
+
 SHOP_SQL = """
 CREATE EXTENSION IF NOT EXISTS pgcrypto;
 CREATE SCHEMA billing;

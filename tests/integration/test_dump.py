@@ -3,7 +3,12 @@
 import grp
 import os
 
+import pytest
+
 import harness
+
+# pg_dump and pg_restore of the server's own major (binaries found per major): every major.
+pytestmark = pytest.mark.all_versions
 
 DATA = """
 CREATE TABLE accounts (

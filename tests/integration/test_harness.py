@@ -8,6 +8,7 @@ import pytest
 import harness
 
 
+@pytest.mark.all_versions
 def test_cluster_runs_the_requested_major(pg):
     (version_num,) = pg.query("SHOW server_version_num")[0]
     assert int(version_num) // 10000 == pg.major
@@ -139,3 +140,29 @@ def test_failed_results_say_failed_like_a_registered_variable(run_playbook):
     assert record["status"] == "failed" and record["ignored"] is True
     assert record["result"]["failed"] is True and record["result"]["rc"] == 1
     assert run.failed() == []
+
+
+def test_version_selection_defaults_to_15_and_18_within_the_environment(monkeypatch):
+    monkeypatch.setenv("DBARCH_PG_VERSIONS", "14 15 16 17 18")
+    assert harness.default_versions() == [15, 18]
+    assert harness.select_versions((14, 15)) == [14, 15]
+    monkeypatch.setenv("DBARCH_PG_VERSIONS", "15")
+    assert harness.default_versions() == [15] and harness.select_versions((14, 18)) == []
+    # Neither 15 nor 18 selected: version-independent tests run on what is selected.
+    monkeypatch.setenv("DBARCH_PG_VERSIONS", "16,17")
+    assert harness.default_versions() == [16, 17]
+
+
+def test_play_and_task_builders_put_the_connection_in_module_defaults(pg, run_playbook):
+    built = harness.play(
+        harness.task("server_info", "facts", register="facts"),
+        harness.task(
+            "ansible.builtin.debug", "show", msg="{{ facts.version.major }}", when="facts is defined"
+        ),
+        pg=pg,
+        db="postgres",
+    )
+    assert built[0]["module_defaults"] == {"group/dbarch.postgresql.all": pg.conn_params}
+    assert built[0]["tasks"][0] == {"name": "facts", "dbarch.postgresql.server_info": {}, "register": "facts"}
+    run = run_playbook(built).assert_ok()
+    assert str(run.task("show")["result"]["msg"]) == str(pg.major)

@@ -13,6 +13,7 @@ import time
 import psycopg2
 import pytest
 
+import harness
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
 
 DB = "idxdb"
@@ -46,21 +47,13 @@ def db(pg):
 
 
 def play(pg, tasks):
-    return [
-        dict(
-            hosts="localhost",
-            gather_facts=False,
-            module_defaults={"group/dbarch.postgresql.all": dict(pg.conn_params, login_db=DB)},
-            tasks=tasks,
-        )
-    ]
+    return harness.play(*tasks, pg=pg, db=DB)
 
 
 def index_task(task_name, ignore_errors=False, **options):
-    task = dict(name=task_name, register=task_name, **{"dbarch.postgresql.index": options})
     if ignore_errors:
-        task["ignore_errors"] = True
-    return task
+        options["ignore_errors"] = True
+    return harness.task("index", task_name, register=task_name, **options)
 
 
 def index_rows(pg, name):
@@ -523,6 +516,7 @@ UPDATE items SET note = md5(note) WHERE id = :u;
 """
 
 
+@pytest.mark.pg_versions(18)  # a fixed 20 s load; the Python writers above run on 15 and 18
 def test_build_under_pgbench_write_load(db, run_playbook, tmp_path):
     """pgbench (the server's own, two clients, a bounded run) writes while the index builds concurrently."""
     bindir = lc.find_bindir(db.major)

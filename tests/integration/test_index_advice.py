@@ -97,24 +97,18 @@ def shop(pg):
 
 
 def play(pg, tasks, dbname):
-    return [
-        dict(
-            hosts="localhost",
-            gather_facts=False,
-            module_defaults={"group/dbarch.postgresql.all": dict(pg.conn_params, login_db=dbname)},
-            tasks=tasks,
-        )
-    ]
+    return harness.play(*tasks, pg=pg, db=dbname)
 
 
 def advice_task(name, **options):
-    return dict(name=name, register=name, **{"dbarch.postgresql.index_advice_info": options})
+    return harness.task("index_advice_info", name, register=name, **options)
 
 
 def by_rule(result, rule):
     return [f for f in result["findings"] if f["rule"] == rule]
 
 
+@pytest.mark.all_versions
 def test_planted_problems_are_found_and_proposals_proven_or_flagged(shop, run_playbook):
     hypopg = shop.major == 15
     workload = [
@@ -182,6 +176,7 @@ def test_planted_problems_are_found_and_proposals_proven_or_flagged(shop, run_pl
     assert not by_rule(r, "IA-REDUNDANT-001")
 
 
+@pytest.mark.all_versions
 def test_workload_from_pg_stat_statements(shop, run_playbook):
     conn = shop.connect(DB)
     try:
@@ -213,6 +208,7 @@ def test_workload_from_pg_stat_statements(shop, run_playbook):
     assert not [p for p in r["proposals"] if p["columns"] == ["id"]]
 
 
+@pytest.mark.all_versions
 def test_clean_workload_gives_no_proposal_and_no_finding(shop, run_playbook):
     workload = [
         "SELECT c.name, o.total FROM customers c JOIN orders o ON o.customer_id = c.id WHERE c.id = $1",
@@ -253,6 +249,7 @@ def test_bad_input_fails_with_a_message(shop, run_playbook):
     assert shop.query("SELECT count(*) FROM shop.orders", dbname=DB)[0][0] == 50000
 
 
+@pytest.mark.pg_versions(18)  # the playbook's report and idempotence; the engine runs on every major above
 def test_query_tuning_playbook_writes_the_report_and_a_second_run_changes_nothing(shop, tmp_path):
     conn = shop.connect(DB)
     try:
@@ -320,8 +317,6 @@ def _differences(first, second):
 
 def test_query_tuning_apply_builds_verifies_and_compares(shop, tmp_path):
     """query_tuning_apply: the chosen proposal is built concurrently and the join plan uses it."""
-    if shop.major not in (15, 18):
-        pytest.skip("the apply flow runs on 15 (hypopg) and 18")
     env = dict(PGHOST=shop.host, PGPORT=str(shop.port), PGUSER=shop.user, PGPASSWORD=shop.password)
     extra = dict(
         dbarch_target="localhost",

@@ -18,12 +18,11 @@ NEWEST = harness.versions_under_test()[-1]
 FAST = {"fsync": False, "shared_preload_libraries": "pg_stat_statements"}
 
 
-def play(*tasks):
-    return [{"name": "local_cluster test", "hosts": "localhost", "gather_facts": False, "tasks": list(tasks)}]
+play = harness.play
 
 
 def lc_task(name, **options):
-    return {"name": name, "dbarch.postgresql.local_cluster": options, "register": "out"}
+    return harness.task("local_cluster", name, **options)
 
 
 def run_full(run_playbook, options, check=False, diff=False, name="Cluster"):

@@ -2,6 +2,8 @@
 
 import pytest
 
+import harness
+
 DB = "mvdb"
 
 SCHEMA = """
@@ -24,23 +26,15 @@ def db(pg):
 
 
 def play(pg, tasks):
-    return [
-        dict(
-            hosts="localhost",
-            gather_facts=False,
-            module_defaults={"group/dbarch.postgresql.all": dict(pg.conn_params, login_db=DB)},
-            tasks=tasks,
-        )
-    ]
+    return harness.play(*tasks, pg=pg, db=DB)
 
 
 def mv_task(task_name, ignore_errors=False, check_mode=None, **options):
-    task = dict(name=task_name, register=task_name, **{"dbarch.postgresql.materialized_view": options})
     if ignore_errors:
-        task["ignore_errors"] = True
+        options["ignore_errors"] = True
     if check_mode is not None:
-        task["check_mode"] = check_mode
-    return task
+        options["check_mode"] = check_mode
+    return harness.task("materialized_view", task_name, register=task_name, **options)
 
 
 def matview(pg, name):
@@ -53,6 +47,7 @@ def matview(pg, name):
     return rows[0] if rows else None
 
 
+@pytest.mark.all_versions
 def test_create_with_unique_index_refresh_concurrently_and_drop(db, run_playbook):
     name = "reporting.sales_by_region"
     run = run_playbook(
@@ -136,6 +131,7 @@ def test_refresh_without_unique_index_or_data_is_plain_with_a_reason(db, run_pla
         db.query("DROP MATERIALIZED VIEW IF EXISTS sales_plain, sales_empty", dbname=DB)
 
 
+@pytest.mark.all_versions
 def test_changed_definition_is_refused_then_replaced(db, run_playbook):
     run = run_playbook(
         play(

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import harness
 from ansible_collections.dbarch.postgresql.plugins.module_utils import migrations as mg
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg as pgmod
 
@@ -40,23 +41,14 @@ def write_files(folder, files):
 
 
 def play(pg, db, tasks):
-    conn = dict(pg.conn_params, login_db=db)
-    return {
-        "hosts": "localhost",
-        "gather_facts": False,
-        "module_defaults": {"group/dbarch.postgresql.all": conn},
-        "tasks": tasks,
-    }
+    (built,) = harness.play(*tasks, pg=pg, db=db)
+    return built
 
 
 def task(name, **args):
     # These tests exercise the engine's own checks; the lint gate in front of it has its own test.
     args.setdefault("lint_fail_on", "never")
-    extra = {}
-    for key in ("check_mode", "diff", "ignore_errors"):
-        if key in args:
-            extra[key] = args.pop(key)
-    return dict({"name": name, "dbarch.postgresql.migrate": args}, **extra)
+    return harness.task("migrate", name, **args)
 
 
 def fingerprint(pg, db, table="flyway_schema_history"):

@@ -148,6 +148,7 @@ def _held(cur, table):
     return max(modes, key=_ORDER.index) if modes else None
 
 
+@pytest.mark.all_versions
 @pytest.mark.parametrize("statement,rule,table", LOCK_CASES, ids=["%s-%s" % (c[1], c[2]) for c in LOCK_CASES])
 def test_claimed_lock_and_rewrite_match_postgresql(pg, shop, statement, rule, table):
     found = [f for f in ml.lint_sql(statement + ";") if f.rule == rule]
@@ -179,6 +180,7 @@ def test_claimed_lock_and_rewrite_match_postgresql(pg, shop, statement, rule, ta
         assert rewritten == claim["rewrites_table"], (statement, rewritten)
 
 
+@pytest.mark.all_versions
 def test_safe_forms_take_the_weak_locks_they_promise(pg, shop):
     safe = [
         ("ALTER TABLE big_orders ADD CONSTRAINT c CHECK (qty >= 0) NOT VALID", "ACCESS EXCLUSIVE"),
@@ -385,6 +387,7 @@ FIX_CASES = [
 ]
 
 
+@pytest.mark.all_versions
 @pytest.mark.parametrize(
     "statement,rule,check", FIX_CASES, ids=["%s-%d" % (c[1], i) for i, c in enumerate(FIX_CASES)]
 )

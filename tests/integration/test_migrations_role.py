@@ -97,9 +97,8 @@ def stages(pg):
     return names
 
 
+@pytest.mark.pg_versions(15)  # the role's flow does not depend on the server version
 def test_staged_rollout_applies_every_stage_then_changes_nothing(pg, stages, tmp_path):
-    if pg.major not in (14, 18):
-        pytest.skip("the role's flow does not depend on the server version; the oldest and newest run it")
     folder = _write(str(tmp_path / "migrations"), FILES)
     inv = _inventory(pg, stages)
     check = harness.run_playbook(PLAYBOOK, extra_vars=_extra(tmp_path, folder), inventory=inv, check=True)
@@ -128,9 +127,8 @@ def test_staged_rollout_applies_every_stage_then_changes_nothing(pg, stages, tmp
     assert again.changed_count() == 0, again.stdout
 
 
+@pytest.mark.pg_versions(18)  # the role's flow does not depend on the server version
 def test_a_failure_in_staging_rolls_back_and_never_reaches_production(pg, stages, tmp_path):
-    if pg.major not in (15, 17):
-        pytest.skip("the role's flow does not depend on the server version")
     folder = _write(str(tmp_path / "migrations"), FILES)
     inv = _inventory(pg, stages)
     harness.run_playbook(PLAYBOOK, extra_vars=_extra(tmp_path, folder), inventory=inv).assert_ok()
@@ -164,9 +162,8 @@ def test_a_failure_in_staging_rolls_back_and_never_reaches_production(pg, stages
     assert "V3__needs_sentinel.sql" not in _history(pg, stages["production"])
 
 
+@pytest.mark.pg_versions(18)  # the lint gate does not depend on the server version
 def test_lint_gate_stops_before_anything_runs(pg, stages, tmp_path):
-    if pg.major != 16:
-        pytest.skip("the lint gate does not depend on the server version")
     files = dict(FILES)
     files["V3__index.sql"] = "CREATE INDEX accounts_owner_idx ON ${schema}.accounts (owner);\n"
     folder = _write(str(tmp_path / "migrations"), files)
@@ -182,9 +179,8 @@ def test_lint_gate_stops_before_anything_runs(pg, stages, tmp_path):
     assert _history(pg, stages["dev"]) == []
 
 
+@pytest.mark.pg_versions(15)  # the dump and restore path runs on 15 (its client binaries are Debian's)
 def test_backup_and_restore_rollback(pg, stages, tmp_path):
-    if pg.major != 15:
-        pytest.skip("the dump and restore path runs on 15 (its client binaries are Debian's)")
     folder = _write(str(tmp_path / "migrations"), {k: v for k, v in FILES.items() if k.startswith("V1")})
     inv = _inventory(pg, {"dev": stages["dev"]})
     harness.run_playbook(PLAYBOOK, extra_vars=_extra(tmp_path, folder), inventory=inv).assert_ok()

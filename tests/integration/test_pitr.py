@@ -32,7 +32,7 @@ def _wait_archived(cluster, segment, timeout=60):
 
 
 @pytest.fixture(scope="module")
-def history(pg):
+def history(pg_major):
     """A source cluster archiving into a repository, one backup, then ROWS known commits."""
     workdir = harness.work_folder("dbarch-it-pitr-")
     repo_dir = os.path.join(workdir, "repo")
@@ -45,7 +45,7 @@ def history(pg):
         "wal_level": "replica",
         "wal_keep_size": "256MB",
     }
-    source = harness.start_cluster(pg.major, workdir=workdir, name="source", settings=settings)
+    source = harness.start_cluster(pg_major, workdir=workdir, name="source", settings=settings)
     try:
         source.query("CREATE TABLE t (id int PRIMARY KEY)")
         session = pgmod.connect(source.conn_params, "basebackup")
@@ -119,9 +119,10 @@ def _cases(history, major):
     return cases
 
 
-def test_restored_rows_match_each_target(pg, history):
+@pytest.mark.all_versions
+def test_restored_rows_match_each_target(pg_major, history):
     outcomes = {}
-    for label, target, want in _cases(history, pg.major):
+    for label, target, want in _cases(history, pg_major):
         planned, reached, cluster = _restore(history, "r-" + label, **target)
         assert planned["backup_id"] == history["meta"]["id"]
         assert reached["backup_id"] == history["meta"]["id"]
@@ -141,7 +142,7 @@ def test_restored_rows_match_each_target(pg, history):
     assert {k: v[0] for k, v in outcomes.items()} == {k: v[1] for k, v in outcomes.items()}
 
 
-def test_target_after_the_archive_fails_without_a_promoted_cluster(pg, history):
+def test_target_after_the_archive_fails_without_a_promoted_cluster(pg_major, history):
     repo = br.LocalRepository(history["repo"])
     data_dir = os.path.join(history["workdir"], "late", "data")
     later = br.format_time(
@@ -182,7 +183,7 @@ def pitr_end(repo):
     return wn.format_lsn(chain["end_lsn"])
 
 
-def test_plain_wal_folder_with_a_gap_fails_before_starting(pg, history):
+def test_plain_wal_folder_with_a_gap_fails_before_starting(pg_major, history):
     repo = br.LocalRepository(history["repo"])
     plain = os.path.join(history["workdir"], "plain-wal")
     shutil.copytree(repo.wal_dir, plain)
@@ -212,11 +213,10 @@ def test_plain_wal_folder_with_a_gap_fails_before_starting(pg, history):
 
 
 def _play(**options):
-    task = {"name": "Restore", "dbarch.postgresql.pitr_restore": options, "register": "out"}
-    return [{"name": "pitr", "hosts": "localhost", "gather_facts": False, "tasks": [task]}]
+    return harness.play(harness.task("pitr_restore", "Restore", **options))
 
 
-def test_module_check_mode_refusal_and_restore(pg, history, run_playbook):
+def test_module_check_mode_refusal_and_restore(pg_major, history, run_playbook):
     data_dir = os.path.join(history["workdir"], "play", "data")
     options = {
         "repository": history["repo"],
@@ -240,14 +240,14 @@ def test_module_check_mode_refusal_and_restore(pg, history, run_playbook):
 
     done = run_playbook(_play(force=True, **options)).assert_ok().task("Restore")["result"]
     assert done["changed"] is True and done["timeline"] == 2 and done["rto_seconds"] > 0
-    cluster = lc.LocalCluster(data_dir, bindir=lc.find_bindir(pg.major))
+    cluster = lc.LocalCluster(data_dir, bindir=lc.find_bindir(pg_major))
     assert cluster.is_running()
     again = run_playbook(_play(force=True, **options)).task("Restore")
     assert again["status"] == "failed" and "is running" in again["result"]["msg"]
     assert _rows(cluster) == [1, 2, 3, 4]
 
 
-def test_pause_at_a_restore_point_stays_in_recovery(pg, history):
+def test_pause_at_a_restore_point_stays_in_recovery(pg_major, history):
     repo = br.LocalRepository(history["repo"])
     data_dir = os.path.join(history["workdir"], "paused", "data")
     planned = pitr.plan(

@@ -22,13 +22,12 @@ WAL_SCRIPT = str(harness.REPO_ROOT / "roles" / "backup" / "files" / "dbarch-wal"
 SERVER_PYTHON = "/usr/bin/python3"
 SECRET = "moto-secret-that-must-stay-out-of-files"
 
+# The S3 transport does not depend on the major (test_pitr.py restores on every major): one runs it.
+pytestmark = pytest.mark.pg_versions(15)
 
-def _play(*tasks):
-    return [{"name": "pitr s3", "hosts": "localhost", "gather_facts": False, "tasks": list(tasks)}]
 
-
-def _task(module, name, **options):
-    return {"name": name, "dbarch.postgresql.%s" % module: options, "register": "out"}
+_play = harness.play
+_task = harness.task
 
 
 def _wait_archived(cluster, segment, timeout=300):

@@ -51,18 +51,11 @@ def shop(pg):
 
 
 def play(pg, tasks, dbname=DB):
-    return [
-        dict(
-            hosts="localhost",
-            gather_facts=False,
-            module_defaults={"group/dbarch.postgresql.all": dict(pg.conn_params, login_db=dbname)},
-            tasks=tasks,
-        )
-    ]
+    return harness.play(*tasks, pg=pg, db=dbname)
 
 
 def explain_task(name, query, **options):
-    return dict(name=name, register=name, **{"dbarch.postgresql.explain": dict(query=query, **options)})
+    return harness.task("explain", name, register=name, query=query, **options)
 
 
 def rules(result):
@@ -74,6 +67,7 @@ def table_state(pg):
 
 
 # -- explain -----------------------------------------------------------------------------
+@pytest.mark.all_versions
 def test_explain_finds_the_planted_problems_and_not_on_a_clean_query(shop, run_playbook):
     res = run_playbook(
         play(
@@ -165,6 +159,7 @@ def test_explain_analyze_of_writes_leaves_every_row_as_it_was(shop, run_playbook
     assert shop.query("SELECT count(*) FROM audit", dbname=DB) == [(0,)]
 
 
+@pytest.mark.all_versions
 def test_explain_check_mode_plans_writes_and_compare_to(shop, run_playbook):
     before = table_state(shop)
     res = run_playbook(
@@ -252,6 +247,7 @@ def find(statements, fragment):
     return [s for s in statements if fragment in " ".join(s["query"].split())]
 
 
+@pytest.mark.all_versions
 def test_query_stats_info_top_statements_and_delta(shop, run_playbook):
     reset = run_playbook(
         play(shop, [dict(name="reset", **{"dbarch.postgresql.query_stats": dict(state="reset")})])
@@ -319,6 +315,7 @@ def test_query_stats_info_top_statements_and_delta(shop, run_playbook):
     assert not find(delta["statements"], "FROM orders ORDER BY note")
 
 
+@pytest.mark.all_versions
 def test_query_stats_delta_survives_a_reset(shop, run_playbook):
     run_workload(shop, point_calls=2)
     first = run_playbook(

@@ -42,10 +42,8 @@ def _repo_folder(workdir, name):
 
 
 @pytest.fixture(scope="module")
-def source(pg):
+def source(pg_major):
     """A source cluster archiving with dbarch-wal into a repository with one base backup."""
-    if pg.major not in (15, 17):
-        pytest.skip("the drill's flow does not depend on the major; 15 and 17 run it")
     workdir = harness.work_folder("dbarch-it-drill-")
     repo_dir = _repo_folder(workdir, "repo")
     settings = {
@@ -53,7 +51,7 @@ def source(pg):
         "archive_command": "/usr/bin/python3 %s --repo %s archive %%p %%f" % (WAL_SCRIPT, repo_dir),
         "wal_level": "replica",
     }
-    cluster = harness.start_cluster(pg.major, workdir=workdir, name="source", settings=settings)
+    cluster = harness.start_cluster(pg_major, workdir=workdir, name="source", settings=settings)
     try:
         cluster.createdb(DB)
         with cluster.connect(DB) as conn, conn.cursor() as cur:

@@ -37,14 +37,19 @@ INVENTORY_PLAY = [
 ]
 
 
-@pytest.fixture
-def sandbox(workdir):
-    """A sandbox folder of its own, torn down (clusters included) afterwards."""
+@pytest.fixture(scope="module")
+def sandbox():
+    """A sandbox folder of its own for the file, torn down (clusters included) afterwards.
+
+    Shared: the tear-down test brings the sandbox up first, which is quick (nothing to change)
+    when the ports test left one running."""
+    workdir = harness.work_folder()
     folder = os.path.join(workdir, "sandbox")
     yield folder, {"DBARCH_SANDBOX_DIR": folder}
     harness.run_playbook(
         SANDBOX_PLAYBOOK, extra_vars={"sandbox_state": "absent"}, env={"DBARCH_SANDBOX_DIR": folder}
     )
+    harness.remove_folder(workdir)
 
 
 def test_ports_around_a_busy_port_are_kept_and_published(sandbox, run_playbook):

@@ -126,6 +126,7 @@ def _pairs(result, active=True):
     return sorted((f["rule"], f["object"]) for f in result["findings"] if not (active and f["suppressed"]))
 
 
+@pytest.mark.all_versions
 def test_ecommerce_schema_live_pins_the_findings(pg, run_playbook):
     db = _load(pg, "sr_shop", ECOMMERCE)
     res, r = _review(pg, run_playbook, db)
@@ -153,6 +154,7 @@ def test_ecommerce_schema_live_pins_the_findings(pg, run_playbook):
     assert _pairs(r) == []
 
 
+@pytest.mark.all_versions
 def test_planted_defects_are_each_found(pg, run_playbook):
     db = _load(pg, "sr_planted", PLANTED)
     # An invalid index: a unique index whose build failed on duplicate rows.
@@ -247,6 +249,7 @@ def test_check_mode_and_schemas_option(pg, run_playbook):
     assert legacy["summary"]["tables_reviewed"] == 1
 
 
+@pytest.mark.pg_versions(15)  # the playbook's report and gate; the live review runs on every major above
 def test_playbook_writes_the_report_and_gates(pg, tmp_path):
     db = _load(pg, "sr_play", ECOMMERCE)
     env = dict(PGHOST=pg.host, PGPORT=str(pg.port), PGUSER=pg.user, PGPASSWORD=pg.password)

@@ -136,6 +136,7 @@ def test_query_patterns_get_an_index_where_none_serves(pg, run_playbook):
     assert [f for f in again["findings"] if f["rule"] == "SR-QUERY-001"] == []
 
 
+@pytest.mark.pg_versions(15)
 @pytest.mark.parametrize(
     "pattern, message",
     [
@@ -146,8 +147,6 @@ def test_query_patterns_get_an_index_where_none_serves(pg, run_playbook):
     ],
 )
 def test_query_patterns_accept_only_one_select(pg, run_playbook, pattern, message):
-    if pg.major != 15:
-        pytest.skip("input validation does not depend on the server version")
     task = dict(
         name="review",
         ignore_errors=True,
@@ -158,9 +157,8 @@ def test_query_patterns_accept_only_one_select(pg, run_playbook, pattern, messag
     assert t["status"] == "failed" and message in t["result"]["msg"], t["result"]["msg"]
 
 
+@pytest.mark.pg_versions(15)
 def test_role_reads_the_requirements_file(pg, tmp_path):
-    if pg.major != 15:
-        pytest.skip("the role's variable plumbing does not depend on the server version")
     db = _load(pg, "sr_requirements", PROFILED + "CREATE TABLE tiny (id integer PRIMARY KEY);")
     req = tmp_path / "requirements.yml"
     req.write_text(

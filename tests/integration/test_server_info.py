@@ -4,10 +4,12 @@ import os
 import time
 
 import psycopg2
+import pytest
 
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
 
 
+@pytest.mark.all_versions
 def test_facts_on_a_primary(pg, run_playbook):
     res = run_playbook(
         [

@@ -2,18 +2,19 @@
 
 import pytest
 
+import harness
+
 SETTINGS = ("work_mem", "log_checkpoints", "max_wal_senders", "search_path", "statement_timeout")
 
 
-def play(*tasks):
-    return [{"name": "setting test", "hosts": "localhost", "gather_facts": False, "tasks": list(tasks)}]
+play = harness.play
 
 
 def task(pg, name, settings, module="setting", **more):
     options = dict(pg.conn_params, **more)
     if module == "setting":
         options["settings"] = settings
-    return {"name": name, "dbarch.postgresql.%s" % module: options, "register": "out"}
+    return harness.task(module, name, **options)
 
 
 def auto_conf(pg):
@@ -31,6 +32,7 @@ def clean(pg):
         cur.execute("SELECT pg_reload_conf()")
 
 
+@pytest.mark.all_versions
 def test_set_compare_with_units_and_reset(pg, clean, run_playbook):
     first = {"work_mem": "64MB", "log_checkpoints": "yes", "search_path": ["app", "public"]}
     check = run_playbook(play(task(pg, "Set", first)), check=True, diff=True).assert_ok()

@@ -1,5 +1,3 @@
-import pytest
-
 from ansible_collections.dbarch.postgresql.plugins.module_utils.versions import (
     SUPPORTED_MAJORS,
     Features,
@@ -13,19 +11,6 @@ def test_major_and_text():
     assert version_text(170006) == "17.6"
 
 
-@pytest.mark.parametrize(
-    "num,view",
-    [
-        (140010, "pg_stat_bgwriter"),
-        (160004, "pg_stat_bgwriter"),
-        (170000, "pg_stat_checkpointer"),
-        (180000, "pg_stat_checkpointer"),
-    ],
-)
-def test_checkpoint_stats_move_in_17(num, view):
-    assert Features(num).checkpoint_stats[0] == view
-
-
 def test_pg_stat_statements_columns():
     assert Features(160000).pgss_columns["blk_read_time"] == "blk_read_time"
     assert Features(170000).pgss_columns["blk_read_time"] == "shared_blk_read_time"
@@ -37,10 +22,10 @@ def test_pg_stat_statements_columns():
 def test_release_boundaries():
     assert not Features(150000).has_last_idx_scan and Features(160000).has_last_idx_scan
     assert Features(140000).public_schema_create_default and not Features(150000).public_schema_create_default
-    assert Features(140000).backup_start_function == ("pg_start_backup", "pg_stop_backup")
-    assert Features(150000).backup_start_function == ("pg_backup_start", "pg_backup_stop")
-    assert not Features(170000).has_not_null_constraints_in_catalog
-    assert Features(180000).has_not_null_constraints_in_catalog
+    assert not Features(140000).has_nulls_not_distinct and Features(150000).has_nulls_not_distinct
+    assert not Features(140000).has_server_side_compression and Features(150000).has_server_side_compression
+    assert Features(140000).basebackup_compression_methods == ("gzip",)
+    assert not Features(170000).verifybackup_reads_tar and Features(180000).verifybackup_reads_tar
     assert Features(130000).supported is False and Features(180000).supported is True
 
 
