@@ -460,6 +460,7 @@ def parts(shop):
     return shop
 
 
+@pytest.mark.all_versions  # generic plans prune partitions differently before 16
 def test_partitioned_table_gets_one_proposal_on_the_parent(parts, run_playbook):
     """Regression: per-partition candidates each fell under min_cost_saving, and before 16 the
     NULLs of the generic plan pruned every partition, so a partitioned table got no advice."""

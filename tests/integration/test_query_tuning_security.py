@@ -18,6 +18,9 @@ import pytest
 
 import harness
 
+# The attack does not depend on the version; 15 has hypopg.
+pytestmark = pytest.mark.pg_versions(15)
+
 DB = "qt_attack"
 MALLORY_SQL = "SELECT id FROM bait WHERE n = pick()"
 SUPERUSER_SQL = "SELECT id, n FROM bait WHERE n = pick()"
@@ -25,8 +28,6 @@ SUPERUSER_SQL = "SELECT id, n FROM bait WHERE n = pick()"
 
 @pytest.fixture
 def attack(pg, workdir):
-    if pg.major != 15:
-        pytest.skip("the attack does not depend on the version; run on 15 (hypopg)")
     folder = os.path.join(workdir, "markers")
     os.mkdir(folder)
     os.chmod(folder, 0o1777)  # noqa: S103 - the server (postgres OS user) writes the marker here
