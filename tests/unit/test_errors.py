@@ -10,7 +10,11 @@ from ansible_collections.dbarch.postgresql.plugins.module_utils import ddl, find
 from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 
 UTILS = pathlib.Path(__file__).resolve().parents[2] / "plugins" / "module_utils"
-ENGINE_FILES = sorted(p.stem for p in UTILS.glob("*.py") if not p.stem.startswith(("ansible_", "__")))
+ENGINE_FILES = sorted(
+    ".".join(p.relative_to(UTILS).with_suffix("").parts)
+    for p in UTILS.rglob("*.py")
+    if not p.name.startswith(("ansible_", "__"))
+)
 
 
 def engine_error_classes():
