@@ -32,6 +32,7 @@ options:
     description:
       - DDL files or folders (each folder's C(*.sql) files are read in name order) to read
         instead of a database. When set, no connection is made.
+      - Absolute paths; a relative one is refused.
       - The output of C(pg_dump --schema-only) is accepted as is.
     type: list
     elements: path
@@ -42,7 +43,7 @@ options:
     elements: str
   dest:
     description:
-      - Folder to write the files to, on the host where the module runs. Created if missing.
+      - Folder to write the files to, on the host where the module runs, an absolute path. Created if missing.
     type: path
     required: true
   formats:

@@ -54,7 +54,7 @@ options:
   src:
     description:
       - Migration files, or folders whose C(.sql) files are linted in name order.
-      - Files are read on the host that runs the module.
+      - Files are read on the host that runs the module. Absolute paths; a relative one is refused.
       - One of O(src) and O(sql) is required.
     type: list
     elements: path

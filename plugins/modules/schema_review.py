@@ -49,7 +49,8 @@ author:
 options:
   src:
     description:
-      - DDL files, or folders of C(.sql) files, to review instead of a live database.
+      - DDL files, or folders of C(.sql) files, to review instead of a live database. Absolute paths; a
+        relative one is refused.
       - When set, no connection is made and the connection options are ignored.
       - Needs the Python package C(pglast) on the host that runs the module.
     type: list
