@@ -11,10 +11,19 @@
   local_cluster, ``user`` of scheduled_job) is left out;
 - opens the connection (``connect()``), recording the session so its ``queries`` go with a
   failure;
-- has check-mode helpers (``would()``, ``exit_planned()``);
+- has check-mode helpers (``would()``, ``exit_planned()``) and ``definition_diff()`` for a
+  module whose before and after are one SQL definition;
+- with ``findings=True``, adds the options every analysis module shares (``fail_on``,
+  ``suppressions``) and ends the run with ``exit_findings(found, ...)``: exit, or fail when a
+  finding reaches ``fail_on``;
+- with ``user_statements=True`` (modules that plan the user's SQL statements: explain,
+  index_advice_info), adds the options of the role they run as (``explain_role``,
+  ``allow_superuser_statements``) and masks password literals (redact.statement) in a failure
+  and in the ``queries`` returned by ``run()``;
 - turns any engine error (``errors.DbarchError``) into ``fail_json`` in one place
-  (``fail_from(exc)``): the message, the SQLSTATE where known, the queries that ran, never
-  a traceback for a DbarchError, never a secret.
+  (``fail_from(exc)``): the message, the SQLSTATE where known, what the engine had done
+  (an error's ``result`` dict), the queries that ran, never a traceback for a DbarchError,
+  never a secret.
 
 This file (like ansible_pg.py) is one of the only module_utils files that import Ansible.
 """
@@ -28,7 +37,8 @@ import os
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg, pg
+from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg, pg, redact
+from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
 from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 
 
@@ -65,12 +75,36 @@ def require_absolute(module, *names):
             )
 
 
+# The role that runs the user's statements (modules built with user_statements=True).
+STATEMENT_ROLE_SPEC = dict(
+    explain_role=dict(type="str"),
+    allow_superuser_statements=dict(type="bool", default=False),
+)
+
+
+def definition_diff(label, before, after):
+    """The ``diff`` of an object whose state is one definition (an index, a materialized view):
+    ``label`` names it (``index "public"."ix"``); ``before``/``after`` are None where it does not
+    exist."""
+    return dict(
+        before_header="%s (before)" % label,
+        after_header="%s (after)" % label,
+        before=before + "\n" if before else "",
+        after=after + "\n" if after else "",
+    )
+
+
 class DbarchModule(AnsibleModule):
     """AnsibleModule with the collection's connection options, connect(), check-mode helpers and
     fail_from(exc)."""
 
-    def __init__(self, argument_spec=None, connection_aliases=True, **kwargs):
-        own = dict(argument_spec or {})
+    def __init__(
+        self, argument_spec=None, connection_aliases=True, findings=False, user_statements=False, **kwargs
+    ):
+        own = dict(ansible_pg.findings_argument_spec()) if findings else {}
+        if user_statements:
+            own.update(copy.deepcopy(STATEMENT_ROLE_SPEC))
+        own.update(argument_spec or {})
         taken = set(own)
         for option in own.values():
             taken.update(option.get("aliases", []))
@@ -79,6 +113,7 @@ class DbarchModule(AnsibleModule):
             spec.pop(name, None)
         spec.update(own)
         self.session = None
+        self.redact_statements = user_statements
         super(DbarchModule, self).__init__(argument_spec=spec, **kwargs)
 
     # -- connection --------------------------------------------------------------------
@@ -113,7 +148,9 @@ class DbarchModule(AnsibleModule):
         return [v for v in values if v and isinstance(v, str) and len(v) > 0]
 
     def fail_from(self, exc, session=None, msg_prefix=None, **extra):
-        """fail_json for an exception: its message, SQLSTATE where known, the queries that ran.
+        """fail_json for an exception: its message, SQLSTATE where known, what the engine had done
+        before it failed (the error's ``result`` dict, as IndexError_ and MatviewError carry), the
+        queries that ran.
 
         A DbarchError never gets a traceback (its message is what the DBA acts on); anything else
         is a bug: its class name and traceback go with it. Secrets are scrubbed from the message.
@@ -122,6 +159,9 @@ class DbarchModule(AnsibleModule):
         if isinstance(exc, DbarchError):
             msg = str(exc)
             for key, value in exc.details().items():
+                extra.setdefault(key, value)
+            done = getattr(exc, "result", None)
+            for key, value in (done if isinstance(done, dict) else {}).items():
                 extra.setdefault(key, value)
         else:
             msg = "%s: %s" % (exc.__class__.__name__, exc)
@@ -132,6 +172,8 @@ class DbarchModule(AnsibleModule):
         if session is not None:
             extra.setdefault("queries", list(session.queries))
             session.close()
+        if self.redact_statements:
+            msg, extra = redact.statement(msg), redact.walk(extra)
         self.fail_json(msg=msg, **extra)
 
     def run(self, work, autocommit=True):
@@ -144,4 +186,28 @@ class DbarchModule(AnsibleModule):
             self.fail_from(exc, session)
         finally:
             session.close()
-        return result, session.queries
+        return result, self.queries()
+
+    def queries(self):
+        """The queries of the session (password literals masked with ``redact_statements``)."""
+        queries = self.session.queries if self.session is not None else []
+        return redact.walk(queries) if self.redact_statements else queries
+
+    # -- findings (modules built with findings=True) -------------------------------------
+    def suppress(self, findings, **extra):
+        """The findings left once the ``suppressions`` option is applied, and the suppressions
+        that matched none (a bad suppression is fail_from: ``extra`` goes with it)."""
+        try:
+            return fnd.apply_suppressions(findings, self.params["suppressions"])
+        except fnd.FindingError as exc:
+            self.fail_from(exc, **extra)
+
+    def exit_findings(self, found, **result):
+        """Exit with ``found`` (as dicts in ``findings``) and changed=false, or fail_json with the
+        same result, ``msg`` saying why, when a finding reaches the ``fail_on`` option."""
+        result.update(changed=False, findings=[f.to_dict() for f in found])
+        failing = fnd.gate(found, self.params["fail_on"])
+        if failing:
+            result["msg"] = fnd.gate_message(failing, self.params["fail_on"])
+            self.fail_json(**result)
+        self.exit_json(**result)

@@ -32,6 +32,7 @@ options:
     description:
       - DDL files or folders (each folder's C(*.sql) files are read in name order) to read
         instead of a database. When set, no connection is made.
+      - Absolute paths; a relative one is refused.
       - The output of C(pg_dump --schema-only) is accepted as is.
     type: list
     elements: path
@@ -42,7 +43,7 @@ options:
     elements: str
   dest:
     description:
-      - Folder to write the files to, on the host where the module runs. Created if missing.
+      - Folder to write the files to, on the host where the module runs, an absolute path. Created if missing.
     type: path
     required: true
   formats:
@@ -115,10 +116,11 @@ queries:
 
 import os
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg, ddl
+from ansible_collections.dbarch.postgresql.plugins.module_utils import ddl
 from ansible_collections.dbarch.postgresql.plugins.module_utils import dictionary as dd
+from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
 from ansible_collections.dbarch.postgresql.plugins.module_utils.catalog import snapshot
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils.reports import read_text, write_atomic
 
 
@@ -131,27 +133,27 @@ def _model(module):
             module.fail_json(msg=str(exc))
         except ValueError as exc:
             module.fail_json(msg="Cannot read the DDL: %s" % exc)
-    return ansible_pg.run_with_session(
-        module, lambda session: snapshot(session, schemas=p["schemas"], column_stats=False)
-    )
+    return module.run(lambda session: snapshot(session, schemas=p["schemas"], column_stats=False))
+
+
+ARGUMENT_SPEC = dict(
+    src=dict(type="list", elements="path"),
+    schemas=dict(type="list", elements="str"),
+    dest=dict(type="path", required=True),
+    formats=dict(type="list", elements="str", choices=list(dd.FORMATS)),
+    title=dict(type="str"),
+)
 
 
 def main():
-    spec = ansible_pg.connection_argument_spec()
-    spec.update(
-        src=dict(type="list", elements="path"),
-        schemas=dict(type="list", elements="str"),
-        dest=dict(type="path", required=True),
-        formats=dict(type="list", elements="str", choices=list(dd.FORMATS)),
-        title=dict(type="str"),
-    )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    module = DbarchModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     p = module.params
+    module.require_absolute("src", "dest")
     cat, queries = _model(module)
     try:
         texts = dd.render(cat, formats=p["formats"], schemas=p["schemas"], title=p["title"])
-    except dd.DictionaryError as exc:
-        module.fail_json(msg=str(exc))
+    except DbarchError as exc:
+        module.fail_from(exc)
     files = dd.files_for(texts, p["dest"])
     changed_files = []
     diff = []

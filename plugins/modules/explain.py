@@ -232,73 +232,55 @@ queries:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils import explain as ex
-from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
-from ansible_collections.dbarch.postgresql.plugins.module_utils import plans
-from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
-from ansible_collections.dbarch.postgresql.plugins.module_utils import redact
+from ansible_collections.dbarch.postgresql.plugins.module_utils import plans, redact
+from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
+
+
+ARGUMENT_SPEC = dict(
+    query=dict(type="str", required=True),
+    params=dict(type="list", elements="raw", default=[]),
+    analyze=dict(type="bool", default=True),
+    compare_to=dict(type="dict"),
+    thresholds=dict(type="dict", default={}),
+)
 
 
 def main():
-    spec = ansible_pg.connection_argument_spec()
-    spec.update(ansible_pg.findings_argument_spec())
-    spec.update(
-        query=dict(type="str", required=True),
-        params=dict(type="list", elements="raw", default=[]),
-        analyze=dict(type="bool", default=True),
-        compare_to=dict(type="dict"),
-        thresholds=dict(type="dict", default={}),
-        explain_role=dict(type="str"),
-        allow_superuser_statements=dict(type="bool", default=False),
+    module = DbarchModule(
+        argument_spec=ARGUMENT_SPEC, findings=True, user_statements=True, supports_check_mode=True
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
     try:
         info = ex.classify(p["query"])
         plans.thresholds(p["thresholds"])
         ex.check_params(info, p["params"])
-        fnd.apply_suppressions([], p["suppressions"])
+        module.suppress([])
         if p["compare_to"] is not None:
-            before = p["compare_to"].get("plan", p["compare_to"])
-            plans.document(before)
-    except (ex.ExplainError, fnd.FindingError) as exc:
-        module.fail_json(msg=str(exc))
+            plans.document(p["compare_to"].get("plan", p["compare_to"]))
     except plans.PlanError as exc:
-        module.fail_json(msg="compare_to or thresholds: %s" % exc)
+        module.fail_from(exc, msg_prefix="compare_to or thresholds")
+    except DbarchError as exc:
+        module.fail_from(exc)
     analyze = p["analyze"] and not (module.check_mode and info["writes"])
 
-    session_box = []
-
     def work(session):
-        session_box.append(session)
-        try:
-            role = None
-            if p["explain_role"]:
-                role = ex.check_explain_role(session, p["explain_role"], p["allow_superuser_statements"])
-            return ex.run(
-                session,
-                info,
-                p["params"],
-                analyze=analyze,
-                statement_timeout=p["statement_timeout"],
-                role=role,
-                retry_read_write=not module.check_mode,
-            )
-        except (ex.ExplainError, pg.PgError) as exc:
-            return exc  # failed below, with password literals masked in the message and the queries
-
-    out, queries = ansible_pg.run_with_session(module, work)
-    if isinstance(out, (ex.ExplainError, pg.PgError)):
-        module.fail_json(
-            msg=redact.statement(str(out)),
-            sqlstate=getattr(out, "sqlstate", None),
-            queries=redact.walk(queries),
+        role = None
+        if p["explain_role"]:
+            role = ex.check_explain_role(session, p["explain_role"], p["allow_superuser_statements"])
+        return ex.run(
+            session,
+            info,
+            p["params"],
+            analyze=analyze,
+            statement_timeout=p["statement_timeout"],
+            role=role,
+            retry_read_write=not module.check_mode,
         )
-    doc, transaction = out
+
+    (doc, transaction), queries = module.run(work)
     doc = redact.walk(doc)
-    queries = redact.walk(queries)
     statement = dict(
         kind=info["kind"],
         writes=info["writes"],
@@ -306,16 +288,14 @@ def main():
         transaction=transaction,
         rolled_back=True,
         role=p["explain_role"] or None,
-        role_wall=redact.statement(getattr(session_box[0], "role_wall", None)) if p["explain_role"] else None,
+        role_wall=redact.statement(getattr(module.session, "role_wall", None)) if p["explain_role"] else None,
     )
-    found, _unused = fnd.apply_suppressions(plans.analyze(doc, p["thresholds"]), p["suppressions"])
+    found, _unused = module.suppress(plans.analyze(doc, p["thresholds"]))
     result = dict(
-        changed=False,
         plan=doc,
         analyzed=analyze,
         statement=statement,
         buffers=plans.buffers(doc),
-        findings=[f.to_dict() for f in found],
         rules_not_run=plans.rules_not_run(doc),
         queries=queries,
     )
@@ -326,10 +306,7 @@ def main():
         )
     if p["compare_to"] is not None:
         result["comparison"] = plans.compare(p["compare_to"], doc)
-    failing = fnd.gate(found, p["fail_on"])
-    if failing:
-        module.fail_json(msg=fnd.gate_message(failing, p["fail_on"]), **result)
-    module.exit_json(**result)
+    module.exit_findings(found, **result)
 
 
 if __name__ == "__main__":

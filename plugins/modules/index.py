@@ -257,47 +257,51 @@ queries:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils import explain as ex
 from ansible_collections.dbarch.postgresql.plugins.module_utils import indexes
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
+from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import (
+    DbarchModule,
+    definition_diff,
+)
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
+
+
+ARGUMENT_SPEC = dict(
+    lock_timeout=dict(type="str", default="2s"),
+    name=dict(type="str", required=True),
+    table=dict(type="str", required=True),
+    columns=dict(type="list", elements="str"),
+    unique=dict(type="bool", default=False),
+    where=dict(type="str"),
+    include=dict(type="list", elements="str", default=[]),
+    method=dict(type="str", default="btree", choices=indexes.METHODS),
+    tablespace=dict(type="str"),
+    concurrently=dict(type="bool", default=True),
+    state=dict(type="str", default="present", choices=["present", "absent"]),
+    replace=dict(type="bool", default=False),
+    verify_query=dict(type="str"),
+    verify_params=dict(type="list", elements="raw", default=[]),
+    rollback_unused=dict(type="bool", default=False),
+    retries=dict(type="int", default=5),
+    retry_delay=dict(type="float", default=1.0),
+    log_progress=dict(type="bool", default=False),
+)
+
+REQUIRED_IF = [("state", "present", ["columns"])]
 
 
 def main():
-    spec = ansible_pg.connection_argument_spec()
-    spec["lock_timeout"] = dict(type="str", default="2s")
-    spec.update(
-        name=dict(type="str", required=True),
-        table=dict(type="str", required=True),
-        columns=dict(type="list", elements="str"),
-        unique=dict(type="bool", default=False),
-        where=dict(type="str"),
-        include=dict(type="list", elements="str", default=[]),
-        method=dict(type="str", default="btree", choices=indexes.METHODS),
-        tablespace=dict(type="str"),
-        concurrently=dict(type="bool", default=True),
-        state=dict(type="str", default="present", choices=["present", "absent"]),
-        replace=dict(type="bool", default=False),
-        verify_query=dict(type="str"),
-        verify_params=dict(type="list", elements="raw", default=[]),
-        rollback_unused=dict(type="bool", default=False),
-        retries=dict(type="int", default=5),
-        retry_delay=dict(type="float", default=1.0),
-        log_progress=dict(type="bool", default=False),
-    )
-    module = AnsibleModule(
-        argument_spec=spec, supports_check_mode=True, required_if=[("state", "present", ["columns"])]
-    )
+    module = DbarchModule(argument_spec=ARGUMENT_SPEC, required_if=REQUIRED_IF, supports_check_mode=True)
     p = module.params
     if p["retries"] < 0 or p["retry_delay"] < 0:
         module.fail_json(msg="retries and retry_delay must be 0 or more.")
-    verify_info = None
+    verify_info = wanted = None
     try:
         if p["verify_query"]:
             verify_info = ex.classify(p["verify_query"])
             ex.check_params(verify_info, p["verify_params"])
-        wanted = None
         if p["state"] == "present":
             wanted = indexes.Wanted(
                 p["name"],
@@ -309,8 +313,10 @@ def main():
                 method=p["method"],
                 tablespace=p["tablespace"],
             )
-    except (ex.ExplainError, indexes.IndexError_) as exc:
-        module.fail_json(msg="verify_query: %s" % exc if isinstance(exc, ex.ExplainError) else str(exc))
+    except ex.ExplainError as exc:
+        module.fail_from(exc, msg_prefix="verify_query")
+    except DbarchError as exc:
+        module.fail_from(exc)
 
     name = ansible_pg.module_name(module)
 
@@ -326,10 +332,10 @@ def main():
         connect=reconnect,
         on_progress=on_progress if p["log_progress"] else None,
     )
-    session = ansible_pg.connect(module)
-    try:
+
+    def work(session):
         if p["state"] == "present":
-            result = indexes.present(
+            return indexes.present(
                 session,
                 wanted,
                 check_mode=module.check_mode,
@@ -340,31 +346,21 @@ def main():
                 rollback_unused=p["rollback_unused"],
                 builder_options=builder_options,
             )
-        else:
-            result = indexes.absent(
-                session,
-                p["name"],
-                p["table"],
-                check_mode=module.check_mode,
-                concurrently=p["concurrently"],
-                builder_options=builder_options,
-            )
-    except indexes.IndexError_ as exc:
-        session.close()
-        module.fail_json(msg=str(exc), queries=session.queries, **exc.result)
-    except pg.PgError as exc:
-        ansible_pg.fail(module, exc, session)
-    session.close()
-    result["queries"] = session.queries
+        return indexes.absent(
+            session,
+            p["name"],
+            p["table"],
+            check_mode=module.check_mode,
+            concurrently=p["concurrently"],
+            builder_options=builder_options,
+        )
+
+    result, queries = module.run(work)
+    result["queries"] = queries
     if module._diff:
         after = result.get("definition") if p["state"] == "present" else None
         if result["changed"] or result["before"] != after:
-            result["diff"] = dict(
-                before_header="index %s (before)" % p["name"],
-                after_header="index %s (after)" % p["name"],
-                before=(result["before"] or "") + "\n" if result["before"] else "",
-                after=after + "\n" if after else "",
-            )
+            result["diff"] = definition_diff("index %s" % p["name"], result["before"], after)
     module.exit_json(**result)
 
 

@@ -197,59 +197,45 @@ queries:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg
-from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
 from ansible_collections.dbarch.postgresql.plugins.module_utils import index_advice as ia
-from ansible_collections.dbarch.postgresql.plugins.module_utils import redact
+from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
+
+
+ARGUMENT_SPEC = dict(
+    queries=dict(type="list", elements="raw"),
+    min_cost_saving=dict(type="float", default=ia.DEFAULT_MIN_COST_SAVING),
+    limit=dict(type="int", default=ia.DEFAULT_LIMIT),
+    schemas=dict(type="list", elements="str"),
+    covering=dict(type="bool", default=False),
+)
 
 
 def main():
-    spec = ansible_pg.connection_argument_spec()
-    spec.update(ansible_pg.findings_argument_spec())
-    spec.update(
-        queries=dict(type="list", elements="raw"),
-        min_cost_saving=dict(type="float", default=ia.DEFAULT_MIN_COST_SAVING),
-        limit=dict(type="int", default=ia.DEFAULT_LIMIT),
-        schemas=dict(type="list", elements="str"),
-        covering=dict(type="bool", default=False),
-        explain_role=dict(type="str"),
-        allow_superuser_statements=dict(type="bool", default=False),
+    module = DbarchModule(
+        argument_spec=ARGUMENT_SPEC, findings=True, user_statements=True, supports_check_mode=True
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
     if p["limit"] < 0:
         module.fail_json(msg="limit must be 0 (all) or more, got %d." % p["limit"])
     try:
         ia.check_min_cost_saving(p["min_cost_saving"])
         ia.normalize_queries(p["queries"])
-    except ia.IndexAdviceError as exc:
-        module.fail_json(msg=str(exc))
-
-    def work(session):
-        try:
-            return ia.advise(
-                session,
-                queries=p["queries"],
-                min_cost_saving=p["min_cost_saving"],
-                limit=p["limit"],
-                schemas=p["schemas"],
-                covering=p["covering"],
-                explain_role=p["explain_role"],
-                allow_superuser_statements=p["allow_superuser_statements"],
-            )
-        except ia.IndexAdviceError as exc:
-            return exc
-
-    result, queries = ansible_pg.run_with_session(module, work)
-    queries = redact.walk(queries)
-    if isinstance(result, ia.IndexAdviceError):
-        module.fail_json(msg=str(result), queries=queries)
-    try:
-        found, _unused = fnd.apply_suppressions(result["findings"], p["suppressions"])
-    except fnd.FindingError as exc:
-        module.fail_json(msg=str(exc), queries=queries)
-    result["findings"] = [f.to_dict() for f in found]
+    except DbarchError as exc:
+        module.fail_from(exc)
+    result, queries = module.run(
+        lambda session: ia.advise(
+            session,
+            queries=p["queries"],
+            min_cost_saving=p["min_cost_saving"],
+            limit=p["limit"],
+            schemas=p["schemas"],
+            covering=p["covering"],
+            explain_role=p["explain_role"],
+            allow_superuser_statements=p["allow_superuser_statements"],
+        )
+    )
+    found, _unused = module.suppress(result["findings"])
     s = result["summary"]
     result["msg"] = "%d proposal(s) (%s), %d finding(s) from %d statement(s) of %s." % (
         s["proposals"],
@@ -260,12 +246,8 @@ def main():
     )
     if not s["workload_usable"]:
         result["msg"] += " The workload could not be read: %s" % s["workload_reason"]
-    result.update(changed=False, queries=queries)
-    failing = fnd.gate(found, p["fail_on"])
-    if failing:
-        result["msg"] = fnd.gate_message(failing, p["fail_on"])
-        module.fail_json(**result)
-    module.exit_json(**result)
+    result["queries"] = queries
+    module.exit_findings(found, **result)
 
 
 if __name__ == "__main__":

@@ -155,26 +155,29 @@ queries:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils import matviews
-from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
+from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import (
+    DbarchModule,
+    definition_diff,
+)
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
+
+
+ARGUMENT_SPEC = dict(
+    name=dict(type="str", required=True),
+    query=dict(type="str"),
+    unique_columns=dict(type="list", elements="str", default=[]),
+    with_data=dict(type="bool", default=True),
+    replace=dict(type="bool", default=False),
+    concurrently=dict(type="raw", default="auto"),
+    state=dict(type="str", default="present", choices=["present", "absent", "refreshed"]),
+)
+
+REQUIRED_IF = [("state", "present", ["query"])]
 
 
 def main():
-    spec = ansible_pg.connection_argument_spec()
-    spec.update(
-        name=dict(type="str", required=True),
-        query=dict(type="str"),
-        unique_columns=dict(type="list", elements="str", default=[]),
-        with_data=dict(type="bool", default=True),
-        replace=dict(type="bool", default=False),
-        concurrently=dict(type="raw", default="auto"),
-        state=dict(type="str", default="present", choices=["present", "absent", "refreshed"]),
-    )
-    module = AnsibleModule(
-        argument_spec=spec, supports_check_mode=True, required_if=[("state", "present", ["query"])]
-    )
+    module = DbarchModule(argument_spec=ARGUMENT_SPEC, required_if=REQUIRED_IF, supports_check_mode=True)
     p = module.params
     how = str(p["concurrently"]).lower()
     how = {"yes": "true", "no": "false", "on": "true", "off": "false"}.get(how, how)
@@ -183,34 +186,24 @@ def main():
     if p["state"] == "present":
         try:
             matviews.check_query(p["query"])
-        except matviews.MatviewError as exc:
-            module.fail_json(msg=str(exc))
-    session = ansible_pg.connect(module)
-    try:
+        except DbarchError as exc:
+            module.fail_from(exc)
+
+    def work(session):
         if p["state"] == "present":
-            result = matviews.present(
+            return matviews.present(
                 session, p["name"], p["query"], unique_columns=p["unique_columns"], with_data=p["with_data"],
                 replace=p["replace"], check_mode=module.check_mode,
             )
-        elif p["state"] == "absent":
-            result = matviews.absent(session, p["name"], check_mode=module.check_mode)
-        else:
-            result = matviews.refreshed(session, p["name"], concurrently=how, check_mode=module.check_mode)
-    except matviews.MatviewError as exc:
-        session.close()
-        module.fail_json(msg=str(exc), queries=session.queries, **exc.result)
-    except pg.PgError as exc:
-        ansible_pg.fail(module, exc, session)
-    session.close()
-    result["queries"] = session.queries
+        if p["state"] == "absent":
+            return matviews.absent(session, p["name"], check_mode=module.check_mode)
+        return matviews.refreshed(session, p["name"], concurrently=how, check_mode=module.check_mode)
+
+    result, queries = module.run(work)
+    result["queries"] = queries
     if module._diff and p["state"] != "refreshed" and result["changed"]:
         after = result.get("definition") if p["state"] == "present" else None
-        result["diff"] = dict(
-            before_header="materialized view %s (before)" % result["name"],
-            after_header="materialized view %s (after)" % result["name"],
-            before=(result["before"] or "") + "\n" if result["before"] else "",
-            after=after + "\n" if after else "",
-        )
+        result["diff"] = definition_diff("materialized view %s" % result["name"], result["before"], after)
     module.exit_json(**result)
 
 

@@ -54,7 +54,7 @@ options:
   src:
     description:
       - Migration files, or folders whose C(.sql) files are linted in name order.
-      - Files are read on the host that runs the module.
+      - Files are read on the host that runs the module. Absolute paths; a relative one is refused.
       - One of O(src) and O(sql) is required.
     type: list
     elements: path
@@ -188,29 +188,35 @@ queries:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
 from ansible_collections.dbarch.postgresql.plugins.module_utils import migration_lint as ml
+from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 
 THRESHOLDS = ("small_table_bytes", "small_table_rows", "large_table_bytes", "large_table_rows")
 
 
+ARGUMENT_SPEC = dict(
+    src=dict(type="list", elements="path"),
+    sql=dict(type="str"),
+    exclude_rules=dict(type="list", elements="str", default=[]),
+    use_connection=dict(type="bool", default=False),
+    small_table_bytes=dict(type="int", default=10485760),
+    small_table_rows=dict(type="int", default=10000),
+    large_table_bytes=dict(type="int", default=1073741824),
+    large_table_rows=dict(type="int", default=1000000),
+)
+
+
 def main():
-    spec = ansible_pg.connection_argument_spec()
-    spec.update(ansible_pg.findings_argument_spec())
-    spec.update(
-        src=dict(type="list", elements="path"),
-        sql=dict(type="str"),
-        exclude_rules=dict(type="list", elements="str", default=[]),
-        use_connection=dict(type="bool", default=False),
-        small_table_bytes=dict(type="int", default=10485760),
-        small_table_rows=dict(type="int", default=10000),
-        large_table_bytes=dict(type="int", default=1073741824),
-        large_table_rows=dict(type="int", default=1000000),
+    module = DbarchModule(
+        argument_spec=ARGUMENT_SPEC,
+        findings=True,
+        supports_check_mode=True,
+        required_one_of=[("src", "sql")],
     )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True, required_one_of=[("src", "sql")])
     p = module.params
+    module.require_absolute("src")
     try:
         ml.require_pglast()
     except ImportError as exc:
@@ -219,13 +225,13 @@ def main():
     try:
         ml.check_rule_patterns(p["exclude_rules"])
         ml.normalize_thresholds(thresholds)
-    except ml.MigrationLintError as exc:
-        module.fail_json(msg=str(exc))
+    except DbarchError as exc:
+        module.fail_from(exc)
     if thresholds["small_table_bytes"] > thresholds["large_table_bytes"]:
         module.fail_json(msg="small_table_bytes must not be larger than large_table_bytes.")
     sizes, checks, queries = None, None, []
     if p["use_connection"]:
-        (sizes, checks), queries = ansible_pg.run_with_session(module, ml.database_facts)
+        (sizes, checks), queries = module.run(ml.database_facts)
     try:
         found, summary = ml.lint(
             paths=p["src"],
@@ -235,17 +241,13 @@ def main():
             exclude_rules=p["exclude_rules"],
             thresholds=thresholds,
         )
-        _found, unused = fnd.apply_suppressions([f for f in found if not f.suppressed], p["suppressions"])
-    except (ml.MigrationLintError, fnd.FindingError) as exc:
-        module.fail_json(msg=str(exc), queries=queries)
+    except DbarchError as exc:
+        module.fail_from(exc, queries=queries)
+    _found, unused = module.suppress([f for f in found if not f.suppressed], queries=queries)
     summary["table_sizes"] = "database" if sizes is not None else "none"
     summary["unused_suppressions"] = unused
     summary["counts"] = fnd.counts(found)
-    result = dict(changed=False, findings=[f.to_dict() for f in found], summary=summary, queries=queries)
-    failing = fnd.gate(found, p["fail_on"])
-    if failing:
-        module.fail_json(msg=fnd.gate_message(failing, p["fail_on"]), **result)
-    module.exit_json(**result)
+    module.exit_findings(found, summary=summary, queries=queries)
 
 
 if __name__ == "__main__":

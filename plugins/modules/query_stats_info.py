@@ -192,11 +192,11 @@ queries:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils import query_stats as qs
+from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 
 NOT_PRELOADED_SQLSTATE = "55000"
 
@@ -279,33 +279,33 @@ def collect(session, p):
     return result
 
 
+ARGUMENT_SPEC = dict(
+    limit=dict(type="int", default=20),
+    order_by=dict(
+        type="str",
+        default="total_time",
+        choices=[
+            "total_time",
+            "mean_time",
+            "calls",
+            "rows",
+            "temp_blocks",
+            "io",
+            "shared_blks_read",
+            "io_time",
+            "cache_hit_ratio",
+        ],
+    ),
+    since=dict(type="dict"),
+    compare_to=dict(type="list", elements="dict"),
+    all_databases=dict(type="bool", default=False),
+    min_calls=dict(type="int", default=1),
+    thresholds=dict(type="dict", default={}),
+)
+
+
 def main():
-    spec = ansible_pg.connection_argument_spec()
-    spec.update(ansible_pg.findings_argument_spec())
-    spec.update(
-        limit=dict(type="int", default=20),
-        order_by=dict(
-            type="str",
-            default="total_time",
-            choices=[
-                "total_time",
-                "mean_time",
-                "calls",
-                "rows",
-                "temp_blocks",
-                "io",
-                "shared_blks_read",
-                "io_time",
-                "cache_hit_ratio",
-            ],
-        ),
-        since=dict(type="dict"),
-        compare_to=dict(type="list", elements="dict"),
-        all_databases=dict(type="bool", default=False),
-        min_calls=dict(type="int", default=1),
-        thresholds=dict(type="dict", default={}),
-    )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    module = DbarchModule(argument_spec=ARGUMENT_SPEC, findings=True, supports_check_mode=True)
     p = module.params
     if p["limit"] < 0:
         module.fail_json(msg="limit must be 0 (all) or more, got %d." % p["limit"])
@@ -313,9 +313,9 @@ def main():
         qs.thresholds(p["thresholds"])
         if p["since"] is not None:
             qs.check_snapshot(p["since"])
-    except qs.QueryStatsError as exc:
-        module.fail_json(msg=str(exc))
-    result, queries = ansible_pg.run_with_session(module, lambda session: collect(session, p))
+    except DbarchError as exc:
+        module.fail_from(exc)
+    result, queries = module.run(lambda session: collect(session, p))
     if (
         p["since"] is not None
         and result["snapshot"]
@@ -327,17 +327,9 @@ def main():
             % (p["since"].get("database"), result["snapshot"]["database"]),
             queries=queries,
         )
-    try:
-        found, _unused = fnd.apply_suppressions(fnd.normalize(result["findings"]), p["suppressions"])
-    except fnd.FindingError as exc:
-        module.fail_json(msg=str(exc), queries=queries)
-    result["findings"] = [f.to_dict() for f in found]
-    result.update(changed=False, queries=queries)
-    failing = fnd.gate(found, p["fail_on"])
-    if failing:
-        result["msg"] = fnd.gate_message(failing, p["fail_on"])
-        module.fail_json(**result)
-    module.exit_json(**result)
+    found, _unused = module.suppress(fnd.normalize(result["findings"]))
+    result["queries"] = queries
+    module.exit_findings(found, **result)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,8 @@ author:
 options:
   src:
     description:
-      - DDL files, or folders of C(.sql) files, to review instead of a live database.
+      - DDL files, or folders of C(.sql) files, to review instead of a live database. Absolute paths; a
+        relative one is refused.
       - When set, no connection is made and the connection options are ignored.
       - Needs the Python package C(pglast) on the host that runs the module.
     type: list
@@ -211,13 +212,12 @@ queries:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg
-from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
 from ansible_collections.dbarch.postgresql.plugins.module_utils import profiling
 from ansible_collections.dbarch.postgresql.plugins.module_utils import query_patterns as qp
 from ansible_collections.dbarch.postgresql.plugins.module_utils import schema_rules
+from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
 from ansible_collections.dbarch.postgresql.plugins.module_utils.catalog import snapshot
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 
 
 def ddl_catalog(module, paths, schemas):
@@ -238,21 +238,22 @@ def ddl_catalog(module, paths, schemas):
     return cat
 
 
+ARGUMENT_SPEC = dict(
+    src=dict(type="list", elements="path"),
+    schemas=dict(type="list", elements="str"),
+    policy=dict(type="dict", default={}),
+    denormalization_decisions=dict(type="list", elements="dict", default=[]),
+    expected_rows=dict(type="dict", default={}),
+    profile=dict(type="bool", default=False),
+    sample_rows=dict(type="int", default=profiling.DEFAULT_SAMPLE_ROWS),
+    query_patterns=dict(type="list", elements="raw"),
+)
+
+
 def main():
-    spec = ansible_pg.connection_argument_spec()
-    spec.update(ansible_pg.findings_argument_spec())
-    spec.update(
-        src=dict(type="list", elements="path"),
-        schemas=dict(type="list", elements="str"),
-        policy=dict(type="dict", default={}),
-        denormalization_decisions=dict(type="list", elements="dict", default=[]),
-        expected_rows=dict(type="dict", default={}),
-        profile=dict(type="bool", default=False),
-        sample_rows=dict(type="int", default=profiling.DEFAULT_SAMPLE_ROWS),
-        query_patterns=dict(type="list", elements="raw"),
-    )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    module = DbarchModule(argument_spec=ARGUMENT_SPEC, findings=True, supports_check_mode=True)
     p = module.params
+    module.require_absolute("src")
     queries = []
     profile = query_results = None
     patterns = None
@@ -261,8 +262,8 @@ def main():
     if p["query_patterns"] and not p["src"]:
         try:
             patterns = qp.normalize(p["query_patterns"])
-        except qp.QueryPatternError as exc:
-            module.fail_json(msg=str(exc))
+        except DbarchError as exc:
+            module.fail_from(exc)
     if p["src"]:
         cat = ddl_catalog(module, p["src"], p["schemas"])
     else:
@@ -276,7 +277,7 @@ def main():
                 qres = qp.check(session, cat, patterns)
             return cat, prof, qres
 
-        (cat, profile, query_results), queries = ansible_pg.run_with_session(module, work)
+        (cat, profile, query_results), queries = module.run(work)
     try:
         found, summary = schema_rules.review(
             cat,
@@ -287,15 +288,11 @@ def main():
             profile=profile,
             query_results=query_results,
         )
-    except schema_rules.SchemaRuleError as exc:
-        module.fail_json(msg=str(exc), queries=queries)
+    except DbarchError as exc:
+        module.fail_from(exc, queries=queries)
     if p["src"] and (p["profile"] or p["query_patterns"]):
         summary["notes"] = ["profile and query_patterns need a live database; they were ignored for src."]
-    result = dict(changed=False, findings=[f.to_dict() for f in found], summary=summary, queries=queries)
-    failing = fnd.gate(found, p["fail_on"])
-    if failing:
-        module.fail_json(msg=fnd.gate_message(failing, p["fail_on"]), **result)
-    module.exit_json(**result)
+    module.exit_findings(found, summary=summary, queries=queries)
 
 
 if __name__ == "__main__":

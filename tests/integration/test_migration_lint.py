@@ -544,3 +544,33 @@ def test_set_not_null_with_a_valid_not_null_check_in_the_catalog_is_not_reported
         conn.rollback()
         conn.close()
     assert proved_weight and not proved_depot
+
+
+def test_relative_paths_are_refused_by_the_modules_that_read_files(run_playbook, tmp_path):
+    """A relative src or dest would be taken from the module's working directory on the host: the
+    modules that read DDL files (and write the data dictionary) refuse it before reading anything."""
+    tasks = [
+        dict(
+            name=module,
+            ignore_errors=True,
+            **{"dbarch.postgresql." + module: args},
+        )
+        for module, args in (
+            ("migration_lint", dict(src=["migrations/V1__init.sql"])),
+            ("schema_review", dict(src=["ddl/schema.sql"])),
+            ("data_dictionary", dict(src=["ddl/schema.sql"], dest=str(tmp_path / "out"))),
+            ("data_dictionary", dict(src=[str(tmp_path)], dest="reports/dictionary")),
+        )
+    ]
+    tasks[-1]["name"] = "data_dictionary dest"
+    res = run_playbook([dict(hosts="localhost", gather_facts=False, tasks=tasks)])
+    for name, option in (
+        ("migration_lint", "src='migrations/V1__init.sql'"),
+        ("schema_review", "src='ddl/schema.sql'"),
+        ("data_dictionary", "src='ddl/schema.sql'"),
+        ("data_dictionary dest", "dest='reports/dictionary'"),
+    ):
+        result = res.task(name)["result"]
+        assert result["failed"] is True, name
+        assert "%s must be an absolute path" % option in result["msg"], (name, result["msg"])
+    assert not (tmp_path / "out").exists()
