@@ -28,7 +28,7 @@ import os
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg, pg
+from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg, pg, proc
 from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 
 
@@ -128,7 +128,7 @@ class DbarchModule(AnsibleModule):
             extra.setdefault("exception", traceback.format_exc())
         if msg_prefix:
             msg = "%s: %s" % (msg_prefix, msg)
-        msg = pg.scrub(msg, self._secrets())
+        msg = proc.mask(msg, self._secrets())
         if session is not None:
             extra.setdefault("queries", list(session.queries))
             session.close()

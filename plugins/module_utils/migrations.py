@@ -42,6 +42,7 @@ import zlib
 
 from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
+from ansible_collections.dbarch.postgresql.plugins.module_utils import proc
 from ansible_collections.dbarch.postgresql.plugins.module_utils.findings import Finding
 
 DEFAULT_TABLE = "flyway_schema_history"
@@ -60,7 +61,7 @@ MAX_IDENTIFIER_BYTES = 63
 HISTORY_SUFFIXES = ("_pk", "_s_idx")
 # Placeholders whose value is masked in every message and returned text (besides secret_placeholders).
 SECRET_NAME_RE = re.compile(r"password|passwd|secret|token|credential|key$", re.IGNORECASE)
-MASK = "********"
+MASK = proc.MASK
 # Flyway's ${flyway:timestamp} format ('yyyy-MM-dd HH:mm:ss', local time of the process).
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
 DEFAULT_ENVIRONMENT = "default"
@@ -321,14 +322,12 @@ def secret_values(placeholders, secret_names=()):
 
 
 def mask(value, secrets):
-    """value with every secret replaced by MASK, in strings, lists, tuples and dicts (recursively)."""
+    """value with every secret masked as a whole token (proc.mask), in strings, lists, tuples and
+    dicts (recursively)."""
     if not secrets:
         return value
     if isinstance(value, str):
-        for secret in secrets:
-            if secret in value:
-                value = value.replace(secret, MASK)
-        return value
+        return proc.mask(value, secrets)
     if isinstance(value, dict):
         return dict((k, mask(v, secrets)) for k, v in value.items())
     if isinstance(value, (list, tuple)):
