@@ -33,6 +33,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import functools
 import hashlib
 import os
 import re
@@ -43,6 +44,7 @@ import zlib
 from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils import proc
+from ansible_collections.dbarch.postgresql.plugins.module_utils import retry
 from ansible_collections.dbarch.postgresql.plugins.module_utils.findings import Finding
 
 DEFAULT_TABLE = "flyway_schema_history"
@@ -301,6 +303,11 @@ def substitute(text, placeholders, script):
         else:
             out.append(repl_line(lineno, piece))
     return "".join(out)
+
+
+def _lock_not_available(exc):
+    """True for a psycopg2 error of a statement that hit lock_timeout (the migration's own SQL)."""
+    return isinstance(exc, pg.psycopg2.Error) and getattr(exc, "pgcode", None) == LOCK_NOT_AVAILABLE
 
 
 def is_secret_name(name, secret_names=()):
@@ -957,12 +964,32 @@ class Migrator:
             )
         return MigrationError(msg, script=mig.script, line=stmt.line, sqlstate=sqlstate, statement=stmt.sql)
 
+    def _lock_retrying(self, func):
+        """``func()`` again when a statement of it hit lock_timeout (lock_not_available), up to
+        ``lock_retries`` more times, waiting ``lock_retry_delay``, twice that, ... seconds
+        (retry.call); every retry counts in ``self.retries``."""
+
+        def counted(_attempt, _exc, _delay):
+            self.retries += 1
+
+        return retry.call(
+            func,
+            sqlstates=(),
+            retry_if=_lock_not_available,
+            attempts=self.lock_retries + 1,
+            base=self.lock_retry_delay,
+            cap=None,
+            sleep=self.sleep,
+            on_retry=counted,
+        )
+
     def _run_transactional(self, mig, statements, typ, state_version):
         cur = self.session.conn.cursor()
-        attempt = 0
-        while True:
+        failing = {}  # the statement the last attempt failed on (None: BEGIN, SET or the history row)
+
+        def once():
             started = time.monotonic()
-            stmt = None
+            failing["stmt"] = None
             try:
                 cur.execute("BEGIN")
                 if self.lock_timeout:
@@ -970,44 +997,39 @@ class Migrator:
                         pg.pgsql.SQL("SET LOCAL lock_timeout = {}").format(pg.literal(self.lock_timeout))
                     )
                 for stmt in statements:
+                    failing["stmt"] = stmt
                     cur.execute(stmt.sql)
                 elapsed = int((time.monotonic() - started) * 1000)
-                stmt = None
+                failing["stmt"] = None
                 recorded = self.insert_row(
                     mig.version_text, mig.description, typ, mig.script, mig.checksum, elapsed, True
                 )
                 cur.execute("COMMIT")
-                cur.close()
                 return recorded, elapsed
-            except pg.psycopg2.Error as exc:
-                try:
-                    self.session.conn.cursor().execute("ROLLBACK")
-                except pg.psycopg2.Error:
-                    pass
-                if getattr(exc, "pgcode", None) == LOCK_NOT_AVAILABLE and attempt < self.lock_retries:
-                    self.sleep(self.lock_retry_delay * (2**attempt))
-                    attempt += 1
-                    self.retries += 1
-                    continue
-                cur.close()
-                if stmt is None:
-                    raise pg.PgError(
-                        "Recording %s in %s.%s failed: %s" % (mig.script, self.schema, self.table, exc),
-                        sqlstate=getattr(exc, "pgcode", None),
-                    ) from None
-                err = self._error(mig, stmt, exc, state_version, True)
-                if getattr(exc, "pgcode", None) == LOCK_NOT_AVAILABLE:
-                    err.message = (
-                        err.args[0] + " Gave up after %d retries (lock_retries)." % self.lock_retries
-                    )
-                    err.args = (err.message,)
-                raise err from None
-            except pg.PgError:
+            except (pg.psycopg2.Error, pg.PgError):
                 try:
                     self.session.conn.cursor().execute("ROLLBACK")
                 except pg.psycopg2.Error:
                     pass
                 raise
+
+        try:
+            recorded, elapsed = self._lock_retrying(once)
+        except pg.psycopg2.Error as exc:
+            cur.close()
+            stmt = failing["stmt"]
+            if stmt is None:
+                raise pg.PgError(
+                    "Recording %s in %s.%s failed: %s" % (mig.script, self.schema, self.table, exc),
+                    sqlstate=getattr(exc, "pgcode", None),
+                ) from None
+            err = self._error(mig, stmt, exc, state_version, True)
+            if _lock_not_available(exc):
+                err.message = err.args[0] + " Gave up after %d retries (lock_retries)." % self.lock_retries
+                err.args = (err.message,)
+            raise err from None
+        cur.close()
+        return recorded, elapsed
 
     def _run_outside(self, mig, statements, typ, state_version):
         recorded = self.insert_row(mig.version_text, mig.description, typ, mig.script, mig.checksum, 0, False)
@@ -1017,25 +1039,17 @@ class Migrator:
         if self.lock_timeout:
             cur.execute(pg.pgsql.SQL("SET lock_timeout = {}").format(pg.literal(self.lock_timeout)))
         for stmt in statements:
-            attempt = 0
-            while True:
-                try:
-                    cur.execute(stmt.sql)
-                    break
-                except pg.psycopg2.Error as exc:
-                    if getattr(exc, "pgcode", None) == LOCK_NOT_AVAILABLE and attempt < self.lock_retries:
-                        self.sleep(self.lock_retry_delay * (2**attempt))
-                        attempt += 1
-                        self.retries += 1
-                        continue
-                    cur.close()
-                    elapsed = int((time.monotonic() - started) * 1000)
-                    self.session.execute(
-                        self._sql("UPDATE {} SET execution_time = %s WHERE installed_rank = %s", self.qtable),
-                        (elapsed, rank),
-                        record=False,
-                    )
-                    raise self._error(mig, stmt, exc, state_version, False) from None
+            try:
+                self._lock_retrying(functools.partial(cur.execute, stmt.sql))
+            except pg.psycopg2.Error as exc:
+                cur.close()
+                elapsed = int((time.monotonic() - started) * 1000)
+                self.session.execute(
+                    self._sql("UPDATE {} SET execution_time = %s WHERE installed_rank = %s", self.qtable),
+                    (elapsed, rank),
+                    record=False,
+                )
+                raise self._error(mig, stmt, exc, state_version, False) from None
         cur.execute("RESET lock_timeout")
         cur.close()
         elapsed = int((time.monotonic() - started) * 1000)
