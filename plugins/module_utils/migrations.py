@@ -44,6 +44,7 @@ import zlib
 from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils import proc
+from ansible_collections.dbarch.postgresql.plugins.module_utils import redact
 from ansible_collections.dbarch.postgresql.plugins.module_utils import retry
 from ansible_collections.dbarch.postgresql.plugins.module_utils.findings import Finding
 
@@ -943,7 +944,8 @@ class Migrator:
         diag = getattr(exc, "diag", None)
         server = getattr(diag, "message_primary", None) or str(exc).strip().splitlines()[0]
         detail = getattr(diag, "message_detail", None)
-        text = " ".join(stmt.sql.split())
+        shown = redact.statement(stmt.sql)  # password literals out, as in every returned statement
+        text = " ".join(shown.split())
         if len(text) > 300:
             text = text[:297] + "..."
         msg = "Migration %s failed at line %d [SQLSTATE %s]: %s%s. Statement: %s. " % (
@@ -962,7 +964,7 @@ class Migrator:
                 "records it as failed and further runs refuse to continue until you finish or revert it by "
                 "hand and run command=repair." % stmt.line
             )
-        return MigrationError(msg, script=mig.script, line=stmt.line, sqlstate=sqlstate, statement=stmt.sql)
+        return MigrationError(msg, script=mig.script, line=stmt.line, sqlstate=sqlstate, statement=shown)
 
     def _lock_retrying(self, func):
         """``func()`` again when a statement of it hit lock_timeout (lock_not_available), up to
@@ -1104,12 +1106,15 @@ class Migrator:
         return entry
 
     def sql_preview(self, migrations):
-        """The SQL that would run, placeholders replaced (for check mode and diff)."""
+        """The SQL that would run, placeholders replaced, password literals masked
+        (redact.statement), for check mode and diff."""
         chunks = []
         for mig in migrations:
             statements, transactional = self.prepared(mig)
             head = "-- %s%s" % (mig.script, "" if transactional else " (runs outside a transaction)")
-            chunks.append(head + "\n" + "\n".join(s.sql.rstrip(";") + ";" for s in statements))
+            chunks.append(
+                head + "\n" + "\n".join(redact.statement(s.sql.rstrip(";")) + ";" for s in statements)
+            )
         return "\n\n".join(chunks)
 
     # -- commands --------------------------------------------------------------------------
