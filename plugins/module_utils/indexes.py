@@ -371,16 +371,8 @@ class Builder:
     def _call(self, func, report, on_retry=None):
         """``func()`` again on lock timeout or deadlock (retry.call), up to ``retries`` more times,
         waiting ``retry_delay``, twice that, ... seconds."""
-        return retry.call(
-            func,
-            sqlstates=RETRYABLE,
-            attempts=self.retries + 1,
-            base=self.retry_delay,
-            cap=None,
-            sleep=self.sleep,
-            on_retry=on_retry,
-            report=report,
-        )
+        backoff = retry.doubling(self.retries, self.retry_delay)
+        return retry.call(func, RETRYABLE, sleep=self.sleep, on_retry=on_retry, report=report, **backoff)
 
     def _failed(self, attempt, exc):
         self.attempts.append(dict(attempt=attempt, outcome="failed", sqlstate=exc.sqlstate, message=str(exc)))

@@ -974,16 +974,8 @@ class Migrator:
         def counted(_attempt, _exc, _delay):
             self.retries += 1
 
-        return retry.call(
-            func,
-            sqlstates=(),
-            retry_if=_lock_not_available,
-            attempts=self.lock_retries + 1,
-            base=self.lock_retry_delay,
-            cap=None,
-            sleep=self.sleep,
-            on_retry=counted,
-        )
+        backoff = dict(retry.doubling(self.lock_retries, self.lock_retry_delay), retry_if=_lock_not_available)
+        return retry.call(func, (), sleep=self.sleep, on_retry=counted, **backoff)
 
     def _run_transactional(self, mig, statements, typ, state_version):
         cur = self.session.conn.cursor()

@@ -42,6 +42,12 @@ def backoff_delays(attempts, base=0.5, factor=2.0, cap=30.0):
     return out
 
 
+def doubling(retries, delay):
+    """Keyword arguments of ``call`` for ``retries`` more attempts after the first one, waiting
+    ``delay``, twice that, four times that, ... seconds (no cap)."""
+    return dict(attempts=int(retries) + 1, base=float(delay), factor=2.0, cap=None)
+
+
 class Retried:
     """What a retried call did: ``attempts`` made and the SQLSTATE of each failed one."""
 
