@@ -37,7 +37,7 @@ import os
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg, pg, redact
+from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg, pg, proc, redact
 from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
 from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 
@@ -168,7 +168,7 @@ class DbarchModule(AnsibleModule):
             extra.setdefault("exception", traceback.format_exc())
         if msg_prefix:
             msg = "%s: %s" % (msg_prefix, msg)
-        msg = pg.scrub(msg, self._secrets())
+        msg = proc.mask(msg, self._secrets())
         if session is not None:
             extra.setdefault("queries", list(session.queries))
             session.close()

@@ -46,7 +46,7 @@ except ImportError:  # pragma: no cover - exercised on hosts without boto3
     HAS_BOTO3 = False
 
 from ansible_collections.dbarch.postgresql.plugins.module_utils import wal as wn
-from ansible_collections.dbarch.postgresql.plugins.module_utils.fsutil import atomic_write, fsync_dir  # noqa: F401
+from ansible_collections.dbarch.postgresql.plugins.module_utils.fsutil import atomic_write, fsync_dir
 
 METADATA_NAME = "backup.json"
 DATA_FOLDER = "data"

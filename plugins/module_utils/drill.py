@@ -115,10 +115,6 @@ def existing_tables(session, tables):
     return tables
 
 
-# The restore_point module still calls the old name; the integrator switches it to existing_tables.
-_existing = existing_tables
-
-
 def _fingerprint_one(session, schema, table):
     query = pg.pgsql.SQL(
         "SELECT count(*) AS rows,"

@@ -26,12 +26,12 @@ import grp
 import hashlib
 import os
 import shutil
-import subprocess
 import time
 
 from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
+from ansible_collections.dbarch.postgresql.plugins.module_utils import proc
 
 
 class DumpError(DbarchError):
@@ -71,19 +71,18 @@ def client_bindir(major, bindir=None):
 
 def _run(argv, env, password, what, timeout=None):
     try:
-        proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise DumpError("%s did not finish within %s seconds." % (what, timeout)) from None
-    except OSError as exc:
+        res = proc.run(argv, env=env, timeout=timeout, check=False, secrets=[password], what=what)
+    except proc.ProcError as exc:
+        if exc.timed_out:
+            raise DumpError("%s did not finish within %s seconds." % (what, timeout)) from None
         raise DumpError("%s could not start %s: %s" % (what, argv[0], exc)) from None
-    if proc.returncode != 0:
-        err = pg.scrub((proc.stderr or proc.stdout or "").strip(), [password])
-        lines = [x.strip() for x in err.splitlines() if x.strip()]
+    if res.returncode != 0:
+        lines = [x.strip() for x in (res.stderr or res.stdout or "").strip().splitlines() if x.strip()]
         # The program's own error lines say what went wrong; the SQL it echoes after them does not.
         errors = [x for x in lines if "error:" in x or "FATAL" in x or x.startswith("DETAIL")]
         shown = " | ".join((errors or lines)[-5:]) or "no output"
-        raise DumpError("%s failed (exit %d): %s" % (what, proc.returncode, shown))
-    return proc
+        raise DumpError("%s failed (exit %d): %s" % (what, res.returncode, shown))
+    return res
 
 
 def sha256_of(path):
@@ -96,13 +95,13 @@ def sha256_of(path):
 
 def archive_entries(path, bindir, env=None, password=None):
     """Number of entries ``pg_restore --list`` reads from a custom-format dump (it is readable)."""
-    proc = _run(
+    res = _run(
         [os.path.join(bindir, "pg_restore"), "--list", path],
         env or dict(os.environ),
         password,
         "Reading the dump %s" % path,
     )
-    return len([x for x in proc.stdout.splitlines() if x.strip() and not x.startswith(";")])
+    return len([x for x in res.stdout.splitlines() if x.strip() and not x.startswith(";")])
 
 
 def _fsync_dir(folder):

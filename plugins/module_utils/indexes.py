@@ -31,6 +31,7 @@ import time
 from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils import explain as ex
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
+from ansible_collections.dbarch.postgresql.plugins.module_utils import retry
 
 METHODS = ["btree", "hash", "gist", "gin", "brin", "spgist"]
 RETRYABLE = ("55P03", "40P01")  # lock_not_available, deadlock_detected
@@ -367,25 +368,29 @@ class Builder:
     def drop(self, name, concurrently=True):
         self.session.execute(drop_sql(self.schema, name, concurrently))
 
+    def _call(self, func, report, on_retry=None):
+        """``func()`` again on lock timeout or deadlock (retry.call), up to ``retries`` more times,
+        waiting ``retry_delay``, twice that, ... seconds."""
+        backoff = retry.doubling(self.retries, self.retry_delay)
+        return retry.call(func, RETRYABLE, sleep=self.sleep, on_retry=on_retry, report=report, **backoff)
+
+    def _failed(self, attempt, exc):
+        self.attempts.append(dict(attempt=attempt, outcome="failed", sqlstate=exc.sqlstate, message=str(exc)))
+
     def retrying(self, func):
         """Run ``func`` (one statement); retry on lock timeout or deadlock with backoff."""
-        for attempt in range(self.retries + 1):
-            try:
-                return func()
-            except pg.PgError as exc:
-                if exc.sqlstate in RETRYABLE and attempt < self.retries:
-                    self.attempts.append(
-                        dict(attempt=attempt + 1, outcome="failed", sqlstate=exc.sqlstate, message=str(exc))
-                    )
-                    self.sleep(self.retry_delay * (2**attempt))
-                    continue
-                raise IndexError_("%s (gave up after %d attempt(s))" % (exc, attempt + 1)) from None
-        raise AssertionError("unreachable")  # pragma: no cover
+        report = retry.Retried()
+        try:
+            return self._call(func, report, on_retry=lambda attempt, exc, _delay: self._failed(attempt, exc))
+        except pg.PgError as exc:
+            raise IndexError_("%s (gave up after %d attempt(s))" % (exc, report.attempts)) from None
 
     def build(self, wanted, name, concurrently=True):
         """Build ``wanted`` as ``name``; returns {duration_ms, started_at, finished_at}."""
         statement = wanted.create_sql(name, concurrently=concurrently)
-        for attempt in range(self.retries + 1):
+        report = retry.Retried()
+
+        def once():
             try:
                 if self._leftover(name):
                     self.drop(name, concurrently)
@@ -400,21 +405,20 @@ class Builder:
                     self._keep_progress,
                 )
                 finished = time.time()
-                self.attempts.append(dict(attempt=attempt + 1, outcome="built"))
-                return dict(
-                    started_at=started,
-                    finished_at=finished,
-                    duration_ms=round((finished - started) * 1000, 1),
-                )
             except pg.PgError as exc:
-                self.attempts.append(
-                    dict(attempt=attempt + 1, outcome="failed", sqlstate=exc.sqlstate, message=str(exc))
-                )
-                if exc.sqlstate in RETRYABLE and attempt < self.retries:
-                    self.sleep(self.retry_delay * (2**attempt))
-                    continue
-                raise IndexError_(self._give_up(name, exc, concurrently)) from None
-        raise AssertionError("unreachable")  # pragma: no cover
+                self._failed(report.attempts, exc)
+                raise
+            self.attempts.append(dict(attempt=report.attempts, outcome="built"))
+            return dict(
+                started_at=started,
+                finished_at=finished,
+                duration_ms=round((finished - started) * 1000, 1),
+            )
+
+        try:
+            return self._call(once, report)
+        except pg.PgError as exc:
+            raise IndexError_(self._give_up(name, exc, concurrently)) from None
 
     def _keep_progress(self, watcher):
         if watcher is None:

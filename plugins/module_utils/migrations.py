@@ -33,6 +33,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import functools
 import hashlib
 import os
 import re
@@ -42,6 +43,9 @@ import zlib
 
 from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
+from ansible_collections.dbarch.postgresql.plugins.module_utils import proc
+from ansible_collections.dbarch.postgresql.plugins.module_utils import redact
+from ansible_collections.dbarch.postgresql.plugins.module_utils import retry
 from ansible_collections.dbarch.postgresql.plugins.module_utils.findings import Finding
 
 DEFAULT_TABLE = "flyway_schema_history"
@@ -60,7 +64,7 @@ MAX_IDENTIFIER_BYTES = 63
 HISTORY_SUFFIXES = ("_pk", "_s_idx")
 # Placeholders whose value is masked in every message and returned text (besides secret_placeholders).
 SECRET_NAME_RE = re.compile(r"password|passwd|secret|token|credential|key$", re.IGNORECASE)
-MASK = "********"
+MASK = proc.MASK
 # Flyway's ${flyway:timestamp} format ('yyyy-MM-dd HH:mm:ss', local time of the process).
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
 DEFAULT_ENVIRONMENT = "default"
@@ -302,6 +306,11 @@ def substitute(text, placeholders, script):
     return "".join(out)
 
 
+def _lock_not_available(exc):
+    """True for a psycopg2 error of a statement that hit lock_timeout (the migration's own SQL)."""
+    return isinstance(exc, pg.psycopg2.Error) and getattr(exc, "pgcode", None) == LOCK_NOT_AVAILABLE
+
+
 def is_secret_name(name, secret_names=()):
     """True when a placeholder's value must never show: listed in secret_names, or its name
     contains password, passwd, secret, token or credential, or ends with key (any case)."""
@@ -321,14 +330,12 @@ def secret_values(placeholders, secret_names=()):
 
 
 def mask(value, secrets):
-    """value with every secret replaced by MASK, in strings, lists, tuples and dicts (recursively)."""
+    """value with every secret masked as a whole token (proc.mask), in strings, lists, tuples and
+    dicts (recursively)."""
     if not secrets:
         return value
     if isinstance(value, str):
-        for secret in secrets:
-            if secret in value:
-                value = value.replace(secret, MASK)
-        return value
+        return proc.mask(value, secrets)
     if isinstance(value, dict):
         return dict((k, mask(v, secrets)) for k, v in value.items())
     if isinstance(value, (list, tuple)):
@@ -925,7 +932,8 @@ class Migrator:
         diag = getattr(exc, "diag", None)
         server = getattr(diag, "message_primary", None) or str(exc).strip().splitlines()[0]
         detail = getattr(diag, "message_detail", None)
-        text = " ".join(stmt.sql.split())
+        shown = redact.statement(stmt.sql)  # password literals out, as in every returned statement
+        text = " ".join(shown.split())
         if len(text) > 300:
             text = text[:297] + "..."
         msg = "Migration %s failed at line %d [SQLSTATE %s]: %s%s. Statement: %s. " % (
@@ -944,14 +952,26 @@ class Migrator:
                 "records it as failed and further runs refuse to continue until you finish or revert it by "
                 "hand and run command=repair." % stmt.line
             )
-        return MigrationError(msg, script=mig.script, line=stmt.line, sqlstate=sqlstate, statement=stmt.sql)
+        return MigrationError(msg, script=mig.script, line=stmt.line, sqlstate=sqlstate, statement=shown)
+
+    def _lock_retrying(self, func):
+        """``func()`` again when a statement of it hit lock_timeout (lock_not_available), up to
+        ``lock_retries`` more times, waiting ``lock_retry_delay``, twice that, ... seconds
+        (retry.call); every retry counts in ``self.retries``."""
+
+        def counted(_attempt, _exc, _delay):
+            self.retries += 1
+
+        backoff = dict(retry.doubling(self.lock_retries, self.lock_retry_delay), retry_if=_lock_not_available)
+        return retry.call(func, (), sleep=self.sleep, on_retry=counted, **backoff)
 
     def _run_transactional(self, mig, statements, typ, state_version):
         cur = self.session.conn.cursor()
-        attempt = 0
-        while True:
+        failing = {}  # the statement the last attempt failed on (None: BEGIN, SET or the history row)
+
+        def once():
             started = time.monotonic()
-            stmt = None
+            failing["stmt"] = None
             try:
                 cur.execute("BEGIN")
                 if self.lock_timeout:
@@ -959,44 +979,39 @@ class Migrator:
                         pg.pgsql.SQL("SET LOCAL lock_timeout = {}").format(pg.literal(self.lock_timeout))
                     )
                 for stmt in statements:
+                    failing["stmt"] = stmt
                     cur.execute(stmt.sql)
                 elapsed = int((time.monotonic() - started) * 1000)
-                stmt = None
+                failing["stmt"] = None
                 recorded = self.insert_row(
                     mig.version_text, mig.description, typ, mig.script, mig.checksum, elapsed, True
                 )
                 cur.execute("COMMIT")
-                cur.close()
                 return recorded, elapsed
-            except pg.psycopg2.Error as exc:
-                try:
-                    self.session.conn.cursor().execute("ROLLBACK")
-                except pg.psycopg2.Error:
-                    pass
-                if getattr(exc, "pgcode", None) == LOCK_NOT_AVAILABLE and attempt < self.lock_retries:
-                    self.sleep(self.lock_retry_delay * (2**attempt))
-                    attempt += 1
-                    self.retries += 1
-                    continue
-                cur.close()
-                if stmt is None:
-                    raise pg.PgError(
-                        "Recording %s in %s.%s failed: %s" % (mig.script, self.schema, self.table, exc),
-                        sqlstate=getattr(exc, "pgcode", None),
-                    ) from None
-                err = self._error(mig, stmt, exc, state_version, True)
-                if getattr(exc, "pgcode", None) == LOCK_NOT_AVAILABLE:
-                    err.message = (
-                        err.args[0] + " Gave up after %d retries (lock_retries)." % self.lock_retries
-                    )
-                    err.args = (err.message,)
-                raise err from None
-            except pg.PgError:
+            except (pg.psycopg2.Error, pg.PgError):
                 try:
                     self.session.conn.cursor().execute("ROLLBACK")
                 except pg.psycopg2.Error:
                     pass
                 raise
+
+        try:
+            recorded, elapsed = self._lock_retrying(once)
+        except pg.psycopg2.Error as exc:
+            cur.close()
+            stmt = failing["stmt"]
+            if stmt is None:
+                raise pg.PgError(
+                    "Recording %s in %s.%s failed: %s" % (mig.script, self.schema, self.table, exc),
+                    sqlstate=getattr(exc, "pgcode", None),
+                ) from None
+            err = self._error(mig, stmt, exc, state_version, True)
+            if _lock_not_available(exc):
+                err.message = err.args[0] + " Gave up after %d retries (lock_retries)." % self.lock_retries
+                err.args = (err.message,)
+            raise err from None
+        cur.close()
+        return recorded, elapsed
 
     def _run_outside(self, mig, statements, typ, state_version):
         recorded = self.insert_row(mig.version_text, mig.description, typ, mig.script, mig.checksum, 0, False)
@@ -1006,25 +1021,17 @@ class Migrator:
         if self.lock_timeout:
             cur.execute(pg.pgsql.SQL("SET lock_timeout = {}").format(pg.literal(self.lock_timeout)))
         for stmt in statements:
-            attempt = 0
-            while True:
-                try:
-                    cur.execute(stmt.sql)
-                    break
-                except pg.psycopg2.Error as exc:
-                    if getattr(exc, "pgcode", None) == LOCK_NOT_AVAILABLE and attempt < self.lock_retries:
-                        self.sleep(self.lock_retry_delay * (2**attempt))
-                        attempt += 1
-                        self.retries += 1
-                        continue
-                    cur.close()
-                    elapsed = int((time.monotonic() - started) * 1000)
-                    self.session.execute(
-                        self._sql("UPDATE {} SET execution_time = %s WHERE installed_rank = %s", self.qtable),
-                        (elapsed, rank),
-                        record=False,
-                    )
-                    raise self._error(mig, stmt, exc, state_version, False) from None
+            try:
+                self._lock_retrying(functools.partial(cur.execute, stmt.sql))
+            except pg.psycopg2.Error as exc:
+                cur.close()
+                elapsed = int((time.monotonic() - started) * 1000)
+                self.session.execute(
+                    self._sql("UPDATE {} SET execution_time = %s WHERE installed_rank = %s", self.qtable),
+                    (elapsed, rank),
+                    record=False,
+                )
+                raise self._error(mig, stmt, exc, state_version, False) from None
         cur.execute("RESET lock_timeout")
         cur.close()
         elapsed = int((time.monotonic() - started) * 1000)
@@ -1079,12 +1086,15 @@ class Migrator:
         return entry
 
     def sql_preview(self, migrations):
-        """The SQL that would run, placeholders replaced (for check mode and diff)."""
+        """The SQL that would run, placeholders replaced, password literals masked
+        (redact.statement), for check mode and diff."""
         chunks = []
         for mig in migrations:
             statements, transactional = self.prepared(mig)
             head = "-- %s%s" % (mig.script, "" if transactional else " (runs outside a transaction)")
-            chunks.append(head + "\n" + "\n".join(s.sql.rstrip(";") + ";" for s in statements))
+            chunks.append(
+                head + "\n" + "\n".join(redact.statement(s.sql.rstrip(";")) + ";" for s in statements)
+            )
         return "\n\n".join(chunks)
 
     # -- commands --------------------------------------------------------------------------

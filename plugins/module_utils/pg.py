@@ -23,6 +23,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
+from ansible_collections.dbarch.postgresql.plugins.module_utils import proc
 
 import os
 import re
@@ -142,16 +143,6 @@ def describe_target(kw):
     user = kw.get("user") or os.environ.get("USER", "?")
     db = kw.get("dbname") or user
     return "host=%s port=%s user=%s db=%s" % (host, port, user, db)
-
-
-def scrub(text, secrets):
-    """Remove every secret from text (server and driver messages may echo a DSN)."""
-    text = str(text)
-    for s in secrets:
-        if s:
-            text = text.replace(str(s), "********")
-    text = re.sub(r"password=\S+", "password=********", text)
-    return text
 
 
 def _server_reason(exc):
@@ -318,7 +309,7 @@ def connect(params, module_name, autocommit=True, readonly=False):
     try:
         conn = psycopg2.connect(**kw)
     except psycopg2.Error as exc:
-        reason = scrub(_server_reason(exc), secrets)
+        reason = proc.mask(_server_reason(exc), secrets)
         raise PgError(
             "Cannot connect to PostgreSQL (%s): %s" % (target, reason),
             sqlstate=getattr(exc, "pgcode", None),

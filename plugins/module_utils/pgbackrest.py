@@ -282,11 +282,6 @@ def secrets_of(text):
     return values
 
 
-def scrub(text, secrets):
-    """``text`` with each secret masked where it stands as a whole token (proc.mask)."""
-    return proc.mask(text, secrets)
-
-
 def _user_ids(user):
     try:
         entry = pwd.getpwnam(user)

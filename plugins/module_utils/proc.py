@@ -144,12 +144,15 @@ def run(
     new_session=False,
     what=None,
     stdin_text=None,
+    mask_stdout=True,
 ):
     """Run ``argv``; returns a Result (stdout/stderr as text, secrets masked).
 
     ``env``: the whole environment (None: this process's). ``run_as``: OS user (runuser when
     it differs from the current one). ``check``: raise ProcError on a non-zero exit. A timeout
-    or a command that cannot start always raises ProcError.
+    or a command that cannot start always raises ProcError. ``mask_stdout=False`` keeps stdout
+    as the command wrote it (a document that carries no secret, such as rendered SVG, where a
+    ``password: text`` column must stay); stderr and the command are always masked.
     """
     what = what or os.path.basename(str(argv[0]))
     full = as_user(argv, run_as)
@@ -179,7 +182,7 @@ def run(
     res = Result(
         mask_argv(full, secrets),
         out.returncode,
-        mask(out.stdout or "", secrets),
+        mask(out.stdout or "", secrets) if mask_stdout else (out.stdout or ""),
         mask(out.stderr or "", secrets),
     )
     if check and res.returncode != 0:

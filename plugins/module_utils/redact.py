@@ -24,7 +24,7 @@ __metaclass__ = type
 
 import re
 
-MASK = "********"
+from ansible_collections.dbarch.postgresql.plugins.module_utils.proc import MASK
 
 # A SQL string literal: '...' with '' inside, E'...' with \' too, or $tag$...$tag$.
 _LITERAL = r"(?:[EeNn]?'(?:[^'\\]|''|\\.)*'|\$(?P<tag>[A-Za-z_]*)\$.*?\$(?P=tag)\$)"

@@ -15,7 +15,7 @@ import re
 
 from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
-from ansible_collections.dbarch.postgresql.plugins.module_utils.backup_repo import atomic_write
+from ansible_collections.dbarch.postgresql.plugins.module_utils.fsutil import atomic_write
 from ansible_collections.dbarch.postgresql.plugins.module_utils.pg import CONNECTION_ARGSPEC
 
 # Connection options are accepted (and unused) so that one module_defaults block for

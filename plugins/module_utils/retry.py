@@ -32,13 +32,20 @@ def sqlstate_of(exc):
 
 
 def backoff_delays(attempts, base=0.5, factor=2.0, cap=30.0):
-    """Seconds to wait before attempt 2, 3, ... (``attempts - 1`` values, capped)."""
+    """Seconds to wait before attempt 2, 3, ... (``attempts - 1`` values, at most ``cap``;
+    ``cap=None``: not capped)."""
     out = []
     delay = float(base)
     for _n in range(max(0, int(attempts) - 1)):
-        out.append(min(delay, float(cap)))
+        out.append(delay if cap is None else min(delay, float(cap)))
         delay *= float(factor)
     return out
+
+
+def doubling(retries, delay):
+    """Keyword arguments of ``call`` for ``retries`` more attempts after the first one, waiting
+    ``delay``, twice that, four times that, ... seconds (no cap)."""
+    return dict(attempts=int(retries) + 1, base=float(delay), factor=2.0, cap=None)
 
 
 class Retried:
@@ -67,7 +74,7 @@ def call(
     """``fn()``, called again (up to ``attempts`` times in all) when it raises an exception
     whose SQLSTATE is in ``sqlstates`` (or for which ``retry_if(exc)`` is true).
 
-    Waits ``base``, ``base*factor``, ... seconds (at most ``cap``) between attempts and calls
+    Waits ``base``, ``base*factor``, ... seconds (at most ``cap``, None: no cap) between attempts and calls
     ``on_retry(attempt, exc, delay)`` before each wait. ``report``: a Retried that is filled
     in (attempts made, SQLSTATEs retried on). The last exception is raised as it was.
     """

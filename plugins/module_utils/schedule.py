@@ -24,7 +24,7 @@ import re
 import shlex
 
 from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
-from ansible_collections.dbarch.postgresql.plugins.module_utils.backup_repo import atomic_write
+from ansible_collections.dbarch.postgresql.plugins.module_utils.fsutil import atomic_write
 
 HEADER = "# Managed by dbarch.postgresql (scheduled_job %s): changes made here are overwritten."
 CRON_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

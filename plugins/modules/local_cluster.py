@@ -283,6 +283,7 @@ restarted_for:
 import os
 import traceback
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils import proc
 from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
 from ansible_collections.dbarch.postgresql.plugins.module_utils.localcluster import (
     LocalCluster,
@@ -557,20 +558,13 @@ def main():
             else:
                 result = run_present(module, cluster)
     except LocalClusterError as exc:
-        module.fail_from(LocalClusterError(scrub(str(exc), secrets)), data_dir=params["data_dir"])
+        module.fail_from(LocalClusterError(proc.mask(str(exc), secrets)), data_dir=params["data_dir"])
     except OSError as exc:
         module.fail_json(
-            msg=scrub("local_cluster could not complete for %s: %s" % (params["data_dir"], exc), secrets),
-            exception=scrub(traceback.format_exc(), secrets),
+            msg=proc.mask("local_cluster could not complete for %s: %s" % (params["data_dir"], exc), secrets),
+            exception=proc.mask(traceback.format_exc(), secrets),
         )
     module.exit_json(**result)
-
-
-def scrub(text, secrets):
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "********")
-    return text
 
 
 if __name__ == "__main__":

@@ -100,6 +100,9 @@ options:
         name contains C(password), C(passwd), C(secret), C(token) or C(credential) or ends with C(key)
         (any case), are replaced by C(********) in failure messages, statements, the SQL of the diff,
         findings and the invocation.
+      - Password literals written in a migration file (C(PASSWORD '...'), C(password=...) of a connection
+        string, the password of a C(postgresql://) URI) are replaced by C(********) in failure messages,
+        statements and the SQL of the diff whatever this option says.
     type: list
     elements: str
     default: []

@@ -213,7 +213,7 @@ def work(module, session):
     if p["wait_archived"]:
         result["planned"].append("pg_switch_wal() and wait up to %ss for the archiver" % p["archive_timeout"])
     # every table must exist before anything is created or written (no marker row, no schema)
-    drill._existing(session, tables)
+    drill.existing_tables(session, tables)
     if module.check_mode:
         return dict(result, changed=True)
     session.conn.autocommit = True

@@ -208,17 +208,11 @@ systemctl:
 
 import os
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils import proc
 from ansible_collections.dbarch.postgresql.plugins.module_utils import schedule as sch
 from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
 
 SYSTEMD_RUNNING = "/run/systemd/system"
-
-
-def masked(text, secrets):
-    for value in secrets:
-        if value:
-            text = text.replace(value, "********")
-    return text
 
 
 def main():
@@ -274,7 +268,7 @@ def main():
         result.update(
             on_calendar="; ".join(planned["on_calendar"]),
             on_calendars=planned["on_calendar"],
-            cron_line=masked(planned["cron_line"], secrets),
+            cron_line=proc.mask(planned["cron_line"], secrets),
             mode="%04o" % mode,
         )
         if method == "cron":
@@ -308,8 +302,8 @@ def main():
                 dict(
                     before_header=path,
                     after_header=path,
-                    before=masked(before or "", secrets),
-                    after=masked(text, secrets),
+                    before=proc.mask(before or "", secrets),
+                    after=proc.mask(text, secrets),
                 )
             )
     for path in remove:
@@ -317,7 +311,7 @@ def main():
             dict(
                 before_header=path,
                 after_header=path,
-                before=masked(sch.read_text(path) or "", secrets),
+                before=proc.mask(sch.read_text(path) or "", secrets),
                 after="",
             )
         )

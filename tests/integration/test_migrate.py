@@ -2,6 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """dbarch.postgresql.migrate against real PostgreSQL: playbooks (action plugin + module) and the engine."""
 
+import contextlib
 import hashlib
 import json
 import os
@@ -1006,3 +1007,19 @@ def test_history_is_returned_only_on_request(pg):
         assert len(mg.run(session, "info", files)["history"]) == 1
     finally:
         session.close()
+
+
+def test_password_literals_never_show_in_the_preview_or_a_failure(pg):
+    # A literal password (no placeholder) in a statement that fails: the role does not exist.
+    altered = "ALTER ROLE mig_no_such_role PASSWORD '%s'"
+    files = [("V1__roles.sql", "CREATE TABLE accounts (id int);\n"), ("V2__pw.sql", altered % "Lit3ral-pw")]
+    db = pg.createdb("mig_password_literal")
+    with contextlib.closing(engine_session(pg, db)) as session:
+        preview = mg.run(session, "migrate", files, check_mode=True)["preview"]
+        assert (altered % mg.MASK) + ";" in preview and "Lit3ral-pw" not in preview
+        with pytest.raises(mg.MigrationError) as err:
+            mg.run(session, "migrate", files)
+    assert "V2__pw.sql failed at line 1" in str(err.value)
+    assert "Statement: %s" % (altered % mg.MASK) in str(err.value)
+    assert "Lit3ral-pw" not in str(err.value) + str(err.value.statement)
+    assert [(h[3], h[5]) for h in history(pg, db)] == [("V1__roles.sql", True)]

@@ -309,3 +309,8 @@ def test_identifiers_postgresql_would_truncate_are_refused():
         mg.check_identifier("history table", "t" * 58, mg.HISTORY_SUFFIXES)
     with pytest.raises(mg.MigrationError, match="64 bytes"):
         mg.check_identifier("schema", "ü" * 32)
+
+
+def test_mask_leaves_words_that_contain_a_short_secret():
+    masked = mg.mask({"msg": ["ALTER ROLE about PASSWORD 'ab'; -- ab"]}, ["ab"])
+    assert masked == {"msg": ["ALTER ROLE about PASSWORD '%s'; -- %s" % (mg.MASK, mg.MASK)]}

@@ -1,6 +1,7 @@
 import pytest
 
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
+from ansible_collections.dbarch.postgresql.plugins.module_utils import proc
 
 
 def test_env_defaults_fill_unset_options(monkeypatch):
@@ -25,9 +26,21 @@ def test_describe_target_never_shows_password():
     assert "s3cret" not in text
 
 
-def test_scrub_removes_secrets_and_dsn_passwords():
-    text = pg.scrub("failed for dsn host=h password=abc user=u; s3cret seen", ["s3cret"])
+def test_mask_removes_secrets_and_dsn_passwords():
+    text = proc.mask("failed for dsn host=h password=abc user=u; s3cret seen", ["s3cret"])
     assert "abc" not in text and "s3cret" not in text
+
+
+def test_connect_error_masks_a_short_password_only_where_it_stands_alone(tmp_path, monkeypatch):
+    # a real libpq failure (no server listens in an empty socket directory) whose message has the
+    # password "on" as a word ("connections on that socket") and inside words ("running")
+    for v in ("PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "PGSERVICE"):
+        monkeypatch.delenv(v, raising=False)
+    with pytest.raises(pg.PgError) as err:
+        pg.connect(dict(login_unix_socket=str(tmp_path), login_port=5999, login_password="on"), "test")
+    msg = str(err.value)
+    assert "running locally" in msg and "connections %s that socket" % proc.MASK in msg
+    assert " on " not in msg
 
 
 @pytest.mark.parametrize("value", ["5s", "250ms", "1min", "0", " 10 s "])

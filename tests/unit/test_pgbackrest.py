@@ -15,6 +15,7 @@ from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_re
 from ansible_collections.dbarch.postgresql.plugins.module_utils import wal as wn
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pgbackrest as pgbr
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pitr
+from ansible_collections.dbarch.postgresql.plugins.module_utils import proc
 
 INFO = {
     "archive": [
@@ -113,7 +114,7 @@ def test_s3_config_keys_only_in_file_and_masked():
     shown = pgbr.masked(text)
     assert "very-secret" not in shown and "AKIDEXAMPLE" not in shown
     assert "repo1-s3-key-secret=********\n" in shown
-    assert pgbr.scrub("error near very-secret", pgbr.secrets_of(text)) == "error near ********"
+    assert proc.mask("error near very-secret", pgbr.secrets_of(text)) == "error near ********"
 
 
 def test_s3_without_keys_uses_instance_credentials_and_refuses_plain_http(monkeypatch):

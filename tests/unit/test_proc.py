@@ -71,3 +71,9 @@ def test_clean_env_drops_pg_variables(monkeypatch):
     env = proc.clean_env({"A": "1"}, keep=("PGBACKREST_REPO1_S3_KEY",))
     assert "PGPASSWORD" not in env and env["PGBACKREST_REPO1_S3_KEY"] == "k" and env["A"] == "1"
     assert env["LC_ALL"] == "C.UTF-8" and env.get("PATH") == os.environ.get("PATH")
+
+
+def test_run_can_keep_stdout_as_written_while_stderr_stays_masked():
+    code = "import sys; print('password: text'); sys.stderr.write('password=zzz')"
+    res = proc.run([sys.executable, "-c", code], check=False, mask_stdout=False)
+    assert res.stdout == "password: text\n" and res.stderr == "password=%s" % M

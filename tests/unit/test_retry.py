@@ -66,3 +66,10 @@ def test_poll_returns_the_first_value_or_none_at_the_deadline():
     assert retry.poll(lambda: next(values), timeout=10, clock=lambda: now[0], sleep=lambda s: None) == 7
     ticks = iter([0.0, 0.0, 1.0, 2.5])
     assert retry.poll(lambda: None, timeout=2, clock=lambda: next(ticks), sleep=lambda s: None) is None
+
+
+def test_doubling_waits_twice_as_long_each_time_without_a_cap():
+    fn, calls = _flaky(["55P03"] * 4)
+    waits = []
+    assert retry.call(fn, sleep=waits.append, **retry.doubling(4, 10.0)) == "done"
+    assert len(calls) == 5 and waits == [10.0, 20.0, 40.0, 80.0]
