@@ -164,8 +164,14 @@ def test_a_failure_in_staging_rolls_back_and_never_reaches_production(pg, stages
 
 @pytest.mark.pg_versions(18)  # the lint gate does not depend on the server version
 def test_lint_gate_stops_before_anything_runs(pg, stages, tmp_path):
+    # A table created by an earlier pending migration of the same run is new and empty, so indexing
+    # it is fine; the gate stops an index built without CONCURRENTLY on a table that holds rows.
+    with pg.connect(stages["dev"]) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE legacy (id bigint PRIMARY KEY, owner text)")
+        cur.execute("INSERT INTO legacy SELECT i, 'o' || i FROM generate_series(1, 50000) i")
+        cur.execute("ANALYZE legacy")
     files = dict(FILES)
-    files["V3__index.sql"] = "CREATE INDEX accounts_owner_idx ON ${schema}.accounts (owner);\n"
+    files["V3__index.sql"] = "CREATE INDEX legacy_owner_idx ON ${schema}.legacy (owner);\n"
     folder = _write(str(tmp_path / "migrations"), files)
     inv = _inventory(pg, {"dev": stages["dev"]})
     res = harness.run_playbook(
