@@ -210,6 +210,7 @@ def workload_from_stats(session, limit, explain_role=None, allow_superuser_state
                         name=name,
                         sql=redact.statement(c["text"]),
                         user=r["user"],
+                        superuser=True,
                         reason=ex.superuser_reason(r["user"]),
                     )
                 )

@@ -170,7 +170,7 @@ findings:
 not_planned:
   description:
     - Workload statements not planned, each with C(name), C(sql), C(user) (the role that ran it, from
-      C(pg_stat_statements)) and C(reason), statements of superusers skipped (see
+      C(pg_stat_statements)) and C(reason), statements of superusers skipped (C(superuser=true); see
       O(allow_superuser_statements)) and those the planner refused.
   returned: always
   type: list

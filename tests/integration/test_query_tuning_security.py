@@ -122,8 +122,8 @@ def test_query_tuning_never_plans_workload_statements_as_a_superuser(attack, tmp
     assert ran[0]["statement"]["role_wall"] == "security definer"
     assert not [r for r in explained if r["item"].get("query") == SUPERUSER_SQL]
     report = json.loads((tmp_path / "localhost" / "query_tuning.json").read_text())
-    assert skipped[0]["name"] in report["summary"]["not_planned_superuser"]
-    assert report["summary"]["explain_skipped_superuser"]
+    assert report["summary"]["not_planned_superuser_roles"] == [pg.user]
+    assert pg.user in report["summary"]["explain_skipped_superuser_roles"]
     assert not os.path.exists(marker)
 
 

@@ -62,7 +62,7 @@ def test_site_writes_reports_for_every_host_and_is_idempotent(sandbox_env, tmp_p
     assert review["summary"]["requirements"]["pii"] == ["shop.customers"]
     # The demo migrations were applied to the primary's demo database (the dev stage).
     migrations = _summary(dest, "pg-primary", "migrations")
-    assert migrations["version"] == "3" and migrations["pending"] == []
+    assert migrations["version"] == "4" and migrations["pending"] == []
     assert migrations["history"][-1] == "R__customer_balance_view.sql success=True"
     for ext in ("md", "mmd", "dbml", "dot", "svg"):
         assert os.path.exists(os.path.join(dest, "pg-primary", "data_dictionary", "data_dictionary." + ext))
