@@ -164,32 +164,26 @@ ARGUMENT_SPEC.update(
 ARGUMENT_SPEC.update(pgbr.ARGSPEC)
 
 
-def inspect(module):
+def inspect(p):
     """(repository URL, report) of the native or the pgbackrest engine."""
-    p = module.params
-    try:
-        if p["engine"] == "pgbackrest":
-            with pgbr.runner_for(p) as runner:
-                return p["repository"], pgbr.inspect(runner, max_age_hours=p["max_age_hours"])
-        repo = br.repository_from_params(p)
-        return repo.url, bk.inspect(
-            repo,
-            check_files=p["verify"],
-            include_incomplete=p["include_incomplete"],
-            max_age_hours=p["max_age_hours"],
-            read_commits=p["read_commits"],
-            bindir=p["bindir"],
-        )
-    except DbarchError as exc:
-        module.fail_from(exc)
-    except OSError as exc:
-        module.fail_from(exc, msg_prefix="cannot read repository %s" % p["repository"])
+    if p["engine"] == "pgbackrest":
+        with pgbr.runner_for(p) as runner:
+            return p["repository"], pgbr.inspect(runner, max_age_hours=p["max_age_hours"])
+    repo = br.repository_from_params(p)
+    # the options of the same name in bk.inspect
+    same = dict((name, p[name]) for name in ("include_incomplete", "max_age_hours", "read_commits", "bindir"))
+    return repo.url, bk.inspect(repo, check_files=p["verify"], **same)
 
 
 def main():
     module = DbarchModule(argument_spec=ARGUMENT_SPEC, findings=True, supports_check_mode=True)
     module.require_absolute("repository")
-    repo_url, report = inspect(module)
+    try:
+        repo_url, report = inspect(module.params)
+    except DbarchError as exc:
+        module.fail_from(exc)
+    except OSError as exc:
+        module.fail_from(exc, msg_prefix="cannot read repository %s" % module.params["repository"])
     found, unused = module.suppress(report["findings"])
     summary = {
         "repository": repo_url,

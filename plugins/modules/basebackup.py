@@ -311,14 +311,8 @@ def main():
     session = module.connect()
     result = dict(changed=True, actions=[])
     # what pg_basebackup is run with, planned (check mode) or taken
-    how = dict(
-        fmt=p["format"],
-        compression=p["compression"],
-        site=p["compression_site"],
-        checkpoint=p["checkpoint"],
-        label=p["label"],
-        bindir=p["bindir"],
-    )
+    how = dict(fmt=p["format"], compression=p["compression"], site=p["compression_site"])
+    how.update(checkpoint=p["checkpoint"], label=p["label"], bindir=p["bindir"])
     try:
         facts = bk.server_facts(session)
         if module.check_mode:
