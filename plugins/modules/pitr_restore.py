@@ -341,14 +341,12 @@ def run_pgbackrest(module):
 
 
 ARGUMENT_SPEC = dict(br.REPOSITORY_ARGSPEC)
+# target_time, target_xid, target_lsn, target_name: strings (one target option is given)
+ARGUMENT_SPEC.update((name, dict(type="str")) for name in TARGETS if name != "target")
 ARGUMENT_SPEC.update(
     wal_archive=dict(type="path"),
     data_dir=dict(type="path", required=True),
     port=dict(type="int", required=True),
-    target_time=dict(type="str"),
-    target_xid=dict(type="str"),
-    target_lsn=dict(type="str"),
-    target_name=dict(type="str"),
     target=dict(type="str", choices=["latest", "immediate"]),
     inclusive=dict(type="bool", default=True),
     target_action=dict(type="str", default="promote", choices=list(pitr.TARGET_ACTIONS)),
