@@ -22,8 +22,9 @@
   and in the ``queries`` returned by ``run()``;
 - turns any engine error (``errors.DbarchError``) into ``fail_json`` in one place
   (``fail_from(exc)``): the message, the SQLSTATE where known, what the engine had done
-  (an error's ``result`` dict), the queries that ran, never a traceback for a DbarchError,
-  never a secret.
+  (an error's ``result`` dict), the queries that ran, never a traceback for a DbarchError
+  (nor for an OSError: a missing file or a full disk is the host's, not a bug), never a
+  secret.
 
 This file (like ansible_pg.py) is one of the only module_utils files that import Ansible.
 """
@@ -75,6 +76,12 @@ def require_absolute(module, *names):
             )
 
 
+# The options every analysis module shares (modules built with findings=True).
+FINDINGS_SPEC = dict(
+    fail_on=dict(type="str", default="never", choices=fnd.FAIL_ON_CHOICES),
+    suppressions=dict(type="list", elements="dict", default=[]),
+)
+
 # The role that runs the user's statements (modules built with user_statements=True).
 STATEMENT_ROLE_SPEC = dict(
     explain_role=dict(type="str"),
@@ -101,7 +108,7 @@ class DbarchModule(AnsibleModule):
     def __init__(
         self, argument_spec=None, connection_aliases=True, findings=False, user_statements=False, **kwargs
     ):
-        own = dict(ansible_pg.findings_argument_spec()) if findings else {}
+        own = copy.deepcopy(FINDINGS_SPEC) if findings else {}
         if user_statements:
             own.update(copy.deepcopy(STATEMENT_ROLE_SPEC))
         own.update(argument_spec or {})
@@ -152,11 +159,14 @@ class DbarchModule(AnsibleModule):
         before it failed (the error's ``result`` dict, as IndexError_ and MatviewError carry), the
         queries that ran.
 
-        A DbarchError never gets a traceback (its message is what the DBA acts on); anything else
-        is a bug: its class name and traceback go with it. Secrets are scrubbed from the message.
+        A DbarchError never gets a traceback (its message is what the DBA acts on), nor does an
+        OSError (a file or folder of the host: ``msg_prefix`` says which); anything else is a bug:
+        its class name and traceback go with it. Secrets are scrubbed from the message.
         """
         session = session if session is not None else self.session
-        if isinstance(exc, DbarchError):
+        if isinstance(exc, OSError):
+            msg = str(exc)
+        elif isinstance(exc, DbarchError):
             msg = str(exc)
             for key, value in exc.details().items():
                 extra.setdefault(key, value)

@@ -1,7 +1,11 @@
 # -*- coding: utf-8 -*-
 # Copyright: dbarch.postgresql contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The thin Ansible side of the engine: argument specs and failure handling.
+"""The thin Ansible side of the engine's connection: open a pg.Session for a module.
+
+Modules reach it through ``ansible_module.DbarchModule.connect()``; ``connect(module, params=...)``
+opens a second session (another database) for a module that needs one. The argument specs and
+the failure handling live in ansible_module.py.
 
 This is the only module_utils file (with its siblings named ansible_*) that imports
 Ansible. Engine files stay plain Python.
@@ -11,25 +15,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import copy
 import sys
-import traceback
 
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
-from ansible_collections.dbarch.postgresql.plugins.module_utils.findings import FAIL_ON_CHOICES
-
-
-def connection_argument_spec():
-    """A fresh copy of the shared connection options."""
-    return copy.deepcopy(pg.CONNECTION_ARGSPEC)
-
-
-def findings_argument_spec():
-    """Options every analysis module shares."""
-    return dict(
-        fail_on=dict(type="str", default="never", choices=FAIL_ON_CHOICES),
-        suppressions=dict(type="list", elements="dict", default=[]),
-    )
 
 
 def module_name(module):
@@ -49,33 +37,3 @@ def connect(module, autocommit=True, params=None):
         return pg.connect(params or module.params, module_name(module), autocommit=autocommit)
     except pg.PgError as exc:
         module.fail_json(msg=str(exc), sqlstate=exc.sqlstate)
-
-
-def fail(module, exc, session=None, **extra):
-    """fail_json for an engine error: message, SQLSTATE and the queries that ran."""
-    if isinstance(exc, pg.PgError):
-        extra.setdefault("sqlstate", exc.sqlstate)
-        msg = str(exc)
-    else:
-        msg = "%s: %s" % (exc.__class__.__name__, exc)
-        extra.setdefault("exception", traceback.format_exc())
-    if session is not None:
-        extra.setdefault("queries", session.queries)
-        session.close()
-    module.fail_json(msg=msg, **extra)
-
-
-def run_with_session(module, work, autocommit=True):
-    """Connect, run ``work(session)``, close. Returns (result, queries).
-
-    An engine PgError becomes fail_json with the queries that ran; the session is
-    closed whatever happens.
-    """
-    session = connect(module, autocommit=autocommit)
-    try:
-        result = work(session)
-    except pg.PgError as exc:
-        fail(module, exc, session)
-    finally:
-        session.close()
-    return result, session.queries

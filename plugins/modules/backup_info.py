@@ -144,53 +144,47 @@ summary:
   type: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import require_absolute
-from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg
+from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup as bk
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
-from ansible_collections.dbarch.postgresql.plugins.module_utils import wal as wn
 from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pgbackrest as pgbr
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
+
+# The connection options (added by DbarchModule) are accepted and ignored, so module_defaults of
+# the group apply.
+ARGUMENT_SPEC = dict(br.REPOSITORY_ARGSPEC)
+ARGUMENT_SPEC.update(
+    include_incomplete=dict(type="bool", default=False),
+    verify=dict(type="bool", default=False),
+    max_age_hours=dict(type="float", default=26),
+    read_commits=dict(type="bool", default=True),
+    bindir=dict(type="path"),
+)
+ARGUMENT_SPEC.update(pgbr.ARGSPEC)
+
+
+def inspect(p):
+    """(repository URL, report) of the native or the pgbackrest engine."""
+    if p["engine"] == "pgbackrest":
+        with pgbr.runner_for(p) as runner:
+            return p["repository"], pgbr.inspect(runner, max_age_hours=p["max_age_hours"])
+    repo = br.repository_from_params(p)
+    # the options of the same name in bk.inspect
+    same = dict((name, p[name]) for name in ("include_incomplete", "max_age_hours", "read_commits", "bindir"))
+    return repo.url, bk.inspect(repo, check_files=p["verify"], **same)
 
 
 def main():
-    spec = dict(br.REPOSITORY_ARGSPEC)
-    spec.update(ansible_pg.findings_argument_spec())
-    # Connection options are accepted (and ignored) so module_defaults of the group apply.
-    spec.update(ansible_pg.connection_argument_spec())
-    spec.update(
-        include_incomplete=dict(type="bool", default=False),
-        verify=dict(type="bool", default=False),
-        max_age_hours=dict(type="float", default=26),
-        read_commits=dict(type="bool", default=True),
-        bindir=dict(type="path"),
-    )
-    spec.update(pgbr.ARGSPEC)
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    require_absolute(module, "repository")
-    p = module.params
+    module = DbarchModule(argument_spec=ARGUMENT_SPEC, findings=True, supports_check_mode=True)
+    module.require_absolute("repository")
     try:
-        if p["engine"] == "pgbackrest":
-            with pgbr.runner_for(p) as runner:
-                report = pgbr.inspect(runner, max_age_hours=p["max_age_hours"])
-            repo_url = p["repository"]
-        else:
-            repo = br.repository_from_params(p)
-            repo_url = repo.url
-            report = bk.inspect(
-                repo,
-                check_files=p["verify"],
-                include_incomplete=p["include_incomplete"],
-                max_age_hours=p["max_age_hours"],
-                read_commits=p["read_commits"],
-                bindir=p["bindir"],
-            )
-        found, unused = fnd.apply_suppressions(report["findings"], p["suppressions"])
-    except (br.RepositoryError, wn.WalError, bk.BackupError, fnd.FindingError, pgbr.PgBackRestError) as exc:
-        module.fail_json(msg=str(exc))
+        repo_url, report = inspect(module.params)
+    except DbarchError as exc:
+        module.fail_from(exc)
     except OSError as exc:
-        module.fail_json(msg="cannot read repository %s: %s" % (p["repository"], exc))
+        module.fail_from(exc, msg_prefix="cannot read repository %s" % module.params["repository"])
+    found, unused = module.suppress(report["findings"])
     summary = {
         "repository": repo_url,
         "backups": len(report["backups"]),
@@ -198,19 +192,14 @@ def main():
         "counts": fnd.counts(found),
         "unused_suppressions": unused,
     }
-    result = dict(
-        changed=False,
+    module.exit_findings(
+        found,
         backups=report["backups"],
         wal=report["wal"],
         gaps=report["gaps"],
         file_checks=report["file_checks"],
-        findings=[f.to_dict() for f in found],
         summary=summary,
     )
-    failing = fnd.gate(found, p["fail_on"])
-    if failing:
-        module.fail_json(msg=fnd.gate_message(failing, p["fail_on"]), **result)
-    module.exit_json(**result)
 
 
 if __name__ == "__main__":

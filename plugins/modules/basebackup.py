@@ -236,36 +236,30 @@ queries:
 
 import re
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import require_absolute
-from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg
+from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup as bk
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
-from ansible_collections.dbarch.postgresql.plugins.module_utils import wal as wn
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pgbackrest as pgbr
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 
-
-def argument_spec():
-    spec = ansible_pg.connection_argument_spec()
-    spec.update(br.REPOSITORY_ARGSPEC)
-    spec.update(
-        label=dict(type="str"),
-        format=dict(type="str", default="tar", choices=list(bk.FORMATS)),
-        compression=dict(type="str", default="none", choices=list(bk.COMPRESSIONS)),
-        compression_site=dict(type="str", default="client", choices=list(bk.COMPRESSION_SITES)),
-        checkpoint=dict(type="str", default="fast", choices=list(bk.CHECKPOINTS)),
-        verify=dict(type="bool", default=True),
-        bindir=dict(type="path"),
-        staging_dir=dict(type="path"),
-        max_rate=dict(type="str"),
-        timeout=dict(type="int"),
-        retain_count=dict(type="int"),
-        retain_days=dict(type="float"),
-        configure_only=dict(type="bool", default=False),
-    )
-    spec.update(pgbr.ARGSPEC)
-    return spec
+ARGUMENT_SPEC = dict(br.REPOSITORY_ARGSPEC)
+ARGUMENT_SPEC.update(
+    label=dict(type="str"),
+    format=dict(type="str", default="tar", choices=list(bk.FORMATS)),
+    compression=dict(type="str", default="none", choices=list(bk.COMPRESSIONS)),
+    compression_site=dict(type="str", default="client", choices=list(bk.COMPRESSION_SITES)),
+    checkpoint=dict(type="str", default="fast", choices=list(bk.CHECKPOINTS)),
+    verify=dict(type="bool", default=True),
+    bindir=dict(type="path"),
+    staging_dir=dict(type="path"),
+    max_rate=dict(type="str"),
+    timeout=dict(type="int"),
+    retain_count=dict(type="int"),
+    retain_days=dict(type="float"),
+    configure_only=dict(type="bool", default=False),
+)
+ARGUMENT_SPEC.update(pgbr.ARGSPEC)
 
 
 def retention(module, repo, apply):
@@ -283,11 +277,11 @@ def retention(module, repo, apply):
 
 def run_pgbackrest(module):
     """engine: pgbackrest (module_utils/pgbackrest.py does the work)."""
-    session = ansible_pg.connect(module)
+    session = module.connect()
     try:
         result = pgbr.basebackup(module.params, session, check_mode=module.check_mode)
-    except (pgbr.PgBackRestError, pg.PgError, OSError) as exc:
-        module.fail_json(msg=str(exc), queries=session.queries)
+    except (DbarchError, OSError) as exc:
+        module.fail_from(exc)
     finally:
         session.close()
     diff = result.pop("diff")
@@ -297,8 +291,8 @@ def run_pgbackrest(module):
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    require_absolute(module, "repository", "staging_dir", "bindir")
+    module = DbarchModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    module.require_absolute("repository", "staging_dir", "bindir")
     label = module.params["label"]
     if label is not None and re.search(r"[\x00-\x1f\x7f]", label):
         module.fail_json(
@@ -313,22 +307,16 @@ def main():
     try:
         repo = br.repository_from_params(p)
     except br.RepositoryError as exc:
-        module.fail_json(msg=str(exc))
-    session = ansible_pg.connect(module)
+        module.fail_from(exc)
+    session = module.connect()
     result = dict(changed=True, actions=[])
+    # what pg_basebackup is run with, planned (check mode) or taken
+    how = dict(fmt=p["format"], compression=p["compression"], site=p["compression_site"])
+    how.update(checkpoint=p["checkpoint"], label=p["label"], bindir=p["bindir"])
     try:
         facts = bk.server_facts(session)
         if module.check_mode:
-            planned = bk.plan(
-                facts,
-                repo,
-                fmt=p["format"],
-                compression=p["compression"],
-                site=p["compression_site"],
-                checkpoint=p["checkpoint"],
-                label=p["label"],
-                bindir=p["bindir"],
-            )
+            planned = bk.plan(facts, repo, **how)
             result.update(backup_id=planned["backup_id"], command=planned["argv"], actions=planned["actions"])
             if p["verify"]:
                 result["actions"].append("verify it with pg_verifybackup")
@@ -339,16 +327,11 @@ def main():
                 session,
                 pg.resolve_params(p),
                 repo,
-                fmt=p["format"],
-                compression=p["compression"],
-                site=p["compression_site"],
-                checkpoint=p["checkpoint"],
-                label=p["label"],
-                bindir=p["bindir"],
                 do_verify=p["verify"],
                 staging_root=p["staging_dir"],
                 max_rate=p["max_rate"],
                 timeout=p["timeout"],
+                **how
             )
             result.update(
                 backup_id=metadata["id"],
@@ -368,14 +351,14 @@ def main():
                 % (verb, len(plan["delete_backups"]), len(plan["delete_wal"]))
             )
     except bk.BackupError as exc:
+        # what was done before it failed, and the backup it was taking
         result.pop("changed")
         result["backup_id"] = exc.backup_id
-        module.fail_json(msg=str(exc), queries=session.queries, **result)
-    except (br.RepositoryError, wn.WalError, pg.PgError) as exc:
-        module.fail_json(msg=str(exc), queries=session.queries)
+        module.fail_from(exc, **result)
+    except DbarchError as exc:
+        module.fail_from(exc)
     except OSError as exc:
-        msg = "file system error in repository %s: %s" % (repo.url, exc)
-        module.fail_json(msg=msg, queries=session.queries)
+        module.fail_from(exc, msg_prefix="file system error in repository %s" % repo.url)
     finally:
         session.close()
     module.exit_json(queries=session.queries, **result)

@@ -340,11 +340,10 @@ queries:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg
+from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
 from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
 from ansible_collections.dbarch.postgresql.plugins.module_utils import migrations as mg
-from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
 
 
 class _LazyLint:
@@ -384,33 +383,34 @@ def local_files(module, folder):
     return files
 
 
+ARGUMENT_SPEC = dict(
+    lock_timeout=dict(type="str", default="5s"),
+    path=dict(type="path", required=True),
+    command=dict(type="str", default="migrate", choices=list(mg.COMMANDS)),
+    target=dict(type="str"),
+    placeholders=dict(type="dict", default={}),
+    out_of_order=dict(type="bool", default=False),
+    table=dict(type="str", default=mg.DEFAULT_TABLE),
+    schema=dict(type="str", default=mg.DEFAULT_SCHEMA),
+    lock_retries=dict(type="int", default=3),
+    lock_retry_delay=dict(type="float", default=1.0),
+    lock_wait_timeout=dict(type="int", default=300),
+    baseline_version=dict(type="str", default="1"),
+    baseline_description=dict(type="str", default=mg.BASELINE_DESCRIPTION),
+    lint_fail_on=dict(type="str", default="high", choices=list(fnd.FAIL_ON_CHOICES)),
+    lint_exclude_rules=dict(type="list", elements="str", default=[]),
+    lint=dict(type="bool", default=True),
+    secret_placeholders=dict(type="list", elements="str", default=[], no_log=False),
+    fail_on_missing_target=dict(type="bool", default=True),
+    environment=dict(type="str", default=mg.DEFAULT_ENVIRONMENT),
+    working_directory=dict(type="str"),
+    return_history=dict(type="bool", default=False),
+    _files=dict(type="list", elements="dict"),
+)
+
+
 def main():
-    spec = ansible_pg.connection_argument_spec()
-    spec["lock_timeout"] = dict(type="str", default="5s")
-    spec.update(
-        path=dict(type="path", required=True),
-        command=dict(type="str", default="migrate", choices=list(mg.COMMANDS)),
-        target=dict(type="str"),
-        placeholders=dict(type="dict", default={}),
-        out_of_order=dict(type="bool", default=False),
-        table=dict(type="str", default=mg.DEFAULT_TABLE),
-        schema=dict(type="str", default=mg.DEFAULT_SCHEMA),
-        lock_retries=dict(type="int", default=3),
-        lock_retry_delay=dict(type="float", default=1.0),
-        lock_wait_timeout=dict(type="int", default=300),
-        baseline_version=dict(type="str", default="1"),
-        baseline_description=dict(type="str", default=mg.BASELINE_DESCRIPTION),
-        lint_fail_on=dict(type="str", default="high", choices=list(fnd.FAIL_ON_CHOICES)),
-        lint_exclude_rules=dict(type="list", elements="str", default=[]),
-        lint=dict(type="bool", default=True),
-        secret_placeholders=dict(type="list", elements="str", default=[], no_log=False),
-        fail_on_missing_target=dict(type="bool", default=True),
-        environment=dict(type="str", default=mg.DEFAULT_ENVIRONMENT),
-        working_directory=dict(type="str"),
-        return_history=dict(type="bool", default=False),
-        _files=dict(type="list", elements="dict"),
-    )
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    module = DbarchModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     p = module.params
     # The values of secret placeholders are masked by Ansible everywhere in the result (invocation
     # included) and by the engine in its messages; the other placeholder values stay readable.
@@ -424,7 +424,7 @@ def main():
         files = local_files(module, p["path"])
     if p["lock_retries"] < 0 or p["lock_wait_timeout"] < 0 or p["lock_retry_delay"] < 0:
         module.fail_json(msg="lock_retries, lock_retry_delay and lock_wait_timeout must not be negative.")
-    session = ansible_pg.connect(module)
+    session = module.connect()
     linted = []
 
     def lint(pending):
@@ -474,8 +474,9 @@ def main():
             working_directory=p["working_directory"],
             return_history=p["return_history"],
         )
-    except (mg.MigrationError, pg.PgError, ml.MigrationLintError) as exc:
-        extra = dict(sqlstate=getattr(exc, "sqlstate", None), findings=[f.to_dict() for f in linted])
+    except DbarchError as exc:
+        # fail_from masks the secrets (no_log_values) in the message and adds the queries that ran
+        extra = dict(sqlstate=exc.sqlstate, findings=[f.to_dict() for f in linted])
         if isinstance(exc, mg.MigrationError):
             extra.update(script=exc.script, line=exc.line)
         # What the run did before it failed: migrations applied (changed), the one that failed.
@@ -483,8 +484,7 @@ def main():
         if partial:
             extra.update(partial)
             extra["queries"] = extra.pop("log", [])
-        session.close()
-        module.fail_json(msg=mg.mask(str(exc), secrets), invocation=invocation, **mg.mask(extra, secrets))
+        module.fail_from(exc, invocation=invocation, **mg.mask(extra, secrets))
     finally:
         session.close()
 

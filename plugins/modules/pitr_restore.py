@@ -317,10 +317,13 @@ actions:
 
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
 from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils import wal as wn
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pgbackrest as pgbr
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pitr
+from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
+
+# the recovery target options, in the order of pitr.parse_target's arguments
+TARGETS = ("target_time", "target_xid", "target_lsn", "target_name", "target")
 
 
 def run_pgbackrest(module):
@@ -328,50 +331,46 @@ def run_pgbackrest(module):
     p = module.params
     result = dict(changed=False, engine="pgbackrest", actions=[])
     try:
-        target = pitr.parse_target(
-            p["target_time"], p["target_xid"], p["target_lsn"], p["target_name"], p["target"]
-        )
+        target = pitr.parse_target(*(p[name] for name in TARGETS))
         result = pgbr.restore(p, target, check_mode=module.check_mode)
-    except pitr.PitrError as exc:
-        module.fail_json(msg=str(exc), log_tail=exc.log_tail, **result)
-    except (pgbr.PgBackRestError, br.RepositoryError, wn.WalError, lc.LocalClusterError) as exc:
-        module.fail_json(msg=str(exc), **result)
+    except DbarchError as exc:
+        module.fail_from(exc, **result)
     except OSError as exc:
-        module.fail_json(msg="file system error: %s" % exc, **result)
+        module.fail_from(exc, msg_prefix="file system error", **result)
     module.exit_json(**result)
 
 
+ARGUMENT_SPEC = dict(br.REPOSITORY_ARGSPEC)
+# target_time, target_xid, target_lsn, target_name: strings (one target option is given)
+ARGUMENT_SPEC.update((name, dict(type="str")) for name in TARGETS if name != "target")
+ARGUMENT_SPEC.update(
+    wal_archive=dict(type="path"),
+    data_dir=dict(type="path", required=True),
+    port=dict(type="int", required=True),
+    target=dict(type="str", choices=["latest", "immediate"]),
+    inclusive=dict(type="bool", default=True),
+    target_action=dict(type="str", default="promote", choices=list(pitr.TARGET_ACTIONS)),
+    force=dict(type="bool", default=False),
+    keep_archiving=dict(type="bool", default=False),
+    bindir=dict(type="path"),
+    wal_script=dict(type="path", default=pitr.DEFAULT_WAL_SCRIPT),
+    python=dict(type="path", default="/usr/bin/python3"),
+    restore_command=dict(type="str"),
+    staging_dir=dict(type="path"),
+    superuser=dict(type="str", default="postgres"),
+    timeout=dict(type="int", default=3600),
+    target_timeline=dict(type="str", default="latest"),
+)
+ARGUMENT_SPEC.update(pgbr.ARGSPEC)
+
+
 def main():
-    spec = dict(br.REPOSITORY_ARGSPEC)
-    spec.update(
-        wal_archive=dict(type="path"),
-        data_dir=dict(type="path", required=True),
-        port=dict(type="int", required=True),
-        target_time=dict(type="str"),
-        target_xid=dict(type="str"),
-        target_lsn=dict(type="str"),
-        target_name=dict(type="str"),
-        target=dict(type="str", choices=["latest", "immediate"]),
-        inclusive=dict(type="bool", default=True),
-        target_action=dict(type="str", default="promote", choices=list(pitr.TARGET_ACTIONS)),
-        force=dict(type="bool", default=False),
-        keep_archiving=dict(type="bool", default=False),
-        bindir=dict(type="path"),
-        wal_script=dict(type="path", default=pitr.DEFAULT_WAL_SCRIPT),
-        python=dict(type="path", default="/usr/bin/python3"),
-        restore_command=dict(type="str"),
-        staging_dir=dict(type="path"),
-        superuser=dict(type="str", default="postgres"),
-        timeout=dict(type="int", default=3600),
-        target_timeline=dict(type="str", default="latest"),
-    )
-    spec.update(pgbr.ARGSPEC)
     module = DbarchModule(
-        argument_spec=spec,
+        argument_spec=ARGUMENT_SPEC,
         connection_aliases=False,
         supports_check_mode=True,
-        mutually_exclusive=[("target_time", "target_xid", "target_lsn", "target_name", "target")],
-        required_one_of=[("target_time", "target_xid", "target_lsn", "target_name", "target")],
+        mutually_exclusive=[TARGETS],
+        required_one_of=[TARGETS],
     )
     p = module.params
     module.require_absolute("data_dir", "repository", "wal_archive", "staging_dir", "bindir")
@@ -385,9 +384,7 @@ def main():
         )
     result = dict(changed=False, actions=[])
     try:
-        target = pitr.parse_target(
-            p["target_time"], p["target_xid"], p["target_lsn"], p["target_name"], p["target"]
-        )
+        target = pitr.parse_target(*(p[name] for name in TARGETS))
         repo = br.repository_from_params(p)
         planned = pitr.plan(
             repo,
@@ -436,12 +433,10 @@ def main():
             repo, planned, force=p["force"], timeout=p["timeout"], superuser=p["superuser"]
         )
         result.update(reached)
-    except pitr.PitrError as exc:
-        module.fail_json(msg=str(exc), log_tail=exc.log_tail, **result)
-    except (br.RepositoryError, wn.WalError, lc.LocalClusterError) as exc:
-        module.fail_json(msg=str(exc), **result)
+    except DbarchError as exc:
+        module.fail_from(exc, **result)
     except OSError as exc:
-        module.fail_json(msg="file system error: %s" % exc, **result)
+        module.fail_from(exc, msg_prefix="file system error", **result)
     module.exit_json(**result)
 
 

@@ -325,6 +325,19 @@ def test_bad_options_fail_clearly(pg, workdir, run_playbook):
     )
 
 
+def test_backup_info_names_an_unreadable_repository_without_traceback(workdir, run_playbook):
+    # a repository whose "backups" is a file, not a folder: the engine meets an OSError
+    repo_dir = os.path.join(workdir, "broken-repo")
+    os.makedirs(repo_dir)
+    with open(os.path.join(repo_dir, "backups"), "w") as handle:
+        handle.write("not a folder\n")
+    run = run_playbook(play(task("backup_info", "Info", repository=repo_dir)))
+    record = run.task("Info")
+    assert record["status"] == "failed"
+    assert record["result"]["msg"].startswith("cannot read repository %s: [Errno 20]" % repo_dir)
+    assert "Traceback" not in json.dumps(record["result"])
+
+
 def test_engine_is_importable_without_ansible():
     out = subprocess.run(
         [

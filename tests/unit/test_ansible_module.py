@@ -100,6 +100,22 @@ def test_fail_from_a_bug_keeps_its_traceback(module):
     assert out.value.result["msg"].startswith("KeyError") and "Traceback" in out.value.result["exception"]
 
 
+def test_fail_from_a_file_system_error_names_where_without_traceback(module):
+    mod = module({}, argument_spec={})
+    session = FakeSession()
+    mod.session = session
+    try:
+        with open("/nonexistent-dbarch-dir/backup.json"):
+            pass
+    except OSError as exc:
+        with pytest.raises(Exited) as out:
+            mod.fail_from(exc, msg_prefix="file system error in repository /srv/backups", actions=["a"])
+    result = out.value.result
+    assert result["msg"].startswith("file system error in repository /srv/backups: [Errno 2]")
+    assert "/nonexistent-dbarch-dir/backup.json" in result["msg"] and "exception" not in result
+    assert result["actions"] == ["a"] and result["queries"] == session.queries and session.closed
+
+
 def test_require_absolute(module):
     mod = module({"data_dir": "rel/data"}, argument_spec={"data_dir": {"type": "path"}})
     with pytest.raises(Exited) as out:
