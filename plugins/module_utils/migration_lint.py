@@ -320,7 +320,7 @@ class _FileLinter:
         for stmt, kind in zip(stmts, kinds):  # noqa: B905 - same length by construction
             if kind == "begin":
                 if depth:
-                    self.hit(stmt, lint_transactions.nested_begin(self, stmt))
+                    self.hit(stmt, lint_transactions.tx_misuse(self, stmt, "nested-begin"))
                 if not depth:
                     opened = stmt
                     self.transaction += 1
@@ -328,7 +328,7 @@ class _FileLinter:
                 continue
             if kind == "commit":
                 if depth == 0:
-                    self.hit(stmt, lint_transactions.commit_without_begin(self, stmt))
+                    self.hit(stmt, lint_transactions.tx_misuse(self, stmt, "commit-without-begin"))
                 depth = 0
                 self.explicit_tx = False
                 self.transaction += 1
@@ -342,7 +342,7 @@ class _FileLinter:
             self.in_any_tx = in_tx or (file_wrapped and kind in ("transactional", "enum-add"))
             self.statement(stmt)
         if depth:
-            self.hit(opened, lint_transactions.never_committed(self, opened))
+            self.hit(opened, lint_transactions.tx_misuse(self, opened, "never-committed"))
         for stmt, h in self.hits:
             findings.append(self.finding(stmt, h))
         return findings, len(stmts)
