@@ -211,7 +211,6 @@ class _FileLinter:
         # (schema, table, constraint) -> (rule, line, transaction) of constraints added NOT VALID
         self.not_valid = {}
         self.transaction = 0  # counts the transactions of the file: changes at BEGIN/COMMIT
-        self.explicit_tx = False
         self.lock_timeout = False
         self.statement_timeout = False
         self.hits = []  # (stmt, _Hit)
@@ -330,7 +329,6 @@ class _FileLinter:
                 if depth == 0:
                     self.hit(stmt, lint_transactions.tx_misuse(self, stmt, "commit-without-begin"))
                 depth = 0
-                self.explicit_tx = False
                 self.transaction += 1
                 continue
             in_tx = depth > 0
@@ -338,7 +336,6 @@ class _FileLinter:
                 self.transaction += 1  # runs in a transaction of its own (autocommit)
             if kind == NON_TRANSACTIONAL and (in_tx or file_wrapped):
                 self.hit(stmt, lint_transactions.concurrent_in_tx(self, stmt, in_tx))
-            self.explicit_tx = in_tx
             self.in_any_tx = in_tx or (file_wrapped and kind in ("transactional", "enum-add"))
             self.statement(stmt)
         if depth:
