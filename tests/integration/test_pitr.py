@@ -17,7 +17,7 @@ from ansible_collections.dbarch.postgresql.plugins.module_utils import localclus
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg as pgmod
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pitr
 
-WAL_SCRIPT = str(harness.REPO_ROOT / "roles" / "backup" / "files" / "dbarch-wal")
+WAL_SCRIPT = harness.WAL_SCRIPT
 ROWS = 12
 
 
@@ -35,16 +35,8 @@ def _wait_archived(cluster, segment, timeout=60):
 def history(pg_major):
     """A source cluster archiving into a repository, one backup, then ROWS known commits."""
     workdir = harness.work_folder("dbarch-it-pitr-")
-    repo_dir = os.path.join(workdir, "repo")
-    os.makedirs(os.path.join(repo_dir, "wal"))
-    for folder in (repo_dir, os.path.join(repo_dir, "wal")):
-        shutil.chown(folder, "postgres", "postgres")
-    settings = {
-        "archive_mode": "on",
-        "archive_command": "/usr/bin/python3 %s --repo %s archive %%p %%f" % (WAL_SCRIPT, repo_dir),
-        "wal_level": "replica",
-        "wal_keep_size": "256MB",
-    }
+    repo_dir, settings = harness.wal_archive_repo(workdir)
+    settings["wal_keep_size"] = "256MB"
     source = harness.start_cluster(pg_major, workdir=workdir, name="source", settings=settings)
     try:
         source.query("CREATE TABLE t (id int PRIMARY KEY)")

@@ -5,7 +5,6 @@
 runs, puts pg_hba.conf back byte for byte, and an error that waiting cannot clear fails at once."""
 
 import os
-import shutil
 
 import psycopg2
 import pytest
@@ -17,7 +16,7 @@ from ansible_collections.dbarch.postgresql.plugins.module_utils import localclus
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg as pgmod
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pitr
 
-WAL_SCRIPT = str(harness.REPO_ROOT / "roles" / "backup" / "files" / "dbarch-wal")
+WAL_SCRIPT = harness.WAL_SCRIPT
 # What `initdb -A scram-sha-256` writes, in short: a password everywhere, the socket included.
 SCRAM_HBA = (
     "# TYPE  DATABASE        USER            ADDRESS                 METHOD\n"
@@ -38,15 +37,7 @@ def _bytes(path):
 def scram_backup(pg):
     """A source whose pg_hba.conf asks for scram-sha-256 on the socket too, backed up with WAL."""
     workdir = harness.work_folder("dbarch-it-pitr-auth-")
-    repo_dir = os.path.join(workdir, "repo")
-    os.makedirs(os.path.join(repo_dir, "wal"))
-    for folder in (repo_dir, os.path.join(repo_dir, "wal")):
-        shutil.chown(folder, "postgres", "postgres")
-    settings = {
-        "archive_mode": "on",
-        "archive_command": "/usr/bin/python3 %s --repo %s archive %%p %%f" % (WAL_SCRIPT, repo_dir),
-        "wal_level": "replica",
-    }
+    repo_dir, settings = harness.wal_archive_repo(workdir)
     source = harness.start_cluster(pg.major, workdir=workdir, name="source", settings=settings)
     try:
         hba = source.cluster.hba_path()
