@@ -25,7 +25,10 @@ import psycopg2
 import yaml
 from psycopg2 import sql
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils import backup as bk
+from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
+from ansible_collections.dbarch.postgresql.plugins.module_utils import pg as pgmod
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -84,20 +87,35 @@ def work_folder(prefix="dbarch-it-"):
     return folder
 
 
-def wal_archive_repo(workdir, name="repo"):
-    """A local backup repository (``name`` and its wal/ under ``workdir``, owned by the postgres OS
-    user) and the settings that make a source cluster archive its WAL there with dbarch-wal:
-    (repo_dir, settings)."""
+def repo_folder(workdir, name="repo"):
+    """A local backup repository folder ``name`` (and its wal/) under ``workdir``, owned by the
+    postgres OS user; returns its path."""
     repo_dir = os.path.join(workdir, name)
     os.makedirs(os.path.join(repo_dir, "wal"))
     for folder in (repo_dir, os.path.join(repo_dir, "wal")):
         shutil.chown(folder, "postgres", "postgres")
+    return repo_dir
+
+
+def archive_settings(repo_dir, **extra):
+    """Settings of a cluster that archives its WAL into ``repo_dir`` with dbarch-wal (plus ``extra``)."""
     settings = {
         "archive_mode": "on",
         "archive_command": "/usr/bin/python3 %s --repo %s archive %%p %%f" % (WAL_SCRIPT, repo_dir),
         "wal_level": "replica",
     }
-    return repo_dir, settings
+    settings.update(extra)
+    return settings
+
+
+def take_backup(pg, repo_dir, **options):
+    """One base backup of the server ``pg`` into the local repository ``repo_dir``, through the
+    engine (as the basebackup module calls it); returns its metadata."""
+    session = pgmod.connect(pg.conn_params, "basebackup")
+    try:
+        return bk.take(session, pgmod.resolve_params(pg.conn_params), br.LocalRepository(repo_dir), **options)
+    finally:
+        session.close()
 
 
 def remove_folder(folder):
