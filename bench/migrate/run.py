@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import resource
-import secrets
 import shutil
 import subprocess
 import sys
@@ -38,20 +37,17 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BENCH = os.path.dirname(HERE)
-REPO = os.path.dirname(BENCH)
-COLLECTIONS = os.path.join(REPO, ".collections")
-OUT_DIR = os.path.join(BENCH, "out")
-OUR_VENV_BIN = os.path.join(REPO, ".venv", "bin")
-NPM_PREFIX = os.path.join(BENCH, ".npm")
-YOYO_VENV = os.path.join(BENCH, ".venv-yoyo")
+sys.path.insert(0, BENCH)
 
-sys.path.insert(0, COLLECTIONS)
-
+import common  # noqa: E402
 import psycopg2  # noqa: E402
+from common import COLLECTIONS, OUR_VENV_BIN, OUT_DIR, REPO, ToolFailed, log  # noqa: E402
 
-from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc  # noqa: E402
 from ansible_collections.dbarch.postgresql.plugins.module_utils import migrations as mg  # noqa: E402
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg  # noqa: E402
+
+NPM_PREFIX = os.path.join(BENCH, ".npm")
+YOYO_VENV = os.path.join(BENCH, ".venv-yoyo")
 
 MODULE = "dbarch.postgresql.migrate"
 PSQL = "psql (floor)"
@@ -72,22 +68,6 @@ HISTORY = {
     SQITCH: ("sqitch.changes", "true"),
     YOYO: ("public._yoyo_migration", "true"),
 }
-
-
-def log(msg):
-    sys.stderr.write("[bench] %s\n" % msg)
-    sys.stderr.flush()
-
-
-def last_line(text):
-    """The last non-blank line of a tool's output: where its error message usually is."""
-    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
-    return lines[-1][:300] if lines else ""
-
-
-def head_line(text):
-    lines = [line for line in (text or "").strip().splitlines() if line.strip()]
-    return lines[0][:200] if lines else ""
 
 
 # -- the migrations ------------------------------------------------------------------------------
@@ -163,29 +143,17 @@ def write_layouts(items, top):
 # -- the cluster --------------------------------------------------------------------------------------
 
 
-class Cluster:
-    def __init__(self, major):
-        self.bindir = lc.find_bindir(major)
-        self.tmpdir = tempfile.mkdtemp(prefix="dbarch-migbench-", dir="/var/tmp")  # noqa: S108
-        os.chmod(self.tmpdir, 0o755)  # noqa: S103 - the postgres OS user must reach its data folder
-        self.cluster = lc.LocalCluster(os.path.join(self.tmpdir, "pg", "data"), bindir=self.bindir)
-        self.password = secrets.token_urlsafe(18)  # URL-safe: it goes into dbmate's and yoyo's URLs
-        settings = dict(fsync=False, synchronous_commit=False, full_page_writes=False)
-        t0 = time.monotonic()
-        self.cluster.initdb(superuser="postgres", password=self.password, settings=settings)
-        self.cluster.start()
-        self.port = self.cluster.port
-        log("PostgreSQL %d on 127.0.0.1:%d ready in %.1fs" % (major, self.port, time.monotonic() - t0))
+class Cluster(common.ThrowawayCluster):
+    """The benchmark's cluster; the password goes into dbmate's and yoyo's URLs."""
 
-    def kw(self, dbname="postgres"):
-        return dict(host="127.0.0.1", port=self.port, user="postgres", password=self.password, dbname=dbname)
+    def __init__(self, major):
+        super().__init__(major, prefix="dbarch-migbench-")
 
     def url(self, dbname, scheme="postgres"):
         return "%s://postgres:%s@127.0.0.1:%d/%s" % (scheme, self.password, self.port, dbname)
 
     def create_db(self, dbname):
-        conn = psycopg2.connect(**self.kw())
-        conn.autocommit = True
+        conn = self.connect()
         with conn.cursor() as cur:
             cur.execute('CREATE DATABASE "%s"' % dbname)
         conn.close()
@@ -201,13 +169,6 @@ class Cluster:
     def psql(self):
         own = os.path.join(self.bindir, "psql")
         return own if os.path.exists(own) else shutil.which("psql")
-
-    def close(self, keep):
-        if keep:
-            log("keeping the cluster in %s (port %d)" % (self.tmpdir, self.port))
-            return
-        self.cluster.destroy()
-        shutil.rmtree(self.tmpdir, ignore_errors=True)
 
 
 def count_objects(cluster, dbname, tool):
@@ -248,10 +209,6 @@ def count_objects(cluster, dbname, tool):
 # -- running the tools ------------------------------------------------------------------------------
 
 
-class ToolFailed(Exception):
-    pass
-
-
 # Client CPU seconds (user + sys) of the last timed run: children for a command, this process for
 # the in-process engine. Unlike wall time it hardly moves with the load of a shared machine; it
 # leaves out the server's work, which is the same for every tool.
@@ -264,61 +221,38 @@ def children_cpu():
 
 
 def timed(argv, env=None, cwd=None, ok=None):
+    """common.timed that also leaves the run's client CPU seconds in LAST_CPU."""
     cpu0 = children_cpu()
-    t0 = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=cwd, check=False)
-    seconds = time.perf_counter() - t0
-    LAST_CPU[0] = children_cpu() - cpu0
-    if proc.returncode != 0 and not (ok and ok(proc)):
-        raise ToolFailed(
-            "%s exited %d: %s"
-            % (os.path.basename(argv[0]), proc.returncode, last_line(proc.stderr or proc.stdout))
-        )
-    return seconds, proc
+    try:
+        return common.timed(argv, env=env, cwd=cwd, ok=ok)
+    finally:
+        LAST_CPU[0] = children_cpu() - cpu0
+
+
+# Environment of the tools under test: no stray ANSIBLE_*, PG* or SQITCH_* settings.
+DROP_ENV = ("ANSIBLE_", "PG", "SQITCH_")
 
 
 def base_env():
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "PG", "SQITCH_"))}
-    return env
+    return common.clean_env(DROP_ENV)
 
 
 def ansible_env(password):
-    env = base_env()
-    env.update(
-        ANSIBLE_COLLECTIONS_PATH=COLLECTIONS,
+    return common.ansible_env(
+        password,
+        collections_path=COLLECTIONS,
+        drop=DROP_ENV,
         ANSIBLE_CALLBACK_RESULT_FORMAT="json",  # the repo's ansible.cfg asks for yaml
-        ANSIBLE_DEPRECATION_WARNINGS="0",
-        ANSIBLE_NOCOWS="1",
-        PGPASSWORD=password,
     )
-    return env
 
 
 def run_adhoc(module, args, password):
-    argv = [
-        os.path.join(OUR_VENV_BIN, "ansible"),
-        "localhost",
-        "-i",
-        "localhost,",
-        "-c",
-        "local",
-        "-e",
-        "ansible_python_interpreter=%s" % os.path.join(OUR_VENV_BIN, "python"),
-        "-m",
-        module,
-    ]
-    if args:
-        argv += ["-a", json.dumps(args)]
     # From the repository root, as a playbook project would run it: the action plugin reads
     # the files on this side and ships them with the task.
-    seconds, proc = timed(argv, env=ansible_env(password), cwd=REPO, ok=lambda p: False)
-    try:
-        result = json.loads(proc.stdout[proc.stdout.index(" => ") + 4 :])
-    except ValueError:
-        raise ToolFailed("%s printed no JSON: %s" % (module, last_line(proc.stdout + proc.stderr))) from None
-    if result.get("failed"):
-        raise ToolFailed("%s failed: %s" % (module, result.get("msg")))
-    return seconds, result
+    seconds, proc = timed(
+        common.adhoc_argv(module, args), env=ansible_env(password), cwd=REPO, ok=lambda p: True
+    )
+    return seconds, common.adhoc_result(module, proc)
 
 
 class Runner:
@@ -447,7 +381,7 @@ def tool_versions(runner):
             proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
         except OSError as exc:
             return "n/a (%s)" % exc
-        return head_line(proc.stdout or proc.stderr)
+        return common.first_line(proc.stdout or proc.stderr)
 
     versions = dict(psql=out([runner.psql_bin, "--version"]))
     versions["dbmate"] = out([runner.dbmate_bin, "--version"]) if runner.dbmate_bin else "not installed"

@@ -29,6 +29,7 @@ import shutil
 import time
 
 from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
+from ansible_collections.dbarch.postgresql.plugins.module_utils import fsutil
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils import proc
@@ -104,14 +105,6 @@ def archive_entries(path, bindir, env=None, password=None):
     return len([x for x in res.stdout.splitlines() if x.strip() and not x.startswith(";")])
 
 
-def _fsync_dir(folder):
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def dump_mode(group=None):
     """Mode of a dump file: 0600 (it holds all the data), 0640 when a group may read it."""
     return 0o640 if group else 0o600
@@ -183,7 +176,7 @@ def dump(
         entries = archive_entries(partial, bindir, env, password)
         os.chmod(partial, mode)  # pg_dump keeps the mode of the file it truncates; make sure
         os.replace(partial, path)
-        _fsync_dir(folder)
+        fsutil.fsync_dir(folder)
     finally:
         if os.path.exists(partial):
             os.unlink(partial)

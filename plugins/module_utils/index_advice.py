@@ -375,22 +375,9 @@ def _unident(name):
     return name
 
 
-def _strip_parens(text):
-    text = text.strip()
-    while text.startswith("(") and text.endswith(")"):
-        depth = 0
-        for i, ch in enumerate(text):
-            depth += ch == "("
-            depth -= ch == ")"
-            if depth == 0 and i < len(text) - 1:
-                return text
-        text = text[1:-1].strip()
-    return text
-
-
 def _split_and(text):
     """Top-level AND conjuncts of a plan expression (quotes and parentheses respected)."""
-    text = _strip_parens(text)
+    text = sr._strip_parens(text)
     parts, depth, start, i, quote = [], 0, 0, 0, False
     while i < len(text):
         ch = text[i]
@@ -408,11 +395,11 @@ def _split_and(text):
                 continue
         i += 1
     parts.append(text[start:])
-    return [_strip_parens(p) for p in parts if p.strip()]
+    return [sr._strip_parens(p) for p in parts if p.strip()]
 
 
 def _value(rhs, alias):
-    rhs = _strip_parens(rhs)
+    rhs = sr._strip_parens(rhs)
     if _LITERAL.match(rhs):
         return "constant", rhs
     if _PARAM.match(rhs):

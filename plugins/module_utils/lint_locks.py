@@ -213,28 +213,36 @@ def alter_rewriting_setting(lt, stmt, table, cmd):
     return ACCESS_EXCLUSIVE, True
 
 
-@on_alter(
-    "AT_SetStatistics",
-    "AT_ClusterOn",
-    "AT_DropCluster",
-    "AT_SetOptions",
-    "AT_ResetOptions",
-)
-def alter_share_update_exclusive(lt, stmt, table, cmd):
-    """Subcommands that take SHARE UPDATE EXCLUSIVE: reads and writes go on."""
-    return SHARE_UPDATE_EXCLUSIVE, False
+def _takes(lock, doc):
+    """The handler of subcommands that take ``lock`` and never rewrite."""
+
+    def handler(lt, stmt, table, cmd):
+        return lock, False
+
+    handler.__doc__ = doc
+    return handler
 
 
-@on_alter(
-    "AT_EnableTrig",
-    "AT_DisableTrig",
-    "AT_EnableAlwaysTrig",
-    "AT_EnableReplicaTrig",
-    "AT_EnableTrigAll",
-    "AT_DisableTrigAll",
-    "AT_EnableTrigUser",
-    "AT_DisableTrigUser",
-)
-def alter_triggers(lt, stmt, table, cmd):
-    """Enabling or disabling triggers takes SHARE ROW EXCLUSIVE."""
-    return SHARE_ROW_EXCLUSIVE, False
+# Subcommands that only take a lock: (lock, what it means, subcommands).
+for _lock, _doc, _subs in (
+    (
+        SHARE_UPDATE_EXCLUSIVE,
+        "Subcommands that take SHARE UPDATE EXCLUSIVE: reads and writes go on.",
+        ("AT_SetStatistics", "AT_ClusterOn", "AT_DropCluster", "AT_SetOptions", "AT_ResetOptions"),
+    ),
+    (
+        SHARE_ROW_EXCLUSIVE,
+        "Enabling or disabling triggers takes SHARE ROW EXCLUSIVE.",
+        (
+            "AT_EnableTrig",
+            "AT_DisableTrig",
+            "AT_EnableAlwaysTrig",
+            "AT_EnableReplicaTrig",
+            "AT_EnableTrigAll",
+            "AT_DisableTrigAll",
+            "AT_EnableTrigUser",
+            "AT_DisableTrigUser",
+        ),
+    ),
+):
+    on_alter(*_subs)(_takes(_lock, _doc))

@@ -104,42 +104,36 @@ def concurrent_in_tx(lt, stmt, explicit):
     )
 
 
-def nested_begin(lt, stmt):
-    """ML-024: BEGIN inside an open transaction."""
-    return Hit(
-        "ML-024",
-        lt.where(stmt),
+# ML-024's three cases: (message, why, fix).
+_TX_MISUSE = {
+    "nested-begin": (
         "BEGIN inside a transaction that is already open (line of the first BEGIN "
         "is earlier in this file): PostgreSQL has no nested transactions.",
         "The second BEGIN only warns; the first COMMIT then ends the whole transaction, "
         "so statements meant to be atomic are committed separately.",
         "Remove the inner BEGIN/COMMIT, or use SAVEPOINT name / RELEASE SAVEPOINT name.",
-    )
-
-
-def commit_without_begin(lt, stmt):
-    """ML-024: COMMIT/ROLLBACK with no BEGIN in the file."""
-    return Hit(
-        "ML-024",
-        lt.where(stmt),
+    ),
+    "commit-without-begin": (
         "COMMIT/ROLLBACK without a BEGIN in this file: a migration runner that wraps the "
         "file in its own transaction is ended here.",
         "The runner's transaction commits early; what follows runs outside it and a "
         "failure later leaves the migration half-applied.",
         "Remove the COMMIT (the runner commits the file), or pair it with a BEGIN.",
-    )
-
-
-def never_committed(lt, stmt):
-    """ML-024: the file ends inside the transaction opened by ``stmt``."""
-    return Hit(
-        "ML-024",
-        lt.where(stmt),
+    ),
+    "never-committed": (
         "This BEGIN is never committed or rolled back: the file ends inside its transaction.",
         "An open transaction keeps its locks until the session ends; a runner may commit or "
         "roll it back behind your back.",
         "End the file with COMMIT, or remove the BEGIN and let the runner wrap the file.",
-    )
+    ),
+}
+
+
+def tx_misuse(lt, stmt, case):
+    """ML-024 on ``stmt``: ``case`` is nested-begin (BEGIN inside an open transaction),
+    commit-without-begin (COMMIT/ROLLBACK with no BEGIN in the file) or never-committed (the file
+    ends inside the transaction ``stmt`` opened)."""
+    return Hit("ML-024", lt.where(stmt), *_TX_MISUSE[case])
 
 
 @on("AlterEnumStmt")

@@ -43,32 +43,21 @@ rule(
     why="ALTER COLUMN ... TYPE rewrites the table and its indexes under an ACCESS EXCLUSIVE lock unless "
     "the change is binary-compatible: no read or write runs until every row is rewritten.",
 )
-rule(
-    "ML-016",
-    "32-bit (or smaller) integer primary key or serial column",
-    squawk=("prefer-bigint-over-int", "prefer-bigint-over-smallint"),
-    problem=shared.INT4_KEY_OVERFLOW,
-)
-rule(
-    "ML-017",
-    "serial column instead of identity",
-    squawk=("prefer-identity",),
-    problem=shared.SERIAL_NOT_IDENTITY,
-)
-rule("ML-018", "varchar(n) instead of text", squawk=("prefer-text-field",), problem=shared.VARCHAR_N)
-rule(
-    "ML-019",
-    "timestamp without time zone",
-    squawk=("prefer-timestamp-tz",),
-    problem=shared.TIMESTAMP_WITHOUT_TZ,
-)
-rule("ML-020", "char(n) column", squawk=("ban-char-field",), problem=shared.CHAR_N)
-rule(
-    "ML-025",
-    "Identifier longer than 63 bytes",
-    squawk=("identifier-too-long",),
-    problem=shared.LONG_IDENTIFIER,
-)
+# The rules that share their definition with the schema review (shared_rules.py).
+for _id, _title, _squawk, _problem in (
+    (
+        "ML-016",
+        "32-bit (or smaller) integer primary key or serial column",
+        ("prefer-bigint-over-int", "prefer-bigint-over-smallint"),
+        shared.INT4_KEY_OVERFLOW,
+    ),
+    ("ML-017", "serial column instead of identity", ("prefer-identity",), shared.SERIAL_NOT_IDENTITY),
+    ("ML-018", "varchar(n) instead of text", ("prefer-text-field",), shared.VARCHAR_N),
+    ("ML-019", "timestamp without time zone", ("prefer-timestamp-tz",), shared.TIMESTAMP_WITHOUT_TZ),
+    ("ML-020", "char(n) column", ("ban-char-field",), shared.CHAR_N),
+    ("ML-025", "Identifier longer than 63 bytes", ("identifier-too-long",), shared.LONG_IDENTIFIER),
+):
+    rule(_id, _title, squawk=_squawk, problem=_problem)
 
 
 @on("CreateStmt")

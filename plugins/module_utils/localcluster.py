@@ -1231,51 +1231,26 @@ class LocalCluster:
         return res.stdout.strip() or conn.get("superuser") or "postgres"
 
     # -- SQL helpers ---------------------------------------------------------------------
+    def _psql_argv(self, sql, dbname, user, host=None, port=None, stop_on_error=True, no_password=True):
+        """psql argv that runs ``sql`` and prints bare rows: over this cluster's socket unless
+        ``host``/``port`` name another server; ``-w`` (never prompt) unless ``no_password`` is False."""
+        argv = [self._bin("psql"), "-X", "-A", "-t", "-q"]
+        if stop_on_error:
+            argv += ["-v", "ON_ERROR_STOP=1"]
+        if no_password:
+            argv.append("-w")
+        host = self.socket_dir if host is None else host
+        port = self.port if port is None else port
+        return argv + ["-h", host, "-p", str(port), "-U", user, "-d", dbname, "-c", sql]
+
     def psql(self, sql, dbname="postgres", user=None):
         """Run SQL over the unix socket as the superuser (peer map); returns stdout lines."""
-        argv = [
-            self._bin("psql"),
-            "-X",
-            "-A",
-            "-t",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-h",
-            self.socket_dir,
-            "-p",
-            str(self.port),
-            "-U",
-            user or self.superuser,
-            "-d",
-            dbname,
-            "-c",
-            sql,
-        ]
+        argv = self._psql_argv(sql, dbname, user or self.superuser, no_password=False)
         res = self._run(argv, what="psql", timeout=120)
         return [line for line in res.stdout.splitlines() if line != ""]
 
     def remote_psql(self, conn, sql, dbname="postgres", check=True):
-        argv = [
-            self._bin("psql"),
-            "-X",
-            "-A",
-            "-t",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-w",
-            "-h",
-            conn["host"],
-            "-p",
-            str(conn["port"]),
-            "-U",
-            conn["user"],
-            "-d",
-            dbname,
-            "-c",
-            sql,
-        ]
+        argv = self._psql_argv(sql, dbname, conn["user"], host=conn["host"], port=conn["port"])
         env = {"PGPASSWORD": conn.get("password") or "", "PGCONNECT_TIMEOUT": "10"}
         res = self._run(
             argv,
@@ -1406,22 +1381,6 @@ class LocalCluster:
         self._run([self._bin("pg_ctl"), "reload", "-D", self.data_dir], what="pg_ctl reload")
         time.sleep(0.2)
 
-    def wait_ready(self, timeout=30):
-        """Wait until the server accepts connections on its socket."""
-        deadline = time.monotonic() + timeout
-        while True:
-            res = self._run(
-                [self._bin("pg_isready"), "-h", self.socket_dir, "-p", str(self.port), "-q"], check=False
-            )
-            if res.returncode == 0:
-                return
-            if time.monotonic() > deadline:
-                raise LocalClusterError(
-                    "%s is not accepting connections after %ss; see %s"
-                    % (self.data_dir, timeout, self.log_file)
-                )
-            time.sleep(0.2)
-
     # -- restoring -----------------------------------------------------------------------
     def begin_restore(self, major, restored_from):
         """Mark the folder as a dbarch cluster being restored and create its folders."""
@@ -1534,24 +1493,7 @@ class LocalCluster:
         """stdout of ``sql`` over the socket; None while the server cannot answer yet. Raises
         RecoveryError at once for an error that waiting cannot clear (authentication, a missing
         database or role)."""
-        argv = [
-            self._bin("psql"),
-            "-X",
-            "-A",
-            "-t",
-            "-q",
-            "-w",
-            "-h",
-            self.socket_dir,
-            "-p",
-            str(self.port),
-            "-U",
-            self.superuser,
-            "-d",
-            state["dbname"],
-            "-c",
-            sql,
-        ]
+        argv = self._psql_argv(sql, state["dbname"], self.superuser, stop_on_error=False)
         res = self._run(argv, check=False, timeout=60, what="psql", env_extra={"PGCONNECT_TIMEOUT": "10"})
         if res.returncode == 0:
             return res.stdout.strip()

@@ -211,7 +211,6 @@ class _FileLinter:
         # (schema, table, constraint) -> (rule, line, transaction) of constraints added NOT VALID
         self.not_valid = {}
         self.transaction = 0  # counts the transactions of the file: changes at BEGIN/COMMIT
-        self.explicit_tx = False
         self.lock_timeout = False
         self.statement_timeout = False
         self.hits = []  # (stmt, _Hit)
@@ -320,7 +319,7 @@ class _FileLinter:
         for stmt, kind in zip(stmts, kinds):  # noqa: B905 - same length by construction
             if kind == "begin":
                 if depth:
-                    self.hit(stmt, lint_transactions.nested_begin(self, stmt))
+                    self.hit(stmt, lint_transactions.tx_misuse(self, stmt, "nested-begin"))
                 if not depth:
                     opened = stmt
                     self.transaction += 1
@@ -328,9 +327,8 @@ class _FileLinter:
                 continue
             if kind == "commit":
                 if depth == 0:
-                    self.hit(stmt, lint_transactions.commit_without_begin(self, stmt))
+                    self.hit(stmt, lint_transactions.tx_misuse(self, stmt, "commit-without-begin"))
                 depth = 0
-                self.explicit_tx = False
                 self.transaction += 1
                 continue
             in_tx = depth > 0
@@ -338,11 +336,10 @@ class _FileLinter:
                 self.transaction += 1  # runs in a transaction of its own (autocommit)
             if kind == NON_TRANSACTIONAL and (in_tx or file_wrapped):
                 self.hit(stmt, lint_transactions.concurrent_in_tx(self, stmt, in_tx))
-            self.explicit_tx = in_tx
             self.in_any_tx = in_tx or (file_wrapped and kind in ("transactional", "enum-add"))
             self.statement(stmt)
         if depth:
-            self.hit(opened, lint_transactions.never_committed(self, opened))
+            self.hit(opened, lint_transactions.tx_misuse(self, opened, "never-committed"))
         for stmt, h in self.hits:
             findings.append(self.finding(stmt, h))
         return findings, len(stmts)

@@ -55,7 +55,6 @@ SECRET_ENV = (
     "PGBACKREST_REPO1_CIPHER_PASS",
 )
 MASK = proc.MASK
-RESTORE_TYPES = ("time", "xid", "lsn", "name", "immediate", "default")
 TARGET_TIMELINES = ("current", "latest")
 _STANZA = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _SEGMENT_FILE = re.compile(r"^([0-9A-F]{24})-[0-9a-f]{40}(\.[a-z0-9]+)?$")

@@ -116,12 +116,6 @@ class Features:
         shows every partition as EXPLAIN (GENERIC_PLAN) does on 16+."""
         return self.major < 16
 
-    # -- security defaults ------------------------------------------------------------
-    @property
-    def public_schema_create_default(self):
-        """Before 15, PUBLIC had CREATE on schema public by default."""
-        return self.major < 15
-
     # -- catalog shape ---------------------------------------------------------------------
     @property
     def has_nulls_not_distinct(self):

@@ -25,10 +25,14 @@ import psycopg2
 import yaml
 from psycopg2 import sql
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils import backup as bk
+from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
+from ansible_collections.dbarch.postgresql.plugins.module_utils import pg as pgmod
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
+WAL_SCRIPT = str(REPO_ROOT / "roles" / "backup" / "files" / "dbarch-wal")
 CALLBACK_DIR = Path(__file__).resolve().parent / "callback_plugins"
 CALLBACK_NAME = "dbarch_results"
 RESULTS_ENV = "DBARCH_TEST_RESULTS"
@@ -81,6 +85,37 @@ def work_folder(prefix="dbarch-it-"):
     folder = tempfile.mkdtemp(prefix=prefix, dir=parent)
     os.chmod(folder, 0o755)  # noqa: S103 - the postgres user must traverse it
     return folder
+
+
+def repo_folder(workdir, name="repo"):
+    """A local backup repository folder ``name`` (and its wal/) under ``workdir``, owned by the
+    postgres OS user; returns its path."""
+    repo_dir = os.path.join(workdir, name)
+    os.makedirs(os.path.join(repo_dir, "wal"))
+    for folder in (repo_dir, os.path.join(repo_dir, "wal")):
+        shutil.chown(folder, "postgres", "postgres")
+    return repo_dir
+
+
+def archive_settings(repo_dir, **extra):
+    """Settings of a cluster that archives its WAL into ``repo_dir`` with dbarch-wal (plus ``extra``)."""
+    settings = {
+        "archive_mode": "on",
+        "archive_command": "/usr/bin/python3 %s --repo %s archive %%p %%f" % (WAL_SCRIPT, repo_dir),
+        "wal_level": "replica",
+    }
+    settings.update(extra)
+    return settings
+
+
+def take_backup(pg, repo_dir, **options):
+    """One base backup of the server ``pg`` into the local repository ``repo_dir``, through the
+    engine (as the basebackup module calls it); returns its metadata."""
+    session = pgmod.connect(pg.conn_params, "basebackup")
+    try:
+        return bk.take(session, pgmod.resolve_params(pg.conn_params), br.LocalRepository(repo_dir), **options)
+    finally:
+        session.close()
 
 
 def remove_folder(folder):
@@ -191,6 +226,10 @@ class PgCluster:
         finally:
             conn.close()
         return name
+
+    def dropdb(self, name):
+        """Drop ``name`` if it exists, kicking its sessions out."""
+        self.query(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
     def stop(self):
         """Stop and delete the cluster, and its work folder when we made it."""
@@ -402,6 +441,21 @@ def _read_records(path):
         return []
     with open(path) as handle:
         return [json.loads(line) for line in handle if line.strip()]
+
+
+def run_site_playbook(name, pg, **extra_vars):
+    """Run playbooks/<name>.yml on localhost against the server ``pg`` (a cluster or the ``pg``
+    fixture) as its login: dbarch_login_* in the extra vars, PG* in the environment."""
+    env = dict(PGHOST=pg.host, PGPORT=str(pg.port), PGUSER=pg.user, PGPASSWORD=pg.password)
+    extra = dict(
+        dbarch_target="localhost",
+        dbarch_login_host=pg.host,
+        dbarch_login_port=pg.port,
+        dbarch_login_user=pg.user,
+        dbarch_login_password=pg.password,
+    )
+    extra.update(extra_vars)
+    return run_playbook(REPO_ROOT / "playbooks" / ("%s.yml" % name), extra_vars=extra, env=env)
 
 
 def run_playbook(

@@ -18,20 +18,14 @@ from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_re
 from ansible_collections.dbarch.postgresql.plugins.module_utils import wal as wn
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pg as pgmod
 
-WAL_SCRIPT = str(harness.REPO_ROOT / "roles" / "backup" / "files" / "dbarch-wal")
+WAL_SCRIPT = harness.WAL_SCRIPT
 
 
 play = harness.play
 task = harness.task
 
 
-def take(pg, repo_dir, **options):
-    """One backup through the engine (as the module calls it)."""
-    session = pgmod.connect(pg.conn_params, "basebackup")
-    try:
-        return bk.take(session, pgmod.resolve_params(pg.conn_params), br.LocalRepository(repo_dir), **options)
-    finally:
-        session.close()
+take = harness.take_backup
 
 
 def system_identifier(pg):
@@ -150,12 +144,7 @@ def test_flipped_byte_is_detected_with_the_file_name(pg, workdir, run_playbook, 
 
 
 def _archive_settings(repo_dir):
-    return {
-        "archive_mode": "on",
-        "archive_command": "/usr/bin/python3 %s --repo %s archive %%p %%f" % (WAL_SCRIPT, repo_dir),
-        "wal_keep_size": "512MB",
-        "wal_level": "replica",
-    }
+    return harness.archive_settings(repo_dir, wal_keep_size="512MB")
 
 
 def _wait_archived(cluster, segment, timeout=60):
@@ -177,10 +166,7 @@ def _switch(cluster, times):
 
 
 def test_wal_archiving_coverage_and_a_gap(pg, workdir, run_playbook):
-    repo_dir = os.path.join(workdir, "repo")
-    os.makedirs(os.path.join(repo_dir, "wal"))
-    for folder in (repo_dir, os.path.join(repo_dir, "wal")):
-        shutil.chown(folder, "postgres", "postgres")
+    repo_dir = harness.repo_folder(workdir)
     cluster = harness.start_cluster(
         pg.major, workdir=workdir, name="archiving", settings=_archive_settings(repo_dir)
     )
@@ -398,10 +384,7 @@ def _wait_for(check, what, timeout=60):
 def test_coverage_follows_a_promotion_to_a_new_timeline(pg, workdir):
     from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc  # noqa: PLC0415
 
-    repo_dir = os.path.join(workdir, "repo")
-    os.makedirs(os.path.join(repo_dir, "wal"))
-    for folder in (repo_dir, os.path.join(repo_dir, "wal")):
-        shutil.chown(folder, "postgres", "postgres")
+    repo_dir = harness.repo_folder(workdir)
     settings = dict(_archive_settings(repo_dir), full_page_writes=True)
     source = harness.start_cluster(pg.major, workdir=workdir, name="tl1", settings=settings)
     replica = lc.LocalCluster(os.path.join(workdir, "tl2", "data"), port=lc.free_port(), bindir=pg.bindir)

@@ -14,7 +14,7 @@ import harness
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
 
 NEWEST = harness.versions_under_test()[-1]
-WAL_SCRIPT = str(harness.REPO_ROOT / "roles" / "backup" / "files" / "dbarch-wal")
+WAL_SCRIPT = harness.WAL_SCRIPT
 CREDENTIALS = harness.S3_CREDENTIALS
 
 

@@ -54,16 +54,6 @@ def _load(pg, shape):
     return name
 
 
-def _drop(pg, name):
-    conn = pg.connect("postgres")
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
-    finally:
-        conn.close()
-
-
 def _snapshot(pg, dbname, shape):
     session = pgmod.connect(dict(pg.conn_params, login_db=dbname), "test_catalog_scaling")
     try:
@@ -82,7 +72,7 @@ def snapshots(pg):
         try:
             out[n] = (shape, _snapshot(pg, name, shape))
         finally:
-            _drop(pg, name)
+            pg.dropdb(name)
     return out
 
 

@@ -9,7 +9,6 @@ served by indexes gives no proposal and no finding.
 
 import json
 import time
-from pathlib import Path
 
 import psycopg2
 import pytest
@@ -259,13 +258,7 @@ def test_query_tuning_playbook_writes_the_report_and_a_second_run_changes_nothin
                 cur.execute(JOIN_FK.replace("$1", "%s"), (i,))
     finally:
         conn.close()
-    env = dict(PGHOST=shop.host, PGPORT=str(shop.port), PGUSER=shop.user, PGPASSWORD=shop.password)
     extra = dict(
-        dbarch_target="localhost",
-        dbarch_login_host=shop.host,
-        dbarch_login_port=shop.port,
-        dbarch_login_user=shop.user,
-        dbarch_login_password=shop.password,
         query_tuning_database=DB,
         query_tuning_dest=str(tmp_path),
         query_tuning_schemas=["shop"],
@@ -273,9 +266,8 @@ def test_query_tuning_playbook_writes_the_report_and_a_second_run_changes_nothin
         # the superuser ran the workload above
         query_tuning_allow_superuser_statements=True,
     )
-    playbook = Path(harness.REPO_ROOT) / "playbooks" / "query_tuning.yml"
     before = shop.query("SELECT count(*), sum(hashtext(o::text)) FROM shop.orders o", dbname=DB)
-    res = harness.run_playbook(playbook, extra_vars=extra, env=env)
+    res = harness.run_site_playbook("query_tuning", shop, **extra)
     res.assert_ok()
     folder = tmp_path / "localhost"
     assert sorted(p.name for p in folder.iterdir()) == [
@@ -300,7 +292,7 @@ def test_query_tuning_playbook_writes_the_report_and_a_second_run_changes_nothin
     assert summary["apply"] is False
     assert shop.query("SELECT count(*), sum(hashtext(o::text)) FROM shop.orders o", dbname=DB) == before
     assert not shop.query("SELECT 1 FROM pg_indexes WHERE indexname = 'orders_customer_id_idx'", dbname=DB)
-    again = harness.run_playbook(playbook, extra_vars=extra, env=env)
+    again = harness.run_site_playbook("query_tuning", shop, **extra)
     again.assert_ok()
     second = json.loads((folder / "query_tuning.json").read_text())
     assert again.changed_count() == 0, _differences(report, second)
@@ -317,13 +309,7 @@ def _differences(first, second):
 
 def test_query_tuning_apply_builds_verifies_and_compares(shop, tmp_path):
     """query_tuning_apply: the chosen proposal is built concurrently and the join plan uses it."""
-    env = dict(PGHOST=shop.host, PGPORT=str(shop.port), PGUSER=shop.user, PGPASSWORD=shop.password)
     extra = dict(
-        dbarch_target="localhost",
-        dbarch_login_host=shop.host,
-        dbarch_login_port=shop.port,
-        dbarch_login_user=shop.user,
-        dbarch_login_password=shop.password,
         query_tuning_database=DB,
         query_tuning_dest=str(tmp_path),
         query_tuning_schemas=["shop"],
@@ -332,9 +318,8 @@ def test_query_tuning_apply_builds_verifies_and_compares(shop, tmp_path):
         query_tuning_apply=True,
         query_tuning_apply_indexes=["orders_customer_id_idx"],
     )
-    playbook = Path(harness.REPO_ROOT) / "playbooks" / "query_tuning.yml"
     try:
-        res = harness.run_playbook(playbook, extra_vars=extra, env=env)
+        res = harness.run_site_playbook("query_tuning", shop, **extra)
         res.assert_ok()
         built = res.task("Build the index (CREATE INDEX CONCURRENTLY, verified with EXPLAIN)")["result"]
         assert built["changed"] is True, built

@@ -90,6 +90,15 @@ def engine_session(pg, db, name="migrate"):
     return pgmod.connect(dict(pg.conn_params, login_db=db), name)
 
 
+def engine_run(pg, db, files, **options):
+    """mg.run(migrate) of ``files`` on a session of its own."""
+    session = engine_session(pg, db)
+    try:
+        return mg.run(session, "migrate", files, **options)
+    finally:
+        session.close()
+
+
 def files_of(folder):
     return [(n, Path(folder, n).read_text()) for n in sorted(os.listdir(folder)) if n.endswith(".sql")]
 
@@ -528,20 +537,14 @@ def test_lock_timeout_retries_then_succeeds_or_fails_cleanly(pg):
         ("V1__t.sql", "CREATE TABLE t (id int);\n"),
         ("V2__alter.sql", "INSERT INTO t VALUES (1);\nALTER TABLE t ADD COLUMN c int;\n"),
     ]
-    session = engine_session(pg, db)
-    try:
-        mg.run(session, "migrate", files, target="1")
-    finally:
-        session.close()
+    engine_run(pg, db, files, target="1")
 
     # Fails cleanly after the retries while the lock is held.
     holder = pg.connect(db, autocommit=False)
     try:
         holder.cursor().execute("LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
-        session = engine_session(pg, db)
         with pytest.raises(mg.MigrationError) as err:
-            mg.run(session, "migrate", files, lock_timeout="100ms", lock_retries=2, lock_retry_delay=0.05)
-        session.close()
+            engine_run(pg, db, files, lock_timeout="100ms", lock_retries=2, lock_retry_delay=0.05)
         msg = str(err.value)
         assert "55P03" in msg and "V2__alter.sql" in msg and "Gave up after 2 retries" in msg
     finally:
@@ -583,10 +586,8 @@ def test_lock_wait_timeout(pg):
             cur = other.cursor()
             cur.execute("SELECT pg_advisory_lock(%s), pg_backend_pid()", (mg.advisory_key(schema, table),))
             pid = cur.fetchone()[1]
-            session = engine_session(pg, db)
             with pytest.raises(mg.MigrationError) as err:
-                mg.run(session, "migrate", files, lock_wait_timeout=1, schema=schema, table=table)
-            session.close()
+                engine_run(pg, db, files, lock_wait_timeout=1, schema=schema, table=table)
             msg = str(err.value)
             assert "Another migration run holds the lock of history table %s.%s" % (schema, table) in msg
             assert "held by pid %d" % pid in msg
@@ -668,11 +669,7 @@ def test_sigkill_at_random_points_leaves_history_and_schema_in_agreement(pg, wor
             progress.append(len(versions))
         finally:
             session.close()
-    session = engine_session(pg, db)
-    try:
-        res = mg.run(session, "migrate", files)
-    finally:
-        session.close()
+    res = engine_run(pg, db, files)
     assert progress[0] < 100 and progress == sorted(progress)
     assert res["current_version"] == "100"
     assert pg.query("SELECT count(*) FROM side", dbname=db) == [(99,)]
@@ -891,12 +888,8 @@ def test_syntax_error_and_lint_stop_both_leave_nothing(pg, run_playbook, workdir
         ("V1__ok.sql", "CREATE TABLE n_ok (id int);\n"),
         ("V2__bad.sql", "CREATE TABLE n_bad (id int;\n"),
     ]
-    session = engine_session(pg, db)
-    try:
-        with pytest.raises(mg.MigrationError, match=r"V2__bad\.sql line 1: SQL syntax error"):
-            mg.run(session, "migrate", files)
-    finally:
-        session.close()
+    with pytest.raises(mg.MigrationError, match=r"V2__bad\.sql line 1: SQL syntax error"):
+        engine_run(pg, db, files)
     # Every check passes before anything is written: no history table, no V1.
     assert pg.query(
         "SELECT to_regclass('flyway_schema_history') IS NULL, to_regclass('n_ok') IS NULL", dbname=db

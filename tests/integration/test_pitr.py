@@ -10,14 +10,12 @@ import time
 import pytest
 
 import harness
-from ansible_collections.dbarch.postgresql.plugins.module_utils import backup as bk
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
 from ansible_collections.dbarch.postgresql.plugins.module_utils import wal as wn
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
-from ansible_collections.dbarch.postgresql.plugins.module_utils import pg as pgmod
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pitr
 
-WAL_SCRIPT = str(harness.REPO_ROOT / "roles" / "backup" / "files" / "dbarch-wal")
+WAL_SCRIPT = harness.WAL_SCRIPT
 ROWS = 12
 
 
@@ -35,24 +33,12 @@ def _wait_archived(cluster, segment, timeout=60):
 def history(pg_major):
     """A source cluster archiving into a repository, one backup, then ROWS known commits."""
     workdir = harness.work_folder("dbarch-it-pitr-")
-    repo_dir = os.path.join(workdir, "repo")
-    os.makedirs(os.path.join(repo_dir, "wal"))
-    for folder in (repo_dir, os.path.join(repo_dir, "wal")):
-        shutil.chown(folder, "postgres", "postgres")
-    settings = {
-        "archive_mode": "on",
-        "archive_command": "/usr/bin/python3 %s --repo %s archive %%p %%f" % (WAL_SCRIPT, repo_dir),
-        "wal_level": "replica",
-        "wal_keep_size": "256MB",
-    }
+    repo_dir = harness.repo_folder(workdir)
+    settings = harness.archive_settings(repo_dir, wal_keep_size="256MB")
     source = harness.start_cluster(pg_major, workdir=workdir, name="source", settings=settings)
     try:
         source.query("CREATE TABLE t (id int PRIMARY KEY)")
-        session = pgmod.connect(source.conn_params, "basebackup")
-        try:
-            meta = bk.take(session, pgmod.resolve_params(source.conn_params), br.LocalRepository(repo_dir))
-        finally:
-            session.close()
+        meta = harness.take_backup(source, repo_dir)
         commits = []
         for i in range(1, ROWS + 1):
             (xid,) = source.query("INSERT INTO t VALUES (%s) RETURNING txid_current()", (i,))[0]

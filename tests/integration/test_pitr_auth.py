@@ -5,19 +5,16 @@
 runs, puts pg_hba.conf back byte for byte, and an error that waiting cannot clear fails at once."""
 
 import os
-import shutil
 
 import psycopg2
 import pytest
 
 import harness
-from ansible_collections.dbarch.postgresql.plugins.module_utils import backup as bk
 from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
-from ansible_collections.dbarch.postgresql.plugins.module_utils import pg as pgmod
 from ansible_collections.dbarch.postgresql.plugins.module_utils import pitr
 
-WAL_SCRIPT = str(harness.REPO_ROOT / "roles" / "backup" / "files" / "dbarch-wal")
+WAL_SCRIPT = harness.WAL_SCRIPT
 # What `initdb -A scram-sha-256` writes, in short: a password everywhere, the socket included.
 SCRAM_HBA = (
     "# TYPE  DATABASE        USER            ADDRESS                 METHOD\n"
@@ -38,15 +35,8 @@ def _bytes(path):
 def scram_backup(pg):
     """A source whose pg_hba.conf asks for scram-sha-256 on the socket too, backed up with WAL."""
     workdir = harness.work_folder("dbarch-it-pitr-auth-")
-    repo_dir = os.path.join(workdir, "repo")
-    os.makedirs(os.path.join(repo_dir, "wal"))
-    for folder in (repo_dir, os.path.join(repo_dir, "wal")):
-        shutil.chown(folder, "postgres", "postgres")
-    settings = {
-        "archive_mode": "on",
-        "archive_command": "/usr/bin/python3 %s --repo %s archive %%p %%f" % (WAL_SCRIPT, repo_dir),
-        "wal_level": "replica",
-    }
+    repo_dir = harness.repo_folder(workdir)
+    settings = harness.archive_settings(repo_dir)
     source = harness.start_cluster(pg.major, workdir=workdir, name="source", settings=settings)
     try:
         hba = source.cluster.hba_path()
@@ -55,11 +45,7 @@ def scram_backup(pg):
         source.cluster.reload()
         source.query("CREATE TABLE guarded (id int PRIMARY KEY, note text)")
         source.query("INSERT INTO guarded SELECT g, 'row ' || g FROM generate_series(1, 7) AS g")
-        session = pgmod.connect(source.conn_params, "basebackup")
-        try:
-            meta = bk.take(session, pgmod.resolve_params(source.conn_params), br.LocalRepository(repo_dir))
-        finally:
-            session.close()
+        meta = harness.take_backup(source, repo_dir)
         source.query("INSERT INTO guarded VALUES (8, 'after the backup')")
         source.query("SELECT pg_switch_wal()")
         yield {

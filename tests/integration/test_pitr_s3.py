@@ -18,7 +18,7 @@ import harness
 from ansible_collections.dbarch.postgresql.plugins.module_utils import wal as wn
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
 
-WAL_SCRIPT = str(harness.REPO_ROOT / "roles" / "backup" / "files" / "dbarch-wal")
+WAL_SCRIPT = harness.WAL_SCRIPT
 SERVER_PYTHON = "/usr/bin/python3"
 SECRET = "moto-secret-that-must-stay-out-of-files"
 

@@ -259,10 +259,8 @@ def test_query_stats_info_top_statements_and_delta(shop, run_playbook):
         play(
             shop,
             [
-                dict(
-                    name="stats",
-                    register="stats",
-                    **{"dbarch.postgresql.query_stats_info": dict(limit=0, thresholds=dict(temp_blocks=10))},
+                harness.task(
+                    "query_stats_info", "stats", register="stats", limit=0, thresholds=dict(temp_blocks=10)
                 ),
                 dict(
                     name="more", **{"dbarch.postgresql.explain": dict(query=POINT, params=[1], analyze=False)}
@@ -490,11 +488,7 @@ def test_password_literals_never_leave_the_collection(shop, run_playbook):
         play(
             shop,
             [
-                dict(
-                    name="stats",
-                    register="stats",
-                    **{"dbarch.postgresql.query_stats_info": dict(limit=0, min_calls=1)},
-                ),
+                harness.task("query_stats_info", "stats", register="stats", limit=0, min_calls=1),
                 explain_task("conn", conn_text, analyze=False),
                 dict(explain_task("bad", conn_text.replace("note", "no_such_column")), ignore_errors=True),
             ],

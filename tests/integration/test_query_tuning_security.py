@@ -11,7 +11,6 @@ statement is explained and planned as mallory, the superuser's is skipped with t
 
 import json
 import os
-from pathlib import Path
 
 import psycopg2
 import pytest
@@ -82,20 +81,13 @@ def attack(pg, workdir):
 
 def test_query_tuning_never_plans_workload_statements_as_a_superuser(attack, tmp_path):
     pg, marker = attack
-    env = dict(PGHOST=pg.host, PGPORT=str(pg.port), PGUSER=pg.user, PGPASSWORD=pg.password)
     extra = dict(
-        dbarch_target="localhost",
-        dbarch_login_host=pg.host,
-        dbarch_login_port=pg.port,
-        dbarch_login_user=pg.user,
-        dbarch_login_password=pg.password,
         query_tuning_database=DB,
         query_tuning_dest=str(tmp_path),
         query_tuning_schemas=["public"],
         query_tuning_min_cost_saving=0.1,
     )
-    playbook = Path(harness.REPO_ROOT) / "playbooks" / "query_tuning.yml"
-    res = harness.run_playbook(playbook, extra_vars=extra, env=env)
+    res = harness.run_site_playbook("query_tuning", pg, **extra)
     res.assert_ok()
     assert not os.path.exists(marker), "a workload statement was planned or run as the superuser"
     advice = res.task("Propose indexes for the workload")["result"]
@@ -165,21 +157,14 @@ def test_query_tuning_apply_never_explains_workload_statements_as_a_superuser(at
     statement with the login's rights. (Its verify_query takes only statements planned as the
     login; here hypopg proves nothing on bait, so no index is built.)"""
     pg, marker = attack
-    env = dict(PGHOST=pg.host, PGPORT=str(pg.port), PGUSER=pg.user, PGPASSWORD=pg.password)
     extra = dict(
-        dbarch_target="localhost",
-        dbarch_login_host=pg.host,
-        dbarch_login_port=pg.port,
-        dbarch_login_user=pg.user,
-        dbarch_login_password=pg.password,
         query_tuning_database=DB,
         query_tuning_dest=str(tmp_path),
         query_tuning_schemas=["public"],
         query_tuning_apply=True,
         query_tuning_apply_indexes=["bait_n_idx"],
     )
-    playbook = Path(harness.REPO_ROOT) / "playbooks" / "query_tuning.yml"
-    res = harness.run_playbook(playbook, extra_vars=extra, env=env)
+    res = harness.run_site_playbook("query_tuning", pg, **extra)
     res.assert_ok()
     assert not os.path.exists(marker), "a workload statement was explained as the superuser"
     again = res.task("EXPLAIN ANALYZE again and compare with before")["result"]["results"]

@@ -8,7 +8,6 @@ compared tables; the restored copy must match the source exactly at the restore 
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -18,12 +17,9 @@ import psycopg2
 import pytest
 
 import harness
-from ansible_collections.dbarch.postgresql.plugins.module_utils import backup as bk
-from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
 from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
-from ansible_collections.dbarch.postgresql.plugins.module_utils import pg as pgmod
 
-WAL_SCRIPT = str(harness.REPO_ROOT / "roles" / "backup" / "files" / "dbarch-wal")
+WAL_SCRIPT = harness.WAL_SCRIPT
 DRILL = harness.REPO_ROOT / "playbooks" / "restore_drill.yml"
 PITR = harness.REPO_ROOT / "playbooks" / "pitr.yml"
 DB = "drilldb"
@@ -33,24 +29,12 @@ TABLES = ["shop.customers", "shop.orders"]
 MDB = "postgres"  # the role's default restore_drill_marker_database
 
 
-def _repo_folder(workdir, name):
-    repo_dir = os.path.join(workdir, name)
-    os.makedirs(os.path.join(repo_dir, "wal"))
-    for folder in (repo_dir, os.path.join(repo_dir, "wal")):
-        shutil.chown(folder, "postgres", "postgres")
-    return repo_dir
-
-
 @pytest.fixture(scope="module")
 def source(pg_major):
     """A source cluster archiving with dbarch-wal into a repository with one base backup."""
     workdir = harness.work_folder("dbarch-it-drill-")
-    repo_dir = _repo_folder(workdir, "repo")
-    settings = {
-        "archive_mode": "on",
-        "archive_command": "/usr/bin/python3 %s --repo %s archive %%p %%f" % (WAL_SCRIPT, repo_dir),
-        "wal_level": "replica",
-    }
+    repo_dir = harness.repo_folder(workdir)
+    settings = harness.archive_settings(repo_dir)
     cluster = harness.start_cluster(pg_major, workdir=workdir, name="source", settings=settings)
     try:
         cluster.createdb(DB)
@@ -70,11 +54,7 @@ def source(pg_major):
                 " SELECT 1 + i % 200, i * 1.5, NULL FROM generate_series(1, 2000) i"
             )
             cur.execute("CREATE INDEX ON shop.orders (customer_id)")
-        session = pgmod.connect(cluster.conn_params, "basebackup")
-        try:
-            bk.take(session, pgmod.resolve_params(cluster.conn_params), br.LocalRepository(repo_dir))
-        finally:
-            session.close()
+        harness.take_backup(cluster, repo_dir)
         # Archiving goes on after the backup: a commit in an archived segment is the RPO's reference.
         cluster.query("INSERT INTO shop.customers VALUES (201, 'c201', now())", dbname=DB)
         last = cluster.query("SELECT pg_walfile_name(pg_switch_wal())")[0][0]
@@ -237,7 +217,7 @@ def test_drill_under_writes_matches_the_source_and_cleans_up(source, tmp_path):
 
 
 def test_drill_without_a_backup_fails_clearly_and_removes_the_scratch_folder(source, tmp_path):
-    empty = _repo_folder(source["workdir"], "empty-repo-%s" % tmp_path.name)
+    empty = harness.repo_folder(source["workdir"], "empty-repo-%s" % tmp_path.name)
     extra = _drill_vars(source, tmp_path, repo=empty)
     run = harness.run_playbook(DRILL, extra_vars=extra, inventory=_inventory(source["cluster"]))
     assert run.rc != 0

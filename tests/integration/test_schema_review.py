@@ -1,7 +1,6 @@
 """schema_review against real databases of every supported major, and the role's playbook."""
 
 import json
-from pathlib import Path
 
 import harness
 import pytest
@@ -252,18 +251,11 @@ def test_check_mode_and_schemas_option(pg, run_playbook):
 @pytest.mark.pg_versions(15)  # the playbook's report and gate; the live review runs on every major above
 def test_playbook_writes_the_report_and_gates(pg, tmp_path):
     db = _load(pg, "sr_play", ECOMMERCE)
-    env = dict(PGHOST=pg.host, PGPORT=str(pg.port), PGUSER=pg.user, PGPASSWORD=pg.password)
     extra = dict(
-        dbarch_target="localhost",
-        dbarch_login_host=pg.host,
-        dbarch_login_port=pg.port,
-        dbarch_login_user=pg.user,
-        dbarch_login_password=pg.password,
         schema_review_database=db,
         schema_review_dest=str(tmp_path),
     )
-    playbook = Path(harness.REPO_ROOT) / "playbooks" / "schema_review.yml"
-    res = harness.run_playbook(playbook, extra_vars=extra, env=env)
+    res = harness.run_site_playbook("schema_review", pg, **extra)
     res.assert_ok()
     folder = tmp_path / "localhost"
     assert sorted(p.name for p in folder.iterdir()) == [
@@ -278,11 +270,11 @@ def test_playbook_writes_the_report_and_gates(pg, tmp_path):
     assert [(f["rule"], f["object"]) for f in report["findings"]] == ECOMMERCE_EXPECTED
     assert "CREATE INDEX CONCURRENTLY order_items_product_id_idx" in (folder / "schema_review.md").read_text()
     # Second run: nothing changes.
-    again = harness.run_playbook(playbook, extra_vars=extra, env=env)
+    again = harness.run_site_playbook("schema_review", pg, **extra)
     again.assert_ok()
     assert again.changed_count() == 0
     # fail_on=medium fails the play after writing the report, naming the finding.
-    gated = harness.run_playbook(playbook, extra_vars=dict(extra, schema_review_fail_on="medium"), env=env)
+    gated = harness.run_site_playbook("schema_review", pg, **dict(extra, schema_review_fail_on="medium"))
     assert gated.rc != 0
     failed = gated.failed()
     assert len(failed) == 1

@@ -1,7 +1,6 @@
 """schema_review with profile (sampled rows) and query_patterns (EXPLAIN, hypopg on 15) on real databases."""
 
 import json
-from pathlib import Path
 
 import harness
 import pytest
@@ -172,19 +171,13 @@ def test_role_reads_the_requirements_file(pg, tmp_path):
         "latency_targets: {p95_ms: 100}\n"
     )
     extra = dict(
-        dbarch_target="localhost",
-        dbarch_login_host=pg.host,
-        dbarch_login_port=pg.port,
-        dbarch_login_user=pg.user,
-        dbarch_login_password=pg.password,
         schema_review_database=db,
         schema_review_dest=str(tmp_path / "reports"),
         schema_review_requirements=str(req),
         schema_review_profile=True,
         schema_review_data_dictionary=False,
     )
-    playbook = Path(harness.REPO_ROOT) / "playbooks" / "schema_review.yml"
-    res = harness.run_playbook(playbook, extra_vars=extra)
+    res = harness.run_site_playbook("schema_review", pg, **extra)
     res.assert_ok()
     report = json.loads((tmp_path / "reports" / "localhost" / "schema_review.json").read_text())
     pairs = {(f["rule"], f["object"]) for f in report["findings"]}
@@ -196,6 +189,6 @@ def test_role_reads_the_requirements_file(pg, tmp_path):
     assert summary["entities"][1]["pii"] == ["name", "nickname"]
     # A file with an unknown key stops the play before the review runs.
     req.write_text("entitees: []\n")
-    bad = harness.run_playbook(playbook, extra_vars=extra)
+    bad = harness.run_site_playbook("schema_review", pg, **extra)
     assert bad.rc != 0
     assert "a requirements file is a YAML mapping with the keys" in bad.failed()[0]["result"]["msg"]

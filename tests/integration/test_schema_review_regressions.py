@@ -26,13 +26,7 @@ def db(pg):
     name = "srreg_%s" % uuid.uuid4().hex[:10]
     pg.createdb(name)
     yield name
-    conn = pg.connect("postgres")
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
-    finally:
-        conn.close()
+    pg.dropdb(name)
 
 
 def _run(pg, name, sql):

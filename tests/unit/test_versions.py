@@ -21,7 +21,6 @@ def test_pg_stat_statements_columns():
 
 def test_release_boundaries():
     assert not Features(150000).has_last_idx_scan and Features(160000).has_last_idx_scan
-    assert Features(140000).public_schema_create_default and not Features(150000).public_schema_create_default
     assert not Features(140000).has_nulls_not_distinct and Features(150000).has_nulls_not_distinct
     assert not Features(140000).has_server_side_compression and Features(150000).has_server_side_compression
     assert Features(140000).basebackup_compression_methods == ("gzip",)
