@@ -33,7 +33,7 @@ if COLLECTIONS not in sys.path:
 
 import psycopg2  # noqa: E402
 
-from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc  # noqa: E402
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import localcluster as lc  # noqa: E402
 
 # A throwaway cluster's settings: nothing here measures durability.
 FAST_SETTINGS = dict(fsync=False, synchronous_commit=False, full_page_writes=False)

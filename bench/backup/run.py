@@ -57,7 +57,7 @@ WAL_SCRIPT = os.path.join(REPO, "roles", "backup", "files", "dbarch-wal")
 SYSTEM_PYTHON = "/usr/bin/python3"
 STANZA = "bench"
 
-from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc  # noqa: E402
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import localcluster as lc  # noqa: E402
 
 MOD_VERIFY = "module basebackup, verify on"
 MOD_NOVERIFY = "module basebackup, verify off"
@@ -424,9 +424,9 @@ class Bench:
             [
                 "import json, sys",
                 "sys.path.insert(0, %r)" % COLLECTIONS,
-                "from ansible_collections.dbarch.postgresql.plugins.module_utils import backup as bk",
-                "from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br",
-                "from ansible_collections.dbarch.postgresql.plugins.module_utils import pg",
+                "from ansible_collections.dbarch.postgresql.plugins.module_utils.backup import backup as bk,"
+                " backup_repo as br",
+                "from ansible_collections.dbarch.postgresql.plugins.module_utils.core import pg",
                 "args = json.loads(sys.argv[1])",
                 "params = dict((k, v) for k, v in args.items() if k.startswith('login_'))",
                 "session = pg.connect(params, 'basebackup')",

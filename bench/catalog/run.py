@@ -43,7 +43,7 @@ from common import COLLECTIONS, OUR_VENV_BIN, OUT_DIR, REPO, ansible_env, log  #
 from psycopg2.extensions import parse_dsn  # noqa: E402
 
 import schema as gen  # noqa: E402
-from ansible_collections.dbarch.postgresql.plugins.module_utils import catalog, pg  # noqa: E402
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import catalog, pg  # noqa: E402
 
 PEER_VENV = os.path.join(BENCH, ".venv-peer")
 
@@ -53,7 +53,7 @@ PEER_MODULE = "community.postgresql.postgresql_info"
 OUR_MODULE = "dbarch.postgresql.catalog_info"
 
 # What each tool reads, from reading its source (bench/.venv-peer/.../postgresql_info.py and
-# plugins/module_utils/catalog.py). The run checks the peer's claim against its real output.
+# plugins/module_utils/core/catalog.py). The run checks the peer's claim against its real output.
 GATHERS = {
     PEER_MODULE: dict(
         scope="server-wide: every database it can connect to, reconnecting once per database",

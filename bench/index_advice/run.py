@@ -30,8 +30,8 @@ sys.path.insert(0, BENCH)
 import common  # noqa: E402
 import pglast  # noqa: E402
 
-from ansible_collections.dbarch.postgresql.plugins.module_utils import index_advice as ia  # noqa: E402
-from ansible_collections.dbarch.postgresql.plugins.module_utils import pg  # noqa: E402
+from ansible_collections.dbarch.postgresql.plugins.module_utils.query import index_advice as ia  # noqa: E402
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import pg  # noqa: E402
 
 OUT_DIR = common.OUT_DIR
 ROWS = 20000

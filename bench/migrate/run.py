@@ -43,8 +43,8 @@ import common  # noqa: E402
 import psycopg2  # noqa: E402
 from common import COLLECTIONS, OUR_VENV_BIN, OUT_DIR, REPO, ToolFailed, log  # noqa: E402
 
-from ansible_collections.dbarch.postgresql.plugins.module_utils import migrations as mg  # noqa: E402
-from ansible_collections.dbarch.postgresql.plugins.module_utils import pg  # noqa: E402
+from ansible_collections.dbarch.postgresql.plugins.module_utils.migrations import migrations as mg  # noqa: E402
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import pg  # noqa: E402
 
 NPM_PREFIX = os.path.join(BENCH, ".npm")
 YOYO_VENV = os.path.join(BENCH, ".venv-yoyo")

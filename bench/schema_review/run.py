@@ -51,12 +51,13 @@ sys.path.insert(0, HERE)
 
 import common  # noqa: E402
 import defects  # noqa: E402
-from ansible_collections.dbarch.postgresql.plugins.module_utils import catalog, pg, schema_rules  # noqa: E402
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import catalog, pg  # noqa: E402
+from ansible_collections.dbarch.postgresql.plugins.module_utils.schema import schema_rules  # noqa: E402
 
 OUR_MODULE = "dbarch.postgresql.schema_review"
 
 # schemalint rule -> our rule id (read in bench/.npm/node_modules/schemalint/build/rules/*.js and
-# plugins/module_utils/schema_rules.py). schemalint's reference-actions, name-inflection,
+# plugins/module_utils/schema/schema_rules.py). schemalint's reference-actions, name-inflection,
 # mandatory-columns, row-level-security and prefer-text-with-check-to-enum have no counterpart.
 SHARED = collections.OrderedDict(
     [

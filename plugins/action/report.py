@@ -11,8 +11,8 @@ import os
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
-from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
-from ansible_collections.dbarch.postgresql.plugins.module_utils import reports
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import findings as fnd
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import reports
 
 
 class ActionModule(ActionBase):

@@ -74,9 +74,9 @@ queries:
   elements: str
 """
 
-from ansible_collections.dbarch.postgresql.plugins.module_utils import settings as st
-from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import settings as st
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.ansible_module import DbarchModule
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.errors import DbarchError
 
 
 def main():

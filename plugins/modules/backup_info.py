@@ -144,12 +144,12 @@ summary:
   type: dict
 """
 
-from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils import backup as bk
-from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
-from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
-from ansible_collections.dbarch.postgresql.plugins.module_utils import pgbackrest as pgbr
-from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.ansible_module import DbarchModule
+from ansible_collections.dbarch.postgresql.plugins.module_utils.backup import backup as bk
+from ansible_collections.dbarch.postgresql.plugins.module_utils.backup import backup_repo as br
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import findings as fnd
+from ansible_collections.dbarch.postgresql.plugins.module_utils.backup import pgbackrest as pgbr
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.errors import DbarchError
 
 # The connection options (added by DbarchModule) are accepted and ignored, so module_defaults of
 # the group apply.

@@ -236,12 +236,12 @@ queries:
 
 import re
 
-from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils import backup as bk
-from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
-from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
-from ansible_collections.dbarch.postgresql.plugins.module_utils import pgbackrest as pgbr
-from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.ansible_module import DbarchModule
+from ansible_collections.dbarch.postgresql.plugins.module_utils.backup import backup as bk
+from ansible_collections.dbarch.postgresql.plugins.module_utils.backup import backup_repo as br
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import pg
+from ansible_collections.dbarch.postgresql.plugins.module_utils.backup import pgbackrest as pgbr
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.errors import DbarchError
 
 ARGUMENT_SPEC = dict(br.REPOSITORY_ARGSPEC)
 ARGUMENT_SPEC.update(

@@ -116,12 +116,12 @@ queries:
 
 import os
 
-from ansible_collections.dbarch.postgresql.plugins.module_utils import ddl
-from ansible_collections.dbarch.postgresql.plugins.module_utils import dictionary as dd
-from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils.catalog import snapshot
-from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
-from ansible_collections.dbarch.postgresql.plugins.module_utils.reports import read_text, write_atomic
+from ansible_collections.dbarch.postgresql.plugins.module_utils.schema import ddl
+from ansible_collections.dbarch.postgresql.plugins.module_utils.schema import dictionary as dd
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.ansible_module import DbarchModule
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.catalog import snapshot
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.errors import DbarchError
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.reports import read_text, write_atomic
 
 
 def _model(module):

@@ -153,9 +153,9 @@ msg:
 
 import os
 
-from ansible_collections.dbarch.postgresql.plugins.module_utils import dump as dmp
-from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
+from ansible_collections.dbarch.postgresql.plugins.module_utils.migrations import dump as dmp
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.ansible_module import DbarchModule
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.errors import DbarchError
 
 
 def main():

@@ -232,10 +232,11 @@ queries:
   elements: str
 """
 
-from ansible_collections.dbarch.postgresql.plugins.module_utils import explain as ex
-from ansible_collections.dbarch.postgresql.plugins.module_utils import plans, redact
-from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
+from ansible_collections.dbarch.postgresql.plugins.module_utils.query import explain as ex
+from ansible_collections.dbarch.postgresql.plugins.module_utils.query import plans
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import redact
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.ansible_module import DbarchModule
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.errors import DbarchError
 
 
 ARGUMENT_SPEC = dict(

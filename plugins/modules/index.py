@@ -257,15 +257,15 @@ queries:
   elements: str
 """
 
-from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg
-from ansible_collections.dbarch.postgresql.plugins.module_utils import explain as ex
-from ansible_collections.dbarch.postgresql.plugins.module_utils import indexes
-from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
-from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import (
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import ansible_pg
+from ansible_collections.dbarch.postgresql.plugins.module_utils.query import explain as ex
+from ansible_collections.dbarch.postgresql.plugins.module_utils.query import indexes
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import pg
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.ansible_module import (
     DbarchModule,
     definition_diff,
 )
-from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.errors import DbarchError
 
 
 ARGUMENT_SPEC = dict(

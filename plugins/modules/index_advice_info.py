@@ -52,7 +52,7 @@ description:
     that role (created in C(pg_temp) and dropped after), where PostgreSQL refuses C(RESET ROLE): a plain
     C(SET ROLE) would not stop a function that resets it while the login is a superuser. Where the
     function cannot be created (a hot standby) the module falls back to C(SET LOCAL ROLE) and says so in
-    RV(summary.role_wall); there, run it as a login without SUPERUSER (C(pg_read_all_stats) to read the
+    C(summary.role_wall); there, run it as a login without SUPERUSER (C(pg_read_all_stats) to read the
     workload, membership in the workload's roles) if untrusted roles can connect."
   - Password literals in statement text (C(PASSWORD '...'), C(password=...) of connection strings) are
     replaced by C(********) in everything returned.
@@ -197,9 +197,9 @@ queries:
   elements: str
 """
 
-from ansible_collections.dbarch.postgresql.plugins.module_utils import index_advice as ia
-from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
+from ansible_collections.dbarch.postgresql.plugins.module_utils.query import index_advice as ia
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.ansible_module import DbarchModule
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.errors import DbarchError
 
 
 ARGUMENT_SPEC = dict(

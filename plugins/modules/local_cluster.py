@@ -283,9 +283,9 @@ restarted_for:
 import os
 import traceback
 
-from ansible_collections.dbarch.postgresql.plugins.module_utils import proc
-from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils.localcluster import (
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import proc
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.ansible_module import DbarchModule
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.localcluster import (
     LocalCluster,
     LocalClusterError,
     choose_port,

@@ -97,8 +97,8 @@ cluster:
            role: primary, created_by_dbarch: true}
 """
 
-from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils.localcluster import (
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.ansible_module import DbarchModule
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.localcluster import (
     LocalCluster,
     LocalClusterError,
     default_run_as,

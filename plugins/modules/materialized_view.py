@@ -155,12 +155,12 @@ queries:
   elements: str
 """
 
-from ansible_collections.dbarch.postgresql.plugins.module_utils import matviews
-from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import (
+from ansible_collections.dbarch.postgresql.plugins.module_utils.query import matviews
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.ansible_module import (
     DbarchModule,
     definition_diff,
 )
-from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.errors import DbarchError
 
 
 ARGUMENT_SPEC = dict(

@@ -311,7 +311,7 @@ failed_migration:
   description:
     - The migration that failed, with C(version), C(description), C(script), C(line), C(sqlstate) and
       C(recorded_as_failed) (true when it ran outside a transaction and its history row stays with
-      C(success=false)). The migrations applied before it are in RV(applied) and RV(changed) is true.
+      C(success=false)). The migrations applied before it are in RV(applied) and C(changed) is true.
   returned: when a migration failed while applying
   type: dict
   sample: {version: "4", description: four, script: V4__four.sql, line: 1, sqlstate: 42P01,
@@ -340,10 +340,10 @@ queries:
   elements: str
 """
 
-from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
-from ansible_collections.dbarch.postgresql.plugins.module_utils import migrations as mg
-from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.ansible_module import DbarchModule
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import findings as fnd
+from ansible_collections.dbarch.postgresql.plugins.module_utils.migrations import migrations as mg
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.errors import DbarchError
 
 
 class _LazyLint:

@@ -315,12 +315,12 @@ actions:
   elements: str
 """
 
-from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
-from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
-from ansible_collections.dbarch.postgresql.plugins.module_utils import pgbackrest as pgbr
-from ansible_collections.dbarch.postgresql.plugins.module_utils import pitr
-from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
+from ansible_collections.dbarch.postgresql.plugins.module_utils.backup import backup_repo as br
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.ansible_module import DbarchModule
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import localcluster as lc
+from ansible_collections.dbarch.postgresql.plugins.module_utils.backup import pgbackrest as pgbr
+from ansible_collections.dbarch.postgresql.plugins.module_utils.backup import pitr
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.errors import DbarchError
 
 # the recovery target options, in the order of pitr.parse_target's arguments
 TARGETS = ("target_time", "target_xid", "target_lsn", "target_name", "target")

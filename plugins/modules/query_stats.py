@@ -66,8 +66,8 @@ queries:
   elements: str
 """
 
-from ansible_collections.dbarch.postgresql.plugins.module_utils import query_stats as qs
-from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
+from ansible_collections.dbarch.postgresql.plugins.module_utils.query import query_stats as qs
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.ansible_module import DbarchModule
 
 
 def work(session, module):

@@ -192,11 +192,11 @@ queries:
   elements: str
 """
 
-from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
-from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
-from ansible_collections.dbarch.postgresql.plugins.module_utils import query_stats as qs
-from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import findings as fnd
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import pg
+from ansible_collections.dbarch.postgresql.plugins.module_utils.query import query_stats as qs
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.ansible_module import DbarchModule
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.errors import DbarchError
 
 NOT_PRELOADED_SQLSTATE = "55000"
 

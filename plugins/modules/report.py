@@ -136,8 +136,8 @@ findings:
   elements: dict
 """
 
-from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils.reports import REPORT_ARGSPEC
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.ansible_module import DbarchModule
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.reports import REPORT_ARGSPEC
 
 
 def main():

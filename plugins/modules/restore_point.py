@@ -175,10 +175,10 @@ queries:
   elements: str
 """
 
-from ansible_collections.dbarch.postgresql.plugins.module_utils import ansible_pg
-from ansible_collections.dbarch.postgresql.plugins.module_utils import drill
-from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import ansible_pg
+from ansible_collections.dbarch.postgresql.plugins.module_utils.backup import drill
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.ansible_module import DbarchModule
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.errors import DbarchError
 
 
 def marker_session(module, session, autocommit=True):

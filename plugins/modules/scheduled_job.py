@@ -208,9 +208,9 @@ systemctl:
 
 import os
 
-from ansible_collections.dbarch.postgresql.plugins.module_utils import proc
-from ansible_collections.dbarch.postgresql.plugins.module_utils import schedule as sch
-from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import proc
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import schedule as sch
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.ansible_module import DbarchModule
 
 SYSTEMD_RUNNING = "/run/systemd/system"
 

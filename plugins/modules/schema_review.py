@@ -212,17 +212,17 @@ queries:
   elements: str
 """
 
-from ansible_collections.dbarch.postgresql.plugins.module_utils import profiling
-from ansible_collections.dbarch.postgresql.plugins.module_utils import query_patterns as qp
-from ansible_collections.dbarch.postgresql.plugins.module_utils import schema_rules
-from ansible_collections.dbarch.postgresql.plugins.module_utils.ansible_module import DbarchModule
-from ansible_collections.dbarch.postgresql.plugins.module_utils.catalog import snapshot
-from ansible_collections.dbarch.postgresql.plugins.module_utils.errors import DbarchError
+from ansible_collections.dbarch.postgresql.plugins.module_utils.schema import profiling
+from ansible_collections.dbarch.postgresql.plugins.module_utils.schema import query_patterns as qp
+from ansible_collections.dbarch.postgresql.plugins.module_utils.schema import schema_rules
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.ansible_module import DbarchModule
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.catalog import snapshot
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.errors import DbarchError
 
 
 def ddl_catalog(module, paths, schemas):
     try:
-        from ansible_collections.dbarch.postgresql.plugins.module_utils import ddl  # noqa: PLC0415 - optional
+        from ansible_collections.dbarch.postgresql.plugins.module_utils.schema import ddl  # noqa: PLC0415 - optional
     except ImportError as exc:
         module.fail_json(
             msg="Reviewing DDL files (src) needs the DDL parser and the Python package pglast "

@@ -29,7 +29,7 @@ import boto3
 import pytest
 
 import harness
-from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import localcluster as lc
 
 
 VERSION_MARKERS = ("all_versions", "pg_versions")

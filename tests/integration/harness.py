@@ -3,7 +3,7 @@
 """Shared helpers for integration tests: real PostgreSQL clusters and real playbook runs.
 
 - ``PgCluster`` / ``start_cluster(major, ...)``: a throw-away local cluster (initdb +
-  pg_ctl through plugins/module_utils/localcluster.py) with scram-sha-256 on 127.0.0.1,
+  pg_ctl through plugins/module_utils/core/localcluster.py) with scram-sha-256 on 127.0.0.1,
   a random superuser password and pg_stat_statements preloaded.
 - ``run_playbook(...)``: runs the venv's ansible-playbook from the repository root (so
   ansible.cfg applies) and returns every task result, captured as JSON lines by the
@@ -25,10 +25,10 @@ import psycopg2
 import yaml
 from psycopg2 import sql
 
-from ansible_collections.dbarch.postgresql.plugins.module_utils import backup as bk
-from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
-from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
-from ansible_collections.dbarch.postgresql.plugins.module_utils import pg as pgmod
+from ansible_collections.dbarch.postgresql.plugins.module_utils.backup import backup as bk
+from ansible_collections.dbarch.postgresql.plugins.module_utils.backup import backup_repo as br
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import localcluster as lc
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import pg as pgmod
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent

@@ -13,10 +13,10 @@ import time
 import pytest
 
 import harness
-from ansible_collections.dbarch.postgresql.plugins.module_utils import backup as bk
-from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
-from ansible_collections.dbarch.postgresql.plugins.module_utils import wal as wn
-from ansible_collections.dbarch.postgresql.plugins.module_utils import pg as pgmod
+from ansible_collections.dbarch.postgresql.plugins.module_utils.backup import backup as bk
+from ansible_collections.dbarch.postgresql.plugins.module_utils.backup import backup_repo as br
+from ansible_collections.dbarch.postgresql.plugins.module_utils.backup import wal as wn
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import pg as pgmod
 
 WAL_SCRIPT = harness.WAL_SCRIPT
 
@@ -341,7 +341,7 @@ def test_engine_is_importable_without_ansible():
 
 
 def test_backup_from_a_standby(pg, workdir):
-    from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc  # noqa: PLC0415
+    from ansible_collections.dbarch.postgresql.plugins.module_utils.core import localcluster as lc  # noqa: PLC0415
 
     # A standby refuses a backup after replaying WAL written with full_page_writes=off (the
     # shared test cluster's speed setting), so this primary keeps the default.
@@ -382,7 +382,7 @@ def _wait_for(check, what, timeout=60):
 
 
 def test_coverage_follows_a_promotion_to_a_new_timeline(pg, workdir):
-    from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc  # noqa: PLC0415
+    from ansible_collections.dbarch.postgresql.plugins.module_utils.core import localcluster as lc  # noqa: PLC0415
 
     repo_dir = harness.repo_folder(workdir)
     settings = dict(_archive_settings(repo_dir), full_page_writes=True)

@@ -11,7 +11,7 @@ import boto3
 import pytest
 
 import harness
-from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
+from ansible_collections.dbarch.postgresql.plugins.module_utils.backup import backup_repo as br
 
 NEWEST = harness.versions_under_test()[-1]
 WAL_SCRIPT = harness.WAL_SCRIPT

@@ -18,8 +18,8 @@ _COLLECTIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".
 if os.path.abspath(_COLLECTIONS) not in sys.path:
     sys.path.insert(0, os.path.abspath(_COLLECTIONS))
 
-from ansible_collections.dbarch.postgresql.plugins.module_utils import catalog  # noqa: E402
-from ansible_collections.dbarch.postgresql.plugins.module_utils import pg as pgmod  # noqa: E402
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import catalog  # noqa: E402
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import pg as pgmod  # noqa: E402
 
 pytestmark = pytest.mark.all_versions
 

@@ -36,8 +36,8 @@ def _load_generator():
 
 generator = _load_generator()
 
-from ansible_collections.dbarch.postgresql.plugins.module_utils import catalog  # noqa: E402
-from ansible_collections.dbarch.postgresql.plugins.module_utils import pg as pgmod  # noqa: E402
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import catalog  # noqa: E402
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import pg as pgmod  # noqa: E402
 
 SMALL = 10
 LARGE = generator.DEFAULT_TABLES

@@ -19,8 +19,9 @@ import uuid
 
 import pytest
 
-from ansible_collections.dbarch.postgresql.plugins.module_utils import catalog, ddl
-from ansible_collections.dbarch.postgresql.plugins.module_utils import pg as pgu
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import catalog
+from ansible_collections.dbarch.postgresql.plugins.module_utils.schema import ddl
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import pg as pgu
 
 pytestmark = pytest.mark.all_versions
 

@@ -14,7 +14,7 @@ import psycopg2
 import pytest
 
 import harness
-from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import localcluster as lc
 
 DB = "idxdb"
 

@@ -12,7 +12,7 @@ import psycopg2
 import pytest
 
 import harness
-from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import localcluster as lc
 
 NEWEST = harness.versions_under_test()[-1]
 FAST = {"fsync": False, "shared_preload_libraries": "pg_stat_statements"}
@@ -300,7 +300,7 @@ def test_bad_input_is_refused_before_anything_is_created(run_playbook, workdir, 
                 ignore_errors=True,
             ),
             dict(lc_task("superuser", **dict(base, superuser="pg_admin")), ignore_errors=True),
-            dict(lc_task("relative", **dict(base, data_dir="relative/data")), ignore_errors=True),
+            dict(lc_task("relative", **{**base, "data_dir": "relative/data"}), ignore_errors=True),
             {
                 "name": "info relative",
                 "dbarch.postgresql.local_cluster_info": {"data_dir": "relative/data"},

@@ -13,7 +13,7 @@ import pytest
 from test_scheduled_job import run_like_cron
 
 import harness
-from ansible_collections.dbarch.postgresql.plugins.module_utils import schedule
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import schedule
 
 DB = "mvsched"
 

@@ -20,8 +20,8 @@ import pytest
 import yaml
 
 import harness
-from ansible_collections.dbarch.postgresql.plugins.module_utils import migrations as mg
-from ansible_collections.dbarch.postgresql.plugins.module_utils import pg as pgmod
+from ansible_collections.dbarch.postgresql.plugins.module_utils.migrations import migrations as mg
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import pg as pgmod
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "migrations" / "shop"
 
@@ -600,8 +600,8 @@ def test_lock_wait_timeout(pg):
 # -- SIGKILL at random points ---------------------------------------------------------------
 KILL_SCRIPT = """
 import json, sys
-from ansible_collections.dbarch.postgresql.plugins.module_utils import migrations as mg
-from ansible_collections.dbarch.postgresql.plugins.module_utils import pg
+from ansible_collections.dbarch.postgresql.plugins.module_utils.migrations import migrations as mg
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import pg
 params, files = json.load(sys.stdin)
 session = pg.connect(params, "migrate")
 print(json.dumps(mg.run(session, "migrate", files, lock_wait_timeout=120)["current_version"]))

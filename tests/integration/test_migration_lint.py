@@ -3,9 +3,9 @@ the ones PostgreSQL takes, and the module through ansible-playbook (check mode, 
 
 import pytest
 
-from ansible_collections.dbarch.postgresql.plugins.module_utils import findings as fnd
-from ansible_collections.dbarch.postgresql.plugins.module_utils import migration_lint as ml
-from ansible_collections.dbarch.postgresql.plugins.module_utils import pg as pgu
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import findings as fnd
+from ansible_collections.dbarch.postgresql.plugins.module_utils.migrations import migration_lint as ml
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import pg as pgu
 
 SCHEMA = """
 CREATE TABLE users (id bigint PRIMARY KEY, email text);

@@ -17,8 +17,8 @@ import time
 import pytest
 
 import harness
-from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
-from ansible_collections.dbarch.postgresql.plugins.module_utils import pgbackrest as pgbr
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import localcluster as lc
+from ansible_collections.dbarch.postgresql.plugins.module_utils.backup import pgbackrest as pgbr
 
 
 SECRET = "pgbr-secret-Zq81xw"  # noqa: S105 - a fake key that must never appear in any output

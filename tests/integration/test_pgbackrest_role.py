@@ -13,7 +13,7 @@ import os
 import pytest
 
 import harness
-from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import localcluster as lc
 
 ROLE = harness.REPO_ROOT / "roles" / "backup"
 

@@ -10,10 +10,10 @@ import time
 import pytest
 
 import harness
-from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
-from ansible_collections.dbarch.postgresql.plugins.module_utils import wal as wn
-from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
-from ansible_collections.dbarch.postgresql.plugins.module_utils import pitr
+from ansible_collections.dbarch.postgresql.plugins.module_utils.backup import backup_repo as br
+from ansible_collections.dbarch.postgresql.plugins.module_utils.backup import wal as wn
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import localcluster as lc
+from ansible_collections.dbarch.postgresql.plugins.module_utils.backup import pitr
 
 WAL_SCRIPT = harness.WAL_SCRIPT
 ROWS = 12

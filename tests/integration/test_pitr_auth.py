@@ -10,9 +10,9 @@ import psycopg2
 import pytest
 
 import harness
-from ansible_collections.dbarch.postgresql.plugins.module_utils import backup_repo as br
-from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
-from ansible_collections.dbarch.postgresql.plugins.module_utils import pitr
+from ansible_collections.dbarch.postgresql.plugins.module_utils.backup import backup_repo as br
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import localcluster as lc
+from ansible_collections.dbarch.postgresql.plugins.module_utils.backup import pitr
 
 WAL_SCRIPT = harness.WAL_SCRIPT
 # What `initdb -A scram-sha-256` writes, in short: a password everywhere, the socket included.

@@ -15,8 +15,8 @@ import time
 import pytest
 
 import harness
-from ansible_collections.dbarch.postgresql.plugins.module_utils import wal as wn
-from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
+from ansible_collections.dbarch.postgresql.plugins.module_utils.backup import wal as wn
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import localcluster as lc
 
 WAL_SCRIPT = harness.WAL_SCRIPT
 SERVER_PYTHON = "/usr/bin/python3"

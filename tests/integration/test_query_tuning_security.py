@@ -69,7 +69,7 @@ def attack(pg, workdir):
     finally:
         conn.close()
     with pg.connect(DB) as su, su.cursor() as cur:
-        for _ in range(5):
+        for _attempt in range(5):
             cur.execute(SUPERUSER_SQL)  # disarmed: nothing happens
     # armed from now on: any evaluation of pick() by a superuser writes the marker
     pg.query("UPDATE armed SET on_ = true", dbname=DB)

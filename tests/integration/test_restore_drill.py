@@ -17,7 +17,7 @@ import psycopg2
 import pytest
 
 import harness
-from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import localcluster as lc
 
 WAL_SCRIPT = harness.WAL_SCRIPT
 DRILL = harness.REPO_ROOT / "playbooks" / "restore_drill.yml"

@@ -11,7 +11,7 @@ import socket
 import pytest
 
 import harness
-from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import localcluster as lc
 
 SANDBOX_PLAYBOOK = harness.REPO_ROOT / "playbooks" / "sandbox.yml"
 SANDBOX_INVENTORY = harness.REPO_ROOT / "inventories" / "sandbox" / "hosts.yml"

@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 import harness
-from ansible_collections.dbarch.postgresql.plugins.module_utils import schedule
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import schedule
 
 ARG = 'it\'s 50% done, "quoted" and $HOME \\ kept'
 

@@ -284,7 +284,7 @@ def test_playbook_writes_the_report_and_gates(pg, tmp_path):
 
 
 def test_ddl_files_get_the_same_review_as_the_live_database(run_playbook, tmp_path):
-    pytest.importorskip("ansible_collections.dbarch.postgresql.plugins.module_utils.ddl")
+    pytest.importorskip("ansible_collections.dbarch.postgresql.plugins.module_utils.schema.ddl")
     shop = tmp_path / "shop"
     shop.mkdir()
     (shop / "001_shop.sql").write_text(ECOMMERCE)

@@ -6,7 +6,7 @@ import time
 import psycopg2
 import pytest
 
-from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import localcluster as lc
 
 
 @pytest.mark.all_versions

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ansible_collections.dbarch.postgresql.plugins.module_utils import pg as pgmod
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import pg as pgmod
 
 
 @pytest.mark.parametrize("blank", [" ", "\t", "\n", "\r", "\x0b", "\x0c"], ids=repr)

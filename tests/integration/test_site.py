@@ -7,7 +7,7 @@ import os
 import pytest
 
 import harness
-from ansible_collections.dbarch.postgresql.plugins.module_utils import localcluster as lc
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import localcluster as lc
 
 SANDBOX_PLAYBOOK = harness.REPO_ROOT / "playbooks" / "sandbox.yml"
 SITE_PLAYBOOK = harness.REPO_ROOT / "playbooks" / "site.yml"

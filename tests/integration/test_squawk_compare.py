@@ -18,7 +18,7 @@ from pathlib import Path
 import harness
 import pytest
 
-from ansible_collections.dbarch.postgresql.plugins.module_utils import migration_lint as ml
+from ansible_collections.dbarch.postgresql.plugins.module_utils.migrations import migration_lint as ml
 
 SQUAWK_VERSION = "2.66.0"
 NPM_PREFIX = harness.REPO_ROOT / ".cache" / "npm"
