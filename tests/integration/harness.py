@@ -5,6 +5,8 @@
 - ``PgCluster`` / ``start_cluster(major, ...)``: a throw-away local cluster (initdb +
   pg_ctl through plugins/module_utils/core/localcluster.py) with scram-sha-256 on 127.0.0.1,
   a random superuser password and pg_stat_statements preloaded.
+- ``start_standby(primary, name, slot=...)``: a streaming standby of such a cluster
+  (pg_basebackup -R), started, as another PgCluster.
 - ``run_playbook(...)``: runs the venv's ansible-playbook from the repository root (so
   ansible.cfg applies) and returns every task result, captured as JSON lines by the
   ``dbarch_results`` callback in callback_plugins/.
@@ -256,6 +258,30 @@ def start_cluster(major, workdir=None, name=None, settings=None, hba_extra=None,
     handle = PgCluster(major, cluster, password, workdir, owns)
     try:
         cluster.initdb(superuser="postgres", password=password, settings=merged, hba_extra=hba_extra)
+        cluster.start(timeout=120)
+    except BaseException:
+        handle.stop()
+        raise
+    return handle
+
+
+def start_standby(primary, name, slot=None, settings=None, workdir=None, port=None):
+    """pg_basebackup -R a streaming standby of the running PgCluster ``primary``, start it,
+    and return it as a PgCluster (same superuser and password as the primary).
+
+    ``slot``: a physical replication slot on the primary (created when missing). The standby
+    lives in ``workdir`` (default: the primary's work folder) under ``name``; stopping it
+    (``.stop()``) deletes only its own data folder. Raises lc.LocalClusterError on failure.
+    """
+    merged = dict(DEFAULT_SETTINGS)
+    merged.update(settings or {})
+    workdir = workdir or primary.workdir
+    data_dir = os.path.join(workdir, name, "data")
+    cluster = lc.LocalCluster(data_dir, port=lc.free_port(port), bindir=primary.bindir)
+    handle = PgCluster(primary.major, cluster, primary.password, workdir, False)
+    source = {"host": primary.host, "port": primary.port, "user": primary.user, "password": primary.password}
+    try:
+        cluster.create_replica(source, slot, settings=merged)
         cluster.start(timeout=120)
     except BaseException:
         handle.stop()
