@@ -351,7 +351,7 @@ class _LazyLint:
     compiles, from the module's zip) the lint, which was most of a no-op run's import time."""
 
     def __getattr__(self, name):
-        from ansible_collections.dbarch.postgresql.plugins.module_utils import (  # noqa: PLC0415
+        from ansible_collections.dbarch.postgresql.plugins.module_utils.migrations import (  # noqa: PLC0415
             migration_lint,
         )
 
@@ -507,7 +507,7 @@ def main():
         module.fail_json(
             msg="Validation of %s.%s failed: %s"
             % (p["schema"], p["table"], " ".join(f["message"] for f in found)),
-            **result
+            **result,
         )
     module.exit_json(**result)
 
