@@ -99,7 +99,7 @@ options:
   force:
     description:
       - Promote even when the old primary accepts connections. Only when clients can no longer reach
-        it (fenced): otherwise two primaries take writes.
+        it (fenced); otherwise two primaries take writes.
     type: bool
     default: false
   wait_timeout:

@@ -71,7 +71,7 @@ SELECT current_setting('server_version_num')::int AS version_num,
 # One pg_current_wal_lsn() for every row (a CTE is evaluated once).
 _Q_STANDBYS = """
 WITH cur AS (SELECT pg_current_wal_lsn() AS lsn)
-SELECT r.pid, r.application_name, r.client_addr::text AS client_addr, r.client_hostname, r.client_port,
+SELECT r.pid, r.application_name, host(r.client_addr) AS client_addr, r.client_hostname, r.client_port,
        r.state, r.sync_state, r.sync_priority, r.backend_start, r.reply_time,
        extract(epoch FROM now() - r.reply_time)::float8 AS seconds_since_reply,
        r.sent_lsn::text AS sent_lsn, r.write_lsn::text AS write_lsn,
