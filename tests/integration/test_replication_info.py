@@ -101,9 +101,15 @@ def test_idle_primary_shows_no_lag_and_missing_expected_standby(pair):
     assert ("invalidation_reason" in slot) is (primary.major >= 17)
     assert ("conflicting" in slot) is (primary.major >= 16)
     # The one expected standby that is missing, and nothing else.
-    assert [(f["rule"], f["object"]) for f in prim["findings"]] == [("REPL-STANDBY-001", "standby ghost_standby")]
+    assert [(f["rule"], f["object"]) for f in prim["findings"]] == [
+        ("REPL-STANDBY-001", "standby ghost_standby")
+    ]
     missing = prim["findings"][0]
-    assert missing["severity"] == "high" and missing["why"] and "application_name=ghost_standby" in missing["fix"]
+    assert (
+        missing["severity"] == "high"
+        and missing["why"]
+        and "application_name=ghost_standby" in missing["fix"]
+    )
     assert missing["evidence"]["connected"] == [STANDBY_NAME]
     rec = stby["receiver"]
     assert rec["status"] == "streaming" and rec["sender_port"] == primary.port
@@ -123,7 +129,8 @@ def test_paused_replay_under_writes_is_lag_in_bytes_then_seconds(pair):
     standby.query("SELECT pg_wal_replay_pause()")
     try:
         wait_until(
-            lambda: standby.query("SELECT pg_get_wal_replay_pause_state()")[0][0] == "paused", "replay to pause"
+            lambda: standby.query("SELECT pg_get_wal_replay_pause_state()")[0][0] == "paused",
+            "replay to pause",
         )
         limits = dict(lag_warning_bytes=65536, lag_warning_seconds=1, lag_critical_seconds=3600)
 
