@@ -98,70 +98,118 @@ PRIMARIES = _rule(
     "Two servers out of recovery both accept writes (split brain); with none, nothing accepts writes.",
 )
 
+# Per cause: (short-term, long-term) remedies, each a list of lines; SQL lines are run as they are,
+# the others are said (they become SQL comments in the finding's fix).
 REMEDIES = {
     NOT_STREAMING: (
-        "Read the standby's log for the WAL receiver's error; check it runs, that primary_conninfo points at "
-        "the primary and that pg_hba.conf lets it replicate; SELECT * FROM pg_stat_wal_receiver; on it.",
-        "Alert on pg_stat_replication rows per expected standby (replication_info expected_standbys); keep a "
-        "slot or wal_keep_size large enough to cover an outage, with max_slot_wal_keep_size as a cap.",
+        [
+            "Read the standby's log for the WAL receiver's error; check that it runs, that primary_conninfo",
+            "points at the primary and that the primary's pg_hba.conf lets it replicate. On the standby:",
+            "SELECT status, sender_host, sender_port, slot_name FROM pg_stat_wal_receiver;",
+        ],
+        [
+            "Alert on a missing standby (replication_info expected_standbys); keep a slot or",
+            "wal_keep_size that covers an outage, with max_slot_wal_keep_size as a cap.",
+        ],
     ),
     PAUSED: (
-        "On the standby: SELECT pg_wal_replay_resume();",
-        "Find who paused it (an investigation, a restore tool) and make them resume; alert on "
-        "pg_get_wal_replay_pause_state() <> 'not paused'.",
+        ["On the standby:", "SELECT pg_wal_replay_resume();"],
+        [
+            "Find who paused it (an investigation, a restore tool) and have them resume it; alert on",
+            "pg_get_wal_replay_pause_state() <> 'not paused'.",
+        ],
     ),
     DELAYED: (
-        "Nothing, if the delay is intended. If not: ALTER SYSTEM SET recovery_min_apply_delay = 0; "
-        "SELECT pg_reload_conf(); on the standby.",
-        "Leave delayed standbys out of lag alerts and failover candidates; document their delay.",
+        [
+            "Nothing, if the delay is intended. If it is not, on the standby:",
+            "ALTER SYSTEM SET recovery_min_apply_delay = 0;",
+            "SELECT pg_reload_conf();",
+        ],
+        ["Leave delayed standbys out of lag alerts and failover candidates; document their delay."],
     ),
     QUERIES: (
-        "On the standby, cancel the blocking transaction: SELECT pg_cancel_backend(<pid>); (the oldest "
-        "transactions are in the evidence).",
-        "ALTER SYSTEM SET hot_standby_feedback = on (no snapshot conflicts; the primary keeps dead rows "
-        "longer: watch bloat), or a lower max_standby_streaming_delay (queries cancelled sooner, less lag); "
-        "run long reports on a standby kept for them.",
+        [
+            "On the standby, cancel the blocking transaction (the oldest ones are in the evidence):",
+            "SELECT pg_cancel_backend(<pid>);",
+        ],
+        [
+            "Either no snapshot conflicts (the primary then keeps dead rows longer: watch bloat):",
+            "ALTER SYSTEM SET hot_standby_feedback = on;",
+            "or cancel conflicting queries sooner (less lag, more cancelled queries):",
+            "ALTER SYSTEM SET max_standby_streaming_delay = '5s';",
+            "SELECT pg_reload_conf();",
+            "and run long reports on a standby kept for them.",
+        ],
     ),
     NETWORK: (
-        "Check the path between primary and standby (packet loss, saturated link: ping, mtr, iperf3) and "
-        "the standby's disk writes (wal_receiver flushes); pause bulk loads on the primary.",
-        "More bandwidth or a closer standby; ALTER SYSTEM SET wal_compression = on (lz4/zstd on 15+) to send "
-        "less; synchronous_commit = remote_write for the standbys that must not lose data.",
+        [
+            "Check the path between primary and standby (packet loss, a saturated link: ping, mtr,",
+            "iperf3) and the standby's disk writes; pause bulk loads on the primary until it catches up.",
+        ],
+        [
+            "More bandwidth or a closer standby; send less WAL (on the primary):",
+            "ALTER SYSTEM SET wal_compression = on;",
+            "SELECT pg_reload_conf();",
+            "and synchronous replication (synchronous_standby_names) for the standbys that must not",
+            "lose data.",
+        ],
     ),
     APPLY: (
-        "Check the standby's I/O (iostat -x) and the startup process's CPU (top -p <startup pid>); stop "
-        "heavy read queries there until it catches up.",
-        "Faster storage or more memory on the standby (it should match the primary); on 15+ keep "
-        "recovery_prefetch = try and raise maintenance_io_concurrency; spread bulk writes on the primary.",
+        [
+            "Check the standby's I/O (iostat -x) and the startup process's CPU (top -p <pid of the startup",
+            "process>); stop heavy read queries there until it catches up.",
+        ],
+        [
+            "Storage and memory on the standby that match the primary's; on 15 and later keep",
+            "recovery_prefetch = try and raise maintenance_io_concurrency; spread bulk writes on the",
+            "primary.",
+        ],
     ),
     SLOTS: (
-        "Get the slot's consumer streaming; drop a slot nobody uses: "
-        "SELECT pg_drop_replication_slot('<slot>');",
-        "ALTER SYSTEM SET max_slot_wal_keep_size = '<size>' so a gone consumer cannot fill the disk; alert "
-        "on retained WAL per slot.",
+        [
+            "Get each slot's consumer streaming again; on the primary, drop a slot nobody uses:",
+            "SELECT pg_drop_replication_slot('<slot>');",
+        ],
+        [
+            "Cap the WAL any slot keeps, so a gone consumer cannot fill the disk:",
+            "ALTER SYSTEM SET max_slot_wal_keep_size = '<size>';",
+            "SELECT pg_reload_conf();",
+            "and alert on the WAL retained per slot.",
+        ],
     ),
     UNREADABLE: (
-        "Check that the server runs and accepts the connection (host, port, user, password, pg_hba.conf).",
-        "Monitor the server's availability.",
+        ["Check that the server runs and accepts the connection (host, port, user, password, pg_hba.conf)."],
+        ["Monitor the server's availability."],
     ),
     PRIMARIES: (
-        "Find which server clients write to; stop or fence the other one before anything else.",
-        "Fence an old primary as part of every failover (playbooks/failover.yml refuses while it is up).",
+        ["Find which server clients write to; stop or fence the other one before anything else."],
+        ["Fence the old primary in every failover (the promote module refuses while it is up)."],
     ),
 }
+
+_SQL_START = ("SELECT ", "ALTER ")
+
+
+def remedy_text(short, long_):
+    """The fix of a cause: short- then long-term remedy, said lines as SQL comments."""
+    lines = ["-- Short term:"]
+    for part, label in ((short, None), (long_, "-- Long term:")):
+        if label:
+            lines.append(label)
+        lines += [line if line.startswith(_SQL_START) else "--   " + line for line in part]
+    return "\n".join(lines)
 
 
 def cause(rule_id, obj, message, evidence, severity=None):
     """One cause: a Finding whose fix is the short- then long-term remedy."""
     reg = fnd.registered_rule(rule_id)
-    short, long_ = REMEDIES[rule_id]
     return fnd.Finding(
         rule_id,
         severity or reg.severity,
         obj,
         message,
         why=reg.why,
-        fix="Short term: %s Long term: %s" % (short, long_),
+        fix=remedy_text(*REMEDIES[rule_id]),
         evidence=evidence,
         title=reg.title,
     )
@@ -436,11 +484,16 @@ def diagnose(infos, limits=None, inventory_primaries=()):
     """The runbook's diagnosis of every host.
 
     ``infos``: {host: replication_info result} (a failed result, with ``failed`` and ``msg``, is a
-    host that could not be read). ``inventory_primaries``: the hosts the inventory calls primary,
+    host that could not be read). ``limits``: the thresholds (default: those the results were judged
+    with, else lag.DEFAULT_THRESHOLDS). ``inventory_primaries``: the hosts the inventory calls primary,
     checked against what the servers say. Returns {primary, notes, standbys, hosts}: ``standbys`` one
     entry per standby host (lag, level, causes), ``hosts`` per host its report ``summary`` and
     ``findings`` (dicts, most severe first)."""
-    limits = lag.thresholds(**(limits or {}))
+    if limits is None:
+        # The thresholds replication_info applied (sizes already in bytes).
+        given = [i.get("thresholds") for i in infos.values() if _readable(i) and i.get("thresholds")]
+        limits = given[0] if given else {}
+    limits = lag.thresholds(**limits)
     out = dict(primary=None, notes=[], standbys=[], hosts={})
     found = dict((host, []) for host in infos)
     summaries = dict((host, {}) for host in infos)

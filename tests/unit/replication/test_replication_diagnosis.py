@@ -93,8 +93,8 @@ def test_paused_replay_is_the_cause_not_the_standby_hardware():
     assert causes(out, "db2") == ["REPL-CAUSE-002"]
     paused = out["hosts"]["db2"]["findings"][0]
     assert paused["severity"] == "medium" and paused["evidence"]["replay_pause_state"] == "paused"
-    assert paused["fix"].startswith("Short term: On the standby: SELECT pg_wal_replay_resume();")
-    assert "Long term:" in paused["fix"]
+    assert paused["fix"].startswith("-- Short term:\n--   On the standby:\nSELECT pg_wal_replay_resume();\n")
+    assert "\n-- Long term:\n--   Find who paused it" in paused["fix"]
     assert out["standbys"][0]["level"] == "warning" and out["standbys"][0]["lag_seconds"] == 21.0
 
 
