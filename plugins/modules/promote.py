@@ -20,7 +20,9 @@ description:
     out of recovery too, or on a newer timeline).
   - C(candidates) guard. Every other server of O(candidates) that can be reached must not have
     received more WAL than the target (on the same timeline; a newer timeline counts as more), nor,
-    with as much received, replayed more. One that cannot be reached is recorded as
+    with as much received, replayed more (a target that only replayed less of the same WAL, replay not
+    paused, is first given up to O(wait_timeout) seconds to replay as far). One that cannot be reached is
+    recorded as
     C(unreachable) with the reason and skipped; one that answers but cannot be read (a refused login)
     refuses. O(allow_behind) overrides this guard.
   - C(old_primary) guard. O(old_primary) must not accept connections; it is tried with a short

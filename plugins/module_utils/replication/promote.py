@@ -11,8 +11,9 @@ The guards run in this order, and each records what it saw (``guards`` of the re
    writable primary too, or is on a newer timeline).
 2. ``candidates``: every other candidate that answers must not have received, or (when received
    WAL is equal) replayed, more WAL than the target, on the same or an older timeline
-   (``allow_behind`` overrides). One that cannot be reached is recorded as
-   ``unreachable: <reason>``.
+   (``allow_behind`` overrides). When a candidate only replayed more of the same WAL, the target
+   (replay not paused) is first given up to ``wait_timeout`` seconds to replay as far. One that
+   cannot be reached is recorded as ``unreachable: <reason>``.
 3. ``old_primary``: must not accept connections: a server that is out of recovery there means two
    writable primaries; any server that answers (even refusing our login) is alive (``force``
    overrides this guard only).
@@ -335,12 +336,14 @@ def run(
     )
     is_primary = not target["in_recovery"]
 
+    observed = [probe(params, connect, probe_timeout) for params in candidates or ()]
+    if not is_primary and not allow_behind:
+        target = _catch_up_replay(session, target, observed, wait_timeout, clock, sleep)
+        guards["target"] = dict(name=target_name, **public_state(target))
     checked = []
     refusals = []
-    for params in candidates or ():
-        entry, refusal = judge_candidate(
-            target, probe(params, connect, probe_timeout), allow_behind, is_primary
-        )
+    for seen in observed:
+        entry, refusal = judge_candidate(target, seen, allow_behind, is_primary)
         checked.append(entry)
         if refusal:
             refusals.append(refusal)
@@ -453,6 +456,35 @@ def run(
         timeline_before=target["timeline"], timeline_after=after["timeline"], waited_replay=waited
     )
     return result
+
+
+def ahead_by_replay_only(target, state):
+    """Whether ``state`` holds the same WAL as ``target`` on the same timeline and only replayed more
+    of it: the target has that WAL and will replay it."""
+    t, c = position(target), position(state)
+    return c[0] == t[0] and c[1] == t[1] and c[2] > t[2]
+
+
+def _catch_up_replay(session, target, observed, wait_timeout, clock, sleep):
+    """When candidates received no more WAL than the target but replayed more of it, give the
+    target (replay not paused) up to ``wait_timeout`` seconds to replay as far; returns its state
+    then (the candidates guard judges that one)."""
+    ahead = [
+        position(seen["state"])[2]
+        for seen in observed
+        if seen["reachable"] and seen["state"]["in_recovery"] and ahead_by_replay_only(target, seen["state"])
+    ]
+    if not ahead or replay_refusal(target):
+        return target
+    goal = max(ahead)
+
+    def replayed_as_far():
+        state = node_state(session)
+        return state if position(state)[2] >= goal or replay_refusal(state) else None
+
+    return retry.poll(
+        replayed_as_far, timeout=wait_timeout, interval=0.2, clock=clock, sleep=sleep
+    ) or node_state(session)
 
 
 def _caught_up(session):

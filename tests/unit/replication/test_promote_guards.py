@@ -230,6 +230,9 @@ class FakeSession:
         row.setdefault("recovery_min_apply_delay", "0")
         return row
 
+    def close(self):
+        pass
+
     def scalar(self, query, params=None, record=True):
         assert "pg_promote" in query
         self.promoted = True
@@ -286,3 +289,39 @@ def test_check_mode_and_pg_promote_that_does_not_finish():
     with pytest.raises(pm.PromoteError, match="did not finish within 60 s") as err:
         pm.run(session, "db2:5432", clock=Clock(), sleep=lambda s: None)
     assert err.value.guard == "promote"
+
+
+def test_target_behind_in_replay_only_gets_time_to_replay_before_the_candidates_are_judged():
+    candidate = FakeSession([node("0/5000000", start="c")])
+    target = FakeSession(
+        [node("0/5000000", replay="0/4000000", start="t")] * 3 + [node("0/5000000", start="t")]
+    )
+    clock = Clock()
+    result = pm.run(
+        target,
+        "db2:5432",
+        candidates=[dict(login_host="db3", login_port=5432)],
+        check_mode=True,
+        connect=lambda params: candidate,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    assert result["changed"] is True
+    assert result["guards"]["candidates"][0]["verdict"] == "ok (equal to the target)"
+    assert result["guards"]["target"]["replay_lsn"] == "0/5000000" and clock.now > 0
+
+
+def test_paused_target_behind_in_replay_is_refused_at_once():
+    candidate = FakeSession([node("0/5000000", start="c")])
+    target = FakeSession([node("0/5000000", replay="0/4000000", start="t", pause="paused")])
+    clock = Clock()
+    with pytest.raises(pm.PromoteError, match="candidates guard: candidate db3:5432 has replayed WAL up to"):
+        pm.run(
+            target,
+            "db2:5432",
+            candidates=[dict(login_host="db3", login_port=5432)],
+            connect=lambda params: candidate,
+            clock=clock,
+            sleep=clock.sleep,
+        )
+    assert clock.now == 0

@@ -5,7 +5,7 @@ import os
 import re
 
 from ansible_collections.dbarch.postgresql.plugins.module_utils.core import findings as fnd
-from ansible_collections.dbarch.postgresql.plugins.module_utils.replication import diagnosis, lag  # noqa: F401
+from ansible_collections.dbarch.postgresql.plugins.module_utils.replication import diagnosis, lag
 
 DOCS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "docs", "replication.md")
 
@@ -25,7 +25,7 @@ def doc_rows():
 def test_docs_list_every_replication_rule():
     registered = {
         r.id: (r.title, r.severity)
-        for analysis in ("replication_info", "replication_lag_runbook")
+        for analysis in (lag.ANALYSIS, diagnosis.ANALYSIS)
         for r in fnd.registered_rules(analysis)
     }
     assert len(registered) == 19
