@@ -178,8 +178,12 @@ guards:
       C(promote).
   returned: always
   type: dict
+guard:
+  description: On a refusal, the guard that refused (C(candidates), C(old_primary), C(replay), C(promote)).
+  returned: on failure
+  type: str
 msg:
-  description: What was done, or would be done.
+  description: What was done, or would be done (on a refusal, the guard, what it saw and how to override it).
   returned: always
   type: str
 queries:
