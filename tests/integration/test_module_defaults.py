@@ -43,8 +43,11 @@ def minimal_arguments(folder):
             "port": 1,
             "target": "latest",
         },
+        # The shared cluster is a primary: promote finds nothing to do (its guards still run).
+        "promote": {},
         "query_stats": {},
         "query_stats_info": {},
+        "replication_info": {},
         "report": {"name": "md_probe", "findings": [], "dest": os.path.join(folder, "reports")},
         "restore_check_info": {},
         "restore_point": {"name": "md-probe"},

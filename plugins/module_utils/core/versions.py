@@ -139,3 +139,27 @@ class Features:
     def verifybackup_reads_tar(self):
         """18 taught pg_verifybackup to read tar-format backups (before: plain only)."""
         return self.major >= 18
+
+    @property
+    def replication_slot_columns(self):
+        """Columns of pg_replication_slots beyond those every supported major has (14: slot_name ...
+        wal_status, safe_wal_size, two_phase): 16 added ``conflicting`` (a logical slot invalidated
+        by a recovery conflict); 17 added ``inactive_since``, ``invalidation_reason``, ``failover``
+        and ``synced``; 18 added ``two_phase_at``."""
+        cols = ()
+        if self.major >= 16:
+            cols += ("conflicting",)
+        if self.major >= 17:
+            cols += ("inactive_since", "invalidation_reason", "failover", "synced")
+        if self.major >= 18:
+            cols += ("two_phase_at",)
+        return cols
+
+    @property
+    def recovery_conflict_columns(self):
+        """The counters of pg_stat_database_conflicts: 16 added ``confl_active_logicalslot``
+        (logical slots on a standby)."""
+        cols = ("confl_tablespace", "confl_lock", "confl_snapshot", "confl_bufferpin", "confl_deadlock")
+        if self.major >= 16:
+            cols += ("confl_active_logicalslot",)
+        return cols
