@@ -26,7 +26,7 @@ description:
     replayed WAL the new primary never had) is rewound (V(rewound)). The fork point is found the way
     C(pg_rewind) finds it, from the primary's timeline history (replication command
     C(TIMELINE_HISTORY)) and the node's (its C(pg_wal) and C(pg_controldata)). A running former primary
-    is stopped first (fast shutdown: it is a second writable primary). Then the node's WAL after the
+    is stopped first (fast shutdown, as it is a second writable primary). Then the node's WAL after the
     fork point is read with C(pg_waldump) and the transactions about to be discarded are returned in
     RV(lost_transactions), C(pg_rewind --source-server) runs, and the node starts as a standby.
   - A stopped node that never went past the fork point (the old primary shut down before the switch)
@@ -130,7 +130,8 @@ options:
     default: 300
   lost_transactions_limit:
     description:
-      - At most this many entries in RV(lost_transactions) (the oldest first); RV(lost_summary) counts them all.
+      - At most this many entries in RV(lost_transactions) (the oldest first); RV(lost_summary) counts
+        them all.
     type: int
     default: 1000
 extends_documentation_fragment:
@@ -202,7 +203,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 action:
-  description: What the node needed, V(cloned), V(repointed), V(rewound) or V(none) (in check mode, what it would need).
+  description:
+    - What the node needed, V(cloned), V(repointed), V(rewound) or V(none) (in check mode, what it would
+      need).
   returned: always
   type: str
   sample: rewound
@@ -228,19 +231,25 @@ lost_transactions:
   returned: always
   type: list
   elements: dict
-  sample: [{xid: 745, commit_time: "2026-12-05T12:27:30.977816+00:00", lsn: "0/0192B9F8", relations: [public.orders]}]
+  sample:
+    - xid: 745
+      commit_time: "2026-12-05T12:27:30.977816+00:00"
+      lsn: 0/0192B9F8
+      relations: [public.orders]
 lost_summary:
   description:
-    - Counts of what the node's WAL after the fork point holds, C(committed) (all, also those beyond the list),
-      C(listed), C(aborted) (rolled-back transactions and savepoints, not lost data), C(in_progress) (no commit
-      record: never acknowledged to a client), C(prepared) (prepared and not finished there), C(records),
+    - Counts of what the node's WAL after the fork point holds, C(committed) (all, also those beyond the
+      list), C(listed), C(aborted) (rolled-back transactions and savepoints, not lost data), C(in_progress)
+      (no commit record, so never acknowledged to a client), C(prepared) (prepared and not finished there),
+      C(records),
       C(first_lsn), C(last_lsn) and C(complete) (false when some of that WAL was no longer in C(pg_wal)).
       Null when nothing was read.
   returned: always
   type: dict
 fork:
-  description: Where the node's history and the primary's part, C(timeline), C(lsn) (null on the same timeline),
-    C(primary_history), C(node_history).
+  description:
+    - Where the node's history and the primary's part, C(timeline), C(lsn) (null on the same timeline),
+      C(primary_history), C(node_history).
   returned: when the node holds data
   type: dict
 steps:
@@ -263,7 +272,8 @@ previous_conninfo:
   returned: when the node was repointed
   type: str
 pg_rewind:
-  description: What C(pg_rewind) reported, C(rewound), C(diverged_at), C(timeline), C(output) (its last lines).
+  description:
+    - What C(pg_rewind) reported, C(rewound), C(diverged_at), C(timeline), C(output) (its last lines).
   returned: when pg_rewind ran
   type: dict
 bindir:

@@ -22,6 +22,11 @@ import os
 import re
 
 from ansible_collections.dbarch.postgresql.plugins.module_utils.core import proc
+
+try:
+    from psycopg2.extensions import parse_dsn
+except ImportError:  # pragma: no cover - the module checks for the driver first
+    parse_dsn = None
 from ansible_collections.dbarch.postgresql.plugins.module_utils.core.errors import DbarchError
 
 # The keywords the module decides; anything else a conninfo holds (pg_basebackup -R writes
@@ -58,12 +63,8 @@ def parse(text):
     A URI conninfo (postgresql://) is parsed by libpq through psycopg2 when present."""
     text = (text or "").strip()
     if text.startswith(("postgresql://", "postgres://")):
-        try:
-            from psycopg2.extensions import parse_dsn
-        except ImportError:  # pragma: no cover - the module always has the driver
-            raise ConninfoError(
-                "primary_conninfo is a URI and psycopg2 is not installed to read it"
-            ) from None
+        if parse_dsn is None:  # pragma: no cover - the module always has the driver
+            raise ConninfoError("primary_conninfo is a URI and psycopg2 is not installed to read it")
         try:
             return dict(parse_dsn(text))
         except Exception as exc:  # noqa: BLE001 - psycopg2.ProgrammingError, reworded

@@ -28,6 +28,7 @@ __metaclass__ = type
 import re
 
 from ansible_collections.dbarch.postgresql.plugins.module_utils.backup import wal
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import proc
 from ansible_collections.dbarch.postgresql.plugins.module_utils.replication import upstream as upm
 from ansible_collections.dbarch.postgresql.plugins.module_utils.replication import waldump as wd
 from ansible_collections.dbarch.postgresql.plugins.module_utils.replication.node import StandbyError
@@ -121,7 +122,7 @@ def scan_after_fork(node, target, fork, timeout=None):
             wal.format_lsn(start),
             wal.format_lsn(end) if end is not None else None,
             scan=scan,
-            run_as=node.run_as if node.run_as != wd.proc.current_user() else None,
+            run_as=node.run_as if node.run_as != proc.current_user() else None,
             env=node.env,
             timeout=timeout,
         )
@@ -190,8 +191,9 @@ def run_pg_rewind(node, source_conninfo, env_extra=None, timeout=None, restore_t
         hint = ""
         if not touched and ("could not find previous WAL record" in text or "could not open file" in text):
             hint = (
-                " pg_rewind reads the node's own WAL back from its last checkpoint before the fork point, and "
-                "that WAL is no longer in its pg_wal. Give the node a restore_command that fetches it from the "
+                " pg_rewind reads the node's own WAL back from its last checkpoint before the fork point, "
+                "and that WAL is no longer in its pg_wal. Give the node a restore_command that fetches it "
+                "from the "
                 "WAL archive (the module then runs pg_rewind --restore-target-wal), or rebuild the node."
             )
         error = StandbyError("pg_rewind failed (exit %d): %s.%s" % (res.returncode, tail, hint))

@@ -30,12 +30,12 @@ __metaclass__ = type
 
 import os
 import re
-import shutil
 
 from ansible_collections.dbarch.postgresql.plugins.module_utils.backup import wal
 from ansible_collections.dbarch.postgresql.plugins.module_utils.core import localcluster as lc
 from ansible_collections.dbarch.postgresql.plugins.module_utils.core import pg, retry
 from ansible_collections.dbarch.postgresql.plugins.module_utils.core.errors import DbarchError
+from ansible_collections.dbarch.postgresql.plugins.module_utils.replication import clone as cl
 from ansible_collections.dbarch.postgresql.plugins.module_utils.replication import conninfo as ci
 from ansible_collections.dbarch.postgresql.plugins.module_utils.replication import node as nd
 from ansible_collections.dbarch.postgresql.plugins.module_utils.replication import rewind as rw
@@ -57,6 +57,10 @@ STANDBY_SQL = (
     "pg_catalog.current_setting('primary_slot_name') AS slot, "
     "(SELECT timeline_id FROM pg_catalog.pg_control_checkpoint()) AS checkpoint_tli, "
     "(SELECT min_recovery_end_timeline FROM pg_catalog.pg_control_recovery()) AS min_recovery_tli"
+)
+SERVER_SQL = (
+    "SELECT pg_catalog.pg_postmaster_start_time()::text AS started, "
+    "pg_catalog.current_setting('port') AS port"
 )
 PRIMARY_SQL = (
     "SELECT pg_catalog.pg_current_wal_lsn()::text AS lsn, "
@@ -203,7 +207,8 @@ class Run:
             return self.clone()
         if self.node.major() != up_major:
             self.fail(
-                "%s holds PostgreSQL %s data but the primary %s runs %d: a standby must be of the same major; "
+                "%s holds PostgreSQL %s data but the primary %s runs %d: a standby must be of the same "
+                "major; "
                 "rebuild the node (remove its data folder, run the module again)"
                 % (req.data_dir, self.node.major(), self.up.where, up_major)
             )
@@ -237,12 +242,8 @@ class Run:
                 "the connection options reach the server of %s, not the one of data_dir %s: give the local "
                 "server's login_host/login_port" % (where, self.req.data_dir)
             )
-        mine = session.fetchone(
-            "SELECT pg_catalog.pg_postmaster_start_time()::text AS started, pg_catalog.current_setting('port') AS port"
-        )
-        theirs = self.up.sql.fetchone(
-            "SELECT pg_catalog.pg_postmaster_start_time()::text AS started, pg_catalog.current_setting('port') AS port"
-        )
+        mine = session.fetchone(SERVER_SQL)
+        theirs = self.up.sql.fetchone(SERVER_SQL)
         if mine == theirs:
             self.fail(
                 "the primary option names this node's own server (%s): give the server to follow"
@@ -272,117 +273,9 @@ class Run:
                 % (self.req.data_dir, wal.format_lsn(position), wal.format_lsn(upstream_pos))
             )
 
-    # -- a node without data: clone -----------------------------------------------------------------
+    # -- a node without data: clone (clone.py) ---------------------------------------------------------
     def clone(self):
-        req, node = self.req, self.node
-        slot = self.check_slot(streaming_here=False)
-        self.result["action"] = "cloned"
-        self.result["changed"] = True
-        self.plan(
-            "copy %s from %s with pg_basebackup%s"
-            % (
-                req.data_dir,
-                self.up.where,
-                " (creating the slot %s)" % req.slot_name if req.slot_name and slot is None else "",
-            )
-        )
-        self.plan("configure it as a standby, start it and check that it streams")
-        if req.check_mode:
-            return self.result
-        make_folders(node.parent, node.owner_ids())
-        direct = os.path.isdir(req.data_dir) and os.path.ismount(req.data_dir)
-        target = req.data_dir if direct else os.path.join(node.parent, ".%s.dbarch-clone" % node.name)
-        if not direct:
-            shutil.rmtree(target, ignore_errors=True)
-            os.mkdir(target, 0o700)
-            if os.geteuid() == 0:
-                os.chown(target, *node.owner_ids())
-        self.write_passfile()
-        argv = [
-            "-D",
-            target,
-            "-h",
-            req.primary["host"],
-            "-p",
-            str(req.primary["port"]),
-            "-U",
-            req.primary["user"],
-        ]
-        argv += ["-X", "stream", "-c", "fast", "-w"]
-        if req.slot_name:
-            argv += ["-S", req.slot_name] + (["-C"] if slot is None else [])
-        env = {"PGPASSFILE": self.passfile} if req.primary.get("password") else {}
-        if req.primary.get("sslmode"):
-            env["PGSSLMODE"] = req.primary["sslmode"]
-        try:
-            node.run(
-                "pg_basebackup",
-                argv,
-                what="pg_basebackup from %s" % self.up.where,
-                env_extra=env,
-                secrets=req.secrets,
-            )
-            staged = nd.Node(target, node.bindir, node.service, node.run_as)
-            settings = self.standby_settings() + self.port_setting(staged)
-            staged.configure_standby(settings)
-            if not direct:
-                if os.path.isdir(req.data_dir):
-                    os.rmdir(req.data_dir)
-                os.rename(target, req.data_dir)
-        except (DbarchError, OSError) as exc:
-            self.undo_clone(target, direct, slot)
-            self.fail(
-                "cloning %s from %s failed, nothing was left behind: %s" % (req.data_dir, self.up.where, exc)
-            )
-        self.slot_created = slot is None and bool(req.slot_name)
-        self.done(
-            "copied %s from %s with pg_basebackup%s"
-            % (
-                req.data_dir,
-                self.up.where,
-                " (created the slot %s)" % req.slot_name if self.slot_created else "",
-            )
-        )
-        self.done(
-            "configured it as a standby (standby.signal, primary_conninfo%s)"
-            % (", primary_slot_name" if req.slot_name else "")
-        )
-        self.start_and_verify()
-        return self.result
-
-    def port_setting(self, staged):
-        """The port the clone must listen on when its copied configuration names another (the
-        primary's): the local login_port, written into postgresql.auto.conf (pg_ctl service)."""
-        port = pg.resolve_params(self.req.local).get("port")
-        if self.req.service != nd.PG_CTL or not port:
-            return []
-        configured = staged.config_value("port")
-        if configured and str(configured) != str(port):
-            self.note(
-                "the copied configuration named port %s; port %s (login_port) written into postgresql.auto.conf"
-                % (configured, port)
-            )
-            return [("port", int(port))]
-        return []
-
-    def undo_clone(self, target, direct, slot):
-        if direct:
-            for name in os.listdir(target):
-                path = os.path.join(target, name)
-                if os.path.isdir(path) and not os.path.islink(path):
-                    shutil.rmtree(path, ignore_errors=True)
-                else:
-                    os.unlink(path)
-        else:
-            shutil.rmtree(target, ignore_errors=True)
-        if slot is None and self.req.slot_name:
-            try:
-                self.up.drop_slot(self.req.slot_name)
-            except DbarchError:
-                self.note(
-                    "the slot %s on %s may be left over: drop it if unused"
-                    % (self.req.slot_name, self.up.where)
-                )
+        return cl.clone(self)
 
     # -- the replication slot -------------------------------------------------------------------------
     def check_slot(self, streaming_here):
@@ -430,8 +323,8 @@ class Run:
             self.ahead_check(position)
         elif position > point["lsn"]:
             self.note(
-                "the standby replayed WAL up to %s, past the point %s where the primary's history left its own"
-                % (wal.format_lsn(position), wal.format_lsn(point["lsn"]))
+                "the standby replayed WAL up to %s, past the point %s where the primary's history left "
+                "its own" % (wal.format_lsn(position), wal.format_lsn(point["lsn"]))
             )
             return self.rejoin(point, target, control, running="standby")
         return self.repoint_running(session, state, receiver)
@@ -507,7 +400,8 @@ class Run:
         if point["lsn"] is None:
             self.fail(
                 "%s runs as a primary on timeline %d and the server given as primary (%s) is on the same "
-                "timeline: it was not promoted away from this node, so making this node a standby would leave "
+                "timeline: it was not promoted away from this node, so making this node a standby would "
+                "leave "
                 "no primary. Promote the other server first (dbarch.postgresql.promote)"
                 % (self.req.data_dir, int(row["tli"]), self.up.where)
             )
@@ -568,7 +462,7 @@ class Run:
         self.start_and_verify()
         return self.result
 
-    # -- rejoin with pg_rewind -----------------------------------------------------------------------------------
+    # -- rejoin with pg_rewind ------------------------------------------------------------------------
     def rejoin(self, point, target, control, running, scan=None):
         req, node = self.req, self.node
         if scan is None:
@@ -598,7 +492,8 @@ class Run:
         if req.check_mode:
             if running == "primary":
                 self.note(
-                    "lost_transactions is read from the running server's WAL: what it writes until it stops adds to it"
+                    "lost_transactions is read from the running server's WAL: what it writes until it "
+                    "stops adds to it"
                 )
             return self.result
         if running:
@@ -618,13 +513,15 @@ class Run:
             self.after_failed_rewind(saved)
             if getattr(exc, "touched", True):
                 state = (
-                    "pg_rewind had begun to change the data folder, which may now be unusable: remove %s and run "
+                    "pg_rewind had begun to change the data folder, which may now be unusable: remove %s "
+                    "and run "
                     "the module to clone it afresh" % req.data_dir
                 )
             else:
                 state = "pg_rewind changed nothing in the data folder: fix the cause and run the module again"
             self.fail(
-                "%s The node is stopped and configured as a standby (standby.signal, its own configuration files "
+                "%s The node is stopped and configured as a standby (standby.signal, its own "
+                "configuration files "
                 "back in place), so it cannot start as a second primary. %s" % (exc, state)
             )
         node.restore_config(saved)
@@ -731,21 +628,6 @@ class Run:
                 "status": row["status"],
             }
         self.result["timeline"] = row.get("received_tli") if row else None
-
-
-def make_folders(path, owner):
-    """Create ``path`` and its missing parents (0750); those created are given to ``owner`` (uid,
-    gid) when running as root, so the server's OS user can write the data folder beside them."""
-    missing = []
-    probe = os.path.abspath(path)
-    while not os.path.exists(probe):
-        missing.append(probe)
-        probe = os.path.dirname(probe)
-    for folder in reversed(missing):
-        os.mkdir(folder, 0o750)
-        if os.geteuid() == 0:
-            os.chown(folder, owner[0], owner[1])
-    return missing
 
 
 def converge(request, upstream=None):

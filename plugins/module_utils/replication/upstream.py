@@ -213,7 +213,7 @@ class Upstream:
         """{(spc, db, node): "schema.table" or None} for relation files of lost transactions,
         asked in each database (one session per database; a database that cannot be reached
         leaves its relations unnamed). Relations of shared catalogs are asked in dbname."""
-        names = {ref: None for ref in refs}
+        names = dict.fromkeys(refs)
         if not refs:
             return names
         databases = {

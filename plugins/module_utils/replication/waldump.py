@@ -191,7 +191,8 @@ class WalScan:
     def transactions(self):
         """{"committed": [{xid, commit_time, lsn, relations (set of refs), gid}],
         "aborted": [xid] (a rolled-back savepoint whose parent was not known yet is one too),
-        "rolled_back": [xid] (savepoints of known parents), "prepared": [{xid, gid, time, lsn}], "in_progress": [xid]} in WAL order."""
+        "rolled_back": [xid] (savepoints of known parents), "prepared": [{xid, gid, time, lsn}],
+        "in_progress": [xid]} in WAL order."""
         refs = {}
         for xid, touched in self.touched.items():
             if xid in self.rolled_back:
