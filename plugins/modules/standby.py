@@ -162,7 +162,8 @@ notes:
     (every file at the top of the data folder that is not server state) aside and puts them back.
   - A node that was not shut down cleanly is brought to a consistent state by C(pg_rewind) itself (single-user
     mode), which needs C(postgresql.conf) in the data folder.
-  - Stale replication slots of the node's primary days stay in its C(pg_replslot); RV(notes) names them.
+  - The replication slots a former primary held do not survive C(pg_rewind) (it does not keep C(pg_replslot)
+    contents), so none of them keeps WAL on the rejoined node.
 seealso:
   - module: dbarch.postgresql.local_cluster
   - name: pg_rewind

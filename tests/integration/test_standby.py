@@ -206,6 +206,8 @@ def test_rejoin_rewinds_and_reports_the_lost_transactions(flow):
             "SELECT count(*) FROM public.lost_rows WHERE id = ANY(%s)", (list(LOST_IDS),)
         ) == [(0,)]
     assert s2.query("SELECT active FROM pg_replication_slots WHERE slot_name = 'p'") == [(True,)]
+    # The slots P held as a primary (for S1 and S2) did not survive the rewind: none keeps WAL on it.
+    assert p.query("SELECT slot_name FROM pg_replication_slots") == []
 
 
 def test_repoint_reloads_without_restart(flow):
