@@ -70,6 +70,15 @@ def flow(pg_major):
                 stat_task("after check", s1_dir),
                 standby_task("clone", s1_dir, s1_port, p, slot_name="s1"),
                 standby_task("clone again", s1_dir, s1_port, p, slot_name="s1"),
+                standby_task(
+                    "slot taken",
+                    os.path.join(workdir, "s3", "data"),
+                    lc.free_port(),
+                    p,
+                    slot_name="s2",
+                    check_mode=True,
+                    ignore_errors=True,
+                ),
                 pg=p,
             )
         )
@@ -154,6 +163,11 @@ def test_clone_streams_and_second_run_changes_nothing(flow):
     assert again["upstream"]["port"] == p.port
     passfile = os.path.join(os.path.dirname(clone["data_dir"]), ".dbarch-data.pgpass")
     assert oct(os.stat(passfile).st_mode & 0o777) == "0o600"
+
+
+def test_a_slot_another_standby_streams_from_is_refused(flow):
+    taken = results(flow["clone"], "slot taken")["slot taken"]
+    assert taken["failed"] and "in use by another standby" in taken["msg"]
 
 
 def test_rewind_false_and_check_mode_change_nothing(flow):

@@ -83,7 +83,15 @@ def clone(run):
             os.rename(target, req.data_dir)
     except (DbarchError, OSError) as exc:
         undo_clone(run, target, direct, slot)
-        run.fail("cloning %s from %s failed, nothing was left behind: %s" % (req.data_dir, run.up.where, exc))
+        run.fail(
+            "cloning %s from %s failed; no data folder was left behind%s: %s"
+            % (
+                req.data_dir,
+                run.up.where,
+                " and the slot it created was dropped" if slot is None and req.slot_name else "",
+                exc,
+            )
+        )
     run.slot_created = slot is None and bool(req.slot_name)
     run.done(
         "copied %s from %s with pg_basebackup%s"
