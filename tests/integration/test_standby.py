@@ -24,6 +24,8 @@ import pytest
 
 import harness
 from ansible_collections.dbarch.postgresql.plugins.module_utils.core import localcluster as lc
+from ansible_collections.dbarch.postgresql.plugins.module_utils.replication import node as nd
+from ansible_collections.dbarch.postgresql.plugins.module_utils.replication import standby as sb
 
 pytestmark = pytest.mark.all_versions
 
@@ -47,6 +49,24 @@ def start_pg_ctl(cluster):
     """Start a data folder that has no dbarch marker (S1, made by the module) with pg_ctl."""
     log = os.path.join(os.path.dirname(cluster.data_dir), "%s.log" % os.path.basename(cluster.data_dir))
     cluster.run(["pg_ctl", "start", "-D", cluster.data_dir, "-l", log, "-w", "-t", "120"], new_session=True)
+
+
+def engine_refusal(node, primary):
+    """The standby engine's refusal to make ``node`` follow ``primary`` (called directly, as the
+    module would: no playbook run for a step that must fail before changing anything)."""
+    request = sb.Request(
+        primary={
+            "host": primary.host,
+            "port": primary.port,
+            "user": primary.user,
+            "password": primary.password,
+        },
+        data_dir=node.data_dir,
+        local=node.conn_params,
+    )
+    with pytest.raises(nd.StandbyError) as info:
+        sb.converge(request)
+    return str(info.value)
 
 
 def results(run, *names):
@@ -107,6 +127,8 @@ def flow(pg_major):
             conn.close()
         p.cluster.stop()
         s2.cluster.start()
+        # Before the promotion S2 is a standby on P's timeline: P following it would leave no primary.
+        not_promoted = engine_refusal(p, s2)
         s2.query("SELECT pg_promote(true, 60)")
         start_pg_ctl(s1)
         s1_pg = harness.PgCluster(pg_major, s1, p.password, workdir, False)
@@ -139,6 +161,7 @@ def flow(pg_major):
             "xids": xids,
             "s1_started": s1_started,
             "s1_streamed_from_p": s1_streamed_from_p,
+            "not_promoted": not_promoted,
         }
     finally:
         if s1 is not None and s1.is_running():
@@ -168,6 +191,10 @@ def test_clone_streams_and_second_run_changes_nothing(flow):
 def test_a_slot_another_standby_streams_from_is_refused(flow):
     taken = results(flow["clone"], "slot taken")["slot taken"]
     assert taken["failed"] and "in use by another standby" in taken["msg"]
+
+
+def test_a_stopped_primary_does_not_follow_a_standby_that_was_not_promoted(flow):
+    assert "would leave no primary" in flow["not_promoted"]
 
 
 def test_rewind_false_and_check_mode_change_nothing(flow):

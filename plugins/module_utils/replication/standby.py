@@ -170,7 +170,7 @@ class Run:
 
     def source_conninfo(self):
         """How pg_rewind reaches the primary (SQL): the password comes from the password file."""
-        keywords = dict(self.wanted, dbname=self.req.primary["dbname"], application_name=None)
+        keywords = dict(self.wanted, dbname=self.req.primary["dbname"])
         keywords["application_name"] = "dbarch.%s" % self.req.module_name
         return ci.build(keywords)
 
@@ -208,8 +208,7 @@ class Run:
         if self.node.major() != up_major:
             self.fail(
                 "%s holds PostgreSQL %s data but the primary %s runs %d: a standby must be of the same "
-                "major; "
-                "rebuild the node (remove its data folder, run the module again)"
+                "major; rebuild the node (remove its data folder, run the module again)"
                 % (req.data_dir, self.node.major(), self.up.where, up_major)
             )
         control = self.node.controldata()
@@ -401,8 +400,7 @@ class Run:
             self.fail(
                 "%s runs as a primary on timeline %d and the server given as primary (%s) is on the same "
                 "timeline: it was not promoted away from this node, so making this node a standby would "
-                "leave "
-                "no primary. Promote the other server first (dbarch.postgresql.promote)"
+                "leave no primary. Promote the other server first (dbarch.postgresql.promote)"
                 % (self.req.data_dir, int(row["tli"]), self.up.where)
             )
         self.note(
@@ -416,6 +414,14 @@ class Run:
         node_tli = max(control["checkpoint_timeline"], control["min_recovery_timeline"])
         point, target = self.fork(node_tli)
         if point["lsn"] is None:
+            was_primary = control["state"] in ("shut down", "in production")
+            if was_primary and self.up.in_recovery():
+                self.fail(
+                    "%s was stopped as a primary (%s) and the server given as primary (%s) is a standby on "
+                    "the same timeline, not promoted away from it: making this node its standby would leave "
+                    "no primary. Start this node as it was, or promote the other server first"
+                    % (self.req.data_dir, control["state"], self.up.where)
+                )
             self.ahead_check(max(control["checkpoint_lsn"], control["min_recovery_lsn"]))
             return self.start_as_standby()
         scan, notes = rw.scan_after_fork(self.node, target, point)
