@@ -134,11 +134,15 @@ def resolve_bindir(data_dir, bindir=None, major=None, debian=None):
 
 def owner_of(data_dir):
     """The OS user the server binaries run as: the data folder's owner, else (a folder not made
-    yet) postgres when this runs as root, else the current user."""
+    yet, or an empty one root made: the server never runs as root) postgres when this runs as
+    root, else the current user."""
     try:
-        return pwd.getpwuid(os.stat(data_dir).st_uid).pw_name
+        uid = os.stat(data_dir).st_uid
+        if uid != 0:
+            return pwd.getpwuid(uid).pw_name
     except (FileNotFoundError, KeyError):
-        return lc.default_run_as()
+        pass
+    return lc.default_run_as()
 
 
 def check_service(service):

@@ -141,3 +141,11 @@ def test_debian_cluster_needs_its_unit_with_pg_ctl(node):
 
 def test_bindir_option_wins():
     assert nd.resolve_bindir("/x", bindir="/opt/pg/bin") == ("/opt/pg/bin", "the bindir option")
+
+
+def test_owner_of(tmp_path):
+    assert nd.owner_of(str(tmp_path / "missing")) == nd.lc.default_run_as()
+    folder = tmp_path / "made"
+    folder.mkdir()
+    expected = proc.current_user() if os.geteuid() != 0 else "postgres"
+    assert nd.owner_of(str(folder)) == expected
