@@ -61,6 +61,10 @@ def minimal_arguments(folder):
         "schema_review": {},
         "server_info": {},
         "setting": {"settings": {"work_mem": "4MB"}},
+        "standby": {
+            "primary": {"host": "127.0.0.1", "port": 1, "user": "md_probe"},
+            "data_dir": os.path.join(folder, "standby", "data"),
+        },
     }
 
 
@@ -108,6 +112,7 @@ def test_every_module_takes_the_group_connection_defaults(pg, run_playbook, work
         "query_stats": "pg_stat_statements",
         "pitr_restore": "backup",
         "backup_info": "backup",
+        "standby": "cannot open a replication connection to the primary 127.0.0.1:1",
     }
     for name, msg in failed.items():
         assert name in expected_reasons and expected_reasons[name] in msg, (name, msg)

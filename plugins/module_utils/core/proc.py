@@ -14,6 +14,8 @@ Plain Python (standard library only), no Ansible imports.
   inside an unrelated word: a short password such as ``ab`` leaves ``about`` alone), in
   its URL-encoded form too, and the value of ``password=`` style keys and of the password
   part of ``scheme://user:password@host`` URLs.
+- ``stream(argv, on_line, ...)``: the same runner for a command whose output is too large to
+  hold (``pg_waldump`` over gigabytes of WAL): each stdout line goes to ``on_line`` as it comes.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -23,7 +25,10 @@ __metaclass__ = type
 import os
 import pwd
 import re
+import signal
 import subprocess
+import tempfile
+import threading
 
 from ansible_collections.dbarch.postgresql.plugins.module_utils.core.errors import DbarchError
 
@@ -194,3 +199,67 @@ def run(
             stderr_tail=tail,
         )
     return res
+
+
+def stream(argv, on_line, env=None, run_as=None, timeout=None, cwd=None, what=None, secrets=()):
+    """Run ``argv`` and hand each line of its stdout (without the line break) to ``on_line`` as it
+    is written, so an output of any size is never held in memory. Returns a Result whose stdout is
+    empty and whose stderr is masked; the caller judges the exit code. A timeout (the process is
+    killed) or a command that cannot start raises ProcError, as does an exception of ``on_line``
+    (the process is killed first, and the exception propagates)."""
+    what = what or os.path.basename(str(argv[0]))
+    full = as_user(argv, run_as)
+    shown = " ".join(mask_argv(argv, secrets))
+    with tempfile.TemporaryFile(mode="w+") as err:
+        try:
+            child = subprocess.Popen(
+                full,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                env=env,
+                cwd=cwd,
+                text=True,
+                errors="replace",
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise ProcError(
+                "%s could not run (%s): %s" % (what, exc, shown), argv=mask_argv(full, secrets)
+            ) from None
+        expired = threading.Event()
+
+        def kill():
+            # The whole process group: a child of the command (runuser's) would keep stdout open.
+            try:
+                os.killpg(child.pid, signal.SIGKILL)
+            except OSError:
+                child.kill()
+
+        def expire():
+            expired.set()
+            kill()
+
+        timer = threading.Timer(timeout, expire) if timeout else None
+        if timer:
+            timer.daemon = True
+            timer.start()
+        try:
+            for line in child.stdout:
+                on_line(line.rstrip("\n"))
+        except BaseException:
+            kill()
+            child.wait()
+            raise
+        finally:
+            if timer:
+                timer.cancel()
+            child.stdout.close()
+        returncode = child.wait()
+        if expired.is_set():
+            raise ProcError(
+                "%s timed out after %ss: %s" % (what, timeout, shown),
+                argv=mask_argv(full, secrets),
+                timed_out=True,
+            )
+        err.seek(0)
+        return Result(mask_argv(full, secrets), returncode, "", mask(err.read(), secrets))

@@ -77,3 +77,32 @@ def test_run_can_keep_stdout_as_written_while_stderr_stays_masked():
     code = "import sys; print('password: text'); sys.stderr.write('password=zzz')"
     res = proc.run([sys.executable, "-c", code], check=False, mask_stdout=False)
     assert res.stdout == "password: text\n" and res.stderr == "password=%s" % M
+
+
+def test_stream_hands_every_line_over_and_keeps_stderr_masked():
+    seen = []
+    script = "for i in 1 2 3; do echo line$i; done; echo 'password=hunter2 failed' >&2; exit 3"
+    res = proc.stream(["/bin/sh", "-c", script], seen.append, secrets=["hunter2"])
+    assert seen == ["line1", "line2", "line3"]
+    assert res.returncode == 3
+    assert res.stdout == ""
+    assert "hunter2" not in res.stderr and "failed" in res.stderr
+
+
+def test_stream_timeout_kills_and_raises():
+    with pytest.raises(proc.ProcError) as info:
+        proc.stream(["/bin/sh", "-c", "echo one; sleep 30"], lambda _line: None, timeout=0.5)
+    assert info.value.timed_out
+
+
+def test_stream_error_in_the_callback_stops_the_command():
+    def boom(_line):
+        raise ValueError("bad line")
+
+    with pytest.raises(ValueError, match="bad line"):
+        proc.stream(["/bin/sh", "-c", "while true; do echo x; done"], boom)
+
+
+def test_stream_missing_program():
+    with pytest.raises(proc.ProcError, match="could not run"):
+        proc.stream(["/nonexistent/tool"], lambda _line: None)
