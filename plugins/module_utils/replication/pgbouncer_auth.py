@@ -49,7 +49,10 @@ class PgBouncerAuthError(DbarchError):
 
 
 FUNCTION_NAME = "user_lookup"
-FUNCTION_ARGS = "i_username text, OUT uname text, OUT phash text"
+FUNCTION_ARGS = "i_username text"
+# No row for a name the function does not answer for (a NULL row makes PgBouncer 1.18 drop the server
+# connection and fail the login with "bouncer config error").
+FUNCTION_RESULT = "TABLE(uname text, phash text)"
 SEARCH_PATH = "search_path=pg_catalog, pg_temp"
 # The body stored in pg_proc.prosrc (compared as is to decide whether to replace the function).
 FUNCTION_BODY = """
@@ -149,7 +152,11 @@ def _function_matches(row):
 
 def _create_function(schema):
     return sql.SQL(
-        "CREATE OR REPLACE FUNCTION {}.{}(" + FUNCTION_ARGS + ") RETURNS record LANGUAGE sql STABLE "
+        "CREATE OR REPLACE FUNCTION {}.{}("
+        + FUNCTION_ARGS
+        + ") RETURNS "
+        + FUNCTION_RESULT
+        + " LANGUAGE sql STABLE "
         "SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS {}"
     ).format(pg.ident(schema), pg.ident(FUNCTION_NAME), sql.Literal(FUNCTION_BODY))
 
@@ -170,7 +177,7 @@ def plan_database(session, schema, role, role_exists=True):
         statements.append(sql.SQL("CREATE SCHEMA {}").format(pg.ident(schema)))
     row = session.fetchone(_FUNCTION_QUERY, {"schema": schema, "name": FUNCTION_NAME, "role": role})
     facts["function"] = "%s.%s(text)" % (schema, FUNCTION_NAME)
-    if row is not None and (row["args"] != FUNCTION_ARGS or row["result"] != "record"):
+    if row is not None and (row["args"] != FUNCTION_ARGS or row["result"] != FUNCTION_RESULT):
         statements.append(sql.SQL("DROP FUNCTION {}").format(signature))
         row = None
     if row is None or not _function_matches(row):

@@ -1,0 +1,380 @@
+"""roles/pgbouncer and the pgbouncer modules with Debian's PgBouncer 1.18 in front of a real primary and standby.
+
+The role deploys an instance in the test's folder (pgbouncer_service user: `pgbouncer -d <ini>` as the postgres OS
+user) in front of a primary P and its streaming standby S, both with TLS: PgBouncer logs in to PostgreSQL as its
+auth user with a client certificate (pg_hba.conf `hostssl ... cert`), the only way PgBouncer 1.18 has to keep that
+role's password out of its files. Then:
+
+- a login role with a SCRAM password gets in through PgBouncer (auth_query), a wrong password does not, a
+  superuser does not (the lookup function never answers for one);
+- no password is in any file the role wrote, and the auth file holds one SCRAM secret (0600);
+- the admin console answers the admin role only;
+- a second run changes nothing, and neither does a check-mode run;
+- switchover under load: pgbench writes through the read-write pool in transaction mode while the module PAUSEs it,
+  P stops cleanly, S is promoted, and the module repoints the pool, RELOADs and RESUMEs: pgbench reports no failed
+  transaction, and every transaction it counted is a row on S.
+"""
+
+import glob
+import os
+import pwd
+import re
+import secrets
+import shutil
+import stat
+import subprocess
+import time
+
+import psycopg2
+import pytest
+
+import harness
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import localcluster as lc
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import retry
+from ansible_collections.dbarch.postgresql.plugins.module_utils.replication import pgbouncer as eng
+from ansible_collections.dbarch.postgresql.plugins.module_utils.replication import pgbouncer_config as cfg
+
+AUTH_USER = "dbarch_pgbouncer"
+TLS_HBA = "hostssl all %s 127.0.0.1/32 cert" % AUTH_USER
+DB = "appdb"
+APP = "pgb_app"
+PGBENCH_SECONDS = 15
+# Each transaction holds its server connection a few milliseconds, so a stop of the primary without PAUSE would
+# catch transactions in flight (they would fail); with PAUSE none is.
+PGBENCH_SCRIPT = (
+    "\\set v random(1, 1000000)\n"
+    "BEGIN;\n"
+    "INSERT INTO pgb_load (v) VALUES (:v);\n"
+    "SELECT pg_sleep(0.005);\n"
+    "COMMIT;\n"
+)
+
+
+def _openssl(*args):
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def make_tls(folder):
+    """A private CA, a server certificate for 127.0.0.1 and a client certificate for AUTH_USER (CN), readable by
+    the postgres OS user only (PostgreSQL and PgBouncer both run as it)."""
+    os.makedirs(folder)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    ca_key, ca_crt = os.path.join(folder, "ca.key"), os.path.join(folder, "ca.crt")
+    _openssl("req", "-x509", *ec, "-days", "2", "-subj", "/CN=dbarch test CA", "-keyout", ca_key, "-out", ca_crt)
+    for name, subject, extension in (
+        ("server", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1\n"),
+        ("client", "/CN=%s" % AUTH_USER, "basicConstraints=CA:FALSE\n"),
+    ):
+        key, csr, crt, ext = (os.path.join(folder, name + suffix) for suffix in (".key", ".csr", ".crt", ".ext"))
+        with open(ext, "w") as out:
+            out.write(extension)
+        _openssl("req", *ec, "-subj", subject, "-keyout", key, "-out", csr)
+        _openssl("x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key, "-days", "2", "-out", crt, "-extfile", ext)
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        shutil.chown(path, "postgres", "postgres")
+        os.chmod(path, 0o600)
+    shutil.chown(folder, "postgres", "postgres")
+    return {"ca": ca_crt, "cert": os.path.join(folder, "client.crt"), "key": os.path.join(folder, "client.key")}
+
+
+class Topology:
+    """P (primary) and S (its standby) with TLS, an app role and database, and the PgBouncer instance the role
+    deployed in front of them."""
+
+    def __init__(self, workdir, primary, standby, tls):
+        self.workdir = workdir
+        self.primary = primary
+        self.standby = standby
+        self.tls = tls
+        self.admin_password = secrets.token_urlsafe(18)
+        self.app_password = secrets.token_urlsafe(18)
+        self.instance = os.path.join(workdir, "pgbouncer")
+        self.port = lc.free_port()
+        self.last_run = None
+
+    @property
+    def pidfile(self):
+        return os.path.join(self.instance, "pgbouncer-it.pid")
+
+    def role_vars(self):
+        return {
+            "pgbouncer_service": "user",
+            "pgbouncer_name": "it",
+            "pgbouncer_config_dir": self.instance,
+            "pgbouncer_listen_port": self.port,
+            "pgbouncer_databases": [DB],
+            "pgbouncer_primary": {"host": "127.0.0.1", "port": self.primary.port},
+            "pgbouncer_replicas": [{"name": "s", "host": "127.0.0.1", "port": self.standby.port}],
+            "pgbouncer_admin_password": self.admin_password,
+            "pgbouncer_server_tls_ca_file": self.tls["ca"],
+            "pgbouncer_server_tls_cert_file": self.tls["cert"],
+            "pgbouncer_server_tls_key_file": self.tls["key"],
+            "pgbouncer_install": False,
+        }
+
+    def run_role(self, check=False):
+        play = harness.play(
+            {"name": "PgBouncer role", "ansible.builtin.include_role": {"name": "dbarch.postgresql.pgbouncer"}},
+            pg=self.primary,
+            vars=self.role_vars(),
+        )
+        self.last_run = harness.run_playbook(play, check=check, diff=check)
+        return self.last_run
+
+    def connect(self, dbname=DB, user=APP, password=None, timeout=10):
+        conn = psycopg2.connect(
+            host="127.0.0.1",
+            port=self.port,
+            dbname=dbname,
+            user=user,
+            password=self.app_password if password is None else password,
+            connect_timeout=timeout,
+            application_name="dbarch.tests",
+        )
+        conn.autocommit = True
+        return conn
+
+    def console(self):
+        return eng.Console("127.0.0.1", self.port, AUTH_USER, self.admin_password)
+
+    def stop_pgbouncer(self):
+        raw = lc.read_text(self.pidfile)
+        if raw and raw.strip().isdigit():
+            subprocess.run(["kill", "-TERM", raw.strip()], check=False)
+            retry.poll(lambda: None if os.path.exists(self.pidfile) else True, 10)
+
+
+def _query(conn, statement, params=None):
+    with conn.cursor() as cur:
+        cur.execute(statement, params)
+        return cur.fetchall()
+
+
+@pytest.fixture(scope="module")
+def topo(pg_major):
+    workdir = harness.work_folder("dbarch-it-pgbouncer-")
+    topology = None
+    try:
+        tls = make_tls(os.path.join(workdir, "tls"))
+        settings = {
+            "ssl": True,
+            "ssl_cert_file": os.path.join(workdir, "tls", "server.crt"),
+            "ssl_key_file": os.path.join(workdir, "tls", "server.key"),
+            "ssl_ca_file": tls["ca"],
+        }
+        primary = harness.start_cluster(pg_major, workdir=workdir, name="p", settings=settings, hba_extra=[TLS_HBA])
+        standby = harness.start_standby(primary, "s", slot="pgb_s", settings=settings)
+        standby.cluster.write_hba([TLS_HBA])
+        standby.cluster.reload()
+        topology = Topology(workdir, primary, standby, tls)
+        with primary.connect() as conn, conn.cursor() as cur:
+            cur.execute("SET password_encryption = 'scram-sha-256'")
+            cur.execute("CREATE ROLE %s LOGIN PASSWORD %%s" % APP, (topology.app_password,))
+        primary.createdb(DB)
+        primary.query("ALTER DATABASE %s OWNER TO %s" % (DB, APP))
+        primary.query("CREATE TABLE pgb_load (id bigserial PRIMARY KEY, v int)", dbname=DB)
+        primary.query("ALTER TABLE pgb_load OWNER TO %s" % APP, dbname=DB)
+        run = topology.run_role()
+        run.assert_ok()
+        yield topology
+    finally:
+        if topology is not None:
+            topology.stop_pgbouncer()
+        harness.remove_folder(workdir)
+
+
+# -- the role -------------------------------------------------------------------------------
+
+
+def test_role_deploys_pools_that_reach_the_right_servers(topo):
+    run = topo.last_run if topo.last_run.rc == 0 else topo.run_role()
+    run.assert_ok()
+    targets = cfg.read_targets(open(os.path.join(topo.instance, "databases.ini")).read())
+    assert targets == {
+        DB: {"host": "127.0.0.1", "port": str(topo.primary.port), "dbname": DB},
+        DB + "_ro": {"host": "127.0.0.1", "port": str(topo.standby.port), "dbname": DB},
+        DB + "_ro_s": {"host": "127.0.0.1", "port": str(topo.standby.port), "dbname": DB},
+    }
+    checks = run.task("Log in to every pool through PgBouncer")["result"]["checks"]
+    assert checks == {
+        DB: {"ok": True, "in_recovery": False},
+        DB + "_ro": {"ok": True, "in_recovery": True},
+        DB + "_ro_s": {"ok": True, "in_recovery": True},
+    }
+    with topo.console() as console:
+        config = {row["key"]: row["value"] for row in console.show("CONFIG")}
+    assert config["pool_mode"] == "transaction"
+    assert config["auth_type"] == "scram-sha-256"
+    assert config["auth_user"] == AUTH_USER
+    assert config["admin_users"] == AUTH_USER
+    assert config["auth_query"] == "SELECT uname, phash FROM pgbouncer.user_lookup($1)"
+
+
+def test_a_scram_login_role_gets_in_through_auth_query(topo):
+    for alias, in_recovery in ((DB, False), (DB + "_ro", True), (DB + "_ro_s", True)):
+        with topo.connect(alias) as conn:
+            assert _query(conn, "SELECT current_user, pg_is_in_recovery()") == [(APP, in_recovery)]
+    with pytest.raises(psycopg2.OperationalError, match="authentication failed"):
+        topo.connect(password="not-" + topo.app_password)
+    # the lookup function never answers for a superuser: the superuser's right password does not get in
+    with pytest.raises(psycopg2.OperationalError, match="no such user"):
+        topo.connect(user=topo.primary.user, password=topo.primary.password)
+    # nobody but the auth user may run the lookup function
+    with topo.connect() as conn, pytest.raises(psycopg2.errors.InsufficientPrivilege):
+        _query(conn, "SELECT * FROM pgbouncer.user_lookup(%s)", (APP,))
+
+
+def test_no_password_in_any_file_the_role_wrote(topo):
+    passwords = [topo.admin_password, topo.app_password, topo.primary.password]
+    files = [p for p in glob.glob(os.path.join(topo.instance, "**"), recursive=True) if os.path.isfile(p)]
+    assert {os.path.basename(p) for p in files} >= {"pgbouncer.ini", "databases.ini", "userlist.txt"}
+    for path in files:
+        with open(path, "rb") as handle:
+            content = handle.read()
+        for password in passwords:
+            assert password.encode() not in content, "a password is in %s" % path
+    userlist = os.path.join(topo.instance, "userlist.txt")
+    entries = cfg.parse_userlist(open(userlist).read())
+    assert [name for name, _secret in entries] == [AUTH_USER]
+    assert re.match(r"^SCRAM-SHA-256\$4096:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+$", entries[0][1])
+    st = os.stat(userlist)
+    assert stat.S_IMODE(st.st_mode) == 0o600
+    assert pwd.getpwuid(st.st_uid).pw_name == "postgres"
+    # the role's output does not carry them either
+    for password in passwords:
+        assert password not in topo.last_run.stdout
+
+
+def test_admin_console_answers_the_admin_role_only(topo):
+    with topo.console() as console:
+        assert console.version().startswith("PgBouncer 1.")
+        assert any(row["database"] == DB for row in console.show("POOLS"))
+    with pytest.raises(eng.PgBouncerError, match="authentication failed"):
+        eng.Console("127.0.0.1", topo.port, AUTH_USER, "wrong-" + topo.admin_password).connect()
+    # a login role that is not an admin gets no console (PgBouncer 1.18 never answers it: the login times out)
+    with pytest.raises(psycopg2.OperationalError):
+        topo.connect("pgbouncer", timeout=2)
+    # and the admin is PgBouncer's admin only: its password is not a PostgreSQL password
+    with pytest.raises(psycopg2.OperationalError, match="authentication failed"):
+        psycopg2.connect(
+            host="127.0.0.1", port=topo.primary.port, dbname=DB, user=AUTH_USER, password=topo.admin_password
+        )
+
+
+def test_second_run_and_check_mode_change_nothing(topo):
+    ini = os.path.join(topo.instance, "pgbouncer.ini")
+    before = {name: open(os.path.join(topo.instance, name)).read() for name in ("pgbouncer.ini", "userlist.txt")}
+    pid = lc.read_text(topo.pidfile)
+    again = topo.run_role()
+    again.assert_ok()
+    assert again.changed_count() == 0, [r["task"] for r in again.results if r["result"].get("changed")]
+    checked = topo.run_role(check=True)
+    checked.assert_ok()
+    assert checked.changed_count() == 0, [r["task"] for r in checked.results if r["result"].get("changed")]
+    assert {name: open(os.path.join(topo.instance, name)).read() for name in before} == before
+    assert lc.read_text(topo.pidfile) == pid, "PgBouncer was restarted"
+    assert os.path.getsize(ini) > 0
+
+
+# -- switchover under load -------------------------------------------------------------------------
+
+
+def _module_task(topo, state, **options):
+    options.update(state=state, admin_port=topo.port, admin_password=topo.admin_password)
+    return harness.task("pgbouncer", "pgbouncer " + state, register="out", **options)
+
+
+def _run_module(topo, state, **options):
+    run = harness.run_playbook(harness.play(_module_task(topo, state, **options)))
+    run.assert_ok()
+    return run.task("pgbouncer " + state)["result"]
+
+
+def _start_pgbench(topo, folder):
+    script = os.path.join(folder, "insert.sql")
+    with open(script, "w") as out:
+        out.write(PGBENCH_SCRIPT)
+    env = lc.library_env(topo.primary.bindir)
+    env.update(os.environ, PGPASSWORD=topo.app_password)
+    argv = [
+        os.path.join(topo.primary.bindir, "pgbench"),
+        "-n",
+        "-f",
+        script,
+        "-c",
+        "4",
+        "-j",
+        "2",
+        "-T",
+        str(PGBENCH_SECONDS),
+        "--failures-detailed",
+        "-l",
+        "--log-prefix",
+        os.path.join(folder, "pgbench_log"),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(topo.port),
+        "-U",
+        APP,
+        DB,
+    ]
+    return subprocess.Popen(argv, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _count(cluster):
+    return cluster.query("SELECT count(*) FROM pgb_load", dbname=DB)[0][0]
+
+
+def test_switchover_under_load_fails_no_transaction(topo):
+    primary, standby = topo.primary, topo.standby
+    folder = os.path.join(topo.workdir, "pgbench")
+    os.makedirs(folder)
+    rows_before = _count(primary)
+    bench = _start_pgbench(topo, folder)
+    try:
+        assert retry.poll(lambda: True if _count(primary) >= rows_before + 50 else None, 30), "pgbench wrote nothing"
+        # 1. hold the writers: PAUSE waits for the transactions in flight, new ones queue in PgBouncer
+        paused = _run_module(topo, "paused", aliases=[DB])
+        assert paused["paused"] == [DB] and paused["changed"]
+        # 2. the old primary stops cleanly (its last WAL goes to the standby), 3. the standby is promoted
+        rows_on_p = _count(primary)
+        primary.cluster.stop(mode="fast")
+        assert retry.poll(lambda: True if _count(standby) == rows_on_p else None, 30), "S did not replay P's WAL"
+        standby.query("SELECT pg_promote(wait => true)")
+        # 4. repoint the read-write pool at S, RELOAD, RESUME
+        resumed = _run_module(
+            topo,
+            "resumed",
+            config_file=os.path.join(topo.instance, "databases.ini"),
+            databases={DB: {"host": "127.0.0.1", "port": standby.port, "dbname": DB}},
+            paused_at=paused["paused_at"],
+        )
+        out, err = bench.communicate(timeout=PGBENCH_SECONDS + 120)
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+            bench.communicate()
+    assert resumed["resumed"] == [DB] and resumed["reloaded"]
+    assert resumed["live_after"][DB]["port"] == str(standby.port)
+    assert resumed["paused_seconds"] > 0
+
+    # pgbench: exit 0, no client aborted, 0 failed transactions (per its summary and its per-transaction log)
+    assert bench.returncode == 0, "pgbench failed (exit %s):\n%s\n%s" % (bench.returncode, out, err)
+    assert "aborted" not in out + err, out + err
+    assert re.search(r"^number of failed transactions: 0 \(", out, re.M), out
+    processed = int(re.search(r"^number of transactions actually processed: (\d+)", out, re.M).group(1))
+    logged = []
+    for path in glob.glob(os.path.join(folder, "pgbench_log*")):
+        with open(path) as handle:
+            logged += handle.read().splitlines()
+    assert len(logged) == processed
+    assert not [line for line in logged if "failed" in line or "serialization" in line or "deadlock" in line]
+
+    # every transaction pgbench counted is a row on S, and the writers went on after RESUME (on S)
+    rows_on_s = _count(standby)
+    assert rows_on_s - rows_before == processed
+    assert rows_on_s > rows_on_p, "pgbench ended before RESUME: nothing was written through the repointed pool"
+    with topo.connect() as conn:
+        assert _query(conn, "SELECT pg_is_in_recovery(), inet_server_port()") == [(False, standby.port)]
