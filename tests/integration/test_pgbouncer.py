@@ -1,18 +1,22 @@
-"""roles/pgbouncer and the pgbouncer modules with Debian's PgBouncer 1.18 in front of a real primary and standby.
+"""roles/pgbouncer and the pgbouncer modules with Debian's PgBouncer 1.18 in front of a real primary and
+standby.
 
-The role deploys an instance in the test's folder (pgbouncer_service user: `pgbouncer -d <ini>` as the postgres OS
-user) in front of a primary P and its streaming standby S, both with TLS: PgBouncer logs in to PostgreSQL as its
-auth user with a client certificate (pg_hba.conf `hostssl ... cert`), the only way PgBouncer 1.18 has to keep that
-role's password out of its files. Then:
+The role deploys an instance in the test's folder (pgbouncer_service user: `pgbouncer -d <ini>` as the
+postgres OS user) in front of a primary P and its streaming standby S, both with TLS: PgBouncer logs in to
+PostgreSQL as its auth user with a client certificate (pg_hba.conf `hostssl ... cert`), the only way
+PgBouncer 1.18 has to keep that role's password out of its files. Then:
 
 - a login role with a SCRAM password gets in through PgBouncer (auth_query), a wrong password does not, a
   superuser does not (the lookup function never answers for one);
 - no password is in any file the role wrote, and the auth file holds one SCRAM secret (0600);
 - the admin console answers the admin role only;
-- a second run changes nothing, and neither does a check-mode run;
-- switchover under load: pgbench writes through the read-write pool in transaction mode while the module PAUSEs it,
-  P stops cleanly, S is promoted, and the module repoints the pool, RELOADs and RESUMEs: pgbench reports no failed
-  transaction, and every transaction it counted is a row on S.
+- a second run changes nothing, and neither does a check-mode run; check mode on a new instance writes
+  nothing;
+- the module repoints a pool with PAUSE, RELOAD, RESUME, does nothing for the same target, and when a PAUSE
+  times out (a transaction in flight) resumes the pool and repoints nothing; pgbouncer_info reads the console;
+- switchover under load: pgbench writes through the read-write pool in transaction mode while the module
+  PAUSEs it, P stops cleanly, S is promoted, and the module repoints the pool, RELOADs and RESUMEs: pgbench
+  reports no failed transaction, and every transaction it counted is a row on S.
 """
 
 import glob
@@ -23,7 +27,6 @@ import secrets
 import shutil
 import stat
 import subprocess
-import time
 
 import psycopg2
 import pytest
@@ -39,8 +42,8 @@ TLS_HBA = "hostssl all %s 127.0.0.1/32 cert" % AUTH_USER
 DB = "appdb"
 APP = "pgb_app"
 PGBENCH_SECONDS = 15
-# Each transaction holds its server connection a few milliseconds, so a stop of the primary without PAUSE would
-# catch transactions in flight (they would fail); with PAUSE none is.
+# Each transaction holds its server connection a few milliseconds, so a stop of the primary without PAUSE
+# catches transactions in flight (pgbench's clients abort); with PAUSE none is in flight.
 PGBENCH_SCRIPT = (
     "\\set v random(1, 1000000)\n"
     "BEGIN;\n"
@@ -55,27 +58,50 @@ def _openssl(*args):
 
 
 def make_tls(folder):
-    """A private CA, a server certificate for 127.0.0.1 and a client certificate for AUTH_USER (CN), readable by
-    the postgres OS user only (PostgreSQL and PgBouncer both run as it)."""
+    """A private CA, a server certificate for 127.0.0.1 and a client certificate for AUTH_USER (CN),
+    readable by the postgres OS user only (PostgreSQL and PgBouncer both run as it)."""
     os.makedirs(folder)
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     ca_key, ca_crt = os.path.join(folder, "ca.key"), os.path.join(folder, "ca.crt")
-    _openssl("req", "-x509", *ec, "-days", "2", "-subj", "/CN=dbarch test CA", "-keyout", ca_key, "-out", ca_crt)
+    _openssl(
+        "req", "-x509", *ec, "-days", "2", "-subj", "/CN=dbarch test CA", "-keyout", ca_key, "-out", ca_crt
+    )
     for name, subject, extension in (
         ("server", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1\n"),
         ("client", "/CN=%s" % AUTH_USER, "basicConstraints=CA:FALSE\n"),
     ):
-        key, csr, crt, ext = (os.path.join(folder, name + suffix) for suffix in (".key", ".csr", ".crt", ".ext"))
+        key, csr, crt, ext = (
+            os.path.join(folder, name + suffix) for suffix in (".key", ".csr", ".crt", ".ext")
+        )
         with open(ext, "w") as out:
             out.write(extension)
         _openssl("req", *ec, "-subj", subject, "-keyout", key, "-out", csr)
-        _openssl("x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key, "-days", "2", "-out", crt, "-extfile", ext)
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            csr,
+            "-CA",
+            ca_crt,
+            "-CAkey",
+            ca_key,
+            "-days",
+            "2",
+            "-out",
+            crt,
+            "-extfile",
+            ext,
+        )
     for name in os.listdir(folder):
         path = os.path.join(folder, name)
         shutil.chown(path, "postgres", "postgres")
         os.chmod(path, 0o600)
     shutil.chown(folder, "postgres", "postgres")
-    return {"ca": ca_crt, "cert": os.path.join(folder, "client.crt"), "key": os.path.join(folder, "client.key")}
+    return {
+        "ca": ca_crt,
+        "cert": os.path.join(folder, "client.crt"),
+        "key": os.path.join(folder, "client.key"),
+    }
 
 
 class Topology:
@@ -92,6 +118,7 @@ class Topology:
         self.instance = os.path.join(workdir, "pgbouncer")
         self.port = lc.free_port()
         self.last_run = None
+        self.first_run = None
 
     @property
     def pidfile(self):
@@ -115,7 +142,10 @@ class Topology:
 
     def run_role(self, check=False):
         play = harness.play(
-            {"name": "PgBouncer role", "ansible.builtin.include_role": {"name": "dbarch.postgresql.pgbouncer"}},
+            {
+                "name": "PgBouncer role",
+                "ansible.builtin.include_role": {"name": "dbarch.postgresql.pgbouncer"},
+            },
             pg=self.primary,
             vars=self.role_vars(),
         )
@@ -145,6 +175,11 @@ class Topology:
             retry.poll(lambda: None if os.path.exists(self.pidfile) else True, 10)
 
 
+def _read(path):
+    with open(path) as handle:
+        return handle.read()
+
+
 def _query(conn, statement, params=None):
     with conn.cursor() as cur:
         cur.execute(statement, params)
@@ -163,7 +198,9 @@ def topo(pg_major):
             "ssl_key_file": os.path.join(workdir, "tls", "server.key"),
             "ssl_ca_file": tls["ca"],
         }
-        primary = harness.start_cluster(pg_major, workdir=workdir, name="p", settings=settings, hba_extra=[TLS_HBA])
+        primary = harness.start_cluster(
+            pg_major, workdir=workdir, name="p", settings=settings, hba_extra=[TLS_HBA]
+        )
         standby = harness.start_standby(primary, "s", slot="pgb_s", settings=settings)
         standby.cluster.write_hba([TLS_HBA])
         standby.cluster.reload()
@@ -175,8 +212,8 @@ def topo(pg_major):
         primary.query("ALTER DATABASE %s OWNER TO %s" % (DB, APP))
         primary.query("CREATE TABLE pgb_load (id bigserial PRIMARY KEY, v int)", dbname=DB)
         primary.query("ALTER TABLE pgb_load OWNER TO %s" % APP, dbname=DB)
-        run = topology.run_role()
-        run.assert_ok()
+        topology.first_run = topology.run_role()
+        topology.first_run.assert_ok()
         yield topology
     finally:
         if topology is not None:
@@ -188,9 +225,8 @@ def topo(pg_major):
 
 
 def test_role_deploys_pools_that_reach_the_right_servers(topo):
-    run = topo.last_run if topo.last_run.rc == 0 else topo.run_role()
-    run.assert_ok()
-    targets = cfg.read_targets(open(os.path.join(topo.instance, "databases.ini")).read())
+    run = topo.first_run
+    targets = cfg.read_targets(_read(os.path.join(topo.instance, "databases.ini")))
     assert targets == {
         DB: {"host": "127.0.0.1", "port": str(topo.primary.port), "dbname": DB},
         DB + "_ro": {"host": "127.0.0.1", "port": str(topo.standby.port), "dbname": DB},
@@ -235,7 +271,7 @@ def test_no_password_in_any_file_the_role_wrote(topo):
         for password in passwords:
             assert password.encode() not in content, "a password is in %s" % path
     userlist = os.path.join(topo.instance, "userlist.txt")
-    entries = cfg.parse_userlist(open(userlist).read())
+    entries = cfg.parse_userlist(_read(userlist))
     assert [name for name, _secret in entries] == [AUTH_USER]
     assert re.match(r"^SCRAM-SHA-256\$4096:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+$", entries[0][1])
     st = os.stat(userlist)
@@ -243,7 +279,7 @@ def test_no_password_in_any_file_the_role_wrote(topo):
     assert pwd.getpwuid(st.st_uid).pw_name == "postgres"
     # the role's output does not carry them either
     for password in passwords:
-        assert password not in topo.last_run.stdout
+        assert password not in topo.first_run.stdout
 
 
 def test_admin_console_answers_the_admin_role_only(topo):
@@ -264,7 +300,7 @@ def test_admin_console_answers_the_admin_role_only(topo):
 
 def test_second_run_and_check_mode_change_nothing(topo):
     ini = os.path.join(topo.instance, "pgbouncer.ini")
-    before = {name: open(os.path.join(topo.instance, name)).read() for name in ("pgbouncer.ini", "userlist.txt")}
+    before = {name: _read(os.path.join(topo.instance, name)) for name in ("pgbouncer.ini", "userlist.txt")}
     pid = lc.read_text(topo.pidfile)
     again = topo.run_role()
     again.assert_ok()
@@ -272,23 +308,142 @@ def test_second_run_and_check_mode_change_nothing(topo):
     checked = topo.run_role(check=True)
     checked.assert_ok()
     assert checked.changed_count() == 0, [r["task"] for r in checked.results if r["result"].get("changed")]
-    assert {name: open(os.path.join(topo.instance, name)).read() for name in before} == before
+    assert {name: _read(os.path.join(topo.instance, name)) for name in before} == before
     assert lc.read_text(topo.pidfile) == pid, "PgBouncer was restarted"
     assert os.path.getsize(ini) > 0
 
 
-# -- switchover under load -------------------------------------------------------------------------
+def test_check_mode_on_a_new_instance_writes_nothing(topo):
+    fresh = Topology(topo.workdir, topo.primary, topo.standby, topo.tls)
+    fresh.instance = os.path.join(topo.workdir, "pgbouncer-fresh")
+    fresh.admin_password = topo.admin_password
+    run = fresh.run_role(check=True)
+    run.assert_ok()
+    assert run.changed_count() > 0
+    assert not os.path.exists(fresh.instance)
+    planned = run.task("Write the pools")["result"]
+    assert planned["file_changed"] and planned["after"][DB]["port"] == str(topo.primary.port)
 
 
-def _module_task(topo, state, **options):
+# -- the modules ----------------------------------------------------------------------------------
+
+
+def _module_task(topo, state, name=None, **options):
     options.update(state=state, admin_port=topo.port, admin_password=topo.admin_password)
-    return harness.task("pgbouncer", "pgbouncer " + state, register="out", **options)
+    return harness.task("pgbouncer", name or "pgbouncer " + state, **options)
 
 
 def _run_module(topo, state, **options):
     run = harness.run_playbook(harness.play(_module_task(topo, state, **options)))
     run.assert_ok()
     return run.task("pgbouncer " + state)["result"]
+
+
+def test_repoint_pauses_reloads_resumes_and_is_idempotent(topo):
+    """The read-only pool of S moved to P and back, one step each; check mode and a repeat change nothing."""
+    pools_file = os.path.join(topo.instance, "databases.ini")
+    alias = DB + "_ro_s"
+    to_p = {alias: {"host": "127.0.0.1", "port": topo.primary.port, "dbname": DB}}
+    to_s = {alias: {"host": "127.0.0.1", "port": topo.standby.port, "dbname": DB}}
+    text_before = _read(pools_file)
+    info = {"admin_port": topo.port, "admin_password": topo.admin_password}
+    run = harness.run_playbook(
+        harness.play(
+            _module_task(topo, "present", "planned", config_file=pools_file, databases=to_p, check_mode=True),
+            _module_task(topo, "present", "moved", config_file=pools_file, databases=to_p),
+            _module_task(topo, "present", "again", config_file=pools_file, databases=to_p),
+            harness.task("pgbouncer_info", "info", check_pools=[alias], pid_file=topo.pidfile, **info),
+            _module_task(topo, "present", "back", config_file=pools_file, databases=to_s, pause=False),
+            harness.task(
+                "pgbouncer_info", "stopped?", pid_file=os.path.join(topo.workdir, "none.pid"), **info
+            ),
+        ),
+        diff=True,
+    )
+    run.assert_ok()
+    planned, moved, again, info, back, stopped = (
+        run.task(n)["result"] for n in ("planned", "moved", "again", "info", "back", "stopped?")
+    )
+    # check mode: what would happen, only SHOW commands sent
+    assert planned["changed"] and planned["paused"] == [alias] and planned["resumed"] == []
+    assert planned["diff"]["after"] == "%s = host=127.0.0.1 port=%d dbname=%s\n" % (
+        alias,
+        topo.primary.port,
+        DB,
+    )
+    assert all(c.startswith("SHOW") for c in planned["commands"]), planned["commands"]
+    # the move: PAUSE, RELOAD, RESUME, and PgBouncer serves the new target
+    assert (
+        moved["changed"] and moved["paused"] == [alias] and moved["resumed"] == [alias] and moved["reloaded"]
+    )
+    assert [c for c in moved["commands"] if not c.startswith("SHOW")] == [
+        "PAUSE %s" % alias,
+        "RELOAD",
+        "RESUME %s" % alias,
+    ]
+    assert moved["before"][alias]["port"] == str(topo.standby.port)
+    assert moved["live_after"][alias]["port"] == str(topo.primary.port)
+    # the same target again: nothing to do, nothing paused
+    assert not again["changed"] and again["paused"] == [] and again["reloaded"] is False
+    assert all(c.startswith("SHOW") for c in again["commands"])
+    # pgbouncer_info: the pool now reaches the primary; running from the pid file
+    assert info["running"] and info["pid"] == int(lc.read_text(topo.pidfile))
+    assert info["checks"][alias] == {"ok": True, "in_recovery": False}
+    assert info["version"].startswith("PgBouncer 1.")
+    assert {row["name"] for row in info["databases"]} >= {DB, alias, "pgbouncer"}
+    assert {"total_xact_count", "database"} <= set(info["stats"][0])
+    assert info["config"]["pool_mode"] == "transaction"
+    assert info["changed"] is False
+    assert stopped["running"] is False and "version" not in stopped
+    # back without a pause: RELOAD only
+    assert back["changed"] and back["paused"] == [] and back["reloaded"]
+    assert "PAUSE %s" % alias not in back["commands"]
+    assert _read(pools_file) == text_before
+    with topo.connect(alias) as conn:
+        assert _query(conn, "SELECT pg_is_in_recovery()") == [(True,)]
+
+
+def test_a_pause_that_times_out_resumes_and_repoints_nothing(topo):
+    pools_file = os.path.join(topo.instance, "databases.ini")
+    alias = DB + "_ro_s"
+    text_before = _read(pools_file)
+    held = topo.connect(alias)
+    held.autocommit = False
+    try:
+        _query(held, "SELECT 1")  # a transaction in flight holds the pool's server connection
+        run = harness.run_playbook(
+            harness.play(
+                _module_task(
+                    topo,
+                    "present",
+                    "move",
+                    config_file=pools_file,
+                    databases={alias: {"host": "127.0.0.1", "port": topo.primary.port, "dbname": DB}},
+                    pause_timeout=1,
+                    ignore_errors=True,
+                )
+            )
+        )
+        result = run.task("move")["result"]
+        assert result["failed"]
+        assert "PAUSE %s did not finish within 1" % alias in result["msg"]
+        assert "PgBouncer was resumed (RESUME %s)" % alias in result["msg"]
+        assert result["resumed_after_failure"] == [alias]
+        assert [c for c in result["commands"] if not c.startswith("SHOW")] == [
+            "PAUSE %s" % alias,
+            "RESUME %s" % alias,
+        ]
+        assert _read(pools_file) == text_before
+        with topo.console() as console:
+            row = console.databases()[alias]
+        assert (row["paused"], row["port"]) == (0, topo.standby.port)
+        held.commit()
+        assert _query(held, "SELECT pg_is_in_recovery()") == [(True,)]
+    finally:
+        held.close()
+
+
+# -- switchover under load -------------------------------------------------------------------------
 
 
 def _start_pgbench(topo, folder):
@@ -320,7 +475,9 @@ def _start_pgbench(topo, folder):
         APP,
         DB,
     ]
-    return subprocess.Popen(argv, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        argv, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def _count(cluster):
@@ -334,14 +491,18 @@ def test_switchover_under_load_fails_no_transaction(topo):
     rows_before = _count(primary)
     bench = _start_pgbench(topo, folder)
     try:
-        assert retry.poll(lambda: True if _count(primary) >= rows_before + 50 else None, 30), "pgbench wrote nothing"
+        assert retry.poll(lambda: True if _count(primary) >= rows_before + 50 else None, 30), (
+            "pgbench wrote nothing"
+        )
         # 1. hold the writers: PAUSE waits for the transactions in flight, new ones queue in PgBouncer
         paused = _run_module(topo, "paused", aliases=[DB])
         assert paused["paused"] == [DB] and paused["changed"]
         # 2. the old primary stops cleanly (its last WAL goes to the standby), 3. the standby is promoted
         rows_on_p = _count(primary)
         primary.cluster.stop(mode="fast")
-        assert retry.poll(lambda: True if _count(standby) == rows_on_p else None, 30), "S did not replay P's WAL"
+        assert retry.poll(lambda: True if _count(standby) == rows_on_p else None, 30), (
+            "S did not replay P's WAL"
+        )
         standby.query("SELECT pg_promote(wait => true)")
         # 4. repoint the read-write pool at S, RELOAD, RESUME
         resumed = _run_module(
@@ -375,6 +536,8 @@ def test_switchover_under_load_fails_no_transaction(topo):
     # every transaction pgbench counted is a row on S, and the writers went on after RESUME (on S)
     rows_on_s = _count(standby)
     assert rows_on_s - rows_before == processed
-    assert rows_on_s > rows_on_p, "pgbench ended before RESUME: nothing was written through the repointed pool"
+    assert rows_on_s > rows_on_p, (
+        "pgbench ended before RESUME: nothing was written through the repointed pool"
+    )
     with topo.connect() as conn:
         assert _query(conn, "SELECT pg_is_in_recovery(), inet_server_port()") == [(False, standby.port)]
