@@ -67,7 +67,7 @@ def make_tls(folder):
         "req", "-x509", *ec, "-days", "2", "-subj", "/CN=dbarch test CA", "-keyout", ca_key, "-out", ca_crt
     )
     for name, subject, extension in (
-        ("server", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1\n"),
+        ("server", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1,IP:127.0.0.2\n"),
         ("client", "/CN=%s" % AUTH_USER, "basicConstraints=CA:FALSE\n"),
     ):
         key, csr, crt, ext = (
@@ -124,7 +124,10 @@ class Topology:
     def pidfile(self):
         return os.path.join(self.instance, "pgbouncer-it.pid")
 
-    def role_vars(self):
+    def role_vars(self, **overrides):
+        return dict(self._role_vars(), **overrides)
+
+    def _role_vars(self):
         return {
             "pgbouncer_service": "user",
             "pgbouncer_name": "it",
@@ -132,7 +135,11 @@ class Topology:
             "pgbouncer_listen_port": self.port,
             "pgbouncer_databases": [DB],
             "pgbouncer_primary": {"host": "127.0.0.1", "port": self.primary.port},
-            "pgbouncer_replicas": [{"name": "s", "host": "127.0.0.1", "port": self.standby.port}],
+            # S twice, at two addresses on one port (with verify-full the read-only pool goes to the first)
+            "pgbouncer_replicas": [
+                {"name": "s", "host": "127.0.0.1", "port": self.standby.port},
+                {"name": "s2", "host": "127.0.0.2", "port": self.standby.port},
+            ],
             "pgbouncer_admin_password": self.admin_password,
             "pgbouncer_server_tls_ca_file": self.tls["ca"],
             "pgbouncer_server_tls_cert_file": self.tls["cert"],
@@ -140,14 +147,14 @@ class Topology:
             "pgbouncer_install": False,
         }
 
-    def run_role(self, check=False):
+    def run_role(self, check=False, **overrides):
         play = harness.play(
             {
                 "name": "PgBouncer role",
                 "ansible.builtin.include_role": {"name": "dbarch.postgresql.pgbouncer"},
             },
             pg=self.primary,
-            vars=self.role_vars(),
+            vars=self.role_vars(**overrides),
         )
         self.last_run = harness.run_playbook(play, check=check, diff=check)
         return self.last_run
@@ -197,6 +204,7 @@ def topo(pg_major):
             "ssl_cert_file": os.path.join(workdir, "tls", "server.crt"),
             "ssl_key_file": os.path.join(workdir, "tls", "server.key"),
             "ssl_ca_file": tls["ca"],
+            "listen_addresses": "127.0.0.1,127.0.0.2",
         }
         primary = harness.start_cluster(
             pg_major, workdir=workdir, name="p", settings=settings, hba_extra=[TLS_HBA]
@@ -218,7 +226,8 @@ def topo(pg_major):
     finally:
         if topology is not None:
             topology.stop_pgbouncer()
-        harness.remove_folder(workdir)
+        if not os.environ.get("KEEP"):
+            harness.remove_folder(workdir)
 
 
 # -- the role -------------------------------------------------------------------------------
@@ -231,12 +240,14 @@ def test_role_deploys_pools_that_reach_the_right_servers(topo):
         DB: {"host": "127.0.0.1", "port": str(topo.primary.port), "dbname": DB},
         DB + "_ro": {"host": "127.0.0.1", "port": str(topo.standby.port), "dbname": DB},
         DB + "_ro_s": {"host": "127.0.0.1", "port": str(topo.standby.port), "dbname": DB},
+        DB + "_ro_s2": {"host": "127.0.0.2", "port": str(topo.standby.port), "dbname": DB},
     }
     checks = run.task("Log in to every pool through PgBouncer")["result"]["checks"]
     assert checks == {
         DB: {"ok": True, "in_recovery": False},
         DB + "_ro": {"ok": True, "in_recovery": True},
         DB + "_ro_s": {"ok": True, "in_recovery": True},
+        DB + "_ro_s2": {"ok": True, "in_recovery": True},
     }
     with topo.console() as console:
         config = {row["key"]: row["value"] for row in console.show("CONFIG")}
@@ -259,6 +270,40 @@ def test_a_scram_login_role_gets_in_through_auth_query(topo):
     # nobody but the auth user may run the lookup function
     with topo.connect() as conn, pytest.raises(psycopg2.errors.InsufficientPrivilege):
         _query(conn, "SELECT * FROM pgbouncer.user_lookup(%s)", (APP,))
+
+
+def _ro_addresses(topo, count=3):
+    """The server addresses behind ``count`` concurrent transactions on the read-only pool."""
+    conns = [topo.connect(DB + "_ro") for _ in range(count)]
+    try:
+        addresses = set()
+        for conn in conns:
+            conn.autocommit = False  # each holds its server connection until the end of its transaction
+            addresses.add(_query(conn, "SELECT host(inet_server_addr())")[0][0])
+        return addresses
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def test_read_only_pool_spreads_over_a_host_list_with_verify_ca(topo):
+    """With verify-ca the role makes the read-only pool a host list, and PgBouncer 1.18 opens its new
+    server connections to each host in turn; the role repoints the running PgBouncer (PAUSE, RELOAD, RESUME)
+    both ways."""
+    spread = topo.run_role(pgbouncer_server_tls_sslmode="verify-ca")
+    spread.assert_ok()
+    pools = spread.task("Write the pools")["result"]
+    assert pools["changed"] and pools["paused"] == [DB + "_ro"] and pools["resumed"] == [DB + "_ro"]
+    assert pools["live_after"][DB + "_ro"]["host"] == "127.0.0.1,127.0.0.2"
+    assert _ro_addresses(topo) == {"127.0.0.1", "127.0.0.2"}
+    back = topo.run_role()
+    back.assert_ok()
+    assert back.task("Write the pools")["result"]["live_after"][DB + "_ro"]["host"] == "127.0.0.1"
+    assert (
+        "verify-full"
+        in back.task("Say why the read-only pool does not spread over the replicas")["result"]["msg"]
+    )
+    assert _ro_addresses(topo) == {"127.0.0.1"}
 
 
 def test_no_password_in_any_file_the_role_wrote(topo):
