@@ -226,8 +226,7 @@ def topo(pg_major):
     finally:
         if topology is not None:
             topology.stop_pgbouncer()
-        if not os.environ.get("KEEP"):
-            harness.remove_folder(workdir)
+        harness.remove_folder(workdir)
 
 
 # -- the role -------------------------------------------------------------------------------
