@@ -266,6 +266,13 @@ def test_a_scram_login_role_gets_in_through_auth_query(topo):
     # the lookup function never answers for a superuser: the superuser's right password does not get in
     with pytest.raises(psycopg2.OperationalError, match="no such user"):
         topo.connect(user=topo.primary.user, password=topo.primary.password)
+    # with auth_type scram-sha-256 a role whose password is stored as md5 cannot get in
+    with topo.primary.connect() as conn, conn.cursor() as cur:
+        cur.execute("SET password_encryption = 'md5'")
+        cur.execute("DROP ROLE IF EXISTS pgb_md5")
+        cur.execute("CREATE ROLE pgb_md5 LOGIN PASSWORD %s", (topo.app_password,))
+    with pytest.raises(psycopg2.OperationalError, match="authentication failed"):
+        topo.connect(user="pgb_md5")
     # nobody but the auth user may run the lookup function
     with topo.connect() as conn, pytest.raises(psycopg2.errors.InsufficientPrivilege):
         _query(conn, "SELECT * FROM pgbouncer.user_lookup(%s)", (APP,))
