@@ -280,7 +280,7 @@ def test_a_scram_login_role_gets_in_through_auth_query(topo):
 
 def _ro_addresses(topo, count=3):
     """The server addresses behind ``count`` concurrent transactions on the read-only pool."""
-    conns = [topo.connect(DB + "_ro") for _ in range(count)]
+    conns = [topo.connect(DB + "_ro") for _attempt in range(count)]
     try:
         addresses = set()
         for conn in conns:
