@@ -331,7 +331,7 @@ def test_query_tuning_apply_builds_verifies_and_compares(shop, tmp_path):
         assert valid == [(True,)]
         after = res.task("EXPLAIN ANALYZE again and compare with before")["result"]
         assert "orders_customer_id_idx" in json.dumps(after["results"][0]["plan"])
-        dropped = res.task("Drop an index no compared statement uses and got faster with")["result"]
+        dropped = res.task("Drop an index no compared statement uses and improved with")["result"]
         assert all(r.get("skipped") for r in dropped["results"]), dropped
     finally:
         conn = shop.connect(DB)

@@ -289,3 +289,24 @@ def test_bad_input_and_thresholds():
     with pytest.raises(plans.PlanError, match="must be a number"):
         plans.thresholds({"subplan_loops": "many"})
     assert rules(doc(seq(100, 39900)), seq_scan_min_removed=100000) == []
+
+
+def test_improved_counts_buffers_not_one_noisy_timing():
+    """A slower single timing on a busy host does not undo an index that cut the pages read."""
+    before = doc(seq(100, 39900, **{"Shared Hit Blocks": 400}), **{"Execution Time": 1.0})
+    idx = node(
+        "Index Scan",
+        **{"Relation Name": "orders", "Schema": "public", "Index Name": "orders_customer_id_idx"},
+        **{"Shared Hit Blocks": 4},
+    )
+    after = doc(idx, **{"Execution Time": 3.0})
+    c = plans.compare(before, after)
+    assert c["faster"] is False
+    assert c["improved"] is True
+    worse = plans.compare(after, before)
+    assert worse["improved"] is False
+    no_buffers = plans.compare(
+        doc(seq(100, 39900), **{"Execution Time": 2.0}), doc(idx, **{"Execution Time": 1.0})
+    )
+    assert no_buffers["buffers"]["before"]["shared_hit"] == 0
+    assert no_buffers["improved"] is True
