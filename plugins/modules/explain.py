@@ -217,7 +217,7 @@ comparison:
   description:
     - With O(compare_to). C(before) and C(after) (planning, execution and total times, cost), C(ratio)
       (after / before of total time, or of cost when either run was not analyzed; C(basis) says which),
-      C(faster) (by time: one run, so noisy on a busy host), C(improved) (fewer shared buffers
+      C(faster) (by time, from one run, so noisy on a busy host), C(improved) (fewer shared buffers
       touched, independent of load; by time when buffers were not counted), C(buffers),
       C(shape_changed) and C(shape_changes) (relations whose node types changed, with C(before)
       and C(after)).
