@@ -56,6 +56,11 @@ def last_line(text, width=300):
     return lines[-1][:width] if lines else ""
 
 
+def tail_lines(text, count=15, width=300):
+    """The last ``count`` non-blank lines of a tool's output (for a result file)."""
+    return [line[:width] for line in _lines(text)[-count:]]
+
+
 def first_line(text, width=200):
     lines = _lines(text)
     return lines[0][:width] if lines else ""

@@ -150,6 +150,7 @@ class DbarchSide:
             returncode=proc.returncode,
             output=common.last_line(proc.stdout + proc.stderr),
             recap=_recap(proc.stdout),
+            output_tail=common.tail_lines(proc.stdout + proc.stderr),
         )
 
     def _modules_play(self, old, new, sibling):

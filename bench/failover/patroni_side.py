@@ -228,7 +228,11 @@ class PatroniSide:
             "postgres",
         )
         proc = common.run_group(argv, cwd=self.top, timeout=300)
-        return dict(returncode=proc.returncode, output=common.last_line(proc.stdout + proc.stderr))
+        return dict(
+            returncode=proc.returncode,
+            output=common.last_line(proc.stdout + proc.stderr),
+            output_tail=common.tail_lines(proc.stdout + proc.stderr),
+        )
 
     def kill_primary(self, node):
         """SIGKILL Patroni's process group of the node and its postmaster: the node is lost."""

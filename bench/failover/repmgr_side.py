@@ -272,10 +272,11 @@ class RepmgrSide:
             node = Node(name, ports[name], data, os.path.join(log_dir, "postgresql.log"))
             self.nodes.append(node)
             self.conf[name] = self._repmgr_conf(index, node)
-            self._repmgr(
-                name, "-h", "127.0.0.1", "-p", str(ports["node1"]), "-U", "repmgr", "-d", "repmgr",
-                "standby", "clone", "--fast-checkpoint",
-            )  # fmt: skip
+            upstream = "host=127.0.0.1 port=%d user=repmgr dbname=repmgr passfile=%s" % (
+                ports["node1"],
+                self.passfile,
+            )
+            self._repmgr(name, "-d", upstream, "standby", "clone", "--fast-checkpoint")
             self._write(
                 os.path.join(data, lc.MANAGED_CONF),
                 lc.managed_conf_text(node.port, run_dir, self.pg_settings),
@@ -330,7 +331,11 @@ class RepmgrSide:
             "postgres",
         )
         proc = common.run_group(argv, cwd=self.top, timeout=300)
-        return dict(returncode=proc.returncode, output=common.last_line(proc.stderr + proc.stdout))
+        return dict(
+            returncode=proc.returncode,
+            output=common.last_line(proc.stderr + proc.stdout),
+            output_tail=common.tail_lines(proc.stderr + proc.stdout),
+        )
 
     def kill_primary(self, node):
         """SIGKILL the node's repmgrd and its postmaster: the node is lost."""

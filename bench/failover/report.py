@@ -73,7 +73,8 @@ def _table(doc, what, columns, extra):
             rows.append(["  ! " + res["error"][:150]])
     for key, why in sorted(doc.get("skipped", {}).items()):
         rows.append(["%s: skipped (%s)" % (key, why)])
-    widths = [max(len(r[i]) for r in [head] + rows if len(r) > i) for i in range(len(head))]
+    full = [head] + [r for r in rows if len(r) > 1]
+    widths = [max(len(r[i]) for r in full) for i in range(len(head))]
     lines = [
         "  ".join(
             h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(head, widths, strict=False))

@@ -368,7 +368,12 @@ def main(argv=None):
     common.write_json(out_path, doc)
     out = os.path.abspath(out_path)
     print("results: %s" % (os.path.relpath(out, REPO) if out.startswith(REPO + os.sep) else out))
-    failed = [key for key, runs in results.items() for r in runs if r.get("error")]
+    failed = [
+        key
+        for key, runs in results.items()
+        for r in runs
+        if r.get("error") or any((r.get(what) or {}).get("error") for what in ("switchover", "failover"))
+    ]
     return 1 if failed else 0
 
 
