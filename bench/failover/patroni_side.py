@@ -210,6 +210,30 @@ class PatroniSide:
             "Patroni %s did not become the leader: %s" % (name, self.patronis[name].tail())
         )
 
+    def wait_ready(self, primary, timeout):
+        """Until Patroni's own view (GET /cluster) has ``primary`` as leader and the two others as
+        running replicas; None when so, else what it showed last."""
+        deadline = time.time() + timeout
+        seen = None
+        while time.time() < deadline:
+            try:
+                url = "http://127.0.0.1:%d/cluster" % self.rest[primary.name]
+                with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback REST API
+                    members = json.loads(resp.read().decode("utf-8")).get("members", [])
+            except (OSError, ValueError) as exc:
+                members, seen = [], str(exc)
+            roles = dict((m.get("name"), (m.get("role"), m.get("state"))) for m in members)
+            if members:
+                seen = roles
+            others = [n.name for n in self.nodes if n.name != primary.name]
+            if roles.get(primary.name, (None,))[0] == "leader" and all(
+                roles.get(name, (None, None))[0] == "replica" and roles[name][1] in ("running", "streaming")
+                for name in others
+            ):
+                return None
+            time.sleep(0.2)
+        return "Patroni's cluster view did not settle: %s" % (seen,)
+
     # -- the measured steps -----------------------------------------------------------------------
     def switchover(self, old, new):
         argv = common.as_user(

@@ -285,7 +285,9 @@ class RepmgrSide:
             self._repmgr(name, "standby", "register")
         for node in self.nodes:
             self._start_repmgrd(node)
-        self._wait_repmgrd()
+        why = self.wait_ready(node1, 60)
+        if why:
+            raise common.ToolFailed(why)
         return node1
 
     def _start_repmgrd(self, node):
@@ -297,25 +299,42 @@ class RepmgrSide:
             argv, os.path.join(base, "repmgrd.out"), cwd=base, name="repmgrd %s" % node.name
         )
 
-    def _wait_repmgrd(self, timeout=60):
-        """Until every repmgrd logs that it monitors its node (bounded)."""
+    def wait_ready(self, primary, timeout):
+        """Until ``repmgr service status`` (run on ``primary``) shows it as the primary, the others
+        as standbys, every repmgrd running and not paused, and every standby's repmgrd having
+        seen its upstream within two monitoring intervals (a repmgrd still sleeping between
+        reconnection attempts after a switchover shows a growing 'upstream last seen').
+        None when so, else the last status seen."""
+        fresh = 2 * self.failover_conf["monitor_interval_secs"] + 1
         deadline = time.time() + timeout
-        pending = {n.name for n in self.nodes}
-        while pending and time.time() < deadline:
-            for name in sorted(pending):
-                path = os.path.join(self.top, name, "repmgr.log")
-                try:
-                    with open(path, errors="replace") as handle:
-                        text = handle.read()
-                except OSError:
-                    text = ""
-                if "monitoring" in text:
-                    pending.discard(name)
-                if not self.repmgrd[name].alive():
-                    raise common.ToolFailed("repmgrd on %s exited: %s" % (name, common.last_line(text)))
-            time.sleep(0.2)
-        if pending:
-            raise common.ToolFailed("repmgrd did not start monitoring on %s" % ", ".join(sorted(pending)))
+        last = None
+        while time.time() < deadline:
+            proc = common.run_group(
+                common.as_user(
+                    [
+                        repmgr_bin(self.bindir, "repmgr"),
+                        "-f",
+                        self.conf[primary.name],
+                        "service",
+                        "status",
+                        "--csv",
+                    ],
+                    "postgres",
+                ),
+                timeout=60,
+            )
+            rows = [line.split(",") for line in proc.stdout.splitlines() if line.count(",") >= 8]
+            last = proc.stdout.strip() or common.last_line(proc.stderr)
+            good = proc.returncode == 0 and len(rows) == len(self.nodes)
+            for row in rows if good else []:
+                name, role, running, paused, seen = row[1], row[2], row[4], row[6], row[8]
+                wanted = "primary" if name == primary.name else "standby"
+                good = good and role == wanted and running == "1" and paused == "0"
+                good = good and (role == "primary" or 0 <= int(seen) <= fresh)
+            if good:
+                return None
+            time.sleep(0.5)
+        return "repmgrd did not settle with %s as primary; last status: %s" % (primary.name, last)
 
     # -- the measured steps -----------------------------------------------------------------------
     def switchover(self, old, new):

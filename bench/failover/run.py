@@ -105,10 +105,23 @@ def pgbench_summary(text):
     return [line.strip() for line in (text or "").splitlines() if any(k in line for k in keep)][:6]
 
 
+def keep_logs(top, dest):
+    """Copy the logs of a side (server logs, daemons' logs and output; never a data folder) to dest."""
+    for root, dirs, files in os.walk(top):
+        dirs[:] = [d for d in dirs if d not in ("data", "ssh", "etcd")]
+        for name in files:
+            if name.endswith((".log", ".out")):
+                target = os.path.join(dest, os.path.relpath(root, top))
+                os.makedirs(target, exist_ok=True)
+                shutil.copy2(os.path.join(root, name), target)
+    return dest
+
+
 class Run:
     """One side through set-up, switchover, failover and removal; returns the result dict."""
 
-    def __init__(self, side, opts, bindir):
+    def __init__(self, side, opts, bindir, round_index=1):
+        self.round = round_index
         self.side = side
         self.opts = opts
         self.bindir = bindir
@@ -126,6 +139,9 @@ class Run:
             others = [n for n in side.nodes if n.name != primary.name]
             if not obs.wait_healthy(primary, others, 180):
                 raise common.ToolFailed("the three nodes were not healthy within 180 s after set-up")
+            why = side.wait_ready(primary, 120)
+            if why:
+                raise common.ToolFailed(why)
             argv, env = pgbench(self.bindir, primary, side.password, "-i", "-q", "-s", str(self.opts.scale))
             proc = common.run_group(argv, env=env, timeout=600)
             if proc.returncode != 0:
@@ -140,12 +156,20 @@ class Run:
             result["switchover"] = self.switchover(obs, old, new, sibling)
             if not side.can_failover:
                 return result
+            # The failover starts from a settled cluster: servers streaming from the new primary AND
+            # the tool's own daemons watching it (a repmgrd still in a reconnect sleep from the
+            # switchover would otherwise miss the kill).
             if not obs.wait_healthy(new, [old, sibling], 180):
                 result["failover"] = dict(
                     error="after the switchover the nodes were not healthy within 180 s"
                 )
                 return result
-            time.sleep(1.0)  # let the daemons settle on the new topology before the next event
+            why = side.wait_ready(new, 180)
+            if why:
+                result["failover"] = dict(error="after the switchover: %s" % why)
+                return result
+            result["settle_seconds"] = round(time.time() - result["switchover"]["t0"], 1)
+            time.sleep(1.0)
             load, result["failover"] = self.failover(obs, new, [old, sibling])
         except common.ToolFailed as exc:
             result["error"] = str(exc)
@@ -155,6 +179,10 @@ class Run:
                 load.stop(grace=2)
             if obs is not None:
                 obs.stop()
+            if self.opts.keep_logs:
+                result["logs"] = keep_logs(
+                    side.top, os.path.join(self.opts.keep_logs, "%s-%d" % (side.key, self.round))
+                )
             side.teardown()
         return result
 
@@ -168,6 +196,7 @@ class Run:
         obs.wait_for(sibling.name, t0, lambda s: s.recovery and s.upstream == new.port, 60)
         marks = observe.switchover_milestones(obs, t0, old, new, sibling, tool_done=done)
         out = dict(
+            t0=t0,
             old=old.name,
             new=new.name,
             sibling=sibling.name,
@@ -309,6 +338,7 @@ def main(argv=None):
     ap.add_argument("--warmup", type=float, default=3.0, help="seconds of load before the kill (default 3)")
     ap.add_argument("--timeout", type=int, default=180, help="seconds to wait for a milestone (default 180)")
     ap.add_argument("--out", help="JSON file (default bench/out/failover-<timestamp>.json)")
+    ap.add_argument("--keep-logs", metavar="DIR", help="copy every side's logs into DIR/<side>-<round>/")
     opts = ap.parse_args(argv)
     opts.sides = [s.strip() for s in opts.sides.split(",") if s.strip()]
     opts.configs = [c.strip() for c in opts.configs.split(",") if c.strip()]
@@ -342,7 +372,7 @@ def main(argv=None):
                         print("%s: skipped (%s)" % (key.split("-")[0], why))
                         log("%s: skipped (%s)" % (label, why))
                     continue
-                res = Run(side, opts, bindir).measure()
+                res = Run(side, opts, bindir, round_index + 1).measure()
                 res["round"] = round_index + 1
                 results.setdefault(key, []).append(res)
         load["end"] = report.uptime()
