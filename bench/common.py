@@ -242,7 +242,8 @@ def kill_group(pgid, sig=signal.SIGTERM):
 class Background:
     """A long-running program (a daemon kept in the foreground) in a session of its own, its output
     appended to ``log_path``. ``stop()`` sends SIGTERM to the whole group, then SIGKILL after
-    ``grace`` seconds; it is safe to call twice."""
+    ``grace`` seconds; it is safe to call twice, and leaves a group whose leader was already reaped
+    alone (its id may have been reused)."""
 
     def __init__(self, argv, log_path, env=None, cwd=None, name=None):
         self.argv = list(argv)
@@ -265,22 +266,21 @@ class Background:
 
     def kill(self):
         """SIGKILL the whole group at once (a node lost); returns the time it was sent."""
-        kill_group(self.pid, signal.SIGKILL)
+        if self.proc.poll() is None:
+            kill_group(self.pid, signal.SIGKILL)
         sent = time.time()
         self.proc.wait()
         return sent
 
     def stop(self, grace=10.0):
         if self.proc.poll() is not None:
-            kill_group(self.pid, signal.SIGKILL)  # stray children of a finished leader
-            return
+            return  # reaped: its process group id may belong to someone else by now
         kill_group(self.pid, signal.SIGTERM)
         try:
             self.proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:
-            pass
-        kill_group(self.pid, signal.SIGKILL)
-        self.proc.wait()
+            kill_group(self.pid, signal.SIGKILL)
+            self.proc.wait()
 
     def tail(self, lines=5):
         try:

@@ -31,6 +31,7 @@ import os
 import platform
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -48,6 +49,8 @@ import psycopg2  # noqa: E402
 import repmgr_side  # noqa: E402
 import report  # noqa: E402
 from common import OUT_DIR, REPO  # noqa: E402
+
+lc = common.lc
 
 MAJOR = 15  # postgresql-15-repmgr is Debian's; every side runs the same binaries
 # The same server settings on every side. fsync off as in every bench here (nothing measures
@@ -122,6 +125,7 @@ class Run:
 
     def __init__(self, side, opts, bindir, round_index=1):
         self.round = round_index
+        self.load = None
         self.side = side
         self.opts = opts
         self.bindir = bindir
@@ -130,7 +134,6 @@ class Run:
         side = self.side
         result = dict(label=side.label, key=side.key, kind=side.kind, settings=side.settings)
         obs = None
-        load = None
         try:
             t_setup = time.time()
             primary = side.setup()
@@ -170,13 +173,19 @@ class Run:
                 return result
             result["settle_seconds"] = round(time.time() - result["switchover"]["t0"], 1)
             time.sleep(1.0)
-            load, result["failover"] = self.failover(obs, new, [old, sibling])
-        except common.ToolFailed as exc:
+            result["failover"] = self.failover(obs, new, [old, sibling])
+        except (
+            common.ToolFailed,
+            lc.LocalClusterError,
+            psycopg2.Error,
+            subprocess.SubprocessError,
+            OSError,
+        ) as exc:
             result["error"] = str(exc)
             log("%s: FAILED: %s" % (side.key, exc))
         finally:
-            if load is not None:
-                load.stop(grace=2)
+            if self.load is not None:
+                self.load.stop(grace=2)
             if obs is not None:
                 obs.stop()
             if self.opts.keep_logs:
@@ -229,7 +238,7 @@ class Run:
             "600",
         )
         load_log = os.path.join(self.opts.top, "%s-pgbench.log" % self.side.key)
-        load = common.Background(argv, load_log, env=env, name="pgbench")
+        self.load = load = common.Background(argv, load_log, env=env, name="pgbench")
         time.sleep(self.opts.warmup)
         if not load.alive():
             raise common.ToolFailed("pgbench stopped before the kill: %s" % load.tail())
@@ -249,7 +258,7 @@ class Run:
         if new is None:
             out.update(error="no surviving node accepted writes within %d s of the kill" % self.opts.timeout)
             log("  %s" % out["error"])
-            return load, out
+            return out
         sibling = next(n for n in survivors if n.name != new.name)
         obs.wait_for(sibling.name, t0, lambda s: s.recovery and s.upstream == new.port, 120)
         load.stop(grace=2)
@@ -264,7 +273,7 @@ class Run:
             pgbench=pgbench_summary(load.tail(lines=40)),
         )
         log("  total %s s, phases %s" % (out["total"], out["phases"]))
-        return load, out
+        return out
 
 
 # -- the sides ----------------------------------------------------------------------------------------
