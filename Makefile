@@ -24,7 +24,7 @@ DEB_DEMO := postgresql-15 postgresql-contrib postgresql-client-15 python3-psycop
 DEB_TEST := $(DEB_DEMO) graphviz postgresql-15-hypopg python3-boto3 pgbackrest lz4 zstd pgbouncer
 
 .PHONY: help demo test system-deps system-deps-test venv venv-dev pg-binaries sandbox sandbox-down \
-        site lint lint-tools ruff ansible-lint sanity unit integration molecule build bench clean
+        site lint lint-tools ruff ansible-lint sanity unit integration molecule build bench bench-deps clean
 
 help:
 	@echo "make demo   - set up (Debian packages, .venv), bring up the sandbox, run playbooks/site.yml"
@@ -155,10 +155,19 @@ build: venv
 	$(BIN)/ansible-galaxy collection build --force --output-path .cache/build .
 	$(BIN)/ansible-galaxy collection install --force -p .cache/build/collections .cache/build/dbarch-postgresql-*.tar.gz
 
-bench: venv-dev pg-binaries system-deps
+# The benchmarks' peer tools from Debian: pgBackRest (bench/backup); Patroni with etcd, repmgr, and
+# sshd (repmgr's switchover runs its commands over SSH; bench/failover starts an sshd of its own on a
+# loopback port) for bench/failover. On a host with systemd, installing etcd-server and openssh-server
+# also starts their system services; the benchmarks use neither.
+DEB_BENCH := pgbackrest lz4 patroni etcd-server postgresql-15-repmgr openssh-server
+
+bench-deps:
+	$(call apt_install,$(DEB_BENCH))
+
+bench: venv-dev pg-binaries system-deps bench-deps
 	$(PY) bench/catalog/run.py
-	$(call apt_install,pgbackrest lz4)
 	$(SUDO) $(PY) bench/backup/run.py
+	$(SUDO) $(PY) bench/failover/run.py
 
 clean:
 	rm -rf .cache/build reports bench/out tests/output

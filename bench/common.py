@@ -17,6 +17,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -53,6 +54,11 @@ def last_line(text, width=300):
     """The last non-blank line of a tool's output: where its error message usually is."""
     lines = _lines(text)
     return lines[-1][:width] if lines else ""
+
+
+def tail_lines(text, count=15, width=300):
+    """The last ``count`` non-blank lines of a tool's output (for a result file)."""
+    return [line[:width] for line in _lines(text)[-count:]]
 
 
 def first_line(text, width=200):
@@ -193,3 +199,92 @@ def write_json(path, data):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as fh:
         json.dump(data, fh, indent=2)
+
+
+def as_user(argv, user):
+    """argv run as ``user`` through runuser when this process is root and ``user`` is another."""
+    if user and os.geteuid() == 0 and user != "root":
+        return ["runuser", "-u", user, "--"] + list(argv)
+    return list(argv)
+
+
+def run_group(argv, env=None, cwd=None, timeout=None, stdin=None):
+    """subprocess.run in a process group of its own; on any exception (timeout, SIGTERM, ^C) the
+    whole group is killed, so no grandchild outlives the run. Returns the CompletedProcess."""
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(input=stdin, timeout=timeout)
+    except BaseException:
+        kill_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+def kill_group(pgid, sig=signal.SIGTERM):
+    """Send ``sig`` to a process group; False when it is gone already."""
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+class Background:
+    """A long-running program (a daemon kept in the foreground) in a session of its own, its output
+    appended to ``log_path``. ``stop()`` sends SIGTERM to the whole group, then SIGKILL after
+    ``grace`` seconds; it is safe to call twice, and leaves a group whose leader was already reaped
+    alone (its id may have been reused)."""
+
+    def __init__(self, argv, log_path, env=None, cwd=None, name=None):
+        self.argv = list(argv)
+        self.name = name or os.path.basename(self.argv[0])
+        self.log_path = log_path
+        with open(log_path, "ab") as out:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
+            )
+        self.pid = self.proc.pid
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def kill(self):
+        """SIGKILL the whole group at once (a node lost); returns the time it was sent."""
+        if self.proc.poll() is None:
+            kill_group(self.pid, signal.SIGKILL)
+        sent = time.time()
+        self.proc.wait()
+        return sent
+
+    def stop(self, grace=10.0):
+        if self.proc.poll() is not None:
+            return  # reaped: its process group id may belong to someone else by now
+        kill_group(self.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            kill_group(self.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def tail(self, lines=5):
+        try:
+            with open(self.log_path, errors="replace") as handle:
+                return "\n".join(handle.read().splitlines()[-lines:])
+        except OSError:
+            return ""
