@@ -303,7 +303,8 @@ def test_improved_counts_buffers_not_one_noisy_timing():
     c = plans.compare(before, after)
     assert c["faster"] is False
     assert c["improved"] is True
-    worse = plans.compare(after, before)
+    slow_plan, index_plan = before, after
+    worse = plans.compare(index_plan, slow_plan)
     assert worse["improved"] is False
     no_buffers = plans.compare(
         doc(seq(100, 39900), **{"Execution Time": 2.0}), doc(idx, **{"Execution Time": 1.0})
