@@ -66,6 +66,8 @@ def minimal_arguments(folder):
             "systemd_dir": os.path.join(folder, "systemd"),
         },
         "schema_review": {},
+        # Read-only without state: finds the shared cluster's data folder from data_directory.
+        "server_control": {},
         "server_info": {},
         "setting": {"settings": {"work_mem": "4MB"}},
         "standby": {
