@@ -55,6 +55,7 @@ def minimal_arguments(folder):
         "query_stats": {},
         "query_stats_info": {},
         "replication_info": {},
+        "replication_slot": {"name": "md_probe_slot", "state": "absent"},
         "report": {"name": "md_probe", "findings": [], "dest": os.path.join(folder, "reports")},
         "restore_check_info": {},
         "restore_point": {"name": "md-probe"},
