@@ -251,6 +251,10 @@ def test_switchover_refusals_change_nothing(group):
         c.query("SELECT pg_wal_replay_resume()")
     assert run.rc != 0
     assert "Refused, nothing changed: c has its replay paused" in run.stdout
+    # Check mode runs the checks and stops there.
+    checked = group.play("switchover", check=True, switchover_target="c")
+    checked.assert_ok()
+    assert "Check mode: every check passed" in checked.stdout and checked.changed_count() == 0
     unknown = group.play("switchover", switchover_target="nobody")
     assert unknown.rc != 0 and "Give the standby to promote" in unknown.stdout
     assert recovery(a) is False
