@@ -18,7 +18,7 @@ description:
     location and timeline.
   - With O(state=stopped) a running server gets a fast shutdown (sessions ended, a shutdown checkpoint
     written; with C(pg_ctl stop -m fast) or C(systemctl stop)). During a switchover the standbys then
-    replay everything up to that checkpoint, RV(controldata.checkpoint_lsn).
+    replay everything up to that checkpoint, C(checkpoint_lsn) in RV(controldata).
   - With O(state=started) a stopped server is started (C(pg_ctl start) or C(systemctl start)).
   - Without O(state) it only reads (changed=false).
   - Binaries run as the data folder's owner (C(runuser) when the module runs as root).
