@@ -37,6 +37,13 @@ def minimal_arguments(folder):
         "materialized_view": {"name": "md_probe_mv", "state": "absent"},
         "migrate": {"path": os.path.join(folder, "migrations")},
         "migration_lint": {"sql": "SELECT 1;"},
+        "pgbouncer": {
+            "config_file": os.path.join(folder, "pgbouncer", "databases.ini"),
+            "databases": {"md_probe": {"host": "127.0.0.1", "port": 5432, "dbname": "postgres"}},
+            "apply": "file",
+        },
+        "pgbouncer_auth": {"databases": ["postgres"]},
+        "pgbouncer_info": {"pid_file": os.path.join(folder, "pgbouncer", "pgbouncer.pid")},
         "pitr_restore": {
             "repository": os.path.join(folder, "repo"),
             "data_dir": os.path.join(folder, "restore", "data"),
@@ -72,7 +79,7 @@ def test_every_module_takes_the_group_connection_defaults(pg, run_playbook, work
     modules = group_modules()
     args = minimal_arguments(workdir)
     assert sorted(args) == sorted(modules), "give minimal arguments to every module of the group"
-    for sub in ("repo", "migrations", "cron", "systemd"):
+    for sub in ("repo", "migrations", "cron", "systemd", "pgbouncer"):
         os.makedirs(os.path.join(workdir, sub))
     pg.query("CREATE TABLE IF NOT EXISTS md_probe (id int)")
     tasks = [
