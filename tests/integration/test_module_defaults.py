@@ -55,6 +55,7 @@ def minimal_arguments(folder):
         "query_stats": {},
         "query_stats_info": {},
         "replication_info": {},
+        "replication_slot": {"name": "md_probe_slot", "state": "absent"},
         "report": {"name": "md_probe", "findings": [], "dest": os.path.join(folder, "reports")},
         "restore_check_info": {},
         "restore_point": {"name": "md-probe"},
@@ -66,6 +67,8 @@ def minimal_arguments(folder):
             "systemd_dir": os.path.join(folder, "systemd"),
         },
         "schema_review": {},
+        # Read-only without state: finds the shared cluster's data folder from data_directory.
+        "server_control": {},
         "server_info": {},
         "setting": {"settings": {"work_mem": "4MB"}},
         "standby": {

@@ -280,7 +280,7 @@ def test_a_scram_login_role_gets_in_through_auth_query(topo):
 
 def _ro_addresses(topo, count=3):
     """The server addresses behind ``count`` concurrent transactions on the read-only pool."""
-    conns = [topo.connect(DB + "_ro") for _ in range(count)]
+    conns = [topo.connect(DB + "_ro") for _attempt in range(count)]
     try:
         addresses = set()
         for conn in conns:
@@ -492,6 +492,38 @@ def test_a_pause_that_times_out_resumes_and_repoints_nothing(topo):
         assert _query(held, "SELECT pg_is_in_recovery()") == [(True,)]
     finally:
         held.close()
+
+
+def test_a_failure_after_the_pause_resumes_and_says_so(topo):
+    """The pools file cannot be written (its folder is missing) after the PAUSE: the module resumes the pool,
+    never reloads, and says so."""
+    alias = DB + "_ro_s"
+    run = harness.run_playbook(
+        harness.play(
+            _module_task(
+                topo,
+                "present",
+                "move",
+                config_file=os.path.join(topo.workdir, "missing", "databases.ini"),
+                databases={alias: {"host": "127.0.0.1", "port": topo.primary.port, "dbname": DB}},
+                ignore_errors=True,
+            )
+        )
+    )
+    result = run.task("move")["result"]
+    assert result["failed"]
+    assert "No such file or directory" in result["msg"]
+    assert "PgBouncer was resumed (RESUME %s)" % alias in result["msg"]
+    assert result["resumed"] == [alias]
+    assert [c for c in result["commands"] if not c.startswith("SHOW")] == [
+        "PAUSE %s" % alias,
+        "RESUME %s" % alias,
+    ]
+    with topo.console() as console:
+        row = console.databases()[alias]
+    assert (row["paused"], row["port"]) == (0, topo.standby.port)
+    with topo.connect(alias) as conn:
+        assert _query(conn, "SELECT pg_is_in_recovery()") == [(True,)]
 
 
 # -- switchover under load -------------------------------------------------------------------------

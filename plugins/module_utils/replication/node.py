@@ -75,34 +75,47 @@ class StandbyError(DbarchError):
 # -- binaries --------------------------------------------------------------------------------
 
 
-def lsclusters_entry(data_dir, runner=None):
-    """Debian's pg_lsclusters entry {version, cluster, configdir, pgdata, port} for
-    ``data_dir``, or None (not Debian, or not a registered cluster)."""
+def lsclusters(runner=None):
+    """Debian's pg_lsclusters entries, each {version, cluster, configdir, pgdata, port}; [] when
+    the tool is missing or fails (not Debian)."""
     tool = shutil.which("pg_lsclusters")
     if not tool:
-        return None
+        return []
     run = runner or proc.run
     try:
         res = run([tool, "--json"], check=False, timeout=60, what="pg_lsclusters")
     except proc.ProcError:
-        return None
+        return []
     if res.returncode != 0:
-        return None
+        return []
     try:
         entries = json.loads(res.stdout or "[]")
     except ValueError:
-        return None
-    wanted = os.path.realpath(data_dir)
+        return []
+    found = []
     for entry in entries:
         pgdata = entry.get("pgdata") or (entry.get("config") or {}).get("data_directory")
-        if pgdata and os.path.realpath(pgdata) == wanted:
-            return {
+        if not pgdata:
+            continue
+        found.append(
+            {
                 "version": int(entry.get("version")),
                 "cluster": entry.get("cluster"),
                 "configdir": entry.get("configdir"),
                 "pgdata": pgdata,
                 "port": int(entry["port"]) if str(entry.get("port") or "").isdigit() else None,
             }
+        )
+    return found
+
+
+def lsclusters_entry(data_dir, runner=None):
+    """Debian's pg_lsclusters entry {version, cluster, configdir, pgdata, port} for
+    ``data_dir``, or None (not Debian, or not a registered cluster)."""
+    wanted = os.path.realpath(data_dir)
+    for entry in lsclusters(runner):
+        if os.path.realpath(entry["pgdata"]) == wanted:
+            return entry
     return None
 
 
