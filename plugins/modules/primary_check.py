@@ -118,7 +118,10 @@ def main():
     session = module.connect()
     try:
         result = primary_check.run(
-            session, standbys=module.params["standbys"], timeout=module.params["timeout"], check_mode=module.check_mode
+            session,
+            standbys=module.params["standbys"],
+            timeout=module.params["timeout"],
+            check_mode=module.check_mode,
         )
     except DbarchError as exc:
         module.fail_from(exc, session)

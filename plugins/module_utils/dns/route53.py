@@ -60,8 +60,9 @@ def record_value(value, rtype):
     return text
 
 
-def client(endpoint_url=None, region=None, aws_access_key_id=None, aws_secret_access_key=None,
-           aws_session_token=None):
+def client(
+    endpoint_url=None, region=None, aws_access_key_id=None, aws_secret_access_key=None, aws_session_token=None
+):
     if not HAS_BOTO3:
         raise Route53Error(
             "route53_record needs boto3 for the Python that runs the module "
@@ -74,7 +75,9 @@ def client(endpoint_url=None, region=None, aws_access_key_id=None, aws_secret_ac
         region_name=region or "us-east-1",
     )
     return session.client(
-        "route53", endpoint_url=endpoint_url, config=BotoConfig(retries={"max_attempts": 5, "mode": "standard"})
+        "route53",
+        endpoint_url=endpoint_url,
+        config=BotoConfig(retries={"max_attempts": 3, "mode": "standard"}),
     )
 
 
@@ -118,7 +121,8 @@ def current(api, zone_id, name, rtype):
         if rrset.get("Name", "").lower() == name and rrset.get("Type") == rtype:
             if "AliasTarget" in rrset:
                 raise Route53Error(
-                    "%s %s in zone %s is an alias record; this module manages plain records only" % (name, rtype, zone_id)
+                    "%s %s in zone %s is an alias record; this module manages plain records only"
+                    % (name, rtype, zone_id)
                 )
             return dict(
                 name=name,
@@ -164,9 +168,22 @@ def wait_insync(api, change_id, timeout, clock=time.monotonic, sleep=time.sleep)
         sleep(2)
 
 
-def ensure(api, zone, record, rtype="A", values=(), ttl=60, state="present", comment=None, wait=False,
-           wait_timeout=300, check_mode=False):
-    """Bring one record set to ``state``. Returns {changed, zone_id, before, after, change_id, status, msg}."""
+def ensure(
+    api,
+    zone,
+    record,
+    rtype="A",
+    values=(),
+    ttl=60,
+    state="present",
+    comment=None,
+    wait=False,
+    wait_timeout=300,
+    check_mode=False,
+):
+    """Bring one record set to ``state``.
+
+    Returns {changed, zone_id, before, after, change_id, status, msg}."""
     zone_id = find_zone(api, zone)
     name = fqdn(record)
     before = current(api, zone_id, name, rtype)
@@ -174,7 +191,10 @@ def ensure(api, zone, record, rtype="A", values=(), ttl=60, state="present", com
     out = dict(changed=False, zone_id=zone_id, before=before, after=after, change_id=None, status=None)
     if before == after:
         out["msg"] = "%s %s in zone %s is already %s" % (
-            name, rtype, zone_id, ", ".join(after["values"]) if after else "absent"
+            name,
+            rtype,
+            zone_id,
+            ", ".join(after["values"]) if after else "absent",
         )
         return out
     out["changed"] = True
@@ -189,7 +209,9 @@ def ensure(api, zone, record, rtype="A", values=(), ttl=60, state="present", com
     try:
         info = api.change_resource_record_sets(HostedZoneId=zone_id, ChangeBatch=batch)["ChangeInfo"]
     except (BotoCoreError, ClientError) as exc:
-        raise _aws("change_resource_record_sets (%s %s %s) in zone %s" % (action, name, rtype, zone_id), exc) from None
+        raise _aws(
+            "change_resource_record_sets (%s %s %s) in zone %s" % (action, name, rtype, zone_id), exc
+        ) from None
     out["change_id"] = info["Id"].split("/")[-1]
     out["status"] = info.get("Status")
     if wait and out["status"] != "INSYNC":
@@ -201,6 +223,11 @@ def ensure(api, zone, record, rtype="A", values=(), ttl=60, state="present", com
                 % (name, rtype, zone_id, out["change_id"], out["status"], wait_timeout)
             )
     out["msg"] = "set %s %s in zone %s to %s (change %s, %s)" % (
-        name, rtype, zone_id, what, out["change_id"], out["status"]
+        name,
+        rtype,
+        zone_id,
+        what,
+        out["change_id"],
+        out["status"],
     )
     return out

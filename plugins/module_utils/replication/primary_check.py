@@ -127,7 +127,10 @@ def judge_standbys(rows, names, marker_lsn):
         replay = _lsn(row.get("replay_lsn"))
         caught_up = row["state"] == "streaming" and replay is not None and goal is not None and replay >= goal
         out[name] = dict(
-            state=row["state"], sync_state=row["sync_state"], replay_lsn=row["replay_lsn"], caught_up=caught_up
+            state=row["state"],
+            sync_state=row["sync_state"],
+            replay_lsn=row["replay_lsn"],
+            caught_up=caught_up,
         )
         if not caught_up:
             waiting.append(name)
@@ -171,7 +174,9 @@ def run(session, standbys=(), timeout=30, check_mode=False, clock=time.monotonic
     result["write"] = written
     if problem:
         raise PrimaryCheckError("primary check failed on %s: %s" % (session.target, problem), result)
-    entries, waiting, _waited = wait_standbys(session, list(standbys), written["marker_lsn"], timeout, clock, sleep)
+    entries, waiting, _waited = wait_standbys(
+        session, list(standbys), written["marker_lsn"], timeout, clock, sleep
+    )
     result["standbys"] = entries
     result["seconds"] = round(clock() - started, 3)
     if waiting:

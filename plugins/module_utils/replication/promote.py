@@ -92,9 +92,24 @@ def node_state(session):
     state["timeline"] = (
         wal.timeline_of(row["current_walfile"])
         if row["current_walfile"]
-        else (row["received_tli"] or row["checkpoint_timeline"])
+        else (row["received_tli"] or max(row["checkpoint_timeline"] or 0, _wal_timeline(session, row)))
     )
     return state
+
+
+def _wal_timeline(session, row):
+    """The timeline of a standby whose WAL receiver is down, from its pg_wal segments (its control file
+    names the old timeline until its next restartpoint); 0 when pg_ls_waldir() is not allowed (a
+    superuser or pg_monitor may)."""
+    held = max(_lsn(row.get("receive_lsn")) or 0, _lsn(row.get("replay_lsn")) or 0)
+    if not held:
+        return 0
+    try:
+        size = session.scalar("SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'")
+        names = [r["name"] for r in session.fetchall("SELECT name FROM pg_ls_waldir()")]
+    except DbarchError:
+        return 0
+    return wal.newest_timeline_holding(names, held, int(size or wal.DEFAULT_SEGMENT_SIZE))
 
 
 def public_state(state):
