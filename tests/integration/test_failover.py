@@ -71,9 +71,9 @@ def group(pg_major):
         harness.remove_folder(workdir)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def zone(moto):
-    """A hosted zone in moto's server with db.example.com pointing at n1 (10.0.0.1)."""
+    """A new hosted zone in moto's server with db.example.com pointing at n1 (10.0.0.1)."""
     client = boto3.client("route53", endpoint_url=moto, **_aws())
     zone_id = client.create_hosted_zone(Name=ZONE, CallerReference=str(time.time()))["HostedZone"]["Id"]
     client.change_resource_record_sets(
@@ -309,7 +309,7 @@ def test_sync_failover_keeps_every_acknowledged_commit(group, zone):
     acked = dict(writer.acked)
 
     run = failover(
-        group, failover_dns_record=RECORD, failover_dns_zone=ZONE, failover_dns_endpoint_url=endpoint
+        group, failover_dns_record=RECORD, failover_dns_zone=zone_id, failover_dns_endpoint_url=endpoint
     )
     run.assert_ok()
     found = run.task("Confirm that the old primary is down, and choose the most advanced standby")["result"]
@@ -377,7 +377,8 @@ def test_async_failover_lost_rows_are_the_lost_transactions_of_the_rejoin(group)
     )
     base = primary.query("SELECT coalesce(max(id), 0) FROM acked")[0][0] + 1000
     primary.query("INSERT INTO acked SELECT g, NULL FROM generate_series(%s, %s) g", (base, base + 9))
-    lsn = primary.query("SELECT pg_current_wal_lsn()::text")[0][0]
+    # The insert position: past the commit record even when synchronous_commit is off.
+    lsn = primary.query("SELECT pg_current_wal_insert_lsn()::text")[0][0]
     wait_until(
         lambda: all(s.query("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,))[0][0] for s in standbys),
         "the standbys to replay the first rows",
