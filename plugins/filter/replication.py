@@ -11,7 +11,12 @@ __metaclass__ = type
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.dbarch.postgresql.plugins.module_utils.backup import wal
-from ansible_collections.dbarch.postgresql.plugins.module_utils.replication import diagnosis, lag, topology
+from ansible_collections.dbarch.postgresql.plugins.module_utils.replication import (
+    diagnosis,
+    lag,
+    outcome,
+    topology,
+)
 
 
 def replication_diagnosis(infos, limits=None, inventory_primaries=None):
@@ -58,10 +63,20 @@ def lsn_bytes(lsn):
         raise AnsibleFilterError("lsn_bytes: %r is not an LSN (such as 0/3000148)" % (lsn,)) from exc
 
 
+def rejoin_findings(result, host, primary=None):
+    """A standby-module result of a rejoin -> its findings (lost transactions), as dicts."""
+    if not isinstance(result, dict):
+        raise AnsibleFilterError(
+            "rejoin_findings takes the standby module's result, got %s" % type(result).__name__
+        )
+    return outcome.lost_transaction_findings(str(host), str(primary) if primary else None, dict(result))
+
+
 class FilterModule(object):
     def filters(self):
         return {
             "replication_diagnosis": replication_diagnosis,
             "replication_topology": replication_topology,
             "lsn_bytes": lsn_bytes,
+            "rejoin_findings": rejoin_findings,
         }

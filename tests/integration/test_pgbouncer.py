@@ -117,7 +117,6 @@ class Topology:
         self.app_password = secrets.token_urlsafe(18)
         self.instance = os.path.join(workdir, "pgbouncer")
         self.port = lc.free_port()
-        self.last_run = None
         self.first_run = None
 
     @property
@@ -147,17 +146,21 @@ class Topology:
             "pgbouncer_install": False,
         }
 
-    def run_role(self, check=False, **overrides):
-        play = harness.play(
+    def role_play(self, name="PgBouncer role", check_mode=False, **overrides):
+        keywords = {"check_mode": True} if check_mode else {}
+        return harness.play(
             {
                 "name": "PgBouncer role",
                 "ansible.builtin.include_role": {"name": "dbarch.postgresql.pgbouncer"},
             },
             pg=self.primary,
+            name=name,
             vars=self.role_vars(**overrides),
+            **keywords,
         )
-        self.last_run = harness.run_playbook(play, check=check, diff=check)
-        return self.last_run
+
+    def run_role(self, **overrides):
+        return harness.run_playbook(self.role_play(**overrides))
 
     def connect(self, dbname=DB, user=APP, password=None, timeout=10):
         conn = psycopg2.connect(
@@ -248,6 +251,8 @@ def test_role_deploys_pools_that_reach_the_right_servers(topo):
         DB + "_ro_s": {"ok": True, "in_recovery": True},
         DB + "_ro_s2": {"ok": True, "in_recovery": True},
     }
+    why = run.task("Say why the read-only pool does not spread over the replicas")["result"]["msg"]
+    assert "verify-full" in why and "goes to s only" in why
     with topo.console() as console:
         config = {row["key"]: row["value"] for row in console.show("CONFIG")}
     assert config["pool_mode"] == "transaction"
@@ -276,40 +281,6 @@ def test_a_scram_login_role_gets_in_through_auth_query(topo):
     # nobody but the auth user may run the lookup function
     with topo.connect() as conn, pytest.raises(psycopg2.errors.InsufficientPrivilege):
         _query(conn, "SELECT * FROM pgbouncer.user_lookup(%s)", (APP,))
-
-
-def _ro_addresses(topo, count=3):
-    """The server addresses behind ``count`` concurrent transactions on the read-only pool."""
-    conns = [topo.connect(DB + "_ro") for _attempt in range(count)]
-    try:
-        addresses = set()
-        for conn in conns:
-            conn.autocommit = False  # each holds its server connection until the end of its transaction
-            addresses.add(_query(conn, "SELECT host(inet_server_addr())")[0][0])
-        return addresses
-    finally:
-        for conn in conns:
-            conn.close()
-
-
-def test_read_only_pool_spreads_over_a_host_list_with_verify_ca(topo):
-    """With verify-ca the role makes the read-only pool a host list, and PgBouncer 1.18 opens its new
-    server connections to each host in turn; the role repoints the running PgBouncer (PAUSE, RELOAD, RESUME)
-    both ways."""
-    spread = topo.run_role(pgbouncer_server_tls_sslmode="verify-ca")
-    spread.assert_ok()
-    pools = spread.task("Write the pools")["result"]
-    assert pools["changed"] and pools["paused"] == [DB + "_ro"] and pools["resumed"] == [DB + "_ro"]
-    assert pools["live_after"][DB + "_ro"]["host"] == "127.0.0.1,127.0.0.2"
-    assert _ro_addresses(topo) == {"127.0.0.1", "127.0.0.2"}
-    back = topo.run_role()
-    back.assert_ok()
-    assert back.task("Write the pools")["result"]["live_after"][DB + "_ro"]["host"] == "127.0.0.1"
-    assert (
-        "verify-full"
-        in back.task("Say why the read-only pool does not spread over the replicas")["result"]["msg"]
-    )
-    assert _ro_addresses(topo) == {"127.0.0.1"}
 
 
 def test_no_password_in_any_file_the_role_wrote(topo):
@@ -350,29 +321,31 @@ def test_admin_console_answers_the_admin_role_only(topo):
 
 
 def test_second_run_and_check_mode_change_nothing(topo):
-    ini = os.path.join(topo.instance, "pgbouncer.ini")
+    """One ansible-playbook run of three plays: the role again, the role in check mode, and the role in check
+    mode for a new instance (another folder and port)."""
+    names = ("again", "checked", "fresh")
     before = {name: _read(os.path.join(topo.instance, name)) for name in ("pgbouncer.ini", "userlist.txt")}
     pid = lc.read_text(topo.pidfile)
-    again = topo.run_role()
-    again.assert_ok()
-    assert again.changed_count() == 0, [r["task"] for r in again.results if r["result"].get("changed")]
-    checked = topo.run_role(check=True)
-    checked.assert_ok()
-    assert checked.changed_count() == 0, [r["task"] for r in checked.results if r["result"].get("changed")]
-    assert {name: _read(os.path.join(topo.instance, name)) for name in before} == before
-    assert lc.read_text(topo.pidfile) == pid, "PgBouncer was restarted"
-    assert os.path.getsize(ini) > 0
-
-
-def test_check_mode_on_a_new_instance_writes_nothing(topo):
     fresh = Topology(topo.workdir, topo.primary, topo.standby, topo.tls)
     fresh.instance = os.path.join(topo.workdir, "pgbouncer-fresh")
     fresh.admin_password = topo.admin_password
-    run = fresh.run_role(check=True)
+    run = harness.run_playbook(
+        topo.role_play("again")
+        + topo.role_play("checked", check_mode=True)
+        + fresh.role_play("fresh", check_mode=True)
+    )
     run.assert_ok()
-    assert run.changed_count() > 0
+    changed = {
+        name: [r["task"] for r in run.results if r["play"] == name and r["result"].get("changed")]
+        for name in names
+    }
+    assert changed["again"] == [] and changed["checked"] == []
+    assert {name: _read(os.path.join(topo.instance, name)) for name in before} == before
+    assert lc.read_text(topo.pidfile) == pid, "PgBouncer was restarted"
+    # the new instance: changes planned, nothing written
+    assert "Write the pools" in changed["fresh"]
     assert not os.path.exists(fresh.instance)
-    planned = run.task("Write the pools")["result"]
+    planned = [r["result"] for r in run.results if r["play"] == "fresh" and r["task"] == "Write the pools"][0]
     assert planned["file_changed"] and planned["after"][DB]["port"] == str(topo.primary.port)
 
 
@@ -524,6 +497,32 @@ def test_a_failure_after_the_pause_resumes_and_says_so(topo):
     assert (row["paused"], row["port"]) == (0, topo.standby.port)
     with topo.connect(alias) as conn:
         assert _query(conn, "SELECT pg_is_in_recovery()") == [(True,)]
+
+
+def _ro_addresses(topo, count=3):
+    """The server addresses behind ``count`` concurrent transactions on the read-only pool."""
+    conns = [topo.connect(DB + "_ro") for _attempt in range(count)]
+    try:
+        addresses = set()
+        for conn in conns:
+            conn.autocommit = False  # each holds its server connection until the end of its transaction
+            addresses.add(_query(conn, "SELECT host(inet_server_addr())")[0][0])
+        return addresses
+    finally:
+        for conn in conns:
+            conn.close()
+
+
+def test_read_only_pool_spreads_over_a_host_list_with_verify_ca(topo):
+    """With verify-ca the role makes the read-only pool a host list, and PgBouncer 1.18 opens its new
+    server connections to each host in turn; the role repoints the running PgBouncer (PAUSE, RELOAD, RESUME).
+    It leaves the instance so: the tests after it do not use that pool."""
+    spread = topo.run_role(pgbouncer_server_tls_sslmode="verify-ca")
+    spread.assert_ok()
+    pools = spread.task("Write the pools")["result"]
+    assert pools["changed"] and pools["paused"] == [DB + "_ro"] and pools["resumed"] == [DB + "_ro"]
+    assert pools["live_after"][DB + "_ro"]["host"] == "127.0.0.1,127.0.0.2"
+    assert _ro_addresses(topo) == {"127.0.0.1", "127.0.0.2"}
 
 
 # -- switchover under load -------------------------------------------------------------------------

@@ -58,7 +58,12 @@ def test_ports_around_a_busy_port_are_kept_and_published(sandbox, run_playbook):
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
         taken = busy.getsockname()[1]
-        ports = {"primary": taken, "replica": lc.free_port(), "scratch": lc.free_port()}
+        ports = {
+            "primary": taken,
+            "replica": lc.free_port(),
+            "scratch": lc.free_port(),
+            "replica2": lc.free_port(),
+        }
         first = run_playbook(SANDBOX_PLAYBOOK, extra_vars={"sandbox_ports": ports}, env=env).assert_ok()
         assert first.changed_count() > 0
         primary = first.task("Build the primary")["result"]
@@ -76,6 +81,7 @@ def test_ports_around_a_busy_port_are_kept_and_published(sandbox, run_playbook):
     expected = {
         "pg-primary": primary["port"],
         "pg-replica": state["clusters"]["replica"]["port"],
+        "pg-replica2": state["clusters"]["replica2"]["port"],
         "pg-scratch": state["clusters"]["scratch"]["port"],
     }
     for host, port in expected.items():
@@ -98,7 +104,9 @@ def test_teardown_refuses_a_cluster_folder_it_did_not_create(sandbox, run_playbo
     refused = run_playbook(SANDBOX_PLAYBOOK, extra_vars={"sandbox_state": "absent"}, env=env)
     assert refused.rc != 0
     failure = refused.failed()[0]
-    assert failure["task"] == "Remove the replica, scratch and primary clusters (only folders dbarch created)"
+    assert (
+        failure["task"] == "Remove the replicas, scratch and primary clusters (only folders dbarch created)"
+    )
     assert "Refusing to delete %s" % scratch["data_dir"] in json.dumps(failure["result"])
     assert os.path.isfile(os.path.join(scratch["data_dir"], "PG_VERSION"))
 

@@ -12,7 +12,7 @@ from ansible_collections.dbarch.postgresql.plugins.module_utils.core import loca
 SANDBOX_PLAYBOOK = harness.REPO_ROOT / "playbooks" / "sandbox.yml"
 SITE_PLAYBOOK = harness.REPO_ROOT / "playbooks" / "site.yml"
 INVENTORY = harness.REPO_ROOT / "inventories" / "sandbox" / "hosts.yml"
-HOSTS = ("pg-primary", "pg-replica", "pg-scratch")
+HOSTS = ("pg-primary", "pg-replica", "pg-replica2", "pg-scratch")
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def sandbox_env():
     env = {"DBARCH_SANDBOX_DIR": folder}
     # Ports the kernel hands out, not the sandbox's defaults, so a parallel test run never races
     # another sandbox (or a developer's own `make demo`) for them.
-    ports = {"primary": lc.free_port(), "replica": lc.free_port(), "scratch": lc.free_port()}
+    ports = {name: lc.free_port() for name in ("primary", "replica", "replica2", "scratch")}
     harness.run_playbook(SANDBOX_PLAYBOOK, extra_vars={"sandbox_ports": ports}, env=env).assert_ok()
     yield env
     harness.run_playbook(SANDBOX_PLAYBOOK, extra_vars={"sandbox_state": "absent"}, env=env)
@@ -47,7 +47,8 @@ def test_site_writes_reports_for_every_host_and_is_idempotent(sandbox_env, tmp_p
             for ext in ("md", "json", "xml", "sarif"):
                 assert os.path.exists(os.path.join(dest, host, "%s.%s" % (name, ext))), (host, name, ext)
     assert _summary(dest, "pg-replica", "server")["role"] == "standby"
-    assert int(_summary(dest, "pg-primary", "server")["standbys"]) == 1
+    assert _summary(dest, "pg-replica2", "server")["role"] == "standby"
+    assert int(_summary(dest, "pg-primary", "server")["standbys"]) == 2
     # The demo shop schema is reviewed on the primary, with its data dictionary beside it.
     with open(os.path.join(dest, "pg-primary", "schema_review.json"), encoding="utf-8") as fh:
         review = json.load(fh)

@@ -91,6 +91,11 @@ def control_facts(node):
     )
 
 
+def is_running(located):
+    """True when a server runs on the located data folder."""
+    return nd.Node(located["data_dir"], located["bindir"], located["service"]).running()
+
+
 def converge(located, state=None, wait_timeout=300, check_mode=False, node=None):
     """Bring the node to ``state`` (None: only read it). Returns the module's result: changed,
     running (after), steps, controldata (read when the server is stopped: pg_controldata of a

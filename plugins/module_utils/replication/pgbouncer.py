@@ -178,9 +178,10 @@ class Console:
         """PAUSE one pool, waiting at most ``timeout`` seconds for its transactions in flight.
 
         Runs on a connection of its own (asynchronous), so a PAUSE that does not finish in time can
-        be abandoned: closing that connection drops PgBouncer's wait (a cancel request would leave it
-        waiting, and PgBouncer 1.18 exits when such a wait completes after the pool was resumed). The
-        pool stays paused on PgBouncer's side until RESUME: the caller resumes it."""
+        be abandoned: closing that connection ends PgBouncer's wait for it (tested). A cancel request is
+        not used: going by PgBouncer's source (admin.c, admin_handle_cancel), it answers the client but
+        leaves the admin connection marked as waiting. The pool stays paused on PgBouncer's side until
+        RESUME: the caller resumes it."""
         command = "PAUSE %s" % console_name(alias)
         self.commands.append(command)
         deadline = time.monotonic() + float(timeout)

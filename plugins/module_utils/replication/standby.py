@@ -264,7 +264,9 @@ class Run:
         return point, target
 
     def ahead_check(self, position):
-        upstream_pos = wal.parse_lsn(self.up.identify()["wal_position"])
+        # The primary's position read after the node's: a cached one may be older than what a running
+        # standby has replayed since.
+        upstream_pos = wal.parse_lsn(self.up.identify(fresh=True)["wal_position"])
         if position > upstream_pos:
             self.fail(
                 "%s is on the primary's timeline but its WAL reaches %s, past the primary's %s: it cannot "

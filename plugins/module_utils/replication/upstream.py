@@ -185,9 +185,10 @@ class Upstream:
         finally:
             conn.close()
 
-    def identify(self):
-        """{system_identifier, timeline, wal_position} from IDENTIFY_SYSTEM (cached)."""
-        if self._identity is None:
+    def identify(self, fresh=False):
+        """{system_identifier, timeline, wal_position} from IDENTIFY_SYSTEM (cached; ``fresh``: read
+        again, for a position that must not be older than another one read since)."""
+        if self._identity is None or fresh:
             row = self._replication("IDENTIFY_SYSTEM")[0]
             self._identity = {
                 "system_identifier": str(row[0]),

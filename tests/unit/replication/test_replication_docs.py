@@ -1,11 +1,11 @@
-"""docs/replication.md lists exactly the registered rules of replication_info and of the runbook,
-with their titles and default severities."""
+"""docs/replication.md lists exactly the registered rules of replication_info, of the runbook and of
+the rejoin, with their titles and default severities."""
 
 import os
 import re
 
 from ansible_collections.dbarch.postgresql.plugins.module_utils.core import findings as fnd
-from ansible_collections.dbarch.postgresql.plugins.module_utils.replication import diagnosis, lag
+from ansible_collections.dbarch.postgresql.plugins.module_utils.replication import diagnosis, lag, outcome
 
 DOCS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "docs", "replication.md")
 
@@ -25,8 +25,8 @@ def doc_rows():
 def test_docs_list_every_replication_rule():
     registered = {
         r.id: (r.title, r.severity)
-        for analysis in (lag.ANALYSIS, diagnosis.ANALYSIS)
+        for analysis in (lag.ANALYSIS, diagnosis.ANALYSIS, outcome.ANALYSIS)
         for r in fnd.registered_rules(analysis)
     }
-    assert len(registered) == 19
+    assert len(registered) == 21
     assert doc_rows() == registered
