@@ -11,7 +11,7 @@ each starts from the state the previous one left (``group.primary`` says which n
 2. synchronous replication (``ANY 1 (n2, n3)``, synchronous_commit on): a client commits rows with known
    ids, n1 is killed (SIGSTOP then SIGKILL of every process) mid-load, the playbook promotes the most
    advanced standby, the other follows it, the Route 53 record in moto points at it: every acknowledged
-   id is on the new primary. n1 is then rejoined (standby module), and streams;
+   id is on the new primary. n1 is then rejoined (playbooks/rejoin.yml), and streams;
 3. asynchronous replication: the standbys stop receiving, rows are committed on the primary only, the
    replication-lag runbook records the primary's LSN, the primary is killed; the playbook (the inventory
    is stale now) promotes another node and reports WAL lost past the promoted LSN; the killed node,
@@ -33,6 +33,7 @@ import harness
 
 PLAYBOOK = harness.REPO_ROOT / "playbooks" / "failover.yml"
 RUNBOOK = harness.REPO_ROOT / "playbooks" / "runbook_replication_lag.yml"
+REJOIN = harness.REPO_ROOT / "playbooks" / "rejoin.yml"
 REWINDABLE = {"wal_log_hints": "on", "full_page_writes": "on", "wal_keep_size": "64MB"}
 NAMES = ("n1", "n2", "n3")
 ZONE = "example.com"
@@ -196,31 +197,17 @@ def kill(node):
 
 
 def rejoin(group, name):
-    """The killed node back as a standby of the current primary (the standby module, as rejoin.yml
-    runs it)."""
-    node, primary = group.node(name), group.node(group.primary)
-    source = dict(
-        host=primary.host,
-        port=primary.port,
-        user=primary.user,
-        password=primary.password,
-        application_name=name,
-    )
+    """playbooks/rejoin.yml -e rejoin_host=<name> (the inventory as stale as it is after the failovers);
+    returns the standby module's result (action, upstream, lost_transactions)."""
     run = harness.run_playbook(
-        harness.play(
-            harness.task(
-                "standby",
-                "rejoin",
-                primary=source,
-                data_dir=node.data_dir,
-                bindir=node.bindir,
-                slot_name=name,
-            ),
-            pg=node,
-        )
+        REJOIN,
+        inventory=inventory(group),
+        extra_vars=dict(rejoin_host=name, rejoin_report_dest=group.reports),
     )
     run.assert_ok()
-    return run.task("rejoin")["result"]
+    return run.task(
+        "Make the node a streaming standby of the primary (rewound if its history left the primary's)"
+    )["result"]
 
 
 class Writer(threading.Thread):
