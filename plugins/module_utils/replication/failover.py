@@ -179,7 +179,7 @@ def choose(servers, exclude=()):
             continue
         if candidate is None:
             candidate = server["name"]
-            if promote.compare(server["state"], best["state"]) == "behind":
+            if promote.compare(server["state"], best["state"]) == "ahead":
                 server["verdict"] = "chosen (the most advanced ones are excluded)"
             else:
                 server["verdict"] = "chosen (most advanced)"
