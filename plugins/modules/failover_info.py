@@ -124,7 +124,7 @@ notes:
     O(standbys). O(login_user), O(login_password), O(login_db), O(ssl_mode) and O(ca_cert) are the
     defaults of their keys.
   - C(primary_conninfo) and C(data_directory) are read only with a superuser or C(pg_read_all_settings);
-    without, RV(standbys[].upstream) and RV(standbys[].data_directory) are null.
+    without, C(upstream) and C(data_directory) of RV(standbys) are null.
   - Passwords of O(old_primary) and O(standbys) are never shown.
 seealso:
   - module: dbarch.postgresql.promote

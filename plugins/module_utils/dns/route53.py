@@ -94,7 +94,7 @@ def find_zone(api, zone):
     if not text:
         raise Route53Error("zone: give the hosted zone's id (Z...) or its name (example.com)")
     if "." not in text.rstrip("."):
-        return text.split("/")[-1]
+        return text.rsplit("/", maxsplit=1)[-1]
     name = fqdn(text)
     try:
         found = api.list_hosted_zones_by_name(DNSName=name, MaxItems="10").get("HostedZones", [])
@@ -106,7 +106,7 @@ def find_zone(api, zone):
             "zone %s: %s hosted zones have that name; give the zone id (Z...) instead"
             % (text, len(matches) or "no")
         )
-    return matches[0]["Id"].split("/")[-1]
+    return matches[0]["Id"].rsplit("/", maxsplit=1)[-1]
 
 
 def current(api, zone_id, name, rtype):
@@ -212,7 +212,7 @@ def ensure(
         raise _aws(
             "change_resource_record_sets (%s %s %s) in zone %s" % (action, name, rtype, zone_id), exc
         ) from None
-    out["change_id"] = info["Id"].split("/")[-1]
+    out["change_id"] = info["Id"].rsplit("/", maxsplit=1)[-1]
     out["status"] = info.get("Status")
     if wait and out["status"] != "INSYNC":
         out["status"] = wait_insync(api, info["Id"], wait_timeout)

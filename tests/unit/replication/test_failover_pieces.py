@@ -3,6 +3,8 @@ standby (replication/failover.py), the primary check's judgement (primary_check.
 findings (failover_report.py) and a standby's timeline from its pg_wal (backup/wal.py)."""
 
 import itertools
+import os
+import re
 
 import pytest
 
@@ -272,3 +274,13 @@ def test_newest_timeline_holding_an_lsn():
     assert wal.newest_timeline_holding(names, "0/3000100") == 0
     assert wal.newest_timeline_holding(names, None) == 0
     assert wal.newest_timeline_holding(["000000010000000000000001"], 0x1000100, segment_size=1024 * 1024) == 0
+
+
+def test_docs_list_every_failover_rule():
+    docs = os.path.join(os.path.dirname(__file__), "..", "..", "..", "docs", "replication.md")
+    with open(docs, encoding="utf-8") as page:
+        lines = page.read().splitlines()
+    matches = (re.match(r"^\| (FAILOVER-[A-Z]+-\d{3}) \| (.+?) \| (\w+) \|$", line) for line in lines)
+    rows = {m.group(1): (m.group(2), m.group(3)) for m in matches if m}
+    registered = {r.id: (r.title, r.severity) for r in fnd.registered_rules(fr.ANALYSIS)}
+    assert len(registered) == 5 and rows == registered
