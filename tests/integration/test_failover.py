@@ -10,8 +10,8 @@ each starts from the state the previous one left (``group.primary`` says which n
    the login is alive too;
 2. synchronous replication (``ANY 1 (n2, n3)``, synchronous_commit on): a client commits rows with known
    ids, n1 is killed (SIGSTOP then SIGKILL of every process) mid-load, the playbook promotes the most
-   advanced standby, the other follows it, the Route 53 record in moto points at it: every acknowledged
-   id is on the new primary. n1 is then rejoined (playbooks/rejoin.yml), and streams;
+   advanced standby, the other follows it, the Route 53 record in moto and PgBouncer's write pool point at
+   it: every acknowledged id is on the new primary. n1 is then rejoined (playbooks/rejoin.yml), and streams;
 3. asynchronous replication: the standbys stop receiving, rows are committed on the primary only, the
    replication-lag runbook records the primary's LSN, the primary is killed; the playbook (the inventory
    is stale now) promotes another node and reports WAL lost past the promoted LSN; the killed node,
@@ -20,7 +20,9 @@ each starts from the state the previous one left (``group.primary`` says which n
 
 import json
 import os
+import secrets
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -30,6 +32,7 @@ import psycopg2
 import pytest
 
 import harness
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import localcluster as lc
 
 PLAYBOOK = harness.REPO_ROOT / "playbooks" / "failover.yml"
 RUNBOOK = harness.REPO_ROOT / "playbooks" / "runbook_replication_lag.yml"
@@ -38,6 +41,8 @@ REWINDABLE = {"wal_log_hints": "on", "full_page_writes": "on", "wal_keep_size": 
 NAMES = ("n1", "n2", "n3")
 ZONE = "example.com"
 RECORD = "db.example.com"
+PGBOUNCER = "/usr/sbin/pgbouncer"
+BOUNCER_ROLE = "dbarch_pgbouncer"
 
 
 class Group:
@@ -102,6 +107,59 @@ def _aws():
         aws_secret_access_key=harness.S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
         region_name=harness.S3_CREDENTIALS["AWS_DEFAULT_REGION"],
     )
+
+
+class Bouncer:
+    """Debian's PgBouncer run as postgres in front of ``node``: the write pool ``postgres``, SCRAM secrets
+    in its auth file, ``BOUNCER_ROLE`` its admin (and the client of the test)."""
+
+    def __init__(self, folder, node):
+        self.password = secrets.token_urlsafe(18)
+        with node.connect() as conn, conn.cursor() as cur:
+            cur.execute("SET password_encryption = 'scram-sha-256'")
+            cur.execute("CREATE ROLE %s LOGIN PASSWORD %%s" % BOUNCER_ROLE, (self.password,))
+            cur.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (BOUNCER_ROLE,))
+            secret = cur.fetchone()[0]
+        self.folder, self.port = folder, lc.free_port()
+        self.databases = os.path.join(folder, "databases.ini")
+        self.pidfile = os.path.join(folder, "pgbouncer.pid")
+        os.makedirs(folder)
+        files = {
+            "pgbouncer.ini": "[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = %d\nunix_socket_dir = %s\n"
+            "auth_type = scram-sha-256\nauth_file = %s/userlist.txt\nadmin_users = %s\n"
+            "pool_mode = transaction\n"
+            "server_login_retry = 1\npidfile = %s\nlogfile = %s/pgbouncer.log\n%%include %s\n"
+            % (self.port, folder, folder, BOUNCER_ROLE, self.pidfile, folder, self.databases),
+            "databases.ini": "[databases]\npostgres = host=127.0.0.1 port=%d dbname=postgres\n" % node.port,
+            "userlist.txt": '"%s" "%s"\n' % (BOUNCER_ROLE, secret),
+        }
+        for name, text in files.items():
+            with open(os.path.join(folder, name), "w") as out:
+                out.write(text)
+            os.chmod(os.path.join(folder, name), 0o600)
+        subprocess.run(["chown", "-R", "postgres:postgres", folder], check=True)
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", PGBOUNCER, "-d", os.path.join(folder, "pgbouncer.ini")],
+            check=True,
+        )
+        wait_until(lambda: os.path.exists(self.pidfile), "PgBouncer to start", 10)
+
+    def server(self):
+        """(in recovery, port) of the server a query through the pool reaches."""
+        conn = psycopg2.connect(
+            host="127.0.0.1", port=self.port, dbname="postgres", user=BOUNCER_ROLE, password=self.password
+        )
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_is_in_recovery(), current_setting('port')::int")
+                return cur.fetchone()
+        finally:
+            conn.close()
+
+    def stop(self):
+        with open(self.pidfile) as handle:
+            os.kill(int(handle.read().strip()), signal.SIGTERM)
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -277,6 +335,8 @@ def test_refuses_while_the_primary_answers_and_changes_nothing(group):
 def test_sync_failover_keeps_every_acknowledged_commit(group, zone):
     client, zone_id, endpoint = zone
     n1 = group.node("n1")
+    bouncer = Bouncer(os.path.join(group.workdir, "pgbouncer"), n1)
+    assert bouncer.server() == (False, n1.port)
     n1.query("ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (n2, n3)'")
     n1.query("ALTER SYSTEM SET synchronous_commit = 'on'")
     n1.query("SELECT pg_reload_conf()")
@@ -295,10 +355,28 @@ def test_sync_failover_keeps_every_acknowledged_commit(group, zone):
     assert not writer.is_alive() and writer.error is not None
     acked = dict(writer.acked)
 
-    run = failover(
-        group, failover_dns_record=RECORD, failover_dns_zone=zone_id, failover_dns_endpoint_url=endpoint
-    )
-    run.assert_ok()
+    try:
+        run = failover(
+            group,
+            failover_dns_record=RECORD,
+            failover_dns_zone=zone_id,
+            failover_dns_endpoint_url=endpoint,
+            failover_pgbouncer_hosts=["n2"],
+            failover_pgbouncer_databases=["postgres"],
+            failover_pgbouncer_config_file=bouncer.databases,
+            failover_pgbouncer_admin_host="127.0.0.1",
+            failover_pgbouncer_admin_port=bouncer.port,
+            failover_pgbouncer_admin_password=bouncer.password,
+        )
+        run.assert_ok()
+        found = run.task("Confirm that the old primary is down, and choose the most advanced standby")[
+            "result"
+        ]
+        # PgBouncer's write pool reaches the new primary.
+        assert bouncer.server() == (False, group.node(found["candidate"]).port)
+    finally:
+        bouncer.stop()
+    assert bouncer.password not in run.stdout + run.stderr
     found = run.task("Confirm that the old primary is down, and choose the most advanced standby")["result"]
     assert found["ready"] and found["old_primary"]["down"] and len(found["old_primary"]["checks"]) == 3
     new = found["candidate"]
