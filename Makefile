@@ -23,13 +23,13 @@ DEB_DEMO := postgresql-15 postgresql-contrib postgresql-client-15 python3-psycop
             acl sudo unzip ca-certificates make git
 DEB_TEST := $(DEB_DEMO) graphviz postgresql-15-hypopg python3-boto3 pgbackrest lz4 zstd pgbouncer
 
-.PHONY: help demo test system-deps system-deps-test venv venv-dev pg-binaries sandbox sandbox-down \
+.PHONY: help demo test system-deps system-deps-test venv venv-dev pg-binaries sandbox sandbox-down failover-drill \
         site lint lint-tools ruff ansible-lint sanity unit integration molecule build bench bench-deps clean
 
 help:
 	@echo "make demo   - set up (Debian packages, .venv), bring up the sandbox, run playbooks/site.yml"
 	@echo "make test   - ruff, unit, lint, sanity, integration (PostgreSQL 14-18), molecule: what CI runs"
-	@echo "make sandbox / sandbox-down / site / bench / build / clean"
+	@echo "make sandbox / sandbox-down / site / failover-drill / bench / build / clean"
 
 # ---------------------------------------------------------------- set-up
 $(STAMPS):
@@ -97,6 +97,11 @@ site: venv
 	@echo "(each also as .json, .xml (JUnit) and .sarif beside it)"
 
 demo: sandbox site
+
+# Switchover and back, an unclean failover (primary killed under pgbench) and its rejoin, on the sandbox;
+# the sandbox is left as it was. Each step's phases are printed (reports/ keeps the playbooks' reports).
+failover-drill: sandbox
+	$(PY) scripts/failover-drill
 
 # ---------------------------------------------------------------- tests
 ruff: venv-dev

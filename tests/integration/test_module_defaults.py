@@ -30,6 +30,13 @@ def minimal_arguments(folder):
         "data_dictionary": {"dest": os.path.join(folder, "dictionary")},
         "dump": {"path": os.path.join(folder, "shop.dump")},
         "explain": {"query": "SELECT 1"},
+        # Nothing listens on port 1: the old primary is down after one check; no standby to choose.
+        "failover_info": {
+            "old_primary": {"host": "127.0.0.1", "port": 1},
+            "standbys": [],
+            "checks": 1,
+            "check_interval": 0,
+        },
         "index": {"name": "md_probe_idx", "table": "md_probe", "columns": ["id"]},
         "index_advice_info": {},
         "local_cluster": {"data_dir": os.path.join(folder, "lc", "data"), "state": "absent"},
@@ -50,6 +57,8 @@ def minimal_arguments(folder):
             "port": 1,
             "target": "latest",
         },
+        # Check mode: the role check only (the shared cluster is a primary), nothing committed.
+        "primary_check": {},
         # The shared cluster is a primary: promote finds nothing to do (its guards still run).
         "promote": {},
         "query_stats": {},
@@ -65,6 +74,13 @@ def minimal_arguments(folder):
             "method": "cron",
             "cron_dir": os.path.join(folder, "cron"),
             "systemd_dir": os.path.join(folder, "systemd"),
+        },
+        # Nothing listens on port 1: the Route 53 call fails, after the options were taken.
+        "route53_record": {
+            "zone": "Z0000000000000",
+            "record": "md-probe.example.com",
+            "value": ["127.0.0.1"],
+            "endpoint_url": "http://127.0.0.1:1",
         },
         "schema_review": {},
         # Read-only without state: finds the shared cluster's data folder from data_directory.
@@ -123,6 +139,7 @@ def test_every_module_takes_the_group_connection_defaults(pg, run_playbook, work
         "pitr_restore": "backup",
         "backup_info": "backup",
         "standby": "cannot open a replication connection to the primary 127.0.0.1:1",
+        "route53_record": "Route 53 list_resource_record_sets in zone Z0000000000000 failed",
     }
     for name, msg in failed.items():
         assert name in expected_reasons and expected_reasons[name] in msg, (name, msg)

@@ -20,6 +20,7 @@ DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
 COMPRESSED_SUFFIXES = (".gz", ".zst", ".lz4")
 _LSN = re.compile(r"^\s*([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})\s*$")
 _SEGMENT = re.compile(r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})(\.partial)?(\.gz|\.zst|\.lz4)?$")
+_PLAIN_SEGMENT = re.compile(r"^[0-9A-F]{24}$")
 _HISTORY = re.compile(r"^([0-9A-F]{8})\.history(\.gz|\.zst|\.lz4)?$")
 _BACKUP_HISTORY = re.compile(
     r"^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})\.([0-9A-F]{8})\.backup(\.gz|\.zst|\.lz4)?$"
@@ -61,6 +62,23 @@ def segment_of_lsn(timeline, lsn, segment_size=DEFAULT_SEGMENT_SIZE):
     if not isinstance(lsn, int):
         lsn = parse_lsn(lsn)
     return segment_name(timeline, segno_of(lsn, segment_size), segment_size)
+
+
+def newest_timeline_holding(names, lsn, segment_size=DEFAULT_SEGMENT_SIZE):
+    """The newest timeline among the segment file ``names`` (a pg_wal listing) whose segment holds the
+    last byte before ``lsn``; 0 when none does (or ``lsn`` is 0/None).
+
+    A standby that followed a new timeline received that timeline's segments; until its next
+    restartpoint its control file still names the old timeline, so its files tell where it is."""
+    if not lsn:
+        return 0
+    if not isinstance(lsn, int):
+        lsn = parse_lsn(lsn)
+    per = segments_per_id(segment_size)
+    segno = segno_of(lsn - 1, segment_size)
+    suffix = "%08X%08X" % (segno // per, segno % per)
+    found = [int(n[:8], 16) for n in names if _PLAIN_SEGMENT.match(n or "") and n.endswith(suffix)]
+    return max(found or [0])
 
 
 def timeline_of(name):

@@ -392,6 +392,15 @@ class Node:
             )
         return text
 
+    def replay_timeline(self, lsn, segment_size):
+        """The newest timeline of the node's pg_wal segments holding ``lsn`` (wal.newest_timeline_holding);
+        0 when there is none."""
+        try:
+            names = os.listdir(self.path("pg_wal"))
+        except OSError:
+            return 0
+        return wal.newest_timeline_holding(names, lsn, segment_size)
+
     def write_file(self, path, text, mode=0o600):
         atomic_write(path, text, mode, self.owner_ids() if os.geteuid() == 0 else None)
 

@@ -92,9 +92,24 @@ def node_state(session):
     state["timeline"] = (
         wal.timeline_of(row["current_walfile"])
         if row["current_walfile"]
-        else (row["received_tli"] or row["checkpoint_timeline"])
+        else (row["received_tli"] or max(row["checkpoint_timeline"] or 0, _wal_timeline(session, row)))
     )
     return state
+
+
+def _wal_timeline(session, row):
+    """The timeline of a standby whose WAL receiver is down, from its pg_wal segments (its control file
+    names the old timeline until its next restartpoint); 0 when pg_ls_waldir() is not allowed (a
+    superuser or pg_monitor may)."""
+    held = max(_lsn(row.get("receive_lsn")) or 0, _lsn(row.get("replay_lsn")) or 0)
+    if not held:
+        return 0
+    try:
+        size = session.scalar("SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'")
+        names = [r["name"] for r in session.fetchall("SELECT name FROM pg_ls_waldir()")]
+    except DbarchError:
+        return 0
+    return wal.newest_timeline_holding(names, held, int(size or wal.DEFAULT_SEGMENT_SIZE))
 
 
 def public_state(state):
@@ -419,6 +434,12 @@ def run(
         replay_lsn=caught_up.get("replay_lsn"),
         pending_bytes=0,
     )
+    if caught_up.get("incomplete_bytes"):
+        guards["replay"].update(
+            verdict="ok (every complete record received is replayed; the last %d bytes are an incomplete "
+            "record, cut when the old primary stopped)" % caught_up["incomplete_bytes"],
+            incomplete_bytes=caught_up["incomplete_bytes"],
+        )
 
     try:
         done = session.scalar("SELECT pg_promote(wait => true, wait_seconds => %s)", (int(wait_timeout),))
@@ -487,11 +508,31 @@ def _catch_up_replay(session, target, observed, wait_timeout, clock, sleep):
     ) or node_state(session)
 
 
+# What the startup process waits on when it has replayed every complete record it has.
+WAITING_FOR_WAL = ("RecoveryWalStream", "RecoveryRetrieveRetryInterval", "RecoveryWalAll")
+
+
 def _caught_up(session):
+    """The state once the target replayed all it received (None while it is still replaying).
+
+    After a primary crashed, the WAL received may end with an incomplete record (the primary died
+    while writing it): it is never replayed, and the startup process then waits for more WAL. That
+    wait counts as caught up; the bytes of the incomplete record stay in ``incomplete_bytes``."""
     state = node_state(session)
     if replay_refusal(state):
         return state  # ends the wait: the refusal is raised with the last state
-    return state if pending_bytes(state) == 0 else None
+    if pending_bytes(state) == 0:
+        return state
+    try:
+        waits = session.scalar("SELECT wait_event FROM pg_stat_activity WHERE backend_type = 'startup'")
+    except DbarchError:
+        return None
+    if waits in WAITING_FOR_WAL:
+        again = node_state(session)
+        if again.get("replay_lsn") == state.get("replay_lsn"):
+            again["incomplete_bytes"] = pending_bytes(again)
+            return again
+    return None
 
 
 def _switch_point(session, timeline):

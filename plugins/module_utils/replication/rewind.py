@@ -114,6 +114,7 @@ def scan_after_fork(node, target, fork, timeout=None):
     say what could not be read (a WAL file gone)."""
     scan = wd.WalScan()
     notes = []
+    segment_size = node.controldata()["segment_size"]
     for tli, start, end in wal_ranges(target, fork):
         _scan, stop = wd.read(
             node.bindir,
@@ -125,6 +126,7 @@ def scan_after_fork(node, target, fork, timeout=None):
             run_as=node.run_as if node.run_as != proc.current_user() else None,
             env=node.env,
             timeout=timeout,
+            segment_size=segment_size,
         )
         if stop["kind"] == "missing_file" and scan.records == 0:
             notes.append(

@@ -315,11 +315,14 @@ class Run:
     def running_standby(self, session, control):
         state = session.fetchone(STANDBY_SQL)
         receiver = session.fetchone(RECEIVER_SQL)
+        position = wal.parse_lsn(state["replay_lsn"]) if state["replay_lsn"] else 0
         node_tli = max(
-            state["checkpoint_tli"] or 0, state["min_recovery_tli"] or 0, receiver["received_tli"] or 0
+            state["checkpoint_tli"] or 0,
+            state["min_recovery_tli"] or 0,
+            receiver["received_tli"] or 0,
+            self.node.replay_timeline(position, control["segment_size"]),
         )
         point, target = self.fork(node_tli)
-        position = wal.parse_lsn(state["replay_lsn"]) if state["replay_lsn"] else 0
         if point["lsn"] is None:
             self.ahead_check(position)
         elif position > point["lsn"]:

@@ -35,6 +35,7 @@ __metaclass__ = type
 import os
 import re
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils.backup import wal
 from ansible_collections.dbarch.postgresql.plugins.module_utils.core import proc
 from ansible_collections.dbarch.postgresql.plugins.module_utils.core.errors import DbarchError
 
@@ -247,15 +248,34 @@ def end_of_wal(stderr):
     return {"kind": "error", "last_lsn": None, "detail": text[-800:]}
 
 
-def read(bindir, wal_dir, timeline, start_lsn, end_lsn=None, scan=None, run_as=None, env=None, timeout=None):
+def read(
+    bindir,
+    wal_dir,
+    timeline,
+    start_lsn,
+    end_lsn=None,
+    scan=None,
+    run_as=None,
+    env=None,
+    timeout=None,
+    segment_size=None,
+):
     """Run pg_waldump over ``wal_dir`` on ``timeline`` from ``start_lsn`` (up to ``end_lsn``, or
     to the end of the WAL there) into ``scan`` (a WalScan, made when None). Returns
     (scan, stop) where ``stop`` is end_of_wal()'s dict, ``kind`` ``complete`` when pg_waldump
-    reached ``end_lsn``. Raises WaldumpError for a failure that is not the end of the WAL."""
+    reached ``end_lsn``. Raises WaldumpError for a failure that is not the end of the WAL.
+
+    With ``segment_size``, the segment holding ``start_lsn`` is named to pg_waldump when it is in
+    ``wal_dir``: without a file name pg_waldump reads the segment size from whichever file of the
+    folder it lists first, and a preallocated segment never written (a zero header) fails it."""
     scan = scan if scan is not None else WalScan()
     argv = [os.path.join(bindir, "pg_waldump"), "-p", wal_dir, "-t", str(int(timeline)), "-s", start_lsn]
     if end_lsn:
         argv += ["-e", end_lsn]
+    if segment_size:
+        first = wal.segment_of_lsn(int(timeline), start_lsn, int(segment_size))
+        if os.path.isfile(os.path.join(wal_dir, first)):
+            argv.append(first)
     run_env = proc.clean_env(dict(env or {}, TZ="UTC"))
     try:
         res = proc.stream(

@@ -211,8 +211,9 @@ def test_replay_refusal_and_pending_bytes():
 class FakeSession:
     """Answers node_state with scripted states (the last one repeats) and records pg_promote."""
 
-    def __init__(self, states, promote_result=True, after=None):
+    def __init__(self, states, promote_result=True, after=None, startup_wait=None):
         self.states = list(states)
+        self.startup_wait = startup_wait
         self.promote_result = promote_result
         self.after = after
         self.promoted = False
@@ -234,6 +235,8 @@ class FakeSession:
         pass
 
     def scalar(self, query, params=None, record=True):
+        if "pg_stat_activity" in query:
+            return self.startup_wait
         assert "pg_promote" in query
         self.promoted = True
         return self.promote_result
@@ -261,6 +264,32 @@ def test_replay_that_does_not_catch_up_in_time_refuses_and_changes_nothing():
     assert err.value.guard == "replay" and err.value.result["changed"] is False
     assert err.value.result["guards"]["replay"]["verdict"] == "refused (timeout)"
     assert session.promoted is False and 3 <= clock.now < 4
+
+
+def test_an_incomplete_last_record_counts_as_caught_up_once_the_startup_process_waits_for_wal():
+    # The old primary died writing a record: the standby received 760 bytes it can never replay.
+    cut = node("0/5000000", replay="0/4FFFD08", start="s")
+    after = dict(
+        node("0/4FFFD08", in_recovery=False, timeline=2, start="s"),
+        current_walfile="000000020000000000000004",
+    )
+    for wait, promoted in (
+        ("RecoveryWalStream", True),
+        ("RecoveryRetrieveRetryInterval", True),
+        (None, False),
+    ):
+        session = FakeSession([cut], after=after, startup_wait=wait)
+        clock = Clock()
+        if not promoted:
+            # Still replaying (or the wait event cannot be seen): the replay guard times out.
+            with pytest.raises(pm.PromoteError, match="replay guard"):
+                pm.run(session, "db2:5432", wait_timeout=2, clock=clock, sleep=clock.sleep)
+            assert session.promoted is False
+            continue
+        result = pm.run(session, "db2:5432", wait_timeout=30, clock=clock, sleep=clock.sleep)
+        assert session.promoted is True and result["promoted"] is True
+        replay = result["guards"]["replay"]
+        assert replay["incomplete_bytes"] == 760 and "incomplete record" in replay["verdict"]
 
 
 def test_replay_catches_up_then_promotes_and_reads_the_new_timeline():
