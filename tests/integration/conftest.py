@@ -39,6 +39,10 @@ VERSION_MARKERS = ("all_versions", "pg_versions")
 # takes the next file when it is free, so the long ones start first and the short ones fill the
 # end. Files not named keep their alphabetical order after these.
 LONGEST_FILES = (
+    "test_switchover.py",
+    "test_failover.py",
+    "test_pgbouncer.py",
+    "test_standby.py",
     "test_pitr.py",
     "test_query_performance.py",
     "test_restore_drill.py",
@@ -54,6 +58,9 @@ LONGEST_FILES = (
     "test_schema_review.py",
     "test_migration_lint.py",
     "test_sandbox.py",
+    "test_promote.py",
+    "test_replication_info.py",
+    "test_switchover_pgbouncer.py",
 )
 
 
