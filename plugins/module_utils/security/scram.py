@@ -26,6 +26,8 @@ import re
 import stringprep
 import unicodedata
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.errors import DbarchError
+
 DEFAULT_ITERATIONS = 4096  # scram_iterations' default (settable from PostgreSQL 16)
 SALT_BYTES = 16
 
@@ -33,7 +35,7 @@ _SCRAM_RE = re.compile(r"^SCRAM-SHA-256\$(\d+):([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=
 _MD5_RE = re.compile(r"^md5[0-9a-f]{32}$")
 
 
-class VerifierError(ValueError):
+class VerifierError(DbarchError, ValueError):
     """A stored verifier that is neither SCRAM-SHA-256 nor md5."""
 
 
@@ -89,8 +91,11 @@ def scram_verifier(password, salt=None, iterations=DEFAULT_ITERATIONS):
     if salt is None:
         salt = os.urandom(SALT_BYTES)
     stored_key, server_key = _keys(password, salt, iterations)
-    b64 = lambda raw: base64.b64encode(raw).decode("ascii")  # noqa: E731
-    return "SCRAM-SHA-256$%d:%s$%s:%s" % (iterations, b64(salt), b64(stored_key), b64(server_key))
+    return "SCRAM-SHA-256$%d:%s$%s:%s" % (iterations, _b64(salt), _b64(stored_key), _b64(server_key))
+
+
+def _b64(raw):
+    return base64.b64encode(raw).decode("ascii")
 
 
 def md5_verifier(password, role):
