@@ -19,7 +19,7 @@ from ansible_collections.dbarch.postgresql.plugins.module_utils.replication impo
 )
 
 
-def replication_diagnosis(infos, limits=None, inventory_primaries=None):
+def replication_diagnosis(infos, limits=None, inventory_primaries=None, detail="full"):
     """{host: replication_info result} -> the diagnosis (see the filter's documentation)."""
     if not isinstance(infos, dict):
         raise AnsibleFilterError(
@@ -31,6 +31,7 @@ def replication_diagnosis(infos, limits=None, inventory_primaries=None):
             dict((str(host), dict(info) if isinstance(info, dict) else info) for host, info in infos.items()),
             limits=dict(limits) if limits else None,
             inventory_primaries=[str(h) for h in inventory_primaries or ()],
+            detail=str(detail),
         )
     except lag.LagError as exc:
         raise AnsibleFilterError(str(exc)) from exc

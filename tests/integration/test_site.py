@@ -39,6 +39,7 @@ def test_site_writes_reports_for_every_host_and_is_idempotent(sandbox_env, tmp_p
         # Like the sandbox's ports, the drill's scratch instance takes a port the kernel hands out.
         "restore_drill_port": lc.free_port(),
         "backup_report_dest": dest,
+        "replication_report_dest": dest,
     }
     first = harness.run_playbook(SITE_PLAYBOOK, extra_vars=extra, env=sandbox_env, inventory=str(INVENTORY))
     first.assert_ok()
@@ -79,6 +80,16 @@ def test_site_writes_reports_for_every_host_and_is_idempotent(sandbox_env, tmp_p
     assert any(p.endswith("ON shop.orders (customer_id);") for p in tuning["summary"]["proposals"])
     assert tuning["summary"]["explained"] == ["orders of a customer"]
     assert not os.path.exists(os.path.join(dest, "pg-replica", "query_tuning.json"))
+    # The replication report: both standbys stream from the primary, no lag on the idle sandbox, and
+    # the state-only summaries carry no reading (so the second run below changes nothing).
+    primary_lag = _summary(dest, "pg-primary", "replication_lag")
+    assert primary_lag["role"] == "primary"
+    assert len(primary_lag["standbys_connected"]) == 2, primary_lag
+    assert "current_lsn" not in primary_lag and "lag_by_standby" not in primary_lag
+    for host in ("pg-replica", "pg-replica2"):
+        lag_summary = _summary(dest, host, "replication_lag")
+        assert lag_summary["role"] == "standby" and lag_summary["level"] == "ok", lag_summary
+        assert lag_summary["primary"] == "pg-primary" and "replay_lsn" not in lag_summary
     # Backups of the primary: archiving into the repository, a verified backup, the daily job.
     backup = _summary(dest, "pg-primary", "backup")
     assert int(backup["usable_backups"]) == 1 and int(backup["gaps"]) == 0

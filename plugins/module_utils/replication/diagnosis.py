@@ -480,7 +480,28 @@ def _own_findings(info):
     return [fnd.Finding.from_dict(f) for f in info.get("findings") or []]
 
 
-def diagnose(infos, limits=None, inventory_primaries=()):
+# Summary keys that are readings (they change from one run to the next on a live server); a report of
+# the state only (``detail="state"``: role, upstream, level, causes) leaves them out, so that writing
+# it again on an unchanged group changes nothing (site.yml's second run).
+READINGS = frozenset(
+    (
+        "lag_bytes",
+        "lag",
+        "lag_seconds",
+        "transit_bytes",
+        "apply_bytes",
+        "sent_lsn",
+        "flush_lsn",
+        "replay_lsn",
+        "current_lsn",
+        "lag_by_standby",
+        "slots",
+    )
+)
+DETAILS = ("full", "state")
+
+
+def diagnose(infos, limits=None, inventory_primaries=(), detail="full"):
     """The runbook's diagnosis of every host.
 
     ``infos``: {host: replication_info result} (a failed result, with ``failed`` and ``msg``, is a
@@ -488,7 +509,10 @@ def diagnose(infos, limits=None, inventory_primaries=()):
     with, else lag.DEFAULT_THRESHOLDS). ``inventory_primaries``: the hosts the inventory calls primary,
     checked against what the servers say. Returns {primary, notes, standbys, hosts}: ``standbys`` one
     entry per standby host (lag, level, causes), ``hosts`` per host its report ``summary`` and
-    ``findings`` (dicts, most severe first)."""
+    ``findings`` (dicts, most severe first). ``detail``: ``full`` (every reading) or ``state`` (the
+    summaries without the READINGS, for a report written on every run of a scheduled job)."""
+    if detail not in DETAILS:
+        raise lag.LagError("detail must be one of %s, not %r" % (", ".join(DETAILS), detail))
     if limits is None:
         # The thresholds replication_info applied (sizes already in bytes).
         given = [i.get("thresholds") for i in infos.values() if _readable(i) and i.get("thresholds")]
@@ -589,6 +613,8 @@ def diagnose(infos, limits=None, inventory_primaries=()):
         summary = summaries.get(host) or {}
         if out["notes"]:
             summary["notes"] = list(out["notes"])
+        if detail == "state":
+            summary = dict((k, v) for k, v in summary.items() if k not in READINGS)
         out["hosts"][host] = dict(summary=summary, findings=[f.to_dict() for f in fnd.normalize(found[host])])
     return out
 

@@ -1,5 +1,7 @@
 """The replication-lag runbook's cause classification (replication/diagnosis.py), without a database."""
 
+import pytest
+
 from ansible_collections.dbarch.postgresql.plugins.module_utils.replication import diagnosis as dg
 from ansible_collections.dbarch.postgresql.plugins.module_utils.replication import lag
 
@@ -79,6 +81,26 @@ def test_caught_up_standby_has_no_cause_and_reads_ok():
     assert summary["causes"] == ["none: no lag over the thresholds"] and summary["lag_bytes"] == 0
     assert out["hosts"]["db2"]["findings"] == [] and out["hosts"]["db1"]["findings"] == []
     assert out["hosts"]["db1"]["summary"]["lag_by_standby"] == {"db2": "0 bytes, 0.0 s, ok"}
+
+
+def test_state_detail_keeps_roles_levels_and_causes_and_drops_the_readings():
+    def run(unreplayed, detail):
+        infos = dict(
+            db1=primary_info(row(unreplayed=unreplayed)), db2=standby_info(receiver(pending=unreplayed))
+        )
+        return dg.diagnose(infos, inventory_primaries=["db1"], detail=detail)
+
+    full, state = run(4096, "full"), run(4096, "state")
+    assert full["hosts"]["db2"]["summary"]["lag_bytes"] == 4096
+    for host in ("db1", "db2"):
+        kept = state["hosts"][host]["summary"]
+        assert not set(kept) & dg.READINGS, kept
+        assert kept == dict((k, v) for k, v in full["hosts"][host]["summary"].items() if k not in dg.READINGS)
+        assert state["hosts"][host]["findings"] == full["hosts"][host]["findings"]
+    # Two runs whose readings differ but whose state does not write the same state-only summary.
+    assert run(8192, "state")["hosts"] == state["hosts"]
+    with pytest.raises(lag.LagError, match="detail must be one of full, state"):
+        run(0, "everything")
 
 
 def test_paused_replay_is_the_cause_not_the_standby_hardware():
