@@ -18,6 +18,9 @@ description:
   - C(target) guard. The server must be in recovery. One that is already out of recovery is left as
     it is (changed=false), unless a candidate shows it is not the right primary (another candidate is
     out of recovery too, or on a newer timeline).
+  - C(privilege) guard, first, on a standby. The login role must be allowed to run C(pg_promote)
+    (a superuser, or C(GRANT EXECUTE ON FUNCTION pg_catalog.pg_promote(boolean, integer))); otherwise
+    the module refuses before it probes any other server.
   - C(candidates) guard. Every other server of O(candidates) that can be reached must not have
     received more WAL than the target (on the same timeline; a newer timeline counts as more), nor,
     with as much received, replayed more (a target that only replayed less of the same WAL, replay not
@@ -175,11 +178,13 @@ guards:
       C(name), C(status) (C(reachable), or C(unreachable) and the reason), its LSNs and timeline, and
       C(verdict)), C(old_primary) (C(status), C(in_recovery) when reached, C(verdict)), C(replay)
       (received and replayed LSN, C(pending_bytes), C(waited_seconds)) and, after a promotion,
-      C(promote).
+      C(promote); on a standby, C(privilege) (C(login_role), C(may_promote), C(verdict)).
   returned: always
   type: dict
 guard:
-  description: On a refusal, the guard that refused (C(candidates), C(old_primary), C(replay), C(promote)).
+  description:
+    - On a refusal, the guard that refused (C(privilege), C(candidates), C(old_primary), C(replay),
+      C(promote)).
   returned: on failure
   type: str
 msg:

@@ -183,7 +183,10 @@ thresholds:
   returned: always
   type: dict
 privileges:
-  description: Whether the login role is superuser, can read all statistics and all settings.
+  description:
+    - Whether the login role is C(superuser), can read all statistics (C(read_all_stats)) and all
+      settings (C(read_all_settings)), and may run C(pg_promote) (C(promote): superuser, or EXECUTE
+      granted; M(dbarch.postgresql.promote) and the switchover check it before anything changes).
   returned: always
   type: dict
 checks_skipped:

@@ -182,7 +182,8 @@ def test_pg_monitor_role_reads_everything_and_a_plain_role_is_told_what_it_misse
     wait_until(lambda: caught_up(primary, standby), "the roles to reach the standby")
     monitor = dict(login_user="repl_monitor", login_password="mon-secret-1")
     run, prim, stby = run_info(primary, standby, login=monitor)
-    assert prim["privileges"] == dict(superuser=False, read_all_stats=True, read_all_settings=True)
+    expected = dict(superuser=False, read_all_stats=True, read_all_settings=True, promote=False)
+    assert prim["privileges"] == expected
     assert prim["checks_skipped"] == [] and stby["checks_skipped"] == []
     (row,) = prim["standbys"]
     assert row["replay_lsn"] and row["client_addr"] == "127.0.0.1" and row["replay_lag_bytes"] is not None

@@ -262,16 +262,32 @@ def test_switchover_refusals_change_nothing(group):
 
 
 @pytest.mark.pg_versions(15)
-def test_a_failed_promotion_starts_the_old_primary_again(group):
+def test_a_login_that_may_not_promote_is_refused_before_anything_stops(group):
     a, b = group.nodes["a"], group.nodes["b"]
     a.query("DROP ROLE IF EXISTS sw_monitor")
     a.query("CREATE ROLE sw_monitor LOGIN PASSWORD %s IN ROLE pg_monitor", (a.password,))
     wait_until(
         lambda: b.query("SELECT count(*) FROM pg_roles WHERE rolname = 'sw_monitor'")[0][0] == 1, "the role"
     )
-    # b's login reads (pg_monitor) but may not run pg_promote: the promotion fails after a stopped.
+    started = a.query("SELECT pg_postmaster_start_time()")[0][0]
+    # b's login reads (pg_monitor) but may not run pg_promote: refused at the checks, a never stops.
     inventory = group.inventory(overrides={"b": {"dbarch_login_user": "sw_monitor"}})
     run = group.play("switchover", inventory=inventory, switchover_target="b")
+    assert run.rc != 0, run.stdout
+    assert "Refused, nothing changed: the login role may not run pg_promote on b" in run.stdout, run.stdout[
+        -5000:
+    ]
+    assert a.query("SELECT pg_postmaster_start_time()")[0][0] == started
+    assert recovery(a) is False and recovery(b) is True
+    a.query("DROP ROLE sw_monitor")
+    assert_group(group, "a", ["b", "c"])
+
+
+@pytest.mark.pg_versions(15)
+def test_a_failed_promotion_starts_the_old_primary_again(group):
+    a, b = group.nodes["a"], group.nodes["b"]
+    # Every check passes; the promotion itself fails once a is stopped (promote refuses a wait of 0 s).
+    run = group.play("switchover", switchover_target="b", switchover_promote_timeout=0)
     assert run.rc != 0, run.stdout
     assert "failed in the promote phase" in run.stdout, run.stdout[-5000:]
     assert "The promotion never happened: a was started again and is the primary" in run.stdout
@@ -281,7 +297,6 @@ def test_a_failed_promotion_starts_the_old_primary_again(group):
     assert recovery(a) is False and recovery(b) is True
     a.query("INSERT INTO public.acked (id) VALUES (888888)")
     assert_group(group, "a", ["b", "c"])
-    a.query("DROP ROLE sw_monitor")
 
 
 def test_add_replica_clones_a_streaming_standby(group):

@@ -81,6 +81,12 @@ class PromoteError(DbarchError):
 
 
 # -- what a server is ----------------------------------------------------------------------------
+_Q_CAN_PROMOTE = (
+    "SELECT current_user AS login_role, "
+    "has_function_privilege('pg_catalog.pg_promote(boolean, integer)', 'EXECUTE') AS may_promote"
+)
+
+
 def _lsn(text):
     return wal.parse_lsn(text) if text else None
 
@@ -350,6 +356,21 @@ def run(
         changed=False, promoted=False, timeline=target["timeline"], promoted_lsn=None, guards=guards
     )
     is_primary = not target["in_recovery"]
+    if not is_primary:
+        # First: a role that may not promote would otherwise be found out only after the checks (or, in
+        # a switchover, after the old primary was stopped).
+        row = session.fetchone(_Q_CAN_PROMOTE, record=False)
+        allowed = bool(row["may_promote"])
+        guards["privilege"] = dict(
+            login_role=row["login_role"], may_promote=allowed, verdict="ok" if allowed else "refused"
+        )
+        if not allowed:
+            _refuse(
+                "privilege",
+                "the login role may not run pg_promote on %s: connect as a superuser, or GRANT EXECUTE ON "
+                "FUNCTION pg_catalog.pg_promote(boolean, integer) TO %s" % (target_name, row["login_role"]),
+                result,
+            )
 
     observed = [probe(params, connect, probe_timeout) for params in candidates or ()]
     if not is_primary and not allow_behind:

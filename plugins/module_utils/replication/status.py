@@ -65,7 +65,8 @@ SELECT current_setting('server_version_num')::int AS version_num,
        current_user AS current_user,
        (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS is_superuser,
        pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS can_read_all_stats,
-       pg_has_role(current_user, 'pg_read_all_settings', 'USAGE') AS can_read_all_settings
+       pg_has_role(current_user, 'pg_read_all_settings', 'USAGE') AS can_read_all_settings,
+       has_function_privilege('pg_catalog.pg_promote(boolean, integer)', 'EXECUTE') AS can_promote
 """
 
 # One pg_current_wal_lsn() for every row (a CTE is evaluated once).
@@ -227,6 +228,8 @@ def read(session):
         superuser=bool(state["is_superuser"]),
         read_all_stats=bool(state["is_superuser"] or state["can_read_all_stats"]),
         read_all_settings=bool(state["is_superuser"] or state["can_read_all_settings"]),
+        # pg_promote() is superuser-only unless granted (GRANT EXECUTE ON FUNCTION pg_promote ...).
+        promote=bool(state["is_superuser"] or state["can_promote"]),
     )
     facts = dict(
         role="standby" if in_recovery else "primary",

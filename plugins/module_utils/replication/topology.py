@@ -42,7 +42,8 @@ def topology(infos, inventory_primaries=()):
       (the primary's pg_stat_replication shows it), ``matched_by``, ``upstream`` (host:port its
       receiver shows), ``timeline``, ``receive_lsn``, ``replay_lsn``, ``lag_bytes`` (the primary's
       current LSN minus its replay LSN, when both are known), ``replay_paused``, ``apply_delay_ms``
-      (recovery_min_apply_delay: a delayed standby);
+      (recovery_min_apply_delay: a delayed standby), ``can_promote`` (the login role may run
+      pg_promote there: superuser or EXECUTE granted);
     - ``streaming_standbys``: the hosts that stream from the primary, sorted;
     - ``unreadable``: {host: reason} of the hosts that could not be read;
     - ``notes``: sentences for the operator (a stale inventory, several primaries, none).
@@ -78,6 +79,7 @@ def topology(infos, inventory_primaries=()):
             lag_bytes=max(current - replay, 0) if current is not None and replay is not None else None,
             replay_paused=bool(rec.get("replay_paused")),
             apply_delay_ms=rec.get("recovery_min_apply_delay_ms") or 0,
+            can_promote=bool((standbys[host].get("privileges") or {}).get("promote")),
         )
     unreadable = {}
     for host in sorted(set(infos) - set(readable)):

@@ -211,8 +211,9 @@ def test_replay_refusal_and_pending_bytes():
 class FakeSession:
     """Answers node_state with scripted states (the last one repeats) and records pg_promote."""
 
-    def __init__(self, states, promote_result=True, after=None, startup_wait=None):
+    def __init__(self, states, promote_result=True, after=None, startup_wait=None, may_promote=True):
         self.states = list(states)
+        self.may_promote = may_promote
         self.startup_wait = startup_wait
         self.promote_result = promote_result
         self.after = after
@@ -220,6 +221,8 @@ class FakeSession:
         self.queries = []
 
     def fetchone(self, query, params=None, record=True):
+        if "may_promote" in query:
+            return dict(login_role="ops", may_promote=self.may_promote)
         if self.promoted and self.after is not None:
             state = self.after
         else:
@@ -251,6 +254,21 @@ class Clock:
 
     def sleep(self, seconds):
         self.now += seconds
+
+
+def test_a_login_role_that_may_not_promote_is_refused_before_any_candidate_is_probed():
+    probed = []
+    session = FakeSession([node("0/5000000", start="s")], may_promote=False)
+    with pytest.raises(pm.PromoteError, match="may not run pg_promote on db2") as err:
+        pm.run(session, "db2", candidates=[dict(login_port=1)], connect=probed.append)
+    assert err.value.guard == "privilege" and "TO ops" in str(err.value)
+    assert err.value.result["guards"]["privilege"] == dict(
+        login_role="ops", may_promote=False, verdict="refused"
+    )
+    assert probed == [] and not session.promoted
+    # A primary needs no promotion, so the privilege is not asked for there.
+    primary = FakeSession([node("0/5000000", in_recovery=False, start="s")], may_promote=False)
+    assert pm.run(primary, "db1")["changed"] is False
 
 
 def test_replay_that_does_not_catch_up_in_time_refuses_and_changes_nothing():
