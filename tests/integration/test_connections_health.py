@@ -7,6 +7,8 @@ on that lock; with the module's own session that is 18 of 20 slots, 90 %: critic
 WAL sender is on the primary too, and must never be counted nor terminated.
 """
 
+import json
+import os
 import select
 import time
 
@@ -248,3 +250,55 @@ def test_health_lag_panel_fires_while_replay_is_paused_under_writes(pair):
     finally:
         standby.query("SELECT pg_wal_replay_resume()")
     wait_until(lambda: _caught_up(primary, standby), "the standby to catch up after resuming")
+
+
+def runbook(cluster, check=False, **extra):
+    """playbooks/runbook_connections.yml on localhost against ``cluster`` (as run_site_playbook)."""
+    extra = dict(
+        extra,
+        dbarch_target="localhost",
+        dbarch_login_host=cluster.host,
+        dbarch_login_port=cluster.port,
+        dbarch_login_user=cluster.user,
+        dbarch_login_password=cluster.password,
+    )
+    playbook = harness.REPO_ROOT / "playbooks" / "runbook_connections.yml"
+    return harness.run_playbook(playbook, extra_vars=extra, check=check).assert_ok()
+
+
+def _report(dest):
+    with open(os.path.join(dest, "localhost", "connections.json"), encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def test_runbook_check_mode_lists_the_idle_sessions_then_terminates_exactly_those(pair, crowd, tmp_path):
+    primary, _standby = pair
+    crowd_pids = sorted(_pid(c) for c in crowd["idle"])
+    dest = str(tmp_path / "reports")
+    options = dict(
+        connections_report_dest=dest, connections_report_terminate=True, connections_report_idle_seconds=1
+    )
+    # Capacity first: nobody idle for a day, so terminating frees nothing and the report says so.
+    runbook(primary, **dict(options, connections_report_idle_seconds=86400))
+    doc = _report(dest)
+    assert doc["summary"]["issue"] == "capacity" and "PgBouncer" in doc["summary"]["advice"]
+    assert "max_connections" in doc["summary"]["advice"]
+    # Check mode: the report lists who would be terminated; nobody is.
+    runbook(primary, check=True, **options)
+    doc = _report(dest)
+    assert sorted(doc["summary"]["would_terminate"]) == crowd_pids and doc["summary"]["terminated"] == []
+    assert doc["summary"]["issue"] == "idle sessions" and doc["summary"]["utilization_percent"] == 90.0
+    assert doc["summary"]["panels"]["connections"] == "critical"
+    assert {"CONN-UTIL-001", "HEALTH-CONN-001"} <= {f["rule"] for f in doc["findings"]}
+    assert len(primary.query("SELECT 1 FROM pg_stat_activity WHERE application_name = 'crowd'")) == IDLE
+    # For real: exactly the idle ones.
+    runbook(primary, **options)
+    doc = _report(dest)
+    assert sorted(doc["summary"]["terminated"]) == crowd_pids
+    wait_until(
+        lambda: not primary.query("SELECT 1 FROM pg_stat_activity WHERE application_name = 'crowd'"),
+        "the terminated sessions to end",
+    )
+    assert primary.query("SELECT count(*) FROM pg_stat_replication")[0][0] == 1
+    with crowd["holder"].cursor() as cur:
+        cur.execute("SELECT 1")
