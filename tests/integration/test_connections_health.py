@@ -282,7 +282,18 @@ def test_runbook_check_mode_lists_the_idle_sessions_then_terminates_exactly_thos
     runbook(primary, **dict(options, connections_report_idle_seconds=86400))
     doc = _report(dest)
     assert doc["summary"]["issue"] == "capacity" and "PgBouncer" in doc["summary"]["advice"]
-    assert "max_connections" in doc["summary"]["advice"]
+    assert "max_connections" in doc["summary"]["advice"] and doc["summary"]["pending_restart"] == []
+    # With a max_connections to write (check mode: nothing written), the report says it needs a restart.
+    runbook(
+        primary,
+        check=True,
+        **dict(options, connections_report_idle_seconds=86400, connections_report_max_connections=40),
+    )
+    doc = _report(dest)
+    assert doc["summary"]["issue"] == "capacity" and doc["summary"]["pending_restart"] == ["max_connections"]
+    # Nothing written: the last max_connections of the configuration files is still 23.
+    last = "SELECT setting FROM pg_file_settings WHERE name = 'max_connections' ORDER BY seqno DESC LIMIT 1"
+    assert primary.query(last)[0][0] == "23"
     # Check mode: the report lists who would be terminated; nobody is.
     runbook(primary, check=True, **options)
     doc = _report(dest)
