@@ -17,9 +17,9 @@ description:
     O(client_addrs)) and terminates them (C(pg_terminate_backend)) or cancels their running query
     (C(pg_cancel_backend)), longest idle first, at most O(max_terminate) per run.
   - Never touches a replication connection (WAL sender), an autovacuum or other background worker,
-    or the module's own session: only client backends are ever matched.
+    or the module's own session; only client backends are ever matched.
   - A session is signalled only while it is the same backend in the same state as when it was read
-    (same C(backend_start), C(state) and C(state_change)): one that became active in between is left
+    (same C(backend_start), C(state) and C(state_change)); one that became active in between is left
     alone and returned in RV(skipped).
   - In check mode nothing is signalled; RV(selected) lists exactly the sessions a real run would
     signal now.
@@ -82,7 +82,7 @@ attributes:
     description: Sessions are not a state with a before and after; RV(selected) says who.
 notes:
   - Needs a superuser, or a member of C(pg_signal_backend) (which may not signal superusers' sessions).
-  - Run again with the same filter, the sessions are gone: nothing matches and nothing changes.
+  - Run again with the same filter, the sessions are gone; nothing matches and nothing changes.
   - The connection runbook (C(playbooks/runbook_connections.yml)) is in C(docs/connections.md).
 seealso:
   - module: dbarch.postgresql.connections_info

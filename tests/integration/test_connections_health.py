@@ -63,7 +63,7 @@ def crowd(pair):
     """15 idle sessions (application crowd), one idle in transaction holding a row lock (holder),
     one waiting on that lock (waiter): 17 client sessions besides the module's own."""
     primary, _standby = pair
-    idle = [_open(primary, "crowd") for _ in range(IDLE)]
+    idle = [_open(primary, "crowd") for _i in range(IDLE)]
     for conn in idle:
         conn.autocommit = True
     holder = _open(primary, "holder")
@@ -275,20 +275,16 @@ def test_runbook_check_mode_lists_the_idle_sessions_then_terminates_exactly_thos
     primary, _standby = pair
     crowd_pids = sorted(_pid(c) for c in crowd["idle"])
     dest = str(tmp_path / "reports")
-    options = dict(
-        connections_report_dest=dest, connections_report_terminate=True, connections_report_idle_seconds=1
-    )
+    base = dict(connections_report_dest=dest, connections_report_terminate=True)
+    options = dict(base, connections_report_idle_seconds=1)
+    day = dict(base, connections_report_idle_seconds=86400)
     # Capacity first: nobody idle for a day, so terminating frees nothing and the report says so.
-    runbook(primary, **dict(options, connections_report_idle_seconds=86400))
+    runbook(primary, **day)
     doc = _report(dest)
     assert doc["summary"]["issue"] == "capacity" and "PgBouncer" in doc["summary"]["advice"]
     assert "max_connections" in doc["summary"]["advice"] and doc["summary"]["pending_restart"] == []
     # With a max_connections to write (check mode: nothing written), the report says it needs a restart.
-    runbook(
-        primary,
-        check=True,
-        **dict(options, connections_report_idle_seconds=86400, connections_report_max_connections=40),
-    )
+    runbook(primary, check=True, connections_report_max_connections=40, **day)
     doc = _report(dest)
     assert doc["summary"]["issue"] == "capacity" and doc["summary"]["pending_restart"] == ["max_connections"]
     # Nothing written: the last max_connections of the configuration files is still 23.
@@ -298,6 +294,9 @@ def test_runbook_check_mode_lists_the_idle_sessions_then_terminates_exactly_thos
     runbook(primary, check=True, **options)
     doc = _report(dest)
     assert sorted(doc["summary"]["would_terminate"]) == crowd_pids and doc["summary"]["terminated"] == []
+    assert len(doc["summary"]["sessions_selected"]) == IDLE
+    assert all("@postgres (crowd), idle " in line for line in doc["summary"]["sessions_selected"])
+    assert "\n" not in doc["summary"]["advice"] and "  " not in doc["summary"]["advice"]
     assert doc["summary"]["issue"] == "idle sessions" and doc["summary"]["utilization_percent"] == 90.0
     assert doc["summary"]["panels"]["connections"] == "critical"
     assert {"CONN-UTIL-001", "HEALTH-CONN-001"} <= {f["rule"] for f in doc["findings"]}

@@ -89,7 +89,7 @@ def estimate_percentile(statements, quantile=0.95):
     while cdf(hi) < quantile:
         hi *= 2
     lo = 0.0
-    for _ in range(100):
+    for _step in range(100):
         mid = (lo + hi) / 2.0
         if cdf(mid) >= quantile:
             hi = mid

@@ -30,15 +30,15 @@ def true_percentile(samples, q=0.95):
 
 def test_one_lognormal_statement_is_recovered_closely():
     rng = random.Random(14)  # noqa: S311 - seeded samples, not secrets
-    samples = [rng.lognormvariate(math.log(5.0), 0.6) for _ in range(20000)]
+    samples = [rng.lognormvariate(math.log(5.0), 0.6) for _i in range(20000)]
     est = latency.estimate_percentile([stats_of(samples)])
     assert est == pytest.approx(true_percentile(samples), rel=0.05)
 
 
 def test_a_mixture_is_weighted_by_calls():
     rng = random.Random(15)  # noqa: S311 - seeded samples, not secrets
-    fast = [rng.lognormvariate(math.log(1.0), 0.3) for _ in range(9000)]
-    slow = [rng.lognormvariate(math.log(80.0), 0.3) for _ in range(1000)]
+    fast = [rng.lognormvariate(math.log(1.0), 0.3) for _i in range(9000)]
+    slow = [rng.lognormvariate(math.log(80.0), 0.3) for _i in range(1000)]
     est = latency.estimate_percentile([stats_of(fast), stats_of(slow)])
     # 10 % of the calls are slow: the p95 falls inside the slow statement's distribution.
     assert est == pytest.approx(true_percentile(fast + slow), rel=0.10)
