@@ -27,6 +27,9 @@ def minimal_arguments(folder):
         "backup_info": {"repository": os.path.join(folder, "repo")},
         "basebackup": {"repository": os.path.join(folder, "repo")},
         "catalog_info": {},
+        # Check mode: lists the sessions idle for a day (none), signals nobody.
+        "connections": {"states": ["idle"], "min_idle_seconds": 86400},
+        "connections_info": {},
         "data_dictionary": {"dest": os.path.join(folder, "dictionary")},
         "dump": {"path": os.path.join(folder, "shop.dump")},
         "explain": {"query": "SELECT 1"},
@@ -37,6 +40,7 @@ def minimal_arguments(folder):
             "checks": 1,
             "check_interval": 0,
         },
+        "health_info": {},
         "index": {"name": "md_probe_idx", "table": "md_probe", "columns": ["id"]},
         "index_advice_info": {},
         "local_cluster": {"data_dir": os.path.join(folder, "lc", "data"), "state": "absent"},

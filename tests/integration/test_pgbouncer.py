@@ -320,6 +320,32 @@ def test_admin_console_answers_the_admin_role_only(topo):
         )
 
 
+def test_connections_info_reads_the_pools_through_the_console(topo):
+    """connections_info with pgbouncer=true: the server's sessions and PgBouncer's SHOW POOLS, summed per
+    database (the console's only command)."""
+    conn = topo.connect(DB)
+    try:
+        _query(conn, "SELECT 1")
+        task = harness.task(
+            "connections_info",
+            "conns",
+            pgbouncer=True,
+            admin_port=topo.port,
+            admin_user=AUTH_USER,
+            admin_password=topo.admin_password,
+        )
+        run = harness.run_playbook(harness.play(task, pg=topo.primary)).assert_ok()
+    finally:
+        conn.close()
+    result = run.task("conns")["result"]
+    assert result["pgbouncer"]["commands"] == ["SHOW POOLS"]
+    pool = result["pgbouncer"]["pools"][DB]
+    assert {"cl_active", "cl_waiting", "sv_active", "sv_idle", "maxwait"} <= set(pool)
+    assert pool["cl_waiting"] == 0 and "CONN-POOL-001" not in [f["rule"] for f in result["findings"]]
+    assert result["by_user"].get(AUTH_USER, 0) + result["by_user"].get(APP, 0) >= 1
+    assert topo.admin_password not in run.stdout + run.stderr
+
+
 def test_second_run_and_check_mode_change_nothing(topo):
     """One ansible-playbook run of three plays: the role again, the role in check mode, and the role in check
     mode for a new instance (another folder and port)."""

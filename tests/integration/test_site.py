@@ -40,6 +40,7 @@ def test_site_writes_reports_for_every_host_and_is_idempotent(sandbox_env, tmp_p
         "restore_drill_port": lc.free_port(),
         "backup_report_dest": dest,
         "replication_report_dest": dest,
+        "connections_report_dest": dest,
     }
     first = harness.run_playbook(SITE_PLAYBOOK, extra_vars=extra, env=sandbox_env, inventory=str(INVENTORY))
     first.assert_ok()
@@ -103,6 +104,12 @@ def test_site_writes_reports_for_every_host_and_is_idempotent(sandbox_env, tmp_p
     assert drill["rto_seconds"] > 0 and "drill_verify" in drill["phases"]
     with open(os.path.join(dest, "restore_drill_history.jsonl"), encoding="utf-8") as fh:
         assert [json.loads(line)["drill_id"] for line in fh] == [drill["drill_id"]]
+    # Health panels and connection report of every server, read-only: nobody terminated.
+    for host in ("pg-primary", "pg-replica", "pg-replica2"):
+        conns = _summary(dest, host, "connections")
+        assert conns["terminated"] == [] and conns["issue"] == "none", (host, conns)
+        assert conns["panels"]["connections"] == "ok" and conns["panels"]["disk"] != "unknown", (host, conns)
+        assert set(conns["panels"]) == {"query_latency_p95", "connections", "replication_lag", "disk"}
     second = harness.run_playbook(SITE_PLAYBOOK, extra_vars=extra, env=sandbox_env, inventory=str(INVENTORY))
     second.assert_ok()
     # Every run takes a new backup and the backup report lists it; the drill makes a new restore point and
@@ -111,7 +118,10 @@ def test_site_writes_reports_for_every_host_and_is_idempotent(sandbox_env, tmp_p
         {
             r["full_name"]
             for r in second.results
-            if r["status"] == "changed" and not r["play"].startswith("Restore drill")
+            if r["status"] == "changed"
+            and not r["play"].startswith("Restore drill")
+            # The connection report shows live sessions, which differ from run to run.
+            and not r["play"].startswith("Connection runbook")
         }
     )
     assert changed == [

@@ -163,3 +163,14 @@ class Features:
         if self.major >= 16:
             cols += ("confl_active_logicalslot",)
         return cols
+
+    # -- connections ---------------------------------------------------------------------
+    @property
+    def reserved_connection_settings(self):
+        """The settings whose slots of max_connections ordinary roles cannot use: every major has
+        ``superuser_reserved_connections``; 16 added ``reserved_connections`` (for roles granted
+        pg_use_reserved_connections)."""
+        names = ("superuser_reserved_connections",)
+        if self.major >= 16:
+            names += ("reserved_connections",)
+        return names
