@@ -305,7 +305,7 @@ def test_ninety_percent_of_connections_held_makes_the_connection_alert_expressio
         "(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')"
     )[0]
     assert prom.query(rule["expr"]) == [], "the alert expression is true before any connection is held"
-    # Total client backends wanted: just over 90 % of the usable slots (``used`` counts this query's own session).
+    # Client backends wanted: just over 90 % of the usable slots (``used`` counted this query's session).
     held = [primary.connect() for _ in range(math.floor(0.9 * usable) + 1 - (used - 1))]
     try:
         try:
