@@ -13,8 +13,8 @@ short_description: The least-privilege login role a metrics exporter connects as
 version_added: "0.4.0"
 description:
   - Creates the login role O(name) as a member of C(pg_monitor) and nothing else (C(NOSUPERUSER NOCREATEDB
-    NOCREATEROLE NOREPLICATION NOBYPASSRLS)) with a connection limit, or brings an existing one there: LOGIN,
-    the connection limit, membership of C(pg_monitor), and the password.
+    NOCREATEROLE NOREPLICATION NOBYPASSRLS)) with a connection limit, or brings an existing one there (LOGIN,
+    the connection limit, membership of C(pg_monitor), and the password).
   - A role that is a superuser or has CREATEDB, CREATEROLE, REPLICATION or BYPASSRLS is refused, not altered.
   - The password is sent as a SCRAM-SHA-256 verifier computed on the managed host, never as plaintext; the
     statements returned show it masked.
