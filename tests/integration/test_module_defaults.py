@@ -48,6 +48,7 @@ def minimal_arguments(folder):
         "materialized_view": {"name": "md_probe_mv", "state": "absent"},
         "migrate": {"path": os.path.join(folder, "migrations")},
         "migration_lint": {"sql": "SELECT 1;"},
+        "monitoring_user": {"name": "md_probe_monitor"},
         "pgbouncer": {
             "config_file": os.path.join(folder, "pgbouncer", "databases.ini"),
             "databases": {"md_probe": {"host": "127.0.0.1", "port": 5432, "dbname": "postgres"}},
