@@ -163,3 +163,25 @@ class Features:
         if self.major >= 16:
             cols += ("confl_active_logicalslot",)
         return cols
+
+    # -- scaling diagnosis (diagnose_info) -------------------------------------------------
+    @property
+    def checkpoint_counters_sql(self):
+        """Checkpoints timed and requested: 17 moved them from pg_stat_bgwriter (checkpoints_timed,
+        checkpoints_req) to pg_stat_checkpointer (num_timed, num_requested)."""
+        if self.major >= 17:
+            return "SELECT num_timed AS timed, num_requested AS requested FROM pg_stat_checkpointer"
+        return "SELECT checkpoints_timed AS timed, checkpoints_req AS requested FROM pg_stat_bgwriter"
+
+    @property
+    def has_pg_stat_io(self):
+        """16 added pg_stat_io (reads, read_time, evictions per backend type, object and context)."""
+        return self.major >= 16
+
+    @property
+    def reserved_connection_settings(self):
+        """Connection slots kept from ordinary roles: superuser_reserved_connections; 16 added
+        reserved_connections (for roles with pg_use_reserved_connections)."""
+        if self.major >= 16:
+            return ("superuser_reserved_connections", "reserved_connections")
+        return ("superuser_reserved_connections",)
