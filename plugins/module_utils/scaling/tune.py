@@ -322,3 +322,75 @@ def rolling_plan(primary, standbys, current, wanted):
             )
         )
     return steps
+
+
+# --------------------------------------------------------------------------------------------------
+# Against a server
+# --------------------------------------------------------------------------------------------------
+
+SERVER_SQL = (
+    "SELECT current_setting('max_connections')::int AS max_connections, pg_is_in_recovery() AS in_recovery, "
+    "(SELECT enumvals FROM pg_settings WHERE name = 'wal_compression') AS wal_compression_values, "
+    "current_setting('data_directory', true) AS data_directory"
+)
+GUARDED_SQL = "SELECT name, setting FROM pg_settings WHERE name = ANY (%s)"
+STANDBYS_SQL = (
+    "SELECT coalesce(nullif(application_name, ''), client_addr::text, 'standby') AS name "
+    "FROM pg_stat_replication ORDER BY 1"
+)
+
+
+def host_memory(proc_root="/proc"):
+    """MemTotal of this host in kB, or None."""
+    try:
+        with open(proc_root + "/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def for_server(session, memory, workload, storage, cpus=None, max_connections=None):
+    """recommend() for the connected server: its major, its lz4 build, its max_connections when none
+    is given. Returns (recommended list, server facts)."""
+    facts = dict(session.fetchone(SERVER_SQL))
+    lz4 = "lz4" in (facts.get("wal_compression_values") or [])
+    conns = max_connections or facts["max_connections"]
+    recommended = recommend(
+        memory,
+        workload=workload,
+        storage=storage,
+        cpus=cpus,
+        max_connections=conns,
+        major=session.major,
+        lz4=lz4,
+    )
+    if not max_connections:
+        for r in recommended:
+            if r["name"] == "max_connections":
+                r["why"] = (
+                    "the server's own (give max_connections to change it: pgtune assumes %d for %s)"
+                    % (
+                        DEFAULT_CONNECTIONS[workload],
+                        workload,
+                    )
+                )
+    return recommended, facts
+
+
+def server_plan(session, wanted, current, facts):
+    """rolling_plan() for this server and the standbys streaming from it (pg_stat_replication);
+    ``current`` is {name: value now} (the setting engine's plan). Empty on a standby: the plan is
+    the primary's to make."""
+    if facts.get("in_recovery"):
+        return []
+    standbys = [r["name"] for r in session.fetchall(STANDBYS_SQL)]
+    return rolling_plan("primary", standbys, current, wanted)
+
+
+def lowered_guarded(session, wanted):
+    """The guarded settings ``wanted`` lowers on the connected server (for a primary's first step)."""
+    current = dict((r["name"], r["setting"]) for r in session.fetchall(GUARDED_SQL, (list(STANDBY_GUARDED),)))
+    return sorted(n for n, v in wanted.items() if n in STANDBY_GUARDED and _compare(v, current.get(n)) == -1)
