@@ -99,6 +99,22 @@ findings:
   returned: always
   type: list
   elements: dict
+metrics:
+  description:
+    - The scaling workflow's post-scaling metrics now, C(cpu) (share busy, C(cpu_source) says from what),
+      C(p95_ms_estimate) (an ESTIMATE of the 95th percentile latency from C(pg_stat_statements) in the
+      connected database, each statement's mean + 1.645 standard deviations, call-weighted; null without it,
+      C(p95_source) says why), C(connection_use) (share of the usable slots), C(replication_lag_seconds)
+      (the largest replay lag of the standbys on a primary, the replay delay on a standby).
+  returned: always
+  type: dict
+criteria:
+  description:
+    - The success criteria evaluated on RV(metrics) (C(cpu) < 0.70, C(p95_latency) < 100 ms,
+      C(pool_use) < 0.60, C(replication_lag) < 1 s), each with C(value), C(below) and C(met) (null when not
+      measured), and C(all_met).
+  returned: always
+  type: dict
 queries:
   description: The SQL the module ran (each sampling query once).
   returned: always
@@ -130,9 +146,13 @@ def main():
     local = p["host_metrics"] == "always" or (
         p["host_metrics"] == "auto" and dg.is_local(pg.resolve_params(p).get("host"))
     )
-    result, queries = module.run(
-        lambda session: dg.diagnose(session, interval=p["interval"], cpus=p["cpus"], local=local)
-    )
+    def work(session):
+        found = dg.diagnose(session, interval=p["interval"], cpus=p["cpus"], local=local)
+        found["metrics"] = dg.metrics(session, found)
+        found["criteria"] = dg.criteria(found["metrics"])
+        return found
+
+    result, queries = module.run(work)
     found, _unused = module.suppress(fnd.normalize(result.pop("findings")))
     module.exit_findings(found, queries=queries, **result)
 

@@ -74,6 +74,22 @@ def test_idle_server_has_no_class(busy, run_playbook):
     assert res["classes"] == [], res["evidence"]
     assert res["changed"] is False and res["remedies"] == {}
     assert res["evidence"]["connections"]["usable"] == MAX_CONNECTIONS - 3
+    metrics = res["metrics"]
+    # the harness preloads pg_stat_statements; the extension is not created: no estimate, and why
+    assert metrics["p95_ms_estimate"] is None and "pg_stat_statements" in metrics["p95_source"]
+    assert metrics["replication_lag_seconds"] == 0 and metrics["connection_use"] < 0.6
+    assert res["criteria"]["pool_use"]["met"] is True and res["criteria"]["p95_latency"]["met"] is None
+
+
+def test_p95_estimate_from_pg_stat_statements(busy, run_playbook):
+    busy.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    busy.query("SELECT pg_sleep(0.01) FROM generate_series(1, 3)")
+    try:
+        metrics = diagnose(busy, run_playbook)["metrics"]
+    finally:
+        busy.query("DROP EXTENSION pg_stat_statements")
+    assert metrics["p95_ms_estimate"] is not None and metrics["p95_ms_estimate"] >= 0
+    assert metrics["p95_source"].startswith("ESTIMATE")
 
 
 def test_connections(busy, run_playbook):

@@ -493,3 +493,97 @@ def findings_for(classes, evidence):
             )
         )
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Post-scaling metrics and the workflow's success criteria
+# --------------------------------------------------------------------------------------------------
+
+# The scaling workflow's success criteria.
+CRITERIA = dict(cpu_max=0.70, p95_ms_max=100.0, pool_use_max=0.60, lag_seconds_max=1.0)
+Z95 = 1.645  # the normal distribution's 95th percentile, in standard deviations
+
+LAG_SQL = (
+    "SELECT pg_is_in_recovery() AS in_recovery, "
+    "CASE WHEN pg_is_in_recovery() THEN "
+    "CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 "
+    "ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END "
+    "ELSE (SELECT coalesce(max(extract(epoch FROM replay_lag)), 0) FROM pg_stat_replication) "
+    "END AS lag_seconds"
+)
+
+
+def p95_estimate(rows):
+    """An ESTIMATE of the 95th percentile latency (ms) from pg_stat_statements rows (calls, mean,
+    stddev): each statement's own p95 taken as mean + 1.645 stddev (a normal approximation), then the
+    call-weighted 95th percentile of those. None without calls."""
+    points = sorted(
+        (float(r["mean"]) + Z95 * float(r["stddev"] or 0), int(r["calls"])) for r in rows if r["calls"]
+    )
+    total = sum(c for _, c in points)
+    if not total:
+        return None
+    seen = 0
+    for value, calls in points:
+        seen += calls
+        if seen >= 0.95 * total:
+            return round(value, 3)
+    return round(points[-1][0], 3)
+
+
+def pgss_rows(session, features):
+    cols = features.pgss_columns
+    query = "SELECT calls, {} AS mean, {} AS stddev FROM pg_stat_statements WHERE calls > 0".format(
+        cols["mean_time"], cols["stddev_time"]
+    )
+    return session.fetchall(query)
+
+
+def metrics(session, result):
+    """CPU, p95 latency estimate, connection use, replication lag of the server now, with the
+    diagnosis ``result`` (its evidence) for CPU and connections."""
+    features = Features(session.server_version_num)
+    evidence = result["evidence"]
+    host = evidence.get("host") or {}
+    cpu = evidence["cpu"]
+    if host.get("cpu_busy") is not None:
+        cpu_use, cpu_source = host["cpu_busy"], "/proc (host)"
+    elif cpu.get("cpu_count"):
+        cpu_use, cpu_source = (
+            round(min(1.0, cpu["on_cpu_backends_avg"] / float(cpu["cpu_count"])), 3),
+            "backends on CPU",
+        )
+    else:
+        cpu_use, cpu_source = None, "unknown (give cpus, or run on the database host)"
+    out = dict(cpu=cpu_use, cpu_source=cpu_source, connection_use=evidence["connections"]["use"])
+    try:
+        out["p95_ms_estimate"] = p95_estimate(pgss_rows(session, features))
+        out["p95_source"] = (
+            "ESTIMATE from pg_stat_statements (mean + 1.645 stddev per statement, call-weighted)"
+        )
+    except DbarchError as exc:
+        out["p95_ms_estimate"] = None
+        out["p95_source"] = "pg_stat_statements not readable here: %s" % str(exc).split(": ", 1)[-1][:160]
+    row = session.fetchone(LAG_SQL)
+    out["replication_lag_seconds"] = (
+        None if row["lag_seconds"] is None else round(float(row["lag_seconds"]), 3)
+    )
+    out["in_recovery"] = row["in_recovery"]
+    return out
+
+
+def criteria(measured, limits=None):
+    """Each success criterion: its limit, the value and whether it is met (None: not measured)."""
+    limits = dict(CRITERIA, **(limits or {}))
+    checks = [
+        ("cpu", "cpu", limits["cpu_max"]),
+        ("p95_latency", "p95_ms_estimate", limits["p95_ms_max"]),
+        ("pool_use", "connection_use", limits["pool_use_max"]),
+        ("replication_lag", "replication_lag_seconds", limits["lag_seconds_max"]),
+    ]
+    out = {}
+    for name, key, limit in checks:
+        value = measured.get(key)
+        out[name] = dict(value=value, below=limit, met=None if value is None else value < limit)
+    out["all_met"] = all(c["met"] is not False for c in out.values() if isinstance(c, dict))
+    return out
