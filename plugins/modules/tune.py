@@ -26,8 +26,8 @@ description:
     reload); settings that need a restart are in RV(pending_restart).
   - With O(restart=true) as well, restarts the server when a setting waits for it, through the
     M(dbarch.postgresql.server_control) module's engine (the module must run on the database host).
-    RV(restart_plan) gives the safe order over a primary and the standbys streaming from it: standbys
-    first, then the primary; settings a standby must hold at least as high as its primary
+    RV(restart_plan) gives the safe order over a primary and the standbys streaming from it (standbys
+    first, then the primary); settings a standby must hold at least as high as its primary
     (C(max_connections), C(max_worker_processes), C(max_wal_senders), C(max_prepared_transactions),
     C(max_locks_per_transaction)) raised on the standbys first and lowered on the primary first
     (O(only_lowered_guarded) runs that first step). C(playbooks/scale.yml) follows it.
@@ -76,8 +76,8 @@ options:
     elements: str
   only_lowered_guarded:
     description:
-      - Apply only the guarded settings (see the description) that the recommendation lowers: the first step
-        on a primary that has standbys.
+      - Apply only the guarded settings (see the description) that the recommendation lowers (the first step
+        on a primary that has standbys).
     type: bool
     default: false
   data_dir:
