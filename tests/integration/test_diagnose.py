@@ -141,6 +141,22 @@ def test_io(busy, run_playbook):
         assert "pg_stat_io" not in io
 
 
+def test_memory(busy, run_playbook):
+    # sorts and tuplestores past a small work_mem spill to temporary files; no table is read
+    spill = (
+        "SET work_mem = '64kB'; "
+        "SELECT count(*) FROM (SELECT i FROM generate_series(1, 200000) i ORDER BY i DESC) s"
+    )
+    load = Load(busy, spill, 1)
+    try:
+        res = diagnose(busy, run_playbook)
+    finally:
+        load.stop()
+    assert res["classes"] == ["memory"], res["evidence"]
+    assert res["evidence"]["memory"]["temp_files"] > 0
+    assert any(r["playbook"].endswith("scale_remedy=tune") for r in res["remedies"]["memory"])
+
+
 def test_cpu(busy, run_playbook):
     spin = "DO $$ DECLARE x float8 := 0; BEGIN FOR i IN 1..400000000 LOOP x := x + sqrt(i); END LOOP; END $$"
     load = Load(busy, spin, 3 * (os.cpu_count() or 1), loop=False)
