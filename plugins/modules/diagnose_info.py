@@ -128,6 +128,14 @@ from ansible_collections.dbarch.postgresql.plugins.module_utils.core.ansible_mod
 from ansible_collections.dbarch.postgresql.plugins.module_utils.scaling import diagnose as dg
 
 
+def measure(session, p, local):
+    """The diagnosis, then the post-scaling metrics and the success criteria on it."""
+    found = dg.diagnose(session, interval=p["interval"], cpus=p["cpus"], local=local)
+    found["metrics"] = dg.metrics(session, found)
+    found["criteria"] = dg.criteria(found["metrics"])
+    return found
+
+
 def main():
     module = DbarchModule(
         argument_spec=dict(
@@ -146,13 +154,7 @@ def main():
     local = p["host_metrics"] == "always" or (
         p["host_metrics"] == "auto" and dg.is_local(pg.resolve_params(p).get("host"))
     )
-    def work(session):
-        found = dg.diagnose(session, interval=p["interval"], cpus=p["cpus"], local=local)
-        found["metrics"] = dg.metrics(session, found)
-        found["criteria"] = dg.criteria(found["metrics"])
-        return found
-
-    result, queries = module.run(work)
+    result, queries = module.run(lambda session: measure(session, p, local))
     found, _unused = module.suppress(fnd.normalize(result.pop("findings")))
     module.exit_findings(found, queries=queries, **result)
 
