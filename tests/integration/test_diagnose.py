@@ -44,7 +44,7 @@ class Load:
 
     def __init__(self, cluster, statement, sessions, loop=True):
         self.stop_flag = threading.Event()
-        self.conns = [cluster.connect() for _ in range(sessions)]
+        self.conns = [cluster.connect() for _index in range(sessions)]
         self.threads = [threading.Thread(target=self._run, args=(c, statement, loop)) for c in self.conns]
         for thread in self.threads:
             thread.start()
@@ -93,7 +93,7 @@ def test_p95_estimate_from_pg_stat_statements(busy, run_playbook):
 
 
 def test_connections(busy, run_playbook):
-    held = [busy.connect() for _ in range(int(MAX_CONNECTIONS * 0.9))]
+    held = [busy.connect() for _index in range(int(MAX_CONNECTIONS * 0.9))]
     try:
         res = diagnose(busy, run_playbook)
     finally:

@@ -55,7 +55,7 @@ def test_scale_playbook_tune_remedy_in_safe_order(pg_major, tmp_path):
         ]
         # 1. the primary lowers max_worker_processes (8 -> 4) alone, and restarts: a standby may hold more;
         # 2. the standby takes every change; 3. the primary the rest.
-        assert [(h, restarted) for h, _, restarted in tune_steps] == [
+        assert [(h, restarted) for h, _settings, restarted in tune_steps] == [
             ("pg-scale", True),
             ("pg-standby", True),
             ("pg-scale", True),

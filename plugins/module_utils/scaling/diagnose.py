@@ -520,7 +520,7 @@ def p95_estimate(rows):
     points = sorted(
         (float(r["mean"]) + Z95 * float(r["stddev"] or 0), int(r["calls"])) for r in rows if r["calls"]
     )
-    total = sum(c for _, c in points)
+    total = sum(calls for _value, calls in points)
     if not total:
         return None
     seen = 0
