@@ -31,6 +31,7 @@ def minimal_arguments(folder):
         "connections": {"states": ["idle"], "min_idle_seconds": 86400},
         "connections_info": {},
         "data_dictionary": {"dest": os.path.join(folder, "dictionary")},
+        "diagnose_info": {"interval": 0.5},
         "dump": {"path": os.path.join(folder, "shop.dump")},
         "explain": {"query": "SELECT 1"},
         # Nothing listens on port 1: the old primary is down after one check; no standby to choose.
@@ -96,6 +97,8 @@ def minimal_arguments(folder):
             "primary": {"host": "127.0.0.1", "port": 1, "user": "md_probe"},
             "data_dir": os.path.join(folder, "standby", "data"),
         },
+        # Advice only (no apply): reads the server's settings.
+        "tune": {"memory": "1GB", "cpus": 2},
     }
 
 

@@ -174,3 +174,17 @@ class Features:
         if self.major >= 16:
             names += ("reserved_connections",)
         return names
+
+    # -- scaling diagnosis (diagnose_info) -------------------------------------------------
+    @property
+    def checkpoint_counters_sql(self):
+        """Checkpoints timed and requested: 17 moved them from pg_stat_bgwriter (checkpoints_timed,
+        checkpoints_req) to pg_stat_checkpointer (num_timed, num_requested)."""
+        if self.major >= 17:
+            return "SELECT num_timed AS timed, num_requested AS requested FROM pg_stat_checkpointer"
+        return "SELECT checkpoints_timed AS timed, checkpoints_req AS requested FROM pg_stat_bgwriter"
+
+    @property
+    def has_pg_stat_io(self):
+        """16 added pg_stat_io (reads, read_time, evictions per backend type, object and context)."""
+        return self.major >= 16

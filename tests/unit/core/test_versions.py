@@ -34,3 +34,11 @@ def test_pg_stat_statements_columns_added_in_15_and_17():
     assert Features(140000).pgss_jit_time_columns == ()
     assert "jit_deform_time" not in Features(160000).pgss_jit_time_columns
     assert "jit_deform_time" in Features(170000).pgss_jit_time_columns
+
+
+def test_scaling_diagnosis_differences():
+    assert "pg_stat_checkpointer" in Features(170000).checkpoint_counters_sql
+    assert "pg_stat_bgwriter" in Features(160000).checkpoint_counters_sql
+    assert not Features(150000).has_pg_stat_io and Features(160000).has_pg_stat_io
+    assert Features(150000).reserved_connection_settings == ("superuser_reserved_connections",)
+    assert "reserved_connections" in Features(160000).reserved_connection_settings
