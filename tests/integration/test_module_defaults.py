@@ -63,6 +63,13 @@ def minimal_arguments(folder):
         "promote": {},
         "query_stats": {},
         "query_stats_info": {},
+        # Nothing listens on port 1: the RDS call fails, after the options were taken.
+        "rds_instance_resize": {
+            "db_instance_identifier": "md-probe",
+            "db_instance_class": "db.m5.large",
+            "endpoint_url": "http://127.0.0.1:1",
+        },
+        "rds_read_replica": {"db_instance_identifier": "md-probe-ro", "endpoint_url": "http://127.0.0.1:1"},
         "replication_info": {},
         "replication_slot": {"name": "md_probe_slot", "state": "absent"},
         "report": {"name": "md_probe", "findings": [], "dest": os.path.join(folder, "reports")},
@@ -139,6 +146,8 @@ def test_every_module_takes_the_group_connection_defaults(pg, run_playbook, work
         "pitr_restore": "backup",
         "backup_info": "backup",
         "standby": "cannot open a replication connection to the primary 127.0.0.1:1",
+        "rds_instance_resize": "describe_db_instances md-probe failed",
+        "rds_read_replica": "describe_db_instances md-probe-ro failed",
         "route53_record": "Route 53 list_resource_record_sets in zone Z0000000000000 failed",
     }
     for name, msg in failed.items():
