@@ -69,6 +69,6 @@ options:
         description: Range sharding, the upper bound (excluded), or V(MAXVALUE).
         type: raw
       remainder:
-        description: Hash sharding, the hash remainder this shard holds (0 to O(modulus) - 1).
+        description: Hash sharding, the hash remainder this shard holds (0 to the modulus minus 1).
         type: int
 """

@@ -18,7 +18,7 @@ description:
     replica gives changed=false. The module tags what it promoted
     (C(dbarch:promoted-from=<source>)). That tag is how a second run knows the instance was
     promoted on a stand-in (moto) that keeps the source field after a promotion.
-  - O(state=absent) deletes the replica (no final snapshot: a replica's data is its primary's) and,
+  - O(state=absent) deletes the replica (without a final snapshot, since a replica's data is its primary's) and,
     with O(wait), waits until it is gone. It refuses to delete an instance that is not a read
     replica.
 author:
@@ -68,6 +68,7 @@ attributes:
     description: Reads the instance and says what it would do; calls nothing that changes.
   diff_mode:
     support: none
+    description: The result has RV(before) and RV(after) instead.
 notes:
   - The connection options of the collection are accepted and not used, so that one C(module_defaults)
     block for C(group/dbarch.postgresql.all) serves this module too.

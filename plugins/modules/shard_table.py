@@ -72,6 +72,7 @@ attributes:
     description: Reads the coordinator and the shards and lists what it would create; changes nothing.
   diff_mode:
     support: none
+    description: The result lists what was created (RV(shard_actions), RV(coordinator_actions)) instead.
 notes:
   - The shards must be reachable from the coordinator's server (postgres_fdw connects from there)
     and from the host the module runs on.
@@ -146,10 +147,10 @@ from ansible_collections.dbarch.postgresql.plugins.module_utils.sharding import 
 ARGUMENT_SPEC = copy.deepcopy(shardmap.SHARD_ARGSPEC)
 ARGUMENT_SPEC.update(
     columns=dict(type="list", elements="dict", required=True),
-    shard_key=dict(type="str", required=True),
+    shard_key=dict(type="str", required=True, no_log=False),
     strategy=dict(type="str", choices=list(shardmap.STRATEGIES), default="range"),
     modulus=dict(type="int"),
-    primary_key=dict(type="list", elements="str"),
+    primary_key=dict(type="list", elements="str", no_log=False),
     fdw_options=dict(type="dict"),
     local_user=dict(type="str"),
 )
