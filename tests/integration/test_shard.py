@@ -68,6 +68,28 @@ def test_shard_map_rows_land_on_their_shard_and_a_new_range_touches_nothing(pg, 
             "shard", pg, dbarch_login_db=coordinator, **shard_vars(shard_list, reports), **kw
         )
 
+    check = harness.run_playbook(
+        harness.REPO_ROOT / "playbooks" / "shard.yml",
+        check=True,
+        extra_vars=dict(
+            dbarch_target="localhost",
+            dbarch_login_host=pg.host,
+            dbarch_login_port=pg.port,
+            dbarch_login_user=pg.user,
+            dbarch_login_password=pg.password,
+            dbarch_login_db=coordinator,
+            **shard_vars(shards, reports),
+        ),
+    )
+    check.assert_ok()
+    planned = check.task(
+        "Create or extend the sharded table (shards, servers, user mappings, foreign partitions)"
+    )
+    assert planned["result"]["changed"] and len(planned["result"]["shard_actions"]["a"]) == 4
+    assert pg.query("SELECT count(*) FROM pg_foreign_server", dbname=coordinator) == [(0,)]
+    assert pg.query("SELECT to_regclass('events')", dbname=coordinator) == [(None,)]
+    assert a.query("SELECT to_regclass('events')", dbname="shard_a") == [(None,)]
+
     first = run(shards)
     first.assert_ok()
     made = first.task(
@@ -130,4 +152,49 @@ def test_shard_map_rows_land_on_their_shard_and_a_new_range_touches_nothing(pg, 
         ]["changed"]
         is False
     )
+    pg.dropdb(coordinator)
+
+
+def test_hash_shards_spread_rows_by_the_key(pg, shard_servers):
+    a, b = shard_servers
+    coordinator = pg.createdb("hash_coordinator")
+    for cluster in (a, b):
+        cluster.createdb("hash_shard")
+    shards = [
+        dict(
+            name=n,
+            host=c.host,
+            port=c.port,
+            dbname="hash_shard",
+            user=c.user,
+            password=c.password,
+            remainder=r,
+        )
+        for n, c, r in (("h0", a, 0), ("h1", b, 1))
+    ]
+    args = dict(table="tally", columns=COLUMNS[:1], shard_key="id", strategy="hash", modulus=2, shards=shards)
+    run = harness.run_playbook(
+        harness.play(
+            harness.task("shard_table", "hash", **args),
+            harness.task("shard_table", "again", **args),
+            pg=pg,
+            db=coordinator,
+        )
+    )
+    run.assert_ok()
+    assert run.task("hash")["result"]["changed"] and run.task("again")["result"]["changed"] is False
+    pg.query("INSERT INTO tally SELECT g FROM generate_series(1, 200) g", dbname=coordinator)
+    on_a = a.query("SELECT count(*) FROM tally", dbname="hash_shard")[0][0]
+    on_b = b.query("SELECT count(*) FROM tally", dbname="hash_shard")[0][0]
+    assert on_a + on_b == 200 and on_a > 0 and on_b > 0
+    # each shard holds exactly the keys whose hash falls in its remainder (checked on the coordinator)
+    for cluster, remainder in ((a, 0), (b, 1)):
+        ids = [r[0] for r in cluster.query("SELECT id FROM tally", dbname="hash_shard")]
+        held = pg.query(
+            "SELECT bool_and(satisfies_hash_partition('tally'::regclass, 2, %s, x)) "
+            "FROM unnest(%s::bigint[]) x",
+            (remainder, ids),
+            dbname=coordinator,
+        )
+        assert held == [(True,)]
     pg.dropdb(coordinator)

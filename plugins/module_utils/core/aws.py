@@ -79,8 +79,9 @@ def resolve(environ=None, **options):
     return out
 
 
-def client(service, what="this module", environ=None, **options):
-    """A boto3 client of ``service`` from the shared options (see ``resolve``)."""
+def client(service, what="this module", environ=None, max_attempts=5, **options):
+    """A boto3 client of ``service`` from the shared options (see ``resolve``); ``max_attempts``
+    for botocore's standard retry mode (throttling, transient errors)."""
     if not HAS_BOTO3:
         raise AwsError(
             "%s needs boto3 for the Python that runs it (apt-get install python3-boto3, or pip install boto3)"
@@ -98,7 +99,7 @@ def client(service, what="this module", environ=None, **options):
         return session.client(
             service,
             endpoint_url=opts["endpoint_url"],
-            config=BotoConfig(retries={"max_attempts": 5, "mode": "standard"}),
+            config=BotoConfig(retries={"max_attempts": max_attempts, "mode": "standard"}),
         )
     except BotoCoreError as exc:
         raise AwsError("AWS %s client: %s" % (service, exc)) from None
