@@ -22,6 +22,9 @@ description:
     RV(pending_modified_values) and does not wait.
   - Idempotent, judged against the current AND the pending values. An instance already at the
     target, or with the same change already pending, gives changed=false (no snapshot either).
+  - With O(apply_immediately=true), the same change already being applied (status C(modifying)) is
+    waited for (changed=false). The same change still waiting for the maintenance window on an
+    C(available) instance is applied now (changed=true).
   - The plan (RV(plan)) notes the Multi-AZ behaviour. A Multi-AZ instance has its standby resized,
     then fails over to it (about 5 minutes); a Single-AZ instance restarts on the new class.
   - Tested against moto's server, whose C(modify_db_instance) applies at once and never has

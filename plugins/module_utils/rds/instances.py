@@ -166,7 +166,8 @@ def plan_resize(instance, target, apply_immediately):
             % (ident, current["allocated_storage"], changes["allocated_storage"])
         )
     pending_same = all(pending.get(k) == v for k, v in changes.items())
-    if pending_same:
+    status = instance.get("DBInstanceStatus")
+    if pending_same and not apply_immediately:
         return (
             changes,
             True,
@@ -174,6 +175,19 @@ def plan_resize(instance, target, apply_immediately):
                 "%s: the change %s is already pending (maintenance window): nothing to do"
                 % (ident, _fmt(changes))
             ],
+        )
+    if pending_same and status != "available":
+        return (
+            changes,
+            True,
+            [
+                "%s: the change %s is being applied (status %s): nothing to do"
+                % (ident, _fmt(changes), status)
+            ],
+        )
+    if pending_same:
+        plan.append(
+            "the change %s waits for the maintenance window: apply_immediately applies it now" % _fmt(changes)
         )
     storage = [k for k in changes if k != "db_instance_class"]
     if storage and instance.get("DBInstanceStatus") in STORAGE_BUSY:
@@ -204,6 +218,15 @@ def plan_resize(instance, target, apply_immediately):
     if storage:
         plan.append("storage change: the instance stays up; it enters storage-optimization afterwards")
     return changes, False, plan
+
+
+def _applied(instance, target, changes):
+    """Available, at the target, and none of the changed fields still pending."""
+    return (
+        available(instance)
+        and at_target(instance, target)
+        and not (set(pending_values(instance)) & set(changes))
+    )
 
 
 def _fmt(values):
@@ -240,6 +263,19 @@ def resize(
     )
     if not changes or pending_same:
         result["msg"] = plan[0]
+        if changes and apply_immediately and wait and not check_mode:
+            # the same change is being applied (a run before this one): wait for it, as promised
+            final = wait_for(
+                api,
+                identifier,
+                lambda inst: _applied(inst, target, changes),
+                "available with %s" % _fmt(changes),
+                wait_timeout,
+                sleep,
+                delay,
+                clock,
+            )
+            result.update(after=summary(final), pending_modified_values=pending_values(final))
         return result
     if take_snapshot:
         snapshot_id = snapshot_id or "%s-pre-resize-%s" % (
@@ -289,11 +325,15 @@ def resize(
         )
         return result
 
-    def done(inst):
-        return available(inst) and at_target(inst, target) and not (set(pending_values(inst)) & set(changes))
-
     final = wait_for(
-        api, identifier, done, "available with %s" % _fmt(changes), wait_timeout, sleep, delay, clock
+        api,
+        identifier,
+        lambda inst: _applied(inst, target, changes),
+        "available with %s" % _fmt(changes),
+        wait_timeout,
+        sleep,
+        delay,
+        clock,
     )
     after = summary(final)
     if not at_target(final, target):  # verification (done() already demanded it; kept explicit)

@@ -193,3 +193,32 @@ def test_aws_options_take_the_environment_as_defaults():
     with pytest.raises(aws.AwsError, match="both"):
         aws.resolve(environ={}, aws_access_key_id="only-the-key")
     assert issubclass(instances.RdsError, DbarchError)
+
+
+def test_same_change_being_applied_is_waited_for_without_a_second_modify(stub):
+    api, stubber = stub
+    clock = Clock()
+    describe(stubber, instance(status="modifying", pending={"DBInstanceClass": "db.m5.large"}))
+    describe(stubber, instance(status="modifying", pending={"DBInstanceClass": "db.m5.large"}))
+    describe(stubber, instance(cls="db.m5.large"))
+    result = instances.resize(
+        api, "shop", {"db_instance_class": "db.m5.large"}, sleep=clock.sleep, clock=clock
+    )
+    assert result["changed"] is False and result["snapshot_id"] is None and "being applied" in result["msg"]
+    assert result["after"]["db_instance_class"] == "db.m5.large" and result["pending_modified_values"] == {}
+
+
+def test_apply_immediately_applies_a_change_waiting_for_the_window(stub):
+    api, stubber = stub
+    clock = Clock()
+    describe(stubber, instance(pending={"DBInstanceClass": "db.m5.large"}))
+    stubber.add_response(
+        "modify_db_instance",
+        {"DBInstance": instance(status="modifying", pending={"DBInstanceClass": "db.m5.large"})},
+        {"DBInstanceIdentifier": "shop", "ApplyImmediately": True, "DBInstanceClass": "db.m5.large"},
+    )
+    describe(stubber, instance(cls="db.m5.large"))
+    result = instances.resize(
+        api, "shop", {"db_instance_class": "db.m5.large"}, take_snapshot=False, sleep=clock.sleep, clock=clock
+    )
+    assert result["changed"] and any("applies it now" in step for step in result["plan"])
