@@ -18,6 +18,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import re
+
 from ansible_collections.dbarch.postgresql.plugins.module_utils.core import findings as fnd
 from ansible_collections.dbarch.postgresql.plugins.module_utils.core import pg
 from ansible_collections.dbarch.postgresql.plugins.module_utils.sharding import shardmap
@@ -260,6 +262,51 @@ def partitions(coord, schema, table):
     return {r["name"]: r for r in rows}
 
 
+_RANGE_RE = re.compile(r"^FOR VALUES FROM \((.*)\) TO \((.*)\)$", re.S)
+_HASH_RE = re.compile(r"^FOR VALUES WITH \(modulus (\d+), remainder (\d+)\)$", re.I)
+_VALUE_RE = re.compile(r"^'((?:[^']|'')*)'(::[\w .\[\]()\"]+)?$")
+
+
+def _bound_value(text):
+    """One bound of pg_get_expr(relpartbound) as text: MINVALUE/MAXVALUE, a quoted literal, or a number."""
+    text = text.strip()
+    found = _VALUE_RE.match(text)
+    return found.group(1).replace("''", "'") if found else text
+
+
+def _bound_matches(coord, schema, table, bound, shard, strategy, modulus):
+    """Whether an existing partition's bound (PostgreSQL's text) is the map's, compared as values of
+    the key's type (so '0' and 0, or two spellings of one timestamp, agree)."""
+    if strategy == "hash":
+        found = _HASH_RE.match(bound or "")
+        return bool(found) and (int(found.group(1)), int(found.group(2))) == (
+            int(modulus),
+            int(shard["remainder"]),
+        )
+    found = _RANGE_RE.match(bound or "")
+    if not found:
+        return False
+    key_type = coord.scalar(
+        "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_partitioned_table p "
+        "JOIN pg_attribute a ON a.attrelid = p.partrelid AND a.attnum = p.partattrs[0] "
+        "WHERE p.partrelid = to_regclass(%s)",
+        (pg.qualified_text(schema, table),),
+    )
+    for text, want in ((found.group(1), shard["from"]), (found.group(2), shard["to"])):
+        have = _bound_value(text)
+        if have.upper() in shardmap.UNBOUNDED or want.upper() in shardmap.UNBOUNDED:
+            if have.upper() != want.upper():
+                return False
+            continue
+        # key_type comes from the catalog (format_type), not from the user
+        same = coord.scalar(
+            sql.SQL("SELECT CAST(%s AS {0}) = CAST(%s AS {0})").format(sql.SQL(key_type)), (have, want)
+        )
+        if not same:
+            return False
+    return True
+
+
 def ensure_partition(coord, schema, table, shard, strategy, modulus, existing, check_mode):
     name = partition_name(table, shard)
     server = server_name(shard)
@@ -269,6 +316,17 @@ def ensure_partition(coord, schema, table, shard, strategy, modulus, existing, c
             raise ShardError(
                 "partition %s exists but is not a foreign table on server %s: rename it, or detach it first"
                 % (name, server)
+            )
+        if not _bound_matches(coord, schema, table, part["bound"], shard, strategy, modulus):
+            wanted = (
+                "from %s to %s" % (shard["from"], shard["to"])
+                if strategy == "range"
+                else "modulus %s remainder %s" % (modulus, shard["remainder"])
+            )
+            raise ShardError(
+                "shard %s: its partition %s holds %s, the map now says %s. An existing shard's range "
+                "is never changed (no rebalancing): put the old bounds back, and give new keys a new shard"
+                % (shard["name"], name, part["bound"], wanted)
             )
         return []
     if coord.scalar("SELECT to_regclass(%s) IS NOT NULL", (pg.qualified_text(schema, name),)):
