@@ -185,7 +185,7 @@ def ensure_mapping(coord, shard, local_user, check_mode):
         wanted["password"] = str(shard["password"])
     rows = coord.fetchall(
         "SELECT umoptions FROM pg_user_mappings WHERE srvname = %s AND usename = %s",
-        (name, local),
+        (name, "public" if local.lower() == "public" else local),
         record=True,
     )
     role = sql.SQL("PUBLIC") if local.lower() == "public" else sql.Identifier(local)
