@@ -179,7 +179,7 @@ ARGUMENT_SPEC.update(aws.AWS_ARGSPEC)
 def _text(state):
     if not state:
         return ""
-    lines = ["%s: %s" % (k, state.get(k)) for k, _ in instances.RESIZE_FIELDS]
+    lines = ["%s: %s" % (name, state.get(name)) for name, field in instances.RESIZE_FIELDS if field]
     lines += ["pending %s: %s" % kv for kv in sorted((state.get("pending_modified_values") or {}).items())]
     return "\n".join(lines) + "\n"
 

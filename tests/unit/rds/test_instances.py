@@ -125,8 +125,8 @@ def test_wait_timeout_says_where_rds_is(stub):
         {"DBInstance": instance(status="modifying")},
         {"DBInstanceIdentifier": "shop", "ApplyImmediately": True, "DBInstanceClass": "db.m5.large"},
     )
-    for _ in range(3):
-        describe(stubber, instance(status="modifying", pending={"DBInstanceClass": "db.m5.large"}))
+    for status in ("modifying", "modifying", "modifying"):
+        describe(stubber, instance(status=status, pending={"DBInstanceClass": "db.m5.large"}))
     with pytest.raises(instances.RdsError, match="status modifying"):
         instances.resize(
             api,
