@@ -184,7 +184,7 @@ def test_hash_shards_spread_rows_by_the_key(pg, shard_servers):
     run.assert_ok()
     assert run.task("hash")["result"]["changed"] and run.task("again")["result"]["changed"] is False
     # an existing shard's bounds are never changed: a map that moves them is refused, nothing altered
-    moved = dict(args, shards=[dict(shards[0], remainder=1), dict(shards[1], remainder=0)])
+    moved = {**args, "shards": [dict(shards[0], remainder=1), dict(shards[1], remainder=0)]}
     refused = harness.run_playbook(
         harness.play(harness.task("shard_table", "moved", **moved), pg=pg, db=coordinator)
     )
