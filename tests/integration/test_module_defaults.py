@@ -20,6 +20,9 @@ def group_modules():
         return list(yaml.safe_load(fh)["action_groups"]["all"])
 
 
+_MD_SHARD = {"name": "md", "host": "127.0.0.1", "port": 1, "dbname": "md", "user": "md", "password": "md-pw"}
+
+
 def minimal_arguments(folder):
     """Harmless arguments per module (check mode is set on every task)."""
     return {
@@ -69,6 +72,13 @@ def minimal_arguments(folder):
         "promote": {},
         "query_stats": {},
         "query_stats_info": {},
+        # Nothing listens on port 1: the RDS call fails, after the options were taken.
+        "rds_instance_resize": {
+            "db_instance_identifier": "md-probe",
+            "db_instance_class": "db.m5.large",
+            "endpoint_url": "http://127.0.0.1:1",
+        },
+        "rds_read_replica": {"db_instance_identifier": "md-probe-ro", "endpoint_url": "http://127.0.0.1:1"},
         "replication_info": {},
         "replication_slot": {"name": "md_probe_slot", "state": "absent"},
         "report": {"name": "md_probe", "findings": [], "dest": os.path.join(folder, "reports")},
@@ -93,6 +103,15 @@ def minimal_arguments(folder):
         "server_control": {},
         "server_info": {},
         "setting": {"settings": {"work_mem": "4MB"}},
+        # Nothing listens on port 1: the shard cannot be reached (shard_table, after checking the map
+        # and the types on the coordinator); md_probe is not a sharded table (shard_info).
+        "shard_info": {"table": "md_probe", "shards": [_MD_SHARD]},
+        "shard_table": {
+            "table": "md_probe_sharded",
+            "columns": [{"name": "id", "type": "bigint"}],
+            "shard_key": "id",
+            "shards": [dict(_MD_SHARD, **{"from": 0, "to": 10})],
+        },
         "standby": {
             "primary": {"host": "127.0.0.1", "port": 1, "user": "md_probe"},
             "data_dir": os.path.join(folder, "standby", "data"),
@@ -147,7 +166,11 @@ def test_every_module_takes_the_group_connection_defaults(pg, run_playbook, work
         "pitr_restore": "backup",
         "backup_info": "backup",
         "standby": "cannot open a replication connection to the primary 127.0.0.1:1",
+        "rds_instance_resize": "describe_db_instances md-probe failed",
+        "rds_read_replica": "describe_db_instances md-probe-ro failed",
         "route53_record": "Route 53 list_resource_record_sets in zone Z0000000000000 failed",
+        "shard_info": "is not partitioned",
+        "shard_table": "Cannot connect to PostgreSQL (host=127.0.0.1 port=1",
     }
     for name, msg in failed.items():
         assert name in expected_reasons and expected_reasons[name] in msg, (name, msg)

@@ -4,8 +4,8 @@
 """One Route 53 record set pointed at a server (the ``route53_record`` module): read it, compare,
 UPSERT (or DELETE) it in one change batch, wait for INSYNC when asked.
 
-boto3 only; ``endpoint_url`` reaches a stand-in such as moto's server. Plain Python,
-no Ansible imports.
+boto3 only (the client from core/aws.py); ``endpoint_url`` reaches a stand-in such as moto's
+server. Plain Python, no Ansible imports.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -14,24 +14,10 @@ __metaclass__ = type
 
 import time
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import aws
 from ansible_collections.dbarch.postgresql.plugins.module_utils.core.errors import DbarchError
 
-try:
-    import boto3
-    from botocore.config import Config as BotoConfig
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    HAS_BOTO3 = True
-except ImportError:  # pragma: no cover - exercised on hosts without boto3
-    boto3 = None
-    HAS_BOTO3 = False
-
-    class BotoCoreError(Exception):
-        pass
-
-    class ClientError(Exception):
-        pass
-
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.aws import BotoCoreError, ClientError
 
 TYPES = ("A", "AAAA", "CNAME", "TXT")
 
@@ -63,22 +49,20 @@ def record_value(value, rtype):
 def client(
     endpoint_url=None, region=None, aws_access_key_id=None, aws_secret_access_key=None, aws_session_token=None
 ):
-    if not HAS_BOTO3:
-        raise Route53Error(
-            "route53_record needs boto3 for the Python that runs the module "
-            "(apt-get install python3-boto3, or pip install boto3)"
+    """A Route 53 client through the collection's one AWS client factory (core/aws.py)."""
+    try:
+        return aws.client(
+            "route53",
+            what="route53_record",
+            max_attempts=3,
+            endpoint_url=endpoint_url,
+            region=region or "us-east-1",
+            aws_access_key_id=aws_access_key_id,
+            aws_secret_access_key=aws_secret_access_key,
+            aws_session_token=aws_session_token,
         )
-    session = boto3.session.Session(
-        aws_access_key_id=aws_access_key_id,
-        aws_secret_access_key=aws_secret_access_key,
-        aws_session_token=aws_session_token,
-        region_name=region or "us-east-1",
-    )
-    return session.client(
-        "route53",
-        endpoint_url=endpoint_url,
-        config=BotoConfig(retries={"max_attempts": 3, "mode": "standard"}),
-    )
+    except aws.AwsError as exc:
+        raise Route53Error(str(exc)) from None
 
 
 def _aws(what, exc):
