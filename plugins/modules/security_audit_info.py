@@ -172,6 +172,13 @@ checklist:
     (pass, fail or manual), C(checks), C(findings) and, for manual items, C(reason).
   returned: always
   type: dict
+report_summary:
+  description:
+    - The summary flattened for dbarch.postgresql.report's table (O(dbarch.postgresql.report#module:summary)):
+      passed and failed controls per framework, each checklist item's status, the checks skipped and the
+      release table's date.
+  returned: always
+  type: dict
 login:
   description: The login role and its rights (C(superuser), C(read_all_settings), C(read_all_stats)).
   returned: always
@@ -227,12 +234,15 @@ def main():
     result, queries = module.run(work)
     found = module.suppress(result["findings"])[0]
     run, skipped = result["checks_run"], result["checks_skipped"]
+    summary = audit.summarize(found, run, skipped)
+    checklist = audit.checklist(found, run, skipped)
     module.exit_findings(
         found,
         checks_run=run,
         checks_skipped=skipped,
-        summary=audit.summarize(found, run, skipped),
-        checklist=audit.checklist(found, run, skipped),
+        summary=summary,
+        checklist=checklist,
+        report_summary=audit.report_summary(summary, checklist, skipped),
         login=result["login"],
         facts=result["facts"],
         queries=queries,

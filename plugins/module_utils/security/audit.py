@@ -402,3 +402,31 @@ def audit(session, checks_skip=(), **options):
         login=ctx.login,
         facts=ctx.facts,
     )
+
+
+def report_summary(summary, checklist_, checks_skipped):
+    """The summary flattened for the report's table: per framework, the checklists, skipped checks."""
+    out = OrderedDict()
+    for framework, entry in summary["frameworks"].items():
+        failed = [c for c, v in entry["controls"].items() if v["status"] == "fail"]
+        out["%s controls" % framework] = "%d passed, %d failed%s" % (
+            entry["passed"],
+            entry["failed"],
+            (": " + ", ".join(failed)) if failed else "",
+        )
+    for name, rows in checklist_.items():
+        tally = OrderedDict((s, 0) for s in ("pass", "fail", "manual"))
+        for row in rows:
+            tally[row["status"]] += 1
+        out["checklist %s" % name] = ", ".join("%d %s" % (n, s) for s, n in tally.items())
+        for row in rows:
+            detail = ""
+            if row["status"] == "fail":
+                detail = " (%s)" % ", ".join(row["findings"])
+            elif row["status"] == "manual":
+                detail = " (%s)" % (row.get("reason") or "check by hand")
+            out["%s: %s" % (name, row["item"])] = row["status"].upper() + detail
+    out["checks run"] = summary["checks_run"]
+    out["checks skipped"] = "; ".join("%s: %s" % (s["check"], s["reason"]) for s in checks_skipped) or "none"
+    out["release table date"] = summary["release_table_date"]
+    return out
