@@ -12,7 +12,7 @@ module: security_audit_info
 short_description: Security audit of a PostgreSQL cluster, with CIS, SOC 2, HIPAA and GDPR references
 version_added: "0.1.0"
 description:
-  - One pass over a cluster: access control (superusers, role attributes, passwords and their
+  - One pass over a cluster, covering access control (superusers, role attributes, passwords and their
     verifiers, weak passwords tested offline, membership walked to superuser, PUBLIC and default
     privileges, SECURITY DEFINER functions, row-level security of sensitive tables, shared
     credentials), authentication (C(pg_hba_file_rules), C(password_encryption),
@@ -59,8 +59,8 @@ options:
     default: []
   allowed_attributes:
     description:
-      - Role name -> attributes it needs (C(createrole), C(createdb), C(bypassrls), C(replication)):
-        no finding for those.
+      - Role name -> attributes it needs (C(createrole), C(createdb), C(bypassrls), C(replication)),
+        for which no finding is reported.
     type: dict
     default: {}
   sensitive_tables:
@@ -174,7 +174,7 @@ checklist:
   type: dict
 report_summary:
   description:
-    - The summary flattened for dbarch.postgresql.report's table (O(dbarch.postgresql.report#module:summary)):
+    - The summary flattened for dbarch.postgresql.report's table (O(dbarch.postgresql.report#module:summary)), with
       passed and failed controls per framework, each checklist item's status, the checks skipped and the
       release table's date.
   returned: always
