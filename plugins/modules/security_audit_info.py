@@ -96,7 +96,7 @@ seealso:
   - module: dbarch.postgresql.report
   - module: dbarch.postgresql.setting
 notes:
-  - The release table's date is returned in RV(summary.release_table_date); a server newer than the
+  - The release table's date is returned in C(release_table_date) of RV(summary); a server newer than the
     table gets an C(info) finding asking for a newer collection.
   - The server certificate is read from its file when the module runs on the database host, else
     from a TLS handshake with O(login_host) (the Python package C(cryptography) reads it).
