@@ -353,7 +353,7 @@ def check_row_level_security(ctx):
     out = []
     wanted = set()
     for name in ctx.sensitive_tables:
-        schema, _, table = name.rpartition(".")
+        schema, _dot, table = name.rpartition(".")
         wanted.add((schema or "public", table))
     for row in ctx.session.fetchall(RLS_SQL):
         if (row["nspname"], row["relname"]) in wanted and not row["relrowsecurity"]:
