@@ -40,7 +40,7 @@ class AuditError(DbarchError, ValueError):
     pass
 
 
-class SkipCheck(Exception):
+class SkipCheck(DbarchError):
     """A check that cannot run here: its reason goes to checks_skipped."""
 
 

@@ -14,10 +14,11 @@ __metaclass__ = type
 import os
 import stat
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils.security.rules import finding
 
 
-class NotOnHost(Exception):
+class NotOnHost(DbarchError):
     """The server's files are not visible where the module runs."""
 
 
