@@ -99,6 +99,7 @@ def minimal_arguments(folder):
             "endpoint_url": "http://127.0.0.1:1",
         },
         "schema_review": {},
+        "security_audit_info": {"activity_samples": 1},
         # Read-only without state: finds the shared cluster's data folder from data_directory.
         "server_control": {},
         "server_info": {},

@@ -42,6 +42,7 @@ def test_site_writes_reports_for_every_host_and_is_idempotent(sandbox_env, tmp_p
         "replication_report_dest": dest,
         "connections_report_dest": dest,
         "scale_report_dest": dest,
+        "security_audit_dest": dest,
     }
     first = harness.run_playbook(SITE_PLAYBOOK, extra_vars=extra, env=sandbox_env, inventory=str(INVENTORY))
     first.assert_ok()
@@ -142,6 +143,28 @@ def test_site_writes_reports_for_every_host_and_is_idempotent(sandbox_env, tmp_p
         for r in second.results
         if r["full_name"].startswith("dbarch.postgresql.tune")
     )
+    # The security audit (read-only, last in site.yml) of the primary and the standbys: reports in every
+    # format, a summary per framework and the checklists; the sandbox runs without TLS, which it reports;
+    # no password text in the reports.
+    for audited in ("pg-primary", "pg-replica", "pg-replica2"):
+        for ext in ("md", "json", "xml", "sarif"):
+            assert os.path.exists(os.path.join(dest, audited, "security_audit." + ext)), (audited, ext)
+    assert not os.path.exists(os.path.join(dest, "pg-scratch", "security_audit.json"))
+    with open(os.path.join(dest, "pg-primary", "security_audit.json"), encoding="utf-8") as fh:
+        audit_report = json.load(fh)
+    assert ("SEC030", "ssl") in {(f["rule"], f["object"]) for f in audit_report["findings"]}
+    frameworks = {"CIS controls", "SOC 2 controls", "HIPAA controls", "GDPR controls"}
+    assert frameworks <= set(audit_report["summary"])
+    assert audit_report["summary"]["encryption: TLS on, minimum TLSv1.2, strong ciphers"].startswith("FAIL")
+    with open(os.path.join(sandbox_env["DBARCH_SANDBOX_DIR"], "credentials.yml"), encoding="utf-8") as fh:
+        credentials = harness.yaml.safe_load(fh)
+    secrets_text = [v for k, v in credentials.items() if k.endswith("password") and v]
+    assert secrets_text
+    for audited in ("pg-primary", "pg-replica"):
+        for ext in ("md", "json", "xml", "sarif"):
+            with open(os.path.join(dest, audited, "security_audit." + ext), encoding="utf-8") as fh:
+                text = fh.read()
+            assert not any(s in text for s in secrets_text), (audited, ext)
 
 
 def _summary(dest, host, name):

@@ -188,3 +188,25 @@ class Features:
     def has_pg_stat_io(self):
         """16 added pg_stat_io (reads, read_time, evictions per backend type, object and context)."""
         return self.major >= 16
+    # -- security audit ------------------------------------------------------------------------
+    @property
+    def public_schema_create_by_default(self):
+        """Before 15 PUBLIC has CREATE on schema public in a new database (15 revoked it and made
+        pg_database_owner the schema's owner)."""
+        return self.major < 15
+
+    @property
+    def log_connections_is_list(self):
+        """18 turned log_connections into a list of aspects (receipt, authentication, authorization,
+        setup_durations, or all); before 18 it is a boolean."""
+        return self.major >= 18
+
+    def log_connections_enabled(self, value):
+        """Whether a log_connections value logs connections on this version (a boolean before 18;
+        on 18 a list where receipt, authentication, authorization, 'all' or a true boolean counts)."""
+        text = str(value or "").strip().lower()
+        if text in ("on", "true", "yes", "1", "all"):
+            return True
+        if not self.log_connections_is_list:
+            return False
+        return any(a.strip() in ("receipt", "authentication", "authorization") for a in text.split(","))
