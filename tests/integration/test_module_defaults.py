@@ -27,6 +27,13 @@ def minimal_arguments(folder):
         "backup_info": {"repository": os.path.join(folder, "repo")},
         "basebackup": {"repository": os.path.join(folder, "repo")},
         "catalog_info": {},
+        # Check mode: reads the (missing) secret from a dead endpoint and fails after taking the options.
+        "credential_rotate": {
+            "role": "postgres",
+            "generate": True,
+            "secret_id": "md-probe",
+            "endpoint_url": "http://127.0.0.1:1",
+        },
         "data_dictionary": {"dest": os.path.join(folder, "dictionary")},
         "dump": {"path": os.path.join(folder, "shop.dump")},
         "explain": {"query": "SELECT 1"},

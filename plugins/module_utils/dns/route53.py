@@ -14,23 +14,12 @@ __metaclass__ = type
 
 import time
 
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import aws
 from ansible_collections.dbarch.postgresql.plugins.module_utils.core.errors import DbarchError
 
-try:
-    import boto3
-    from botocore.config import Config as BotoConfig
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    HAS_BOTO3 = True
-except ImportError:  # pragma: no cover - exercised on hosts without boto3
-    boto3 = None
-    HAS_BOTO3 = False
-
-    class BotoCoreError(Exception):
-        pass
-
-    class ClientError(Exception):
-        pass
+BotoCoreError = aws.BotoCoreError
+ClientError = aws.ClientError
+HAS_BOTO3 = aws.HAS_BOTO3
 
 
 TYPES = ("A", "AAAA", "CNAME", "TXT")
@@ -63,21 +52,15 @@ def record_value(value, rtype):
 def client(
     endpoint_url=None, region=None, aws_access_key_id=None, aws_secret_access_key=None, aws_session_token=None
 ):
-    if not HAS_BOTO3:
-        raise Route53Error(
-            "route53_record needs boto3 for the Python that runs the module "
-            "(apt-get install python3-boto3, or pip install boto3)"
-        )
-    session = boto3.session.Session(
+    return aws.client(
+        "route53",
+        endpoint_url=endpoint_url,
+        region=region,
         aws_access_key_id=aws_access_key_id,
         aws_secret_access_key=aws_secret_access_key,
         aws_session_token=aws_session_token,
-        region_name=region or "us-east-1",
-    )
-    return session.client(
-        "route53",
-        endpoint_url=endpoint_url,
-        config=BotoConfig(retries={"max_attempts": 3, "mode": "standard"}),
+        who="route53_record",
+        error=Route53Error,
     )
 
 
