@@ -35,6 +35,7 @@ def minimal_arguments(folder):
             "endpoint_url": "http://127.0.0.1:1",
         },
         "data_dictionary": {"dest": os.path.join(folder, "dictionary")},
+        "data_subject": {"action": "erase", "table": "md_probe", "key": "id", "value": 1},
         "dump": {"path": os.path.join(folder, "shop.dump")},
         "explain": {"query": "SELECT 1"},
         # Nothing listens on port 1: the old primary is down after one check; no standby to choose.
