@@ -59,6 +59,7 @@ def minimal_arguments(folder):
         },
         "pgbouncer_auth": {"databases": ["postgres"]},
         "pgbouncer_info": {"pid_file": os.path.join(folder, "pgbouncer", "pgbouncer.pid")},
+        "pii_inventory_info": {},
         "pitr_restore": {
             "repository": os.path.join(folder, "repo"),
             "data_dir": os.path.join(folder, "restore", "data"),
