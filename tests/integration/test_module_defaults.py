@@ -24,6 +24,9 @@ def minimal_arguments(folder):
     """Harmless arguments per module (check mode is set on every task)."""
     return {
         "archive_check": {},
+        # No such log file: fails after taking the options.
+        "audit_log_info": {"log_file": os.path.join(folder, "missing.log")},
+        "audit_logging": {},
         "backup_info": {"repository": os.path.join(folder, "repo")},
         "basebackup": {"repository": os.path.join(folder, "repo")},
         "catalog_info": {},
@@ -149,6 +152,8 @@ def test_every_module_takes_the_group_connection_defaults(pg, run_playbook, work
         "backup_info": "backup",
         "standby": "cannot open a replication connection to the primary 127.0.0.1:1",
         "route53_record": "Route 53 list_resource_record_sets in zone Z0000000000000 failed",
+        "audit_log_info": "missing.log does not exist",
+        "credential_rotate": "Secrets Manager GetSecretValue(md-probe) failed",
     }
     for name, msg in failed.items():
         assert name in expected_reasons and expected_reasons[name] in msg, (name, msg)
