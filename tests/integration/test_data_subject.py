@@ -19,14 +19,16 @@ CREATE TABLE orders (id int PRIMARY KEY, customer_id int NOT NULL REFERENCES cus
 CREATE TABLE order_items (id int PRIMARY KEY, order_id int NOT NULL REFERENCES orders,
                           product_id int NOT NULL REFERENCES products, qty int);
 CREATE TABLE item_events (id serial PRIMARY KEY, item_id int NOT NULL REFERENCES order_items, note text);
-CREATE TABLE invoices (id serial PRIMARY KEY, order_id int REFERENCES orders, billing_name text, amount numeric);
+CREATE TABLE invoices (id serial PRIMARY KEY, order_id int REFERENCES orders, billing_name text,
+                       amount numeric);
 INSERT INTO products SELECT g, 'product ' || g FROM generate_series(1, 5) g;
 INSERT INTO customers SELECT g, 'c' || g || '@example.com', 'Customer ' || g FROM generate_series(1, 4) g;
 INSERT INTO addresses (customer_id, street) SELECT 1 + g % 4, g || ' Main St' FROM generate_series(1, 10) g;
 INSERT INTO orders SELECT g, 1 + g % 4, date '2024-01-01' + g FROM generate_series(1, 20) g;
 INSERT INTO order_items SELECT g, 1 + g % 20, 1 + g % 5, g FROM generate_series(1, 60) g;
 INSERT INTO item_events (item_id, note) SELECT 1 + g % 60, 'event ' || g FROM generate_series(1, 120) g;
-INSERT INTO invoices (order_id, billing_name, amount) SELECT g, 'Name ' || g, g * 10 FROM generate_series(1, 20) g;
+INSERT INTO invoices (order_id, billing_name, amount)
+  SELECT g, 'Name ' || g, g * 10 FROM generate_series(1, 20) g;
 """
 TABLES = ("products", "customers", "addresses", "orders", "order_items", "item_events", "invoices")
 # Hand-written: the ids of each table's rows that belong to customer %(c)s.
@@ -34,7 +36,8 @@ BELONGS = {
     "customers": "SELECT id FROM customers WHERE id = %(c)s",
     "addresses": "SELECT id FROM addresses WHERE customer_id = %(c)s",
     "orders": "SELECT id FROM orders WHERE customer_id = %(c)s",
-    "order_items": "SELECT i.id FROM order_items i JOIN orders o ON o.id = i.order_id WHERE o.customer_id = %(c)s",
+    "order_items": "SELECT i.id FROM order_items i JOIN orders o ON o.id = i.order_id "
+    "WHERE o.customer_id = %(c)s",
     "item_events": "SELECT e.id FROM item_events e JOIN order_items i ON i.id = e.item_id "
     "JOIN orders o ON o.id = i.order_id WHERE o.customer_id = %(c)s",
     "invoices": "SELECT v.id FROM invoices v JOIN orders o ON o.id = v.order_id WHERE o.customer_id = %(c)s",

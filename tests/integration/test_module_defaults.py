@@ -38,6 +38,7 @@ def minimal_arguments(folder):
             "endpoint_url": "http://127.0.0.1:1",
         },
         "data_dictionary": {"dest": os.path.join(folder, "dictionary")},
+        "data_retention": {"policies": [{"table": "md_probe_retention", "column": "at", "older_than": "1 day"}]},
         "data_subject": {"action": "erase", "table": "md_probe", "key": "id", "value": 1},
         "dump": {"path": os.path.join(folder, "shop.dump")},
         "explain": {"query": "SELECT 1"},
@@ -113,6 +114,7 @@ def test_every_module_takes_the_group_connection_defaults(pg, run_playbook, work
     for sub in ("repo", "migrations", "cron", "systemd", "pgbouncer"):
         os.makedirs(os.path.join(workdir, sub))
     pg.query("CREATE TABLE IF NOT EXISTS md_probe (id int)")
+    pg.query("CREATE TABLE IF NOT EXISTS md_probe_retention (id int PRIMARY KEY, at timestamptz)")
     tasks = [
         {
             "name": name,

@@ -11,11 +11,14 @@ import harness
 DB = "pii_it"
 SCHEMA = """
 CREATE TABLE kunden (id int PRIMARY KEY, nachname text, geburtsdatum date, telefonnummer text, status text);
-CREATE TABLE clients (id int PRIMARY KEY, prenom text, courriel text, code_postal text, created_at timestamptz);
+CREATE TABLE clients (id int PRIMARY KEY, prenom text, courriel text, code_postal text,
+                      created_at timestamptz);
 CREATE TABLE klanten (id int PRIMARY KEY, achternaam text, ref_a text, ref_b text, quantity int);
-CREATE TABLE pagos (id int PRIMARY KEY, ref_c text, ref_d text, ref_e text, seen date, apellidos text, total numeric);
+CREATE TABLE pagos (id int PRIMARY KEY, ref_c text, ref_d text, ref_e text, seen date, apellidos text,
+                    total numeric);
 CREATE TABLE products (id int PRIMARY KEY, name text, product_code text, description text);
-INSERT INTO kunden SELECT g, 'Muller', date '1960-01-01' + g * 97, '+49 30 1234' || lpad(g::text, 4, '0'), 'active'
+INSERT INTO kunden SELECT g, 'Muller', date '1960-01-01' + g * 97,
+  '+49 30 1234' || lpad(g::text, 4, '0'), 'active'
   FROM generate_series(1, 200) g;
 INSERT INTO clients SELECT g, 'Jean', 'x', '75001', now() FROM generate_series(1, 200) g;
 -- ref_a: e-mail addresses, ref_b: IBANs (valid mod 97) under neutral names
