@@ -9,7 +9,7 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 module: credential_rotate
-short_description: Rotate a login role's password as a controller-side SCRAM verifier, stored in Secrets Manager
+short_description: Rotate a login role's password (SCRAM verifier made locally), stored in Secrets Manager
 version_added: "0.3.0"
 description:
   - Sets a new password for a login role as a SCRAM-SHA-256 verifier computed where the module runs

@@ -38,7 +38,9 @@ def minimal_arguments(folder):
             "endpoint_url": "http://127.0.0.1:1",
         },
         "data_dictionary": {"dest": os.path.join(folder, "dictionary")},
-        "data_retention": {"policies": [{"table": "md_probe_retention", "column": "at", "older_than": "1 day"}]},
+        "data_retention": {
+            "policies": [{"table": "md_probe_retention", "column": "at", "older_than": "1 day"}],
+        },
         "data_subject": {"action": "erase", "table": "md_probe", "key": "id", "value": 1},
         "dump": {"path": os.path.join(folder, "shop.dump")},
         "explain": {"query": "SELECT 1"},

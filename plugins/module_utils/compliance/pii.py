@@ -332,7 +332,9 @@ def inventory(session, schemas=None, sample=False, sample_rows=1000, min_confide
     tables = {}
     for c in columns:
         tables.setdefault(c["table"], []).append(c["column"])
-    return dict(columns=columns, tables=tables, sampled=sampled, tables_skipped=skipped, database=cat.database)
+    return dict(
+        columns=columns, tables=tables, sampled=sampled, tables_skipped=skipped, database=cat.database
+    )
 
 
 def _sample(session, cat, found, sampled, skipped, sample_rows):

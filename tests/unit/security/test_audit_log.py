@@ -6,19 +6,24 @@ import datetime
 from ansible_collections.dbarch.postgresql.plugins.module_utils.security import audit_log
 from ansible_collections.dbarch.postgresql.plugins.module_utils.security.audit_logging import DEFAULT_PREFIX
 
-STDERR = """\
-2025-03-01 10:00:00.100 UTC [10] LOG:  database system is ready to accept connections
-2025-03-01 10:00:01.000 UTC [11] LOG:  connection received: host=203.0.113.9 port=5555
-2025-03-01 10:00:01.010 UTC [11] app@shop 203.0.113.9 [unknown]: FATAL:  password authentication failed for user "app"
-2025-03-01 10:00:01.011 UTC [11] app@shop 203.0.113.9 [unknown]: DETAIL:  Connection matched file "pg_hba.conf" line 3
-2025-03-01 10:00:02.000 UTC [12] LOG:  connection received: host=10.0.0.5 port=5556
-2025-03-01 10:00:02.010 UTC [12] postgres@shop 10.0.0.5 [unknown]: LOG:  connection authorized: user=postgres database=shop
-2025-03-01 10:00:03.000 UTC [12] postgres@shop 10.0.0.5 psql: LOG:  statement: CREATE TABLE t (id int,
-\tname text)
-2025-03-01 10:00:04.000 UTC [12] postgres@shop 10.0.0.5 psql: LOG:  statement: ALTER ROLE app PASSWORD 'Secret-1'
-2025-03-01 10:00:05.000 UTC [12] postgres@shop 10.0.0.5 psql: LOG:  AUDIT: SESSION,1,1,DDL,DROP TABLE,,,DROP TABLE t,<not logged>
-2025-02-01 10:00:05.000 UTC [9] postgres@shop 10.0.0.5 psql: LOG:  statement: DROP TABLE old
-"""
+S = "2025-03-01 10:00:0"
+APP = " UTC [11] app@shop 203.0.113.9 [unknown]: "
+SU = " UTC [12] postgres@shop 10.0.0.5 "
+STDERR = "\n".join(
+    [
+        S + "0.100 UTC [10] LOG:  database system is ready to accept connections",
+        S + "1.000 UTC [11] LOG:  connection received: host=203.0.113.9 port=5555",
+        S + "1.010" + APP + 'FATAL:  password authentication failed for user "app"',
+        S + "1.011" + APP + 'DETAIL:  Connection matched file "pg_hba.conf" line 3',
+        S + "2.000 UTC [12] LOG:  connection received: host=10.0.0.5 port=5556",
+        S + "2.010" + SU + "[unknown]: LOG:  connection authorized: user=postgres database=shop",
+        S + "3.000" + SU + "psql: LOG:  statement: CREATE TABLE t (id int,",
+        "\tname text)",
+        S + "4.000" + SU + "psql: LOG:  statement: ALTER ROLE app PASSWORD 'Secret-1'",
+        S + "5.000" + SU + "psql: LOG:  AUDIT: SESSION,1,1,DDL,DROP TABLE,,,DROP TABLE t,<not logged>",
+        "2025-02-01 10:00:05.000" + SU + "psql: LOG:  statement: DROP TABLE old",
+    ]
+)
 
 
 def test_stderr_with_the_default_prefix():
