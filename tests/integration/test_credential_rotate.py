@@ -3,6 +3,7 @@ the new password logs in, the secret holds it, the old one stops when revoked, n
 any output."""
 
 import json
+import os
 
 import boto3
 import psycopg2
@@ -128,3 +129,29 @@ def test_two_phase_rotation_and_revoke(pg, moto, roles, run_playbook):
     assert third["role"] == "rot_blue" and third["revoked"] == "rot_green"
     assert can_login(pg, "rot_blue", s3["password"])
     assert not can_login(pg, "rot_green", s2["password"]), "revoke_old left the old password working"
+
+
+def test_rotate_credentials_playbook(pg, moto, roles, run_playbook, workdir):
+    extra = dict(
+        dbarch_target="localhost",
+        dbarch_login_host=pg.host,
+        dbarch_login_port=pg.port,
+        dbarch_login_user=pg.user,
+        dbarch_login_password=pg.password,
+        dbarch_login_db="postgres",
+        rotate_credentials=[{"role": "rot_app", "secret_id": SINGLE}],
+        rotate_aws_endpoint_url=moto,
+        rotate_aws_region="us-east-1",
+        rotate_reports_dir=workdir,
+    )
+    run = run_playbook(
+        harness.REPO_ROOT / "playbooks" / "rotate_credentials.yml",
+        extra_vars=extra,
+        env=harness.S3_CREDENTIALS,
+    ).assert_ok()
+    stored = secret(moto, SINGLE)
+    assert can_login(pg, "rot_app", stored["password"])
+    with open(os.path.join(workdir, "localhost", "rotate_credentials.json")) as fh:
+        summary = fh.read()
+    assert json.loads(summary)["rotated"][0]["verified"] is True
+    assert stored["password"] not in summary + run.stdout + run.stderr

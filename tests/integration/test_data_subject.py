@@ -161,3 +161,31 @@ def test_export_hold_erase_rectify(pg, shop, run_playbook, workdir):
             ),
             dbname=DB,
         )
+
+
+def test_gdpr_subject_request_playbook(pg, shop, run_playbook, workdir):
+    reports = os.path.join(workdir, "reports")
+    extra = dict(
+        dbarch_target="localhost",
+        dbarch_login_host=pg.host,
+        dbarch_login_port=pg.port,
+        dbarch_login_user=pg.user,
+        dbarch_login_password=pg.password,
+        gdpr_db=DB,
+        gdpr_action="export",
+        gdpr_table="customers",
+        gdpr_key="id",
+        gdpr_value=1,
+        gdpr_dest=workdir,
+        gdpr_reports_dir=reports,
+    )
+    run = run_playbook(
+        harness.REPO_ROOT / "playbooks" / "gdpr_subject_request.yml", extra_vars=extra
+    ).assert_ok()
+    files = run.task("Carry out the request")["result"]["files"]
+    assert files and all(os.path.exists(f) for f in files)
+    folder = os.path.join(reports, "localhost", "gdpr")
+    (receipt,) = os.listdir(folder)
+    with open(os.path.join(folder, receipt)) as fh:
+        data = json.load(fh)
+    assert data["tables"]["public.orders"]["rows"] == len(ids(pg, "orders", 1)) and "value" not in data
