@@ -56,6 +56,7 @@ attributes:
     description: Read-only; runs the same in check mode.
   diff_mode:
     support: none
+    description: Nothing has a before and after to show.
 notes:
   - Runs on the server's host, as a user that may read the log (C(postgres)). C(pg_current_logfile()) needs a
     superuser or an C(EXECUTE) grant; otherwise give O(log_file).

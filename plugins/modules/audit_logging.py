@@ -20,7 +20,7 @@ description:
   - With O(pgaudit=true), adds C(pgaudit) to C(shared_preload_libraries) (keeping the libraries already
     there), and once the library is loaded sets C(pgaudit.log) and its companions and creates the extension.
     Loading it needs a restart, done only with O(restart=true), through C(pg_ctl) or the systemd unit;
-    otherwise RV(pending_restart) says so and the pgaudit settings are reported in RV(pgaudit.pending).
+    otherwise RV(pending_restart) says so and the pgaudit settings are reported as pending in RV(pgaudit).
   - Compares first, so a second run changes nothing.
 author:
   - dbarch.postgresql maintainers (@dbarch)

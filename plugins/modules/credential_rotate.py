@@ -13,17 +13,17 @@ short_description: Rotate a login role's password (SCRAM verifier made locally),
 version_added: "0.3.0"
 description:
   - Sets a new password for a login role as a SCRAM-SHA-256 verifier computed where the module runs
-    (C(ALTER ROLE ... PASSWORD 'SCRAM-SHA-256$...')): the plaintext never reaches the server, its
-    logs or C(pg_stat_statements).
+    (C(ALTER ROLE ... PASSWORD 'SCRAM-SHA-256$...')), so the plaintext never reaches the server,
+    its logs or C(pg_stat_statements).
   - The password is given (O(password)) or generated (O(generate)); it is stored in AWS Secrets Manager
     under O(secret_id) as the JSON document RDS rotation uses (C(engine), C(host), C(port), C(dbname),
     C(username), C(password)), after a login with it has been verified. A failed login leaves the
     secret as it was.
-  - Two-phase rotation with O(alternate_role) (a second login role with the same rights): the role the secret
+  - Two-phase rotation with O(alternate_role) (a second login role with the same rights), the role the secret
     does not name gets the new password and the secret then names it; the other role keeps working, for the
     clients that still hold its password, until O(revoke_old) sets its password to NULL.
   - Idempotent for a given O(password) (the secret holds it and the role's verifier matches it; reading the
-    verifier needs a superuser). With O(generate) every run rotates: that is its purpose.
+    verifier needs a superuser). With O(generate) every run rotates, which is its purpose.
   - The password never appears in the result, the C(queries) or a failure message.
 author:
   - dbarch.postgresql maintainers (@dbarch)
@@ -74,16 +74,19 @@ options:
     description: AWS session token.
     type: str
 extends_documentation_fragment:
-  - dbarch.postgresql.connection
+  - dbarch.postgresql.connection.no_aliases
 attributes:
   check_mode:
     support: full
     description: Reports RV(actions); sets no password and writes no secret.
   diff_mode:
     support: none
+    description: Nothing has a before and after to show.
 notes:
   - Needs C(CREATEROLE) (or a superuser) on the server; boto3 where the module runs (usually the controller,
     C(delegate_to=localhost)).
+  - The connection options have no short aliases here (O(password) is the new password, not
+    O(login_password)).
   - The verified login goes to the same O(login_host) and O(login_port) as the module's connection;
     pg_hba.conf must accept a C(scram-sha-256) login of the role from there.
 requirements:
@@ -169,6 +172,7 @@ def main():
     module = DbarchModule(
         argument_spec=ARGUMENT_SPEC,
         supports_check_mode=True,
+        connection_aliases=False,
         mutually_exclusive=[("password", "generate")],
     )
     p = module.params

@@ -69,6 +69,7 @@ attributes:
     description: Counts the rows each policy would change; changes nothing.
   diff_mode:
     support: none
+    description: Nothing has a before and after to show.
 notes:
   - Set O(lock_timeout) so a batch that cannot get its table lock fails fast instead of queueing.
 seealso:

@@ -71,6 +71,7 @@ attributes:
     description: Counts the rows; writes no file and changes no row.
   diff_mode:
     support: none
+    description: Nothing has a before and after to show.
 notes:
   - Tables that hold the subject's data without a foreign key to the root cannot be found this way; give them
     a foreign key or handle them with their own request.

@@ -47,9 +47,10 @@ attributes:
     description: Read-only; runs the same in check mode.
   diff_mode:
     support: none
+    description: Nothing has a before and after to show.
 notes:
   - Sampling reads table rows, so the role needs C(SELECT) on them (C(pg_read_all_data) from PostgreSQL 14); a
-    table it may not read is listed in RV(skipped).
+    table it may not read is listed in RV(tables_skipped).
 seealso:
   - module: dbarch.postgresql.data_subject
   - module: dbarch.postgresql.data_dictionary
