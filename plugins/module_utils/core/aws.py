@@ -42,6 +42,9 @@ AWS_ARGSPEC = dict(
 
 AWS_OPTIONS = tuple(AWS_ARGSPEC)
 
+# What a boto3 call raises: an error answer (ClientError) or a transport/credentials failure.
+BOTO_ERRORS = (BotoCoreError, ClientError)
+
 
 class AwsError(DbarchError):
     """An AWS call failed (or boto3 is missing); the message names the call and AWS's reason."""

@@ -256,17 +256,20 @@ def analyse(entries, since=None, until=None, superusers=(), expected_networks=No
         if msg.startswith("statement: ") and _DDL_RE.match(msg[len("statement: ") :]):
             statement = msg[len("statement: ") :]
             ddl.append(_ddl(e, t, statement, "log_statement", _DDL_RE.match(statement).group(1).upper()))
-    order = lambda items: sorted(items, key=lambda i: (-i["count"], str(i.get("role")), str(i["address"])))  # noqa: E731
     return dict(
         entries=counted,
-        failed_logins=_iso_all(order(failed.values())[:max_items]),
+        failed_logins=_iso_all(_by_count(failed.values())[:max_items]),
         ddl=_iso_all(ddl[-max_items:]),
         ddl_count=len(ddl),
-        superuser_sessions=_iso_all(order(supers.values())[:max_items]),
+        superuser_sessions=_iso_all(_by_count(supers.values())[:max_items]),
         unexpected_connections=_iso_all(
             sorted(unexpected.values(), key=lambda i: (-i["count"], i["address"]))[:max_items]
         ),
     )
+
+
+def _by_count(items):
+    return sorted(items, key=lambda i: (-i["count"], str(i.get("role")), str(i["address"])))
 
 
 def _ddl(e, t, text, source, command):

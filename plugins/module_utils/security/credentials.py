@@ -41,7 +41,7 @@ class CredentialError(DbarchError):
 def generate_password(length=32):
     if length < MIN_LENGTH:
         raise CredentialError("password_length=%d is too short: use %d or more" % (length, MIN_LENGTH))
-    return "".join(secrets.choice(ALPHABET) for _ in range(length))
+    return "".join(secrets.choice(ALPHABET) for _index in range(length))
 
 
 # -- the database side -------------------------------------------------------------------
