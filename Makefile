@@ -22,7 +22,7 @@ export PATH := $(BIN):$(PATH)
 DEB_DEMO := postgresql-15 postgresql-contrib postgresql-client-15 python3-psycopg2 python3-venv \
             acl sudo unzip ca-certificates make git
 DEB_TEST := $(DEB_DEMO) graphviz postgresql-15-hypopg python3-boto3 pgbackrest lz4 zstd pgbouncer \
-            prometheus prometheus-alertmanager prometheus-postgres-exporter prometheus-node-exporter
+            prometheus prometheus-alertmanager prometheus-postgres-exporter prometheus-node-exporter postgresql-15-pgaudit
 
 .PHONY: help demo test system-deps system-deps-test venv venv-dev pg-binaries sandbox sandbox-down failover-drill \
         site lint lint-tools ruff ansible-lint sanity unit integration molecule build bench bench-deps clean

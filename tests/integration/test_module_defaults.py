@@ -27,6 +27,9 @@ def minimal_arguments(folder):
     """Harmless arguments per module (check mode is set on every task)."""
     return {
         "archive_check": {},
+        # No such log file: fails after taking the options.
+        "audit_log_info": {"log_file": os.path.join(folder, "missing.log")},
+        "audit_logging": {},
         "backup_info": {"repository": os.path.join(folder, "repo")},
         "basebackup": {"repository": os.path.join(folder, "repo")},
         "catalog_info": {},
@@ -35,6 +38,17 @@ def minimal_arguments(folder):
         "connections_info": {},
         "data_dictionary": {"dest": os.path.join(folder, "dictionary")},
         "diagnose_info": {"interval": 0.5},
+        # Check mode: reads the (missing) secret from a dead endpoint and fails after taking the options.
+        "credential_rotate": {
+            "role": "postgres",
+            "generate": True,
+            "secret_id": "md-probe",
+            "endpoint_url": "http://127.0.0.1:1",
+        },
+        "data_retention": {
+            "policies": [{"table": "md_probe_retention", "column": "at", "older_than": "1 day"}],
+        },
+        "data_subject": {"action": "erase", "table": "md_probe", "key": "id", "value": 1},
         "dump": {"path": os.path.join(folder, "shop.dump")},
         "explain": {"query": "SELECT 1"},
         # Nothing listens on port 1: the old primary is down after one check; no standby to choose.
@@ -60,6 +74,7 @@ def minimal_arguments(folder):
         },
         "pgbouncer_auth": {"databases": ["postgres"]},
         "pgbouncer_info": {"pid_file": os.path.join(folder, "pgbouncer", "pgbouncer.pid")},
+        "pii_inventory_info": {},
         "pitr_restore": {
             "repository": os.path.join(folder, "repo"),
             "data_dir": os.path.join(folder, "restore", "data"),
@@ -129,6 +144,7 @@ def test_every_module_takes_the_group_connection_defaults(pg, run_playbook, work
     for sub in ("repo", "migrations", "cron", "systemd", "pgbouncer"):
         os.makedirs(os.path.join(workdir, sub))
     pg.query("CREATE TABLE IF NOT EXISTS md_probe (id int)")
+    pg.query("CREATE TABLE IF NOT EXISTS md_probe_retention (id int PRIMARY KEY, at timestamptz)")
     tasks = [
         {
             "name": name,
@@ -172,6 +188,8 @@ def test_every_module_takes_the_group_connection_defaults(pg, run_playbook, work
         "route53_record": "Route 53 list_resource_record_sets in zone Z0000000000000 failed",
         "shard_info": "is not partitioned",
         "shard_table": "Cannot connect to PostgreSQL (host=127.0.0.1 port=1",
+        "audit_log_info": "missing.log does not exist",
+        "credential_rotate": "Secrets Manager GetSecretValue(md-probe) failed",
     }
     for name, msg in failed.items():
         assert name in expected_reasons and expected_reasons[name] in msg, (name, msg)

@@ -121,3 +121,19 @@ def call(api, method, what=None, **kwargs):
         return getattr(api, method)(**kwargs)
     except (BotoCoreError, ClientError) as exc:
         raise error(what or method, exc) from None
+
+
+# What a boto3 call raises: an error answer (ClientError) or a transport/credentials failure.
+BOTO_ERRORS = (BotoCoreError, ClientError)
+
+
+def error_code(exc):
+    """AWS's error code of a ClientError (None for any other failure)."""
+    if isinstance(exc, ClientError):
+        return exc.response.get("Error", {}).get("Code")
+    return None
+
+
+def describe(what, exc):
+    """'<what> failed: <Code>: <Message>' for a boto3 error (the text of ``error``)."""
+    return str(error(what, exc))
