@@ -140,7 +140,7 @@ lint: ruff lint-tools
 lint-tools:
 	$(MAKE) --no-print-directory -j2 --output-sync=target ansible-lint sanity
 
-unit: venv-dev
+unit: venv-dev $(AWX_COLLECTION)
 	$(BIN)/pytest -q tests/unit
 
 integration: venv-dev system-deps-test pg-binaries $(STAMPS)/dbml-cli $(STAMPS)/squawk-cli $(AWX_COLLECTION)
