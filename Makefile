@@ -23,7 +23,7 @@ export PATH := $(BIN):$(PATH)
 # Debian packages: the sandbox needs the server and the host-side driver; tests add companions.
 DEB_DEMO := postgresql-15 postgresql-contrib postgresql-client-15 python3-psycopg2 python3-venv \
             acl sudo unzip ca-certificates make git
-DEB_TEST := $(DEB_DEMO) graphviz postgresql-15-hypopg python3-boto3 pgbackrest lz4 zstd pgbouncer
+DEB_TEST := $(DEB_DEMO) graphviz postgresql-15-hypopg python3-boto3 pgbackrest lz4 zstd pgbouncer postgresql-client
 
 .PHONY: help demo test system-deps system-deps-test venv venv-dev pg-binaries sandbox sandbox-down failover-drill \
         site lint lint-tools ruff ansible-lint sanity unit integration molecule build bench bench-deps clean \
@@ -169,7 +169,7 @@ EE_TAG ?= dbarch-postgresql-ee:latest
 ee: venv-dev
 	rm -rf .cache/ee && mkdir -p .cache/ee
 	$(BIN)/ansible-galaxy collection build --force --output-path .cache/ee .
-	$(BIN)/ansible-builder create -f execution-environment.yml -c .cache/ee/context
+	$(BIN)/ansible-builder create -f execution-environment.yml -c .cache/ee/context --output-filename Containerfile
 	@if command -v podman >/dev/null 2>&1; then \
 	  $(BIN)/ansible-builder build -f execution-environment.yml -c .cache/ee/context --container-runtime podman -t $(EE_TAG); \
 	elif command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then \
