@@ -10,6 +10,8 @@ PY       := $(VENV)/bin/python
 BIN      := $(VENV)/bin
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMPS   := $(ROOT)/.cache/stamps
+# Not a stamp under .cache (worktrees share it): the unpacked collection itself.
+AWX_COLLECTION := $(ROOT)/.collections/ansible_collections/awx/awx/MANIFEST.json
 PG_PYPI_MAJORS ?= 14 16 17 18
 # Integration test files run in parallel, one file per worker at a time (each worker has its own clusters).
 # 3 workers on 2 cores: a worker spends much of its time waiting (servers, WAL archiving, restores,
@@ -22,10 +24,12 @@ export PATH := $(BIN):$(PATH)
 DEB_DEMO := postgresql-15 postgresql-contrib postgresql-client-15 python3-psycopg2 python3-venv \
             acl sudo unzip ca-certificates make git
 DEB_TEST := $(DEB_DEMO) graphviz postgresql-15-hypopg python3-boto3 pgbackrest lz4 zstd pgbouncer \
-            prometheus prometheus-alertmanager prometheus-postgres-exporter prometheus-node-exporter postgresql-15-pgaudit
+            prometheus prometheus-alertmanager prometheus-postgres-exporter prometheus-node-exporter postgresql-15-pgaudit \
+            postgresql-client
 
 .PHONY: help demo test system-deps system-deps-test venv venv-dev pg-binaries sandbox sandbox-down failover-drill \
-        site lint lint-tools ruff ansible-lint sanity unit integration molecule build bench bench-deps clean
+        site lint lint-tools ruff ansible-lint sanity unit integration molecule build bench bench-deps clean \
+        ee awx-collection
 
 help:
 	@echo "make demo   - set up (Debian packages, .venv), bring up the sandbox, run playbooks/site.yml"
@@ -138,10 +142,10 @@ lint: ruff lint-tools
 lint-tools:
 	$(MAKE) --no-print-directory -j2 --output-sync=target ansible-lint sanity
 
-unit: venv-dev
+unit: venv-dev $(AWX_COLLECTION)
 	$(BIN)/pytest -q tests/unit
 
-integration: venv-dev system-deps-test pg-binaries $(STAMPS)/dbml-cli $(STAMPS)/squawk-cli
+integration: venv-dev system-deps-test pg-binaries $(STAMPS)/dbml-cli $(STAMPS)/squawk-cli $(AWX_COLLECTION)
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder tests/integration
 
 molecule: venv-dev system-deps
@@ -160,6 +164,34 @@ build: venv
 	rm -rf .cache/build && mkdir -p .cache/build
 	$(BIN)/ansible-galaxy collection build --force --output-path .cache/build .
 	$(BIN)/ansible-galaxy collection install --force -p .cache/build/collections .cache/build/dbarch-postgresql-*.tar.gz
+
+# The execution environment (execution-environment.yml, ansible-builder v3): the build context is always
+# written (.cache/ee/context); the image is built when podman or a running docker is there.
+EE_TAG ?= dbarch-postgresql-ee:latest
+ee: venv-dev
+	rm -rf .cache/ee && mkdir -p .cache/ee
+	$(BIN)/ansible-galaxy collection build --force --output-path .cache/ee .
+	$(BIN)/ansible-builder create -f execution-environment.yml -c .cache/ee/context --output-filename Containerfile
+	@if command -v podman >/dev/null 2>&1; then \
+	  $(BIN)/ansible-builder build -f execution-environment.yml -c .cache/ee/context --container-runtime podman -t $(EE_TAG); \
+	elif command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then \
+	  $(BIN)/ansible-builder build -f execution-environment.yml -c .cache/ee/context --container-runtime docker -t $(EE_TAG); \
+	else \
+	  echo "make ee: no container runtime (podman, or docker with a running daemon): build context written to .cache/ee/context, image not built"; \
+	fi
+
+# awx.awx for playbooks/awx/configure.yml and its tests, without Ansible Galaxy: the collection
+# (version pinned in collections/requirements.yml) as the community `ansible` package on PyPI bundles it,
+# unpacked into .collections (on ansible.cfg's collections_path). With Galaxy at hand this is the same as
+# `ansible-galaxy collection install -r collections/requirements.yml -p .collections`.
+AWX_ANSIBLE_VERSION := 10.7.0
+awx-collection: $(AWX_COLLECTION)
+$(AWX_COLLECTION):
+	rm -rf $(ROOT)/.cache/ansible-wheel $(ROOT)/.collections/ansible_collections/awx
+	$(PY) -m pip download -q --disable-pip-version-check --no-deps -d $(ROOT)/.cache/ansible-wheel ansible==$(AWX_ANSIBLE_VERSION)
+	cd $(ROOT)/.collections && unzip -q -o $(ROOT)/.cache/ansible-wheel/ansible-*.whl 'ansible_collections/awx/awx/*'
+	rm -rf $(ROOT)/.cache/ansible-wheel
+	@test -f $@
 
 # The benchmarks' peer tools from Debian: pgBackRest (bench/backup); Patroni with etcd, repmgr, and
 # sshd (repmgr's switchover runs its commands over SSH; bench/failover starts an sshd of its own on a
