@@ -148,8 +148,11 @@ unit: venv-dev $(AWX_COLLECTION)
 integration: venv-dev system-deps-test pg-binaries $(STAMPS)/dbml-cli $(STAMPS)/squawk-cli $(AWX_COLLECTION)
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder tests/integration
 
+# Every scenario under molecule/ on ONE shared sandbox (shared_state, see .config/molecule/config.yml
+# and docs/testing.md): molecule/default brings it up once, each role's scenario converges, checks
+# idempotence and verifies, then molecule/default tears it down.
 molecule: venv-dev system-deps
-	cd $(ROOT) && $(BIN)/molecule test -s sandbox
+	cd $(ROOT) && $(BIN)/molecule test --all
 
 # Cheap checks first (ruff, unit: seconds), so a slip fails fast; then the rest, one after another.
 test: system-deps-test venv-dev pg-binaries
