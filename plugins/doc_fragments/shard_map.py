@@ -37,7 +37,9 @@ options:
     required: true
     suboptions:
       name:
-        description: The shard's name (lower case); it names the partition C(<table>_<name>) and the server C(shard_<name>).
+        description:
+          - The shard's name (lower case); it names the partition C(<table>_<name>) and the server
+            C(shard_<name>).
         type: str
         required: true
       host:

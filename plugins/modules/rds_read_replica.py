@@ -18,8 +18,8 @@ description:
     replica gives changed=false. The module tags what it promoted
     (C(dbarch:promoted-from=<source>)). That tag is how a second run knows the instance was
     promoted on a stand-in (moto) that keeps the source field after a promotion.
-  - O(state=absent) deletes the replica (without a final snapshot, since a replica's data is its primary's) and,
-    with O(wait), waits until it is gone. It refuses to delete an instance that is not a read
+  - O(state=absent) deletes the replica (without a final snapshot, since a replica's data is its
+    primary's) and, with O(wait), waits until it is gone. It refuses to delete an instance that is not a read
     replica.
 author:
   - dbarch.postgresql maintainers (@dbarch)

@@ -174,9 +174,9 @@ checklist:
   type: dict
 report_summary:
   description:
-    - The summary flattened for dbarch.postgresql.report's table (O(dbarch.postgresql.report#module:summary)), with
-      passed and failed controls per framework, each checklist item's status, the checks skipped and the
-      release table's date.
+    - The summary flattened for dbarch.postgresql.report's table
+      (O(dbarch.postgresql.report#module:summary)), with passed and failed controls per framework,
+      each checklist item's status, the checks skipped and the release table's date.
   returned: always
   type: dict
 login:
