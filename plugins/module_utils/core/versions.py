@@ -188,6 +188,7 @@ class Features:
     def has_pg_stat_io(self):
         """16 added pg_stat_io (reads, read_time, evictions per backend type, object and context)."""
         return self.major >= 16
+
     # -- security audit ------------------------------------------------------------------------
     @property
     def public_schema_create_by_default(self):
