@@ -45,7 +45,7 @@ options:
     type: int
     default: 3
 extends_documentation_fragment:
-  - dbarch.postgresql.connection
+  - dbarch.postgresql.connection.no_aliases
 attributes:
   check_mode:
     support: full
@@ -112,6 +112,7 @@ def main():
             connection_limit=dict(type="int", default=3),
         ),
         supports_check_mode=True,
+        connection_aliases=False,
     )
     params = module.params
 

@@ -185,8 +185,9 @@ thresholds:
 privileges:
   description:
     - Whether the login role is C(superuser), can read all statistics (C(read_all_stats)) and all
-      settings (C(read_all_settings)), and may run C(pg_promote) (C(promote): superuser, or EXECUTE
-      granted; M(dbarch.postgresql.promote) and the switchover check it before anything changes).
+      settings (C(read_all_settings)), and may run C(pg_promote) (C(promote), true for a superuser or
+      with EXECUTE granted; M(dbarch.postgresql.promote) and the switchover check it before anything
+      changes).
   returned: always
   type: dict
 checks_skipped:

@@ -48,7 +48,10 @@ def test_batches_check_mode_and_idempotence(pg, db, run_playbook):
     ][0]
     recent_logs = checksums(pg, "web_log", "created_at > now() - interval '29 days'")
     recent_orders = checksums(pg, "orders", "placed > now() - interval '11 months'")
-    task = lambda name, **kw: harness.task("data_retention", name, policies=POLICIES, batch_size=7, **kw)  # noqa: E731
+
+    def task(name, **kw):
+        return harness.task("data_retention", name, policies=POLICIES, batch_size=7, **kw)
+
     run = run_playbook(
         harness.play(task("Check", check_mode=True), task("Apply"), task("Again"), pg=pg, db=DB)
     )

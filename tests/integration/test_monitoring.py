@@ -306,7 +306,7 @@ def test_ninety_percent_of_connections_held_makes_the_connection_alert_expressio
     )[0]
     assert prom.query(rule["expr"]) == [], "the alert expression is true before any connection is held"
     # Client backends wanted: just over 90 % of the usable slots (``used`` counted this query's session).
-    held = [primary.connect() for _ in range(math.floor(0.9 * usable) + 1 - (used - 1))]
+    held = [primary.connect() for _slot in range(math.floor(0.9 * usable) + 1 - (used - 1))]
     try:
         try:
             fired = _wait_for(lambda: prom.query(rule["expr"]), "the connection alert expression", 30)

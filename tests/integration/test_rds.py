@@ -5,6 +5,8 @@ RDS server (a real HTTP endpoint). moto's modify_db_instance applies at once and
 pending values: the pending / modifying / storage-optimization paths are unit tests
 (tests/unit/rds/test_instances.py, botocore Stubber)."""
 
+import json
+import os
 import time
 
 import boto3
@@ -135,3 +137,42 @@ def test_read_replica_create_promote_delete(rds, moto, run_playbook):
     # a promoted replica is not deleted by this module
     refused = run_playbook(play(replica("absent", ro2)), env=env)
     assert "not a read replica" in refused.task("absent %s" % ro2)["result"]["msg"]
+
+
+def test_scale_up_through_the_rds_resize_role(rds, moto, run_playbook, tmp_path):
+    """The role the scaling workflow's rds_resize remedy runs: snapshot, new class, report; again: nothing."""
+    api, name = rds
+    env = {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "moto-test-key",
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+    }
+    dest = str(tmp_path / "reports")
+    plays = play(
+        task(
+            "ansible.builtin.include_role",
+            "resize",
+            name="dbarch.postgresql.rds_resize",
+        ),
+        vars=dict(
+            rds_resize_db_instance_identifier=name,
+            rds_resize_db_instance_class="db.m5.xlarge",
+            rds_resize_endpoint_url=moto,
+            rds_resize_dest=dest,
+        ),
+    )
+    first = run_playbook(plays, env=env, verbosity=2)
+    first.assert_ok()
+    assert SECRET not in first.stdout and SECRET not in first.stderr
+    assert one(api, name)["DBInstanceClass"] == "db.m5.xlarge"
+    with open(os.path.join(dest, "localhost", "rds_resize.json"), encoding="utf-8") as fh:
+        summary = json.load(fh)["summary"]
+    assert summary["before"]["db_instance_class"] == "db.t3.micro"
+    assert summary["after"]["db_instance_class"] == "db.m5.xlarge" and summary["snapshot_id"]
+    again = run_playbook(plays, env=env)
+    again.assert_ok()
+    step = "Resize the RDS instance (snapshot first)"
+    resized = [r for r in again.results if r["full_name"].endswith(step)]
+    assert resized and resized[0]["status"] == "ok"
+    snaps = api.describe_db_snapshots(DBInstanceIdentifier=name, SnapshotType="manual")["DBSnapshots"]
+    assert len(snaps) == 1

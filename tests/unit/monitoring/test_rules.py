@@ -43,9 +43,9 @@ def test_every_alert_has_a_firing_and_a_quiet_unit_test():
     for name in alerts():
         cases = tests.get(name)
         assert cases, "alert %s has no promtool test" % name
-        firing = [labels for _, labels in cases if labels]
+        firing = [labels for _at, labels in cases if labels]
         assert firing, "alert %s is never expected to fire in its tests" % name
-        assert any(not labels for _, labels in cases), (
+        assert any(not labels for _at, labels in cases), (
             "alert %s has no evaluation where it must stay quiet" % name
         )
 
