@@ -39,7 +39,11 @@ VERSION_MARKERS = ("all_versions", "pg_versions")
 # takes the next file when it is free, so the long ones start first and the short ones fill the
 # end. Files not named keep their alphabetical order after these.
 LONGEST_FILES = (
+    "test_site.py",
     "test_switchover.py",
+    "test_monitoring.py",
+    "test_module_defaults.py",
+    "test_diagnose.py",
     "test_failover.py",
     "test_pgbouncer.py",
     "test_standby.py",
@@ -53,7 +57,11 @@ LONGEST_FILES = (
     "test_index_advice.py",
     "test_backup.py",
     "test_pitr_s3.py",
-    "test_site.py",
+    "test_scale.py",
+    "test_tune.py",
+    "test_awx.py",
+    "test_security_audit.py",
+    "test_connections_health.py",
     "test_migrations_role.py",
     "test_schema_review.py",
     "test_migration_lint.py",
