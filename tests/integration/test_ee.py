@@ -59,6 +59,9 @@ def test_ansible_builder_context_and_the_collections_own_dependencies(tmp_path):
         os.path.join(BIN, "ansible-galaxy"),
         "collection",
         "install",
+        # --force: make exports ANSIBLE_CONFIG, whose collections_path already holds the collection
+        # (ansible-galaxy would otherwise install nothing into the clean folder)
+        "--force",
         "-p",
         str(collections),
         str(context / "_build" / "collections" / "dbarch-postgresql-0.1.0.tar.gz"),

@@ -116,10 +116,13 @@ def test_installed_collection_in_a_clean_venv_runs_its_playbooks_by_fqcn(pg, tmp
     )
     dest = tmp_path / "collections"
     subprocess.run(
-        [str(vbin / "ansible-galaxy"), "collection", "install", "-p", str(dest), str(tarball)],
+        [str(vbin / "ansible-galaxy"), "collection", "install", "--force", "-p", str(dest), str(tarball)],
         check=True,
         capture_output=True,
         cwd=str(tmp_path),
+        # Not the checkout's ansible.cfg (make exports ANSIBLE_CONFIG): its collections_path already
+        # holds the collection, and ansible-galaxy would then install nothing into the clean folder.
+        env={k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")},
     )
     (tmp_path / "ansible.cfg").write_text("[defaults]\n")
     env = dict(
