@@ -140,6 +140,22 @@ def registered_rule(rule_id):
     return RULE_REGISTRY.get(rule_id)
 
 
+def from_registered_rule(rule_id, severity, obj, message, fix, evidence):
+    """A Finding of the registered rule ``rule_id``: its title and why, its severity unless
+    ``severity`` is given."""
+    reg = registered_rule(rule_id)
+    return Finding(
+        rule_id,
+        severity or reg.severity,
+        obj,
+        message,
+        fix=fix,
+        why=reg.why,
+        evidence=evidence,
+        title=reg.title,
+    )
+
+
 def registered_rules(analysis=None):
     """The registered rules (of one analysis) in id order."""
     return [RULE_REGISTRY[k] for k in sorted(RULE_REGISTRY) if analysis in (None, RULE_REGISTRY[k].analysis)]

@@ -265,18 +265,26 @@ def summarize(clients, max_connections, reserved):
     )
 
 
+_SESSION_KEYS = (
+    "user",
+    "database",
+    "application_name",
+    "client_addr",
+    "state",
+    "idle_seconds",
+    "xact_seconds",
+)
+
+
+def _session_dict(s, *extra):
+    """A session's identity and ages, plus the ``extra`` keys (one shape for reports and results)."""
+    out = dict(pid=s["pid"])
+    out.update((key, s.get(key)) for key in _SESSION_KEYS + extra)
+    return out
+
+
 def _brief(s):
-    return dict(
-        pid=s["pid"],
-        user=s.get("user"),
-        database=s.get("database"),
-        application_name=s.get("application_name"),
-        client_addr=s.get("client_addr"),
-        state=s.get("state"),
-        idle_seconds=s.get("idle_seconds"),
-        xact_seconds=s.get("xact_seconds"),
-        query=s.get("query"),
-    )
+    return _session_dict(s, "query")
 
 
 def read(session):
@@ -318,18 +326,7 @@ def read(session):
 # -- findings ------------------------------------------------------------------------------
 
 
-def _finding(rule_id, severity, obj, message, fix, evidence):
-    reg = fnd.registered_rule(rule_id)
-    return fnd.Finding(
-        rule_id,
-        severity or reg.severity,
-        obj,
-        message,
-        fix=fix,
-        why=reg.why,
-        evidence=evidence,
-        title=reg.title,
-    )
+_finding = fnd.from_registered_rule
 
 
 def utilization_finding(facts, lim, obj="server"):
@@ -526,17 +523,7 @@ def select(
 
 def describe(s):
     """A session as the connections module returns it."""
-    return dict(
-        pid=s["pid"],
-        user=s.get("user"),
-        database=s.get("database"),
-        application_name=s.get("application_name"),
-        client_addr=s.get("client_addr"),
-        state=s.get("state"),
-        idle_seconds=s.get("idle_seconds"),
-        xact_seconds=s.get("xact_seconds"),
-        connected_seconds=s.get("connected_seconds"),
-    )
+    return _session_dict(s, "connected_seconds")
 
 
 _SIGNAL = {

@@ -218,18 +218,7 @@ def lag_findings(obj, lag_bytes, lag_seconds, limits, evidence, side):
     return found
 
 
-def _finding(rule_id, severity, obj, message, fix, evidence):
-    reg = fnd.registered_rule(rule_id)
-    return fnd.Finding(
-        rule_id,
-        severity or reg.severity,
-        obj,
-        message,
-        fix=fix,
-        why=reg.why,
-        evidence=evidence,
-        title=reg.title,
-    )
+_finding = fnd.from_registered_rule
 
 
 def primary_findings(facts, limits, expected_standbys=()):
