@@ -320,6 +320,16 @@ def test_refuses_while_the_primary_answers_and_changes_nothing(group):
     assert refused["status"] == "refused" and refused["changed"] == "nothing"
     assert refused["primary_lsn"]  # what a later failover reports its RPO against
 
+    # A scheduled "fail over if needed" job: the same state is no failure, nothing changes, and the
+    # refusal report above is left as it was.
+    before = report(group, "n1")
+    quiet = failover(group, failover_fail_when_not_needed=False)
+    quiet.assert_ok()
+    assert quiet.changed_count() == 0, [r["task"] for r in quiet.results if r["result"].get("changed")]
+    assert "Nothing to fail over: n1 is out of recovery" in quiet.stdout
+    assert report(group, "n1") == before
+    assert [in_recovery(group.node(n)) for n in NAMES] == [False, True, True]
+
     # A server that answers but refuses the login is alive: failover_info's checks stop at the first.
     run = failover(group, password={"n1": "not-the-password"})
     assert run.rc != 0
