@@ -193,7 +193,7 @@ def inventory(group, primary="n1", password=None):
     )
 
 
-def failover(group, primary="n1", password=None, **extra):
+def failover(group, primary="n1", password=None, check=False, **extra):
     extra_vars = dict(failover_report_dest=group.reports, failover_check_interval=0.5)
     extra_vars.update(extra)
     return harness.run_playbook(
@@ -201,11 +201,12 @@ def failover(group, primary="n1", password=None, **extra):
         inventory=inventory(group, primary, password),
         extra_vars=extra_vars,
         env=harness.S3_CREDENTIALS,
+        check=check,
     )
 
 
-def report(group, host):
-    with open(os.path.join(group.reports, host, "failover.json"), encoding="utf-8") as handle:
+def report(group, host, name="failover"):
+    with open(os.path.join(group.reports, host, name + ".json"), encoding="utf-8") as handle:
         return json.load(handle)
 
 
@@ -316,18 +317,18 @@ def test_refuses_while_the_primary_answers_and_changes_nothing(group):
     ), failed
     assert [in_recovery(group.node(n)) for n in NAMES] == [False, True, True]
     assert all(receiver(group.node(n)) == ("streaming", n1.port) for n in ("n2", "n3"))
-    refused = report(group, "n1")["summary"]
+    refused = report(group, "n1", "failover_refused")["summary"]
     assert refused["status"] == "refused" and refused["changed"] == "nothing"
     assert refused["primary_lsn"]  # what a later failover reports its RPO against
 
     # A scheduled "fail over if needed" job: the same state is no failure, nothing changes, and the
     # refusal report above is left as it was.
-    before = report(group, "n1")
+    before = report(group, "n1", "failover_refused")
     quiet = failover(group, failover_fail_when_not_needed=False)
     quiet.assert_ok()
     assert quiet.changed_count() == 0, [r["task"] for r in quiet.results if r["result"].get("changed")]
     assert "Nothing to fail over: n1 is out of recovery" in quiet.stdout
-    assert report(group, "n1") == before
+    assert report(group, "n1", "failover_refused") == before
     assert [in_recovery(group.node(n)) for n in NAMES] == [False, True, True]
 
     # A server that answers but refuses the login is alive: failover_info's checks stop at the first.
@@ -364,6 +365,15 @@ def test_sync_failover_keeps_every_acknowledged_commit(group, zone):
     writer.join(30)
     assert not writer.is_alive() and writer.error is not None
     acked = dict(writer.acked)
+
+    # Check mode: the detection and the promotion's guards run, nothing changes, and the run ends cleanly.
+    dry = failover(group, check=True)
+    dry.assert_ok()
+    assert "Check mode, nothing changed" in dry.stdout
+    # The one change reported is the promote task's "would promote" (check mode's changed).
+    changed = [r["task"] for r in dry.results if r["result"].get("changed")]
+    assert dry.changed_count() == 1 and changed == ["Promote it (guards, then pg_promote)"], changed
+    assert [in_recovery(group.node(n)) for n in ("n2", "n3")] == [True, True]
 
     try:
         run = failover(
@@ -427,7 +437,7 @@ def test_sync_failover_keeps_every_acknowledged_commit(group, zone):
     ]
     assert summary["write_check"]["xid"] and summary["replication_check"][other]["caught_up"]
     # n1's LSN was recorded by the refused run: it is behind the promoted LSN, so no loss is known.
-    assert summary["rpo"]["source"].endswith("/n1/failover.json") and summary["rpo"]["lost_bytes"] == 0
+    assert summary["rpo"]["source"].endswith("/n1/failover_refused.json") and summary["rpo"]["lost_bytes"] == 0
     assert summary["dns"].startswith("set db.example.com. A")
     print("sync failover RTO phases:", summary["rto_seconds"])
 
