@@ -75,7 +75,7 @@ def exporter_p95_ms(session):
     """The monitoring role's pg_statements query, as postgres_exporter runs it."""
     with open(QUERIES) as handle:
         query = yaml.safe_load(handle)["pg_statements"]["query"]
-    return session.fetchone(query)["p95_seconds"] * 1000.0
+    return float(session.fetchone(query)["p95_seconds"]) * 1000.0
 
 
 def percentile(values, q=0.95):
