@@ -1,8 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright: dbarch.postgresql contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""How far health_info's p95 estimate (pg_stat_statements' per-statement calls, mean, stddev,
-min and max, combined: plugins/module_utils/health/latency.py) is from the true p95.
+"""How far the collection's p95 estimate (pg_stat_statements' per-statement calls, mean, stddev,
+min and max, combined: plugins/module_utils/health/latency.py for health_info and diagnose_info, the
+same model in SQL in the monitoring role's exporter query pg_statements) is from the true p95.
 
 One throwaway cluster with pg_stat_statements. For each workload: pg_stat_statements_reset(),
 pgbench runs scripts whose latencies follow known distributions (pg_sleep of a random duration
@@ -10,7 +11,8 @@ drawn by pgbench: exponential, gaussian, uniform, weighted with script@weight) w
 line per transaction, its latency in microseconds: the truth) and ``--latency-limit`` (pgbench's
 own count of transactions over the limit); then the estimate is read from pg_stat_statements
 and compared with the p95 of the log, and the share of transactions over the limit with the
-estimate's distribution at the limit.
+estimate's distribution at the limit. The exporter's SQL (read from roles/monitoring/files/queries.yaml)
+runs on the same snapshot (both readers connect with pg_stat_statements.track = none).
 
     .venv/bin/python bench/latency/run.py [--version 15] [--seconds 20] [--clients 4]
 
@@ -25,6 +27,8 @@ import re
 import subprocess
 import sys
 import tempfile
+
+import yaml
 
 BENCH = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, BENCH)
@@ -51,9 +55,11 @@ WORKLOADS = {
     ],
 }
 LATENCY_LIMIT_MS = 100.0
+QUERIES = os.path.join(os.path.dirname(BENCH), "roles", "monitoring", "files", "queries.yaml")
+QUIET = {"pg_stat_statements.track": "none"}  # the readers' own statements are not recorded
 
 
-def login(cluster):
+def login(cluster, **extra):
     """The cluster's superuser as the collection's connection options."""
     return dict(
         login_host="127.0.0.1",
@@ -61,7 +67,15 @@ def login(cluster):
         login_user="postgres",
         login_password=cluster.password,
         login_db="postgres",
+        **extra,
     )
+
+
+def exporter_p95_ms(session):
+    """The monitoring role's pg_statements query, as postgres_exporter runs it."""
+    with open(QUERIES) as handle:
+        query = yaml.safe_load(handle)["pg_statements"]["query"]
+    return float(session.fetchone(query)["p95_seconds"]) * 1000.0
 
 
 def percentile(values, q=0.95):
@@ -84,7 +98,7 @@ def run_workload(cluster, name, scripts, args, folder):
             fh.write(text)
         argv += ["-f", "%s@%d" % (path, weight)]
     argv.append("postgres")
-    session = pg.connect(login(cluster), "bench.latency")
+    session = pg.connect(login(cluster, session_settings=QUIET), "bench.latency")
     try:
         session.execute("SELECT pg_stat_statements_reset()")
         common.log("%s: pgbench %d clients, %d s" % (name, args.clients, args.seconds))
@@ -92,6 +106,7 @@ def run_workload(cluster, name, scripts, args, folder):
         if proc.returncode != 0:
             raise SystemExit("pgbench failed: %s" % common.last_line(proc.stderr or proc.stdout))
         est = latency.from_pg_stat_statements(session)
+        exporter = exporter_p95_ms(session)
         rows = [
             r
             for r in latency.query_stats.read(
@@ -126,6 +141,9 @@ def run_workload(cluster, name, scripts, args, folder):
         transactions=len(truth),
         true_p95_ms=round(true_p95, 3),
         estimate_p95_ms=est["value_ms"],
+        exporter_p95_ms=round(exporter, 3),
+        exporter_vs_estimate_percent=round(100.0 * (exporter - est["value_ms"]) / est["value_ms"], 3),
+        exporter_error_percent=round(100.0 * (exporter - true_p95) / true_p95, 1),
         estimate_workload_only_p95_ms=round(only_workload, 3),
         error_percent=round(100.0 * (est["value_ms"] - true_p95) / true_p95, 1),
         true_mean_ms=round(sum(truth) / len(truth), 3),
@@ -153,18 +171,20 @@ def main():
     finally:
         cluster.close()
     print(
-        "%-28s %8s %10s %10s %8s %10s %10s"
-        % ("workload", "tx", "true p95", "est. p95", "error", "late pg", "late est")
+        "%-28s %8s %10s %10s %8s %10s %8s %10s %10s"
+        % ("workload", "tx", "true p95", "est. p95", "error", "exporter", "error", "late pg", "late est")
     )
     for r in results:
         print(
-            "%-28s %8d %8.1fms %8.1fms %7.1f%% %10.4f %10.4f"
+            "%-28s %8d %8.1fms %8.1fms %7.1f%% %8.1fms %7.1f%% %10.4f %10.4f"
             % (
                 r["workload"],
                 r["transactions"],
                 r["true_p95_ms"],
                 r["estimate_p95_ms"],
                 r["error_percent"],
+                r["exporter_p95_ms"],
+                r["exporter_error_percent"],
                 r["late_share_pgbench"] or 0,
                 r["late_share_estimate"],
             )

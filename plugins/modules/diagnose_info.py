@@ -102,9 +102,11 @@ findings:
 metrics:
   description:
     - The scaling workflow's post-scaling metrics now, C(cpu) (share busy, C(cpu_source) says from what),
-      C(p95_ms_estimate) (an ESTIMATE of the 95th percentile latency from C(pg_stat_statements) in the
-      connected database, each statement's mean + 1.645 standard deviations, call-weighted; null without it,
-      C(p95_source) says why), C(connection_use) (share of the usable slots), C(replication_lag_seconds)
+      C(p95_ms_estimate) (an ESTIMATE of the 95th percentile latency from C(pg_stat_statements), the
+      top-level statements of every database the role may read; each statement a log-normal distribution
+      of its mean and standard deviation cut to its min and max, mixed by calls, the model of
+      M(dbarch.postgresql.health_info) and of the monitoring role's C(pg_statements_p95_seconds); null without
+      it, C(p95_source) says why), C(connection_use) (share of the usable slots), C(replication_lag_seconds)
       (the largest replay lag of the standbys on a primary, the replay delay on a standby).
   returned: always
   type: dict

@@ -90,6 +90,8 @@ def test_p95_estimate_from_pg_stat_statements(busy, run_playbook):
         busy.query("DROP EXTENSION pg_stat_statements")
     assert metrics["p95_ms_estimate"] is not None and metrics["p95_ms_estimate"] >= 0
     assert metrics["p95_source"].startswith("ESTIMATE")
+    # the collection's one latency model (health/latency.py), as health_info and the exporter
+    assert "log-normal mixture" in metrics["p95_source"]
 
 
 def test_connections(busy, run_playbook):

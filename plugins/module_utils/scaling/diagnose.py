@@ -26,6 +26,7 @@ import time
 from ansible_collections.dbarch.postgresql.plugins.module_utils.core import findings as fnd
 from ansible_collections.dbarch.postgresql.plugins.module_utils.core.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils.core.versions import Features
+from ansible_collections.dbarch.postgresql.plugins.module_utils.health import latency
 
 CLASSES = ("cpu", "memory", "io", "connections", "locks")
 
@@ -501,7 +502,6 @@ def findings_for(classes, evidence):
 
 # The scaling workflow's success criteria.
 CRITERIA = dict(cpu_max=0.70, p95_ms_max=100.0, pool_use_max=0.60, lag_seconds_max=1.0)
-Z95 = 1.645  # the normal distribution's 95th percentile, in standard deviations
 
 LAG_SQL = (
     "SELECT pg_is_in_recovery() AS in_recovery, "
@@ -514,35 +514,29 @@ LAG_SQL = (
 
 
 def p95_estimate(rows):
-    """An ESTIMATE of the 95th percentile latency (ms) from pg_stat_statements rows (calls, mean,
-    stddev): each statement's own p95 taken as mean + 1.645 stddev (a normal approximation), then the
-    call-weighted 95th percentile of those. None without calls."""
-    points = sorted(
-        (float(r["mean"]) + Z95 * float(r["stddev"] or 0), int(r["calls"])) for r in rows if r["calls"]
-    )
-    total = sum(calls for _value, calls in points)
-    if not total:
-        return None
-    seen = 0
-    for value, calls in points:
-        seen += calls
-        if seen >= 0.95 * total:
-            return round(value, 3)
-    return round(points[-1][0], 3)
+    """An ESTIMATE of the 95th percentile latency (ms) from pg_stat_statements rows (calls, mean_time,
+    stddev_time, min_time, max_time: query_stats' logical names), by the collection's one latency model,
+    health/latency.py's log-normal mixture (the same as health_info and the exporter's
+    pg_statements_p95_seconds). None without calls."""
+    value = latency.estimate_percentile(rows)
+    return None if value is None else round(value, 3)
 
 
-def pgss_rows(session, features):
-    cols = features.pgss_columns
-    query = "SELECT calls, {} AS mean, {} AS stddev FROM pg_stat_statements WHERE calls > 0".format(
-        cols["mean_time"], cols["stddev_time"]
+def p95_metric(session):
+    """(p95_ms_estimate, p95_source) of the server now, from health/latency.py."""
+    est = latency.from_pg_stat_statements(session)
+    if est["value_ms"] is None:
+        return None, "no estimate from pg_stat_statements here: %s" % (est["reason"] or "")[:300]
+    return est["value_ms"], "ESTIMATE from pg_stat_statements (%s; %d statements, %d calls)" % (
+        latency.METHOD,
+        est["statements"],
+        est["calls"],
     )
-    return session.fetchall(query)
 
 
 def metrics(session, result):
     """CPU, p95 latency estimate, connection use, replication lag of the server now, with the
     diagnosis ``result`` (its evidence) for CPU and connections."""
-    features = Features(session.server_version_num)
     evidence = result["evidence"]
     host = evidence.get("host") or {}
     cpu = evidence["cpu"]
@@ -557,10 +551,7 @@ def metrics(session, result):
         cpu_use, cpu_source = None, "unknown (give cpus, or run on the database host)"
     out = dict(cpu=cpu_use, cpu_source=cpu_source, connection_use=evidence["connections"]["use"])
     try:
-        out["p95_ms_estimate"] = p95_estimate(pgss_rows(session, features))
-        out["p95_source"] = (
-            "ESTIMATE from pg_stat_statements (mean + 1.645 stddev per statement, call-weighted)"
-        )
+        out["p95_ms_estimate"], out["p95_source"] = p95_metric(session)
     except DbarchError as exc:
         out["p95_ms_estimate"] = None
         out["p95_source"] = "pg_stat_statements not readable here: %s" % str(exc).split(": ", 1)[-1][:160]
