@@ -327,10 +327,15 @@ SANDBOX_HOSTS = {
 }
 
 
+class _Earlier(dict):
+    def __missing__(self, key):
+        pytest.fail("%s comes from an earlier job template's test of this file: run the file whole" % key)
+
+
 @pytest.fixture(scope="module")
 def earlier():
     """What a job template's run leaves for a later one (the backup, the drill's restore point)."""
-    return {}
+    return _Earlier()
 
 
 def _sql(sandbox, host, statement, dbname="postgres"):
