@@ -2,6 +2,7 @@
 parse and fire when their names say; the engine refuses definitions AWX would refuse."""
 
 import datetime
+import re
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,39 @@ def test_duplicate_job_templates_and_missing_secrets_are_refused():
         jobs.awx_objects(
             [], dict(SETTINGS, postgresql_credentials=[{"name": "pg", "username": "u", "password": ""}])
         )
+
+
+def _playbook_texts(path, seen=None):
+    """The text of a playbook, of the playbooks it imports and of every file of the roles it names."""
+    seen = set() if seen is None else seen
+    if path in seen:
+        return []
+    seen.add(path)
+    text = path.read_text(encoding="utf-8")
+    texts = [text]
+    for plays in yaml.safe_load(text) or []:
+        imported = plays.get("ansible.builtin.import_playbook") or plays.get("import_playbook")
+        if imported:
+            texts += _playbook_texts(path.parent / imported, seen)
+    roles = set()
+    pending = [text]
+    while pending:
+        for role in re.findall(r"dbarch\.postgresql\.([a-z_]+)", pending.pop()):
+            folder = REPO / "roles" / role
+            if role in roles or not folder.is_dir():
+                continue
+            roles.add(role)
+            for file in sorted(folder.rglob("*.yml")):
+                texts.append(file.read_text(encoding="utf-8"))
+                pending.append(texts[-1])
+    return texts
+
+
+@pytest.mark.parametrize("definition", _definitions(), ids=lambda d: d["name"])
+def test_every_survey_and_extra_var_is_used_by_the_playbook(definition):
+    """A survey answer or extra var that the playbook (its imports, its roles) never reads does nothing in
+    AWX: the operator answers it for nothing."""
+    texts = "\n".join(_playbook_texts(REPO / definition["playbook"]))
+    names = [q["variable"] for q in definition.get("survey") or []] + list(definition.get("extra_vars") or {})
+    unused = [name for name in names if not re.search(r"\b%s\b" % re.escape(name), texts)]
+    assert not unused, (definition["name"], unused)
