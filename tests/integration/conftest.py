@@ -41,6 +41,7 @@ VERSION_MARKERS = ("all_versions", "pg_versions")
 LONGEST_FILES = (
     "test_site.py",
     "test_switchover.py",
+    "test_awx.py",
     "test_monitoring.py",
     "test_module_defaults.py",
     "test_diagnose.py",
@@ -59,7 +60,6 @@ LONGEST_FILES = (
     "test_pitr_s3.py",
     "test_scale.py",
     "test_tune.py",
-    "test_awx.py",
     "test_security_audit.py",
     "test_connections_health.py",
     "test_migrations_role.py",
