@@ -437,7 +437,9 @@ def test_sync_failover_keeps_every_acknowledged_commit(group, zone):
     ]
     assert summary["write_check"]["xid"] and summary["replication_check"][other]["caught_up"]
     # n1's LSN was recorded by the refused run: it is behind the promoted LSN, so no loss is known.
-    assert summary["rpo"]["source"].endswith("/n1/failover_refused.json") and summary["rpo"]["lost_bytes"] == 0
+    assert (
+        summary["rpo"]["source"].endswith("/n1/failover_refused.json") and summary["rpo"]["lost_bytes"] == 0
+    )
     assert summary["dns"].startswith("set db.example.com. A")
     print("sync failover RTO phases:", summary["rto_seconds"])
 
