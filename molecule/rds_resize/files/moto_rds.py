@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: dbarch.postgresql contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The scenario's stand-in for AWS: moto's RDS in server mode (a real HTTP endpoint).
@@ -14,14 +13,17 @@ requirements. Keys: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_DEFAULT_REGI
 
 import json
 import os
-import shutil
 import signal
-import socket
-import subprocess
 import sys
 import time
 
 import boto3
+
+# moto_server is started the way the integration tests start it (tests/integration/motoserver.py)
+sys.path.insert(
+    0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "tests", "integration")
+)
+import motoserver  # noqa: E402
 
 
 def _read(path):
@@ -51,31 +53,11 @@ def start(folder):
         print(json.dumps({"changed": False, "endpoint": _read(endpoint_file)}))
         return
     os.makedirs(folder, exist_ok=True)
-    server = shutil.which("moto_server", path=os.path.dirname(sys.executable)) or shutil.which("moto_server")
-    if not server:
-        sys.exit("moto_server not found next to %s nor on PATH" % sys.executable)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     with open(os.path.join(folder, "moto.log"), "ab") as log:
-        proc = subprocess.Popen(
-            [server, "-H", "127.0.0.1", "-p", str(port)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,  # outlives this step and Ansible's task
-        )
-    deadline = time.time() + 30
-    while True:
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                sys.exit("moto_server did not start on port %d (see %s/moto.log)" % (port, folder))
-            time.sleep(0.2)
-    endpoint = "http://127.0.0.1:%d" % port
+            proc, endpoint = motoserver.start(log=log, new_session=True)  # outlives this step
+        except RuntimeError as exc:
+            sys.exit("%s (see %s/moto.log)" % (exc, folder))
     with open(endpoint_file, "w") as handle:
         handle.write(endpoint + "\n")
     with open(pid_file, "w") as handle:
@@ -117,7 +99,7 @@ def stop(folder):
         pid = int(_read(pid_file))
         if _is_moto(pid):  # never a pid the system has since given to another process
             os.kill(pid, signal.SIGTERM)
-            for _ in range(150):
+            for _attempt in range(150):
                 if not _is_moto(pid):
                     break
                 time.sleep(0.2)
