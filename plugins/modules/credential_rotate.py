@@ -137,7 +137,6 @@ queries:
   elements: str
 """
 
-from ansible_collections.dbarch.postgresql.plugins.module_utils.core import aws
 from ansible_collections.dbarch.postgresql.plugins.module_utils.core.ansible_module import DbarchModule
 from ansible_collections.dbarch.postgresql.plugins.module_utils.core.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils.security import credentials
@@ -151,12 +150,12 @@ ARGUMENT_SPEC = dict(
     secret_id=dict(type="str", required=True),
     revoke_old=dict(type="bool", default=False),
 )
-ARGUMENT_SPEC.update(aws.AWS_ARGSPEC)
 
 
 def main():
     module = DbarchModule(
         argument_spec=ARGUMENT_SPEC,
+        aws_options=True,
         supports_check_mode=True,
         connection_aliases=False,
         mutually_exclusive=[("password", "generate")],
@@ -164,11 +163,7 @@ def main():
     p = module.params
     session = module.connect()
     try:
-        client = aws.client(
-            "secretsmanager",
-            what="credential_rotate",
-            **dict((name, p[name]) for name in aws.AWS_OPTIONS),
-        )
+        client = module.aws_client("secretsmanager")
         result = credentials.rotate(
             session,
             client,

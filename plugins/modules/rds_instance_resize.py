@@ -156,7 +156,6 @@ msg:
   type: str
 """
 
-from ansible_collections.dbarch.postgresql.plugins.module_utils.core import aws
 from ansible_collections.dbarch.postgresql.plugins.module_utils.core.ansible_module import DbarchModule
 from ansible_collections.dbarch.postgresql.plugins.module_utils.core.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils.rds import instances
@@ -173,7 +172,6 @@ ARGUMENT_SPEC = dict(
     wait=dict(type="bool", default=True),
     wait_timeout=dict(type="int", default=1800),
 )
-ARGUMENT_SPEC.update(aws.AWS_ARGSPEC)
 
 
 def _text(state):
@@ -187,12 +185,13 @@ def _text(state):
 def main():
     module = DbarchModule(
         argument_spec=ARGUMENT_SPEC,
+        aws_options=True,
         supports_check_mode=True,
         required_one_of=[("db_instance_class", "allocated_storage", "iops", "storage_type")],
     )
     p = module.params
     try:
-        api = aws.client("rds", what="rds_instance_resize", **{k: p[k] for k in aws.AWS_OPTIONS})
+        api = module.aws_client("rds")
         target = instances.target_of(
             db_instance_class=p["db_instance_class"],
             allocated_storage=p["allocated_storage"],

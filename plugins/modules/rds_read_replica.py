@@ -114,7 +114,6 @@ msg:
   type: str
 """
 
-from ansible_collections.dbarch.postgresql.plugins.module_utils.core import aws
 from ansible_collections.dbarch.postgresql.plugins.module_utils.core.ansible_module import DbarchModule
 from ansible_collections.dbarch.postgresql.plugins.module_utils.core.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils.rds import instances
@@ -131,14 +130,13 @@ ARGUMENT_SPEC = dict(
     wait=dict(type="bool", default=True),
     wait_timeout=dict(type="int", default=1800),
 )
-ARGUMENT_SPEC.update(aws.AWS_ARGSPEC)
 
 
 def main():
-    module = DbarchModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    module = DbarchModule(argument_spec=ARGUMENT_SPEC, aws_options=True, supports_check_mode=True)
     p = module.params
     try:
-        api = aws.client("rds", what="rds_read_replica", **{k: p[k] for k in aws.AWS_OPTIONS})
+        api = module.aws_client("rds")
         result = instances.replica(
             api,
             p["db_instance_identifier"],

@@ -64,25 +64,8 @@ options:
     description: Seconds to wait with O(wait).
     type: int
     default: 300
-  endpoint_url:
-    description:
-      - Route 53 endpoint. Default is AWS. For a stand-in such as moto's server, C(http://127.0.0.1:5000).
-    type: str
-  region:
-    description: AWS region of the client (Route 53 is global; default C(us-east-1)).
-    type: str
-  aws_access_key_id:
-    description:
-      - AWS access key. Default from the standard AWS credential chain (environment,
-        C(~/.aws/credentials), instance profile).
-    type: str
-  aws_secret_access_key:
-    description: AWS secret key, with O(aws_access_key_id). Never shown in output or logs.
-    type: str
-  aws_session_token:
-    description: AWS session token of temporary credentials. Never shown in output or logs.
-    type: str
 extends_documentation_fragment:
+  - dbarch.postgresql.aws
   - dbarch.postgresql.connection
 attributes:
   check_mode:
@@ -95,6 +78,8 @@ notes:
   - The connection options of the collection are accepted and not used, so that one C(module_defaults)
     block for C(group/dbarch.postgresql.all) serves this module too.
   - Alias records are refused (they point at AWS resources, not at a server's address).
+  - Route 53 is a global service. The client signs for C(us-east-1) unless O(region) is given;
+    E(AWS_REGION) is not read for it.
 requirements:
   - boto3 (C(python3-boto3) on Debian/Ubuntu)
 seealso:
@@ -164,11 +149,6 @@ ARGUMENT_SPEC = dict(
     comment=dict(type="str"),
     wait=dict(type="bool", default=False),
     wait_timeout=dict(type="int", default=300),
-    endpoint_url=dict(type="str"),
-    region=dict(type="str"),
-    aws_access_key_id=dict(type="str", no_log=True),
-    aws_secret_access_key=dict(type="str", no_log=True),
-    aws_session_token=dict(type="str", no_log=True),
 )
 
 
@@ -181,18 +161,13 @@ def _text(record):
 def main():
     module = DbarchModule(
         argument_spec=ARGUMENT_SPEC,
+        aws_options=True,
         supports_check_mode=True,
         required_if=[("state", "present", ("value",))],
     )
     p = module.params
     try:
-        api = route53.client(
-            endpoint_url=p["endpoint_url"],
-            region=p["region"],
-            aws_access_key_id=p["aws_access_key_id"],
-            aws_secret_access_key=p["aws_secret_access_key"],
-            aws_session_token=p["aws_session_token"],
-        )
+        api = module.aws_client("route53", **route53.client_options(p["region"]))
         result = route53.ensure(
             api,
             p["zone"],

@@ -18,17 +18,13 @@ Each xdist worker keeps one shared cluster per major for its whole session (star
 use), so a file switching majors does not initdb a new cluster each time.
 """
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
 import time
 
 import boto3
 import pytest
 
 import harness
+import motoserver
 from ansible_collections.dbarch.postgresql.plugins.module_utils.core import localcluster as lc
 
 
@@ -151,31 +147,13 @@ def workdir():
     harness.remove_folder(folder)
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def moto():
     """moto's S3 server on 127.0.0.1 (a real HTTP endpoint), stopped at the end."""
-    port = _free_port()
-    server = shutil.which("moto_server", path=os.path.dirname(sys.executable)) or shutil.which("moto_server")
-    proc = subprocess.Popen(
-        [server, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    endpoint = "http://127.0.0.1:%d" % port
-    deadline = time.time() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if time.time() > deadline or proc.poll() is not None:
-                proc.kill()
-                pytest.fail("moto_server did not start on port %d" % port, pytrace=False)
-            time.sleep(0.2)
+    try:
+        proc, endpoint = motoserver.start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
     yield endpoint
     proc.terminate()
     proc.wait(timeout=30)

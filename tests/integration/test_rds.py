@@ -176,3 +176,7 @@ def test_scale_up_through_the_rds_resize_role(rds, moto, run_playbook, tmp_path)
     assert resized and resized[0]["status"] == "ok"
     snaps = api.describe_db_snapshots(DBInstanceIdentifier=name, SnapshotType="manual")["DBSnapshots"]
     assert len(snaps) == 1
+    # the run that found nothing to do left the resize's report (its snapshot, the values before) alone
+    with open(os.path.join(dest, "localhost", "rds_resize.json"), encoding="utf-8") as fh:
+        assert json.load(fh)["summary"] == summary
+    assert summary["snapshot_id"] == snaps[0]["DBSnapshotIdentifier"]

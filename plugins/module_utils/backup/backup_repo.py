@@ -3,7 +3,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Backup repositories (a local folder or S3), WAL names, coverage and retention.
 
-Plain Python (standard library; boto3 only for S3 repositories), no Ansible imports.
+Plain Python (standard library; boto3 only for S3 repositories, its client from core/aws.py), no
+Ansible imports.
 
 Layout of a repository (the same on disk and under an S3 prefix)::
 
@@ -33,19 +34,9 @@ import shutil
 import tempfile
 import time
 
-try:
-    import boto3
-    from botocore.config import Config as BotoConfig
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    HAS_BOTO3 = True
-except ImportError:  # pragma: no cover - exercised on hosts without boto3
-    boto3 = None
-    BotoConfig = None
-    BotoCoreError = ClientError = Exception
-    HAS_BOTO3 = False
-
 from ansible_collections.dbarch.postgresql.plugins.module_utils.backup import wal as wn
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core import aws
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.aws import BotoCoreError, ClientError
 from ansible_collections.dbarch.postgresql.plugins.module_utils.core.fsutil import atomic_write, fsync_dir
 
 METADATA_NAME = "backup.json"
@@ -369,11 +360,6 @@ class S3Repository:
         match = re.match(r"^s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(.*))?$", str(url or ""))
         if not match:
             raise RepositoryError("repository %r: expected s3://bucket[/prefix]" % (url,))
-        if client is None and not HAS_BOTO3:
-            raise RepositoryError(
-                "An S3 repository needs boto3 for the Python that runs the module "
-                "(apt-get install python3-boto3, or pip install boto3)"
-            )
         if sse and sse not in SSE_CHOICES:
             raise RepositoryError("sse must be one of %s, not %r" % (", ".join(SSE_CHOICES), sse))
         if sse_kms_key_id and sse != "aws:kms":
@@ -400,17 +386,20 @@ class S3Repository:
             if value
         }
         if client is None:
-            session = boto3.session.Session(
-                aws_access_key_id=aws_access_key_id,
-                aws_secret_access_key=aws_secret_access_key,
-                aws_session_token=aws_session_token,
-                region_name=region,
-            )
-            client = session.client(
-                "s3",
-                endpoint_url=endpoint_url,
-                config=BotoConfig(retries={"max_attempts": 5, "mode": "standard"}),
-            )
+            try:
+                # no region given or in the environment: boto3's own (the profile's; S3 finds the bucket's)
+                client = aws.client(
+                    "s3",
+                    what="An S3 repository",
+                    default_region=None,
+                    endpoint_url=endpoint_url,
+                    region=region,
+                    aws_access_key_id=aws_access_key_id,
+                    aws_secret_access_key=aws_secret_access_key,
+                    aws_session_token=aws_session_token,
+                )
+            except aws.AwsError as exc:
+                raise RepositoryError(str(exc)) from None
         self.client = client
 
     def __repr__(self):

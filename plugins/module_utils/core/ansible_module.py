@@ -16,6 +16,9 @@
 - with ``findings=True``, adds the options every analysis module shares (``fail_on``,
   ``suppressions``) and ends the run with ``exit_findings(found, ...)``: exit, or fail when a
   finding reaches ``fail_on``;
+- with ``aws_options=True`` (the AWS modules), adds the shared AWS options (aws.AWS_ARGSPEC:
+  region, endpoint_url, keys and session token no_log, profile; doc fragment
+  ``dbarch.postgresql.aws``) and builds the boto3 client from them (``aws_client(service)``);
 - with ``user_statements=True`` (modules that plan the user's SQL statements: explain,
   index_advice_info), adds the options of the role they run as (``explain_role``,
   ``allow_superuser_statements``) and masks password literals (redact.statement) in a failure
@@ -89,6 +92,14 @@ STATEMENT_ROLE_SPEC = dict(
 )
 
 
+def _aws():
+    """core/aws.py, imported only by the AWS modules: it imports boto3 (0.2 s and more), which the
+    PostgreSQL modules never need."""
+    from ansible_collections.dbarch.postgresql.plugins.module_utils.core import aws  # noqa: PLC0415
+
+    return aws
+
+
 def definition_diff(label, before, after):
     """The ``diff`` of an object whose state is one definition (an index, a materialized view):
     ``label`` names it (``index "public"."ix"``); ``before``/``after`` are None where it does not
@@ -106,11 +117,19 @@ class DbarchModule(AnsibleModule):
     fail_from(exc)."""
 
     def __init__(
-        self, argument_spec=None, connection_aliases=True, findings=False, user_statements=False, **kwargs
+        self,
+        argument_spec=None,
+        connection_aliases=True,
+        findings=False,
+        user_statements=False,
+        aws_options=False,
+        **kwargs,
     ):
         own = copy.deepcopy(FINDINGS_SPEC) if findings else {}
         if user_statements:
             own.update(copy.deepcopy(STATEMENT_ROLE_SPEC))
+        if aws_options:
+            own.update(copy.deepcopy(_aws().AWS_ARGSPEC))
         own.update(argument_spec or {})
         taken = set(own)
         for option in own.values():
@@ -132,6 +151,15 @@ class DbarchModule(AnsibleModule):
     def close(self):
         if self.session is not None:
             self.session.close()
+
+    # -- AWS -----------------------------------------------------------------------------
+    def aws_client(self, service, **kwargs):
+        """A boto3 client of ``service`` from the shared AWS options (a module built with
+        ``aws_options=True``); raises aws.AwsError (a DbarchError) when it cannot be built."""
+        aws = _aws()
+        options = aws.options_of(self.params)
+        options.update(kwargs)
+        return aws.client(service, what=ansible_pg.module_name(self), **options)
 
     # -- check mode --------------------------------------------------------------------
     def would(self, action):

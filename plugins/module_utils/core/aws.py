@@ -1,12 +1,14 @@
 # -*- coding: utf-8 -*-
 # Copyright: dbarch.postgresql contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""One boto3 client factory for every AWS-facing engine of the collection (RDS; Route 53 and S3
-may move to it): region, endpoint_url, keys, session token and profile, with the standard AWS
-environment variables as defaults, and one way to turn a botocore error into a DbarchError.
+"""One boto3 client factory for every AWS-facing engine of the collection (RDS, Route 53, Secrets
+Manager, the S3 backup repository): region, endpoint_url, keys, session token and profile, with the
+standard AWS environment variables as defaults, and one way to turn a botocore error into a
+DbarchError.
 
 Plain Python, no Ansible imports. ``AWS_ARGSPEC`` is the shared option spec (doc fragment
-``dbarch.postgresql.aws``).
+``dbarch.postgresql.aws``); modules take it with ``DbarchModule(aws_options=True)`` and build their
+client with ``module.aws_client(service)``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -54,6 +56,12 @@ AWS_ARGSPEC = dict(
 
 AWS_OPTIONS = tuple(AWS_ARGSPEC)
 
+
+def options_of(params):
+    """The shared AWS options out of a module's parameters (for ``client(**options)``)."""
+    return {name: params.get(name) for name in AWS_OPTIONS}
+
+
 # option -> environment variables read when the option is not given (first set wins)
 ENVIRONMENT = {
     "region": ("AWS_REGION", "AWS_DEFAULT_REGION"),
@@ -79,9 +87,11 @@ def resolve(environ=None, **options):
     return out
 
 
-def client(service, what="this module", environ=None, max_attempts=5, **options):
+def client(service, what="this module", environ=None, max_attempts=5, default_region="us-east-1", **options):
     """A boto3 client of ``service`` from the shared options (see ``resolve``); ``max_attempts``
-    for botocore's standard retry mode (throttling, transient errors)."""
+    for botocore's standard retry mode (throttling, transient errors). Without a region (option or
+    environment) the client uses ``default_region``; None leaves it to boto3 (the profile's
+    configuration, and S3's own region handling)."""
     if not HAS_BOTO3:
         raise AwsError(
             "%s needs boto3 for the Python that runs it (apt-get install python3-boto3, or pip install boto3)"
@@ -93,7 +103,7 @@ def client(service, what="this module", environ=None, max_attempts=5, **options)
             aws_access_key_id=opts["aws_access_key_id"],
             aws_secret_access_key=opts["aws_secret_access_key"],
             aws_session_token=opts["aws_session_token"],
-            region_name=opts["region"] or "us-east-1",
+            region_name=opts["region"] or default_region,
             profile_name=opts["profile"] if not opts["aws_access_key_id"] else None,
         )
         return session.client(

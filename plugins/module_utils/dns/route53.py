@@ -14,7 +14,6 @@ __metaclass__ = type
 
 import time
 
-from ansible_collections.dbarch.postgresql.plugins.module_utils.core import aws
 from ansible_collections.dbarch.postgresql.plugins.module_utils.core.errors import DbarchError
 
 from ansible_collections.dbarch.postgresql.plugins.module_utils.core.aws import BotoCoreError, ClientError
@@ -46,23 +45,10 @@ def record_value(value, rtype):
     return text
 
 
-def client(
-    endpoint_url=None, region=None, aws_access_key_id=None, aws_secret_access_key=None, aws_session_token=None
-):
-    """A Route 53 client through the collection's one AWS client factory (core/aws.py)."""
-    try:
-        return aws.client(
-            "route53",
-            what="route53_record",
-            max_attempts=3,
-            endpoint_url=endpoint_url,
-            region=region or "us-east-1",
-            aws_access_key_id=aws_access_key_id,
-            aws_secret_access_key=aws_secret_access_key,
-            aws_session_token=aws_session_token,
-        )
-    except aws.AwsError as exc:
-        raise Route53Error(str(exc)) from None
+# The client's settings (module: DbarchModule.aws_client("route53", **client_options(region))): Route 53
+# is global, so the client signs for us-east-1 unless a region is given, whatever AWS_REGION says.
+def client_options(region=None):
+    return dict(region=region or "us-east-1", max_attempts=3)
 
 
 def _aws(what, exc):

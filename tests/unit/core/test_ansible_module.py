@@ -193,3 +193,28 @@ def test_definition_diff():
         after="CREATE INDEX ix ON t (a)\n",
     )
     assert definition_diff("x", "A", None)["before"] == "A\n"
+
+
+def test_aws_options_are_added_with_keys_no_log_and_build_the_client(module):
+    mod = module(
+        {
+            "aws_region": "eu-west-1",
+            "endpoint_url": "http://127.0.0.1:1",
+            "access_key": "AKIA",
+            "secret_key": SECRET,
+        },
+        argument_spec={},
+        aws_options=True,
+        supports_check_mode=True,
+    )
+    assert mod.params["region"] == "eu-west-1" and mod.params["aws_secret_access_key"] == SECRET
+    assert SECRET in mod.no_log_values
+    api = mod.aws_client("rds")
+    assert api.meta.region_name == "eu-west-1" and api.meta.endpoint_url == "http://127.0.0.1:1"
+    # a service's own setting wins over the option (route53 signs for us-east-1)
+    assert mod.aws_client("route53", region="us-east-1").meta.region_name == "us-east-1"
+
+
+def test_without_aws_options_no_aws_option_is_accepted(module):
+    mod = module({}, argument_spec={}, supports_check_mode=True)
+    assert "endpoint_url" not in mod.argument_spec and "aws_secret_access_key" not in mod.argument_spec
