@@ -150,18 +150,15 @@ def main():
     module.require_absolute("log_file")
 
     def work(session):
-        try:
-            return audit_log.read(
-                session,
-                log_file=p["log_file"],
-                log_format=p["log_format"],
-                since=p["since"],
-                until=p["until"],
-                expected_networks=p["expected_networks"],
-                superusers=p["superusers"],
-            )
-        except ValueError as exc:
-            raise audit_log.AuditLogError("expected_networks: %s" % exc) from None
+        return audit_log.read(
+            session,
+            log_file=p["log_file"],
+            log_format=p["log_format"],
+            since=p["since"],
+            until=p["until"],
+            expected_networks=p["expected_networks"],
+            superusers=p["superusers"],
+        )
 
     result, queries = module.run(work)
     module.exit_json(changed=False, queries=queries, **result)

@@ -203,9 +203,22 @@ def _in_networks(address, networks):
     return any(ip in net for net in networks)
 
 
+def parse_networks(values):
+    """The ip_network of each of ``values`` (addresses or CIDR networks); AuditLogError names a bad one."""
+    networks = []
+    for value in values or []:
+        try:
+            networks.append(ipaddress.ip_network(value, strict=False))
+        except ValueError as exc:
+            raise AuditLogError(
+                "expected_networks: %r is not an address or a network: %s" % (value, exc)
+            ) from None
+    return networks
+
+
 def analyse(entries, since=None, until=None, superusers=(), expected_networks=None, max_items=200):
     """The audit summary of log entries in [since, until]."""
-    networks = [ipaddress.ip_network(n, strict=False) for n in (expected_networks or [])]
+    networks = parse_networks(expected_networks)
     failed, ddl, supers, unexpected = {}, [], {}, {}
     counted = 0
     for e in entries:
@@ -323,6 +336,7 @@ def read(
 ):
     """Find the log, read it, analyse it. ``session`` gives the prefix, the log's time zone, the
     superusers and (when ``log_file`` is not given) the current log file."""
+    parse_networks(expected_networks)  # a bad network fails before anything is read
     info = session.fetchone(
         "SELECT current_setting('log_line_prefix') AS prefix, current_setting('log_destination') AS dest, "
         "(now() AT TIME ZONE current_setting('log_timezone'))::timestamp(0) AS now"

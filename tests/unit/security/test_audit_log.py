@@ -3,6 +3,8 @@
 
 import datetime
 
+import pytest
+
 from ansible_collections.dbarch.postgresql.plugins.module_utils.security import audit_log
 from ansible_collections.dbarch.postgresql.plugins.module_utils.security.audit_logging import DEFAULT_PREFIX
 
@@ -66,3 +68,9 @@ def test_window():
     now = datetime.datetime(2025, 3, 2)
     assert audit_log.window_start("24h", now) == datetime.datetime(2025, 3, 1)
     assert audit_log.window_start("2025-01-31 00:00:00", now) == datetime.datetime(2025, 1, 31)
+
+
+def test_a_bad_expected_network_is_an_audit_log_error_naming_it():
+    with pytest.raises(audit_log.AuditLogError, match=r"expected_networks: '10\.0\.0\.0/33'"):
+        audit_log.parse_networks(["192.168.0.0/16", "10.0.0.0/33"])
+    assert [str(n) for n in audit_log.parse_networks(["10.1.2.3/8", "::1"])] == ["10.0.0.0/8", "::1/128"]
