@@ -189,6 +189,16 @@ def counters(session, features):
     return out
 
 
+# IO wait events on temporary files: a sort or hash spilling past work_mem (memory), not data read
+# from storage.
+TEMP_FILE_WAITS = frozenset(("BufFileRead", "BufFileWrite", "BufFileTruncate"))
+
+
+def is_storage_wait(row):
+    """An active backend waiting on storage I/O for data (not on its own temporary files)."""
+    return row["wait_event_type"] == "IO" and row["wait_event"] not in TEMP_FILE_WAITS
+
+
 def activity(session):
     rows = session.fetchall(ACTIVITY_SQL, record=False)
     clients = [r for r in rows if r["backend_type"] == "client backend"]
@@ -197,7 +207,7 @@ def activity(session):
         clients=len(clients),
         active=len(active),
         on_cpu=sum(1 for r in active if r["wait_event_type"] in (None, "CPU")),
-        io_wait=sum(1 for r in active if r["wait_event_type"] == "IO"),
+        io_wait=sum(1 for r in active if is_storage_wait(r)),
         lock_wait=sum(1 for r in active if r["wait_event_type"] == "Lock"),
         idle_in_transaction=sum(1 for r in clients if (r["state"] or "").startswith("idle in transaction")),
         waits=["%s:%s" % (r["wait_event_type"], r["wait_event"]) for r in active if r["wait_event_type"]],

@@ -114,3 +114,11 @@ def test_criteria():
         "pool_use",
         "replication_lag",
     ]
+
+
+def test_waits_on_temporary_files_are_spills_not_storage_io():
+    row = dict(wait_event_type="IO", wait_event="BufFileWrite")
+    assert not dg.is_storage_wait(row)
+    assert not dg.is_storage_wait(dict(row, wait_event="BufFileRead"))
+    assert dg.is_storage_wait(dict(row, wait_event="DataFileRead"))
+    assert not dg.is_storage_wait(dict(wait_event_type="Lock", wait_event="relation"))
