@@ -9,6 +9,7 @@ import psycopg2
 import pytest
 
 import harness
+from ansible_collections.dbarch.postgresql.plugins.module_utils.core.versions import Features
 
 MAX_CONNECTIONS = 30
 INTERVAL = 2
@@ -159,6 +160,15 @@ def test_memory(busy, run_playbook):
     assert res["classes"] == ["memory"], res["evidence"]
     assert res["evidence"]["memory"]["temp_files"] > 0
     assert any(r["playbook"].endswith("scale_remedy=tune") for r in res["remedies"]["memory"])
+
+
+def test_temporary_file_wait_names_are_the_servers(busy):
+    # 17 renamed the wait events of temporary files; 17+ lists its wait events in pg_wait_events
+    features = Features(int(busy.query("SHOW server_version_num")[0][0]))
+    if busy.major < 17:
+        pytest.skip("pg_wait_events exists from 17 (test_memory covers the names before)")
+    names = {r[0] for r in busy.query("SELECT name FROM pg_wait_events WHERE type = 'IO'")}
+    assert features.temp_file_wait_events <= names, sorted(names)
 
 
 def test_cpu(busy, run_playbook):

@@ -185,6 +185,14 @@ class Features:
         return "SELECT checkpoints_timed AS timed, checkpoints_req AS requested FROM pg_stat_bgwriter"
 
     @property
+    def temp_file_wait_events(self):
+        """The IO wait events of a backend on its own temporary files (a sort or hash spilling past
+        work_mem): 17 renamed BufFileRead/BufFileWrite/BufFileTruncate to BuffileRead/BuffileWrite/
+        BuffileTruncate (the names generated from wait_event_names.txt)."""
+        stem = "Buffile" if self.major >= 17 else "BufFile"
+        return frozenset(stem + op for op in ("Read", "Write", "Truncate"))
+
+    @property
     def has_pg_stat_io(self):
         """16 added pg_stat_io (reads, read_time, evictions per backend type, object and context)."""
         return self.major >= 16

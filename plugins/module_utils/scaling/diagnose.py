@@ -189,17 +189,13 @@ def counters(session, features):
     return out
 
 
-# IO wait events on temporary files: a sort or hash spilling past work_mem (memory), not data read
-# from storage.
-TEMP_FILE_WAITS = frozenset(("BufFileRead", "BufFileWrite", "BufFileTruncate"))
+def is_storage_wait(row, features):
+    """An active backend waiting on storage I/O for data, not on its own temporary files (a sort or
+    hash spilling past work_mem is memory)."""
+    return row["wait_event_type"] == "IO" and row["wait_event"] not in features.temp_file_wait_events
 
 
-def is_storage_wait(row):
-    """An active backend waiting on storage I/O for data (not on its own temporary files)."""
-    return row["wait_event_type"] == "IO" and row["wait_event"] not in TEMP_FILE_WAITS
-
-
-def activity(session):
+def activity(session, features):
     rows = session.fetchall(ACTIVITY_SQL, record=False)
     clients = [r for r in rows if r["backend_type"] == "client backend"]
     active = [r for r in clients if r["state"] == "active"]
@@ -207,7 +203,7 @@ def activity(session):
         clients=len(clients),
         active=len(active),
         on_cpu=sum(1 for r in active if r["wait_event_type"] in (None, "CPU")),
-        io_wait=sum(1 for r in active if is_storage_wait(r)),
+        io_wait=sum(1 for r in active if is_storage_wait(r, features)),
         lock_wait=sum(1 for r in active if r["wait_event_type"] == "Lock"),
         idle_in_transaction=sum(1 for r in clients if (r["state"] or "").startswith("idle in transaction")),
         waits=["%s:%s" % (r["wait_event_type"], r["wait_event"]) for r in active if r["wait_event_type"]],
@@ -242,7 +238,7 @@ def diagnose(session, interval=10.0, cpus=None, local=True, samples=None, proc_r
     step = interval / count
     start = time.time()
     for i in range(count):
-        seen.append(activity(session))
+        seen.append(activity(session, features))
         pause = start + (i + 1) * step - time.time()
         if pause > 0:
             time.sleep(pause)

@@ -116,9 +116,14 @@ def test_criteria():
     ]
 
 
-def test_waits_on_temporary_files_are_spills_not_storage_io():
-    row = dict(wait_event_type="IO", wait_event="BufFileWrite")
-    assert not dg.is_storage_wait(row)
-    assert not dg.is_storage_wait(dict(row, wait_event="BufFileRead"))
-    assert dg.is_storage_wait(dict(row, wait_event="DataFileRead"))
-    assert not dg.is_storage_wait(dict(wait_event_type="Lock", wait_event="relation"))
+@pytest.mark.parametrize(
+    "num, stem", [(140000, "BufFile"), (160004, "BufFile"), (170000, "Buffile"), (180001, "Buffile")]
+)
+def test_waits_on_temporary_files_are_spills_not_storage_io(num, stem):
+    # 17 renamed the temporary file wait events (BufFileWrite -> BuffileWrite)
+    features = Features(num)
+    row = dict(wait_event_type="IO", wait_event=stem + "Write")
+    assert not dg.is_storage_wait(row, features)
+    assert not dg.is_storage_wait(dict(row, wait_event=stem + "Read"), features)
+    assert dg.is_storage_wait(dict(row, wait_event="DataFileRead"), features)
+    assert not dg.is_storage_wait(dict(wait_event_type="Lock", wait_event="relation"), features)
