@@ -58,7 +58,10 @@ options:
       - RV(statements) of an earlier run (for example before a migration). Each statement found in both
         gets its mean time before and now in RV(comparison), and a C(QS-LAT-001) finding when it grew by
         more than the C(latency_ratio) threshold (default 1.5) over at least C(latency_min_calls) calls
-        (default 1). With O(since), "now" is the mean over the calls made since the snapshot.
+        (default 1), by at least C(latency_min_delta_ms) (default 0.1) and by more than
+        C(latency_noise_sigmas) (default 3) standard errors of the difference, taken from the statement's
+        stddev before, so that the scatter of a busy server is not reported as a regression. With O(since),
+        "now" is the mean over the calls made since the snapshot.
     type: list
     elements: dict
   all_databases:
@@ -76,7 +79,8 @@ options:
     description:
       - Limits of the findings. C(cache_hit_ratio) (default 0.9) and C(cache_min_blocks) (default 1000)
         for C(QS-CACHE-001); C(temp_blocks) (default 1000 blocks written) for C(QS-TEMP-001);
-        C(latency_ratio) (default 1.5) and C(latency_min_calls) (default 1) for C(QS-LAT-001).
+        C(latency_ratio) (default 1.5), C(latency_min_calls) (default 1), C(latency_min_delta_ms) (default
+        0.1) and C(latency_noise_sigmas) (default 3) for C(QS-LAT-001).
     type: dict
     default: {}
 extends_documentation_fragment:
@@ -165,7 +169,9 @@ extension:
 comparison:
   description:
     - With O(compare_to), one row per statement on both sides, most grown first, with C(queryid), C(query),
-      C(mean_ms_before), C(mean_ms_after), C(calls_before), C(calls_after) and C(ratio).
+      C(mean_ms_before), C(mean_ms_after), C(calls_before), C(calls_after), C(ratio) and
+      C(standard_error_ms) (the noise the growth is measured against; null when the stddev before is not
+      known).
   returned: when compare_to is set
   type: list
   elements: dict

@@ -527,8 +527,12 @@ def test_migrate_job_template_applies_the_demo_migrations_then_changes_nothing(s
     assert _sql(
         sandbox, "pg-primary", "SELECT count(*) FROM pg_namespace WHERE nspname = 'billing'", "demo"
     ) == [(1,)]
-    # The second run: nothing pending, nothing applied; only its report is written.
+    # The first run records what it applied; the second run: nothing pending, nothing applied; only its
+    # state report is written (into a folder of its own), and no record of a change.
+    applied = json.loads((tmp_path / "first" / "pg-primary" / "migrations_applied.json").read_text())
+    assert applied["summary"]["applied"][-1] == "R__customer_balance_view.sql", applied["summary"]
     assert _changed(second) == {("pg-primary", "Write the migration report")}
+    assert not (tmp_path / "second" / "pg-primary" / "migrations_applied.json").exists()
     assert second_summary["version"] == "4" and second_summary["pending"] == []
 
 

@@ -6,6 +6,8 @@ Three databases of one cluster stand for the dev, staging and production hosts o
 import json
 import os
 import sys
+import threading
+import time
 from pathlib import Path
 
 import harness
@@ -211,3 +213,70 @@ def test_backup_and_restore_rollback(pg, stages, tmp_path):
     assert len(dumps) == 1 and dumps[0].name.startswith(stages["dev"] + "-before-1-to-latest")
     assert pg.query("SELECT count(*) FROM accounts", dbname=stages["dev"]) == before
     assert _history(pg, stages["dev"]) == ["V1__accounts.sql"]
+
+
+@pytest.mark.pg_versions(15, 18)  # pg_stat_statements' columns differ between majors (versions.py)
+def test_a_migration_that_slows_a_statement_is_reported_and_the_record_survives_a_quiet_run(
+    pg, stages, tmp_path
+):
+    # A point lookup served by an index; the migration drops the index, so the lookup reads the whole
+    # table. Traffic runs throughout (a thread), as an application's would.
+    db = stages["dev"]
+    with pg.connect(db) as conn, conn.cursor() as cur:
+        cur.execute("CREATE EXTENSION pg_stat_statements")
+        cur.execute("CREATE TABLE items (id bigint PRIMARY KEY, code text NOT NULL, pad text)")
+        cur.execute(
+            "INSERT INTO items SELECT i, 'c' || i, repeat('x', 100) FROM generate_series(1, 100000) i"
+        )
+        cur.execute("CREATE INDEX items_code_idx ON items (code)")
+        cur.execute("ANALYZE items")
+    folder = _write(
+        str(tmp_path / "migrations"),
+        {
+            "V1__drop_code_index.sql": "DROP INDEX ${schema}.items_code_idx;\n",
+            "U1__drop_code_index.sql": "CREATE INDEX items_code_idx ON ${schema}.items (code);\n",
+        },
+    )
+    stop = threading.Event()
+
+    def traffic():
+        with pg.connect(db) as conn, conn.cursor() as cur:
+            i = 0
+            while not stop.is_set():
+                i += 1
+                cur.execute("SELECT pad FROM items WHERE code = %s", ("c%d" % (i % 100000 + 1),))
+                cur.fetchall()
+                conn.commit()
+
+    thread = threading.Thread(target=traffic)
+    thread.start()
+    try:
+        time.sleep(2)  # calls before, on the index
+        inv = _inventory(pg, {"dev": db})
+        extra = _extra(tmp_path, folder, migrations_latency_window=3)
+        first = harness.run_playbook(PLAYBOOK, extra_vars=extra, inventory=inv)
+        first.assert_ok()
+        state_first = (tmp_path / "reports" / "dev-db" / "migrations.json").read_text()
+        second = harness.run_playbook(PLAYBOOK, extra_vars=extra, inventory=inv)
+        second.assert_ok()
+    finally:
+        stop.set()
+        thread.join(30)
+    reports = tmp_path / "reports" / "dev-db"
+    applied = json.loads((reports / "migrations_applied.json").read_text())
+    slower = [f for f in applied["findings"] if f["rule"] == "QS-LAT-001"]
+    assert any("WHERE code = $1" in f["message"] for f in slower), applied
+    assert applied["summary"]["version_after"] == "1"
+    assert applied["summary"]["applied"] == ["V1__drop_code_index.sql"]
+    # the lint of the file applied (DROP INDEX without CONCURRENTLY) belongs to the record of the change
+    assert any(
+        f["rule"].startswith("ML-") and f["location"]["file"] == "V1__drop_code_index.sql"
+        for f in applied["findings"]
+    ), applied["findings"]
+    # the state report carries no latency finding; the quiet second run changed nothing, and the record
+    # of the change is still there
+    state = json.loads((reports / "migrations.json").read_text())
+    assert state["findings"] == [] and state["summary"]["pending"] == []
+    assert json.loads((reports / "migrations.json").read_text()) == json.loads(state_first)
+    assert second.changed_count() == 0, second.stdout
+    assert json.loads((reports / "migrations_applied.json").read_text()) == applied

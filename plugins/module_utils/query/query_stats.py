@@ -20,6 +20,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
+import math
 from decimal import Decimal
 
 from ansible_collections.dbarch.postgresql.plugins.module_utils.core.errors import DbarchError
@@ -71,8 +72,13 @@ DEFAULT_THRESHOLDS = dict(
     temp_blocks=1000,
     # QS-LAT-001 (with compare_to): mean time grown by more than this ratio ...
     latency_ratio=1.5,
-    # ... over at least this many calls after.
+    # ... over at least this many calls after ...
     latency_min_calls=1,
+    # ... by at least this many milliseconds a call ...
+    latency_min_delta_ms=0.1,
+    # ... and by more than this many standard errors of the mean, the spread being the statement's
+    # stddev before (a slower mean within the statement's usual scatter is noise, not a regression).
+    latency_noise_sigmas=3.0,
 )
 
 _Q_STATUS = """
@@ -477,12 +483,23 @@ def findings(statements, overrides=None):
     return out
 
 
+def _noise_ms(before, after):
+    """Standard error (ms) of the difference of the two means if the calls after were spread as the
+    calls before (the stddev of the calls before); None when the stddev before is not known."""
+    spread = before.get("stddev_time_ms")
+    n_before, n_after = before.get("calls") or 0, after.get("calls") or 0
+    if spread is None or n_before <= 0 or n_after <= 0:
+        return None
+    return float(spread) * math.sqrt(1.0 / n_before + 1.0 / n_after)
+
+
 def compare(before, after, overrides=None):
     """Mean time per statement before (an earlier run's statements) and after (these statements).
 
     Returns (comparison, findings): one row per statement present on both sides with a mean
     time before, most grown first, and a QS-LAT-001 finding for each that grew past
-    ``latency_ratio`` over at least ``latency_min_calls`` calls.
+    ``latency_ratio`` over at least ``latency_min_calls`` calls, by at least ``latency_min_delta_ms``
+    and by more than ``latency_noise_sigmas`` standard errors (when the stddev before is known).
     """
     t = thresholds(overrides)
     earlier = {}
@@ -495,6 +512,8 @@ def compare(before, after, overrides=None):
         if b is None or s.get("mean_time_ms") is None:
             continue
         ratio = s["mean_time_ms"] / b["mean_time_ms"]
+        grown = s["mean_time_ms"] - b["mean_time_ms"]
+        noise = _noise_ms(b, s)
         rows.append(
             dict(
                 queryid=s["queryid"],
@@ -504,9 +523,15 @@ def compare(before, after, overrides=None):
                 calls_before=b.get("calls"),
                 calls_after=s.get("calls"),
                 ratio=round(ratio, 3),
+                standard_error_ms=None if noise is None else round(noise, 4),
             )
         )
-        if ratio > t["latency_ratio"] and (s.get("calls") or 0) >= t["latency_min_calls"]:
+        if (
+            ratio > t["latency_ratio"]
+            and (s.get("calls") or 0) >= t["latency_min_calls"]
+            and grown >= t["latency_min_delta_ms"]
+            and (noise is None or grown > t["latency_noise_sigmas"] * noise)
+        ):
             obj = "queryid %s" % s["queryid"]
             out.append(
                 Finding(

@@ -170,4 +170,26 @@ def test_compare_flags_statements_that_grew_past_the_ratio():
     assert "2.000 ms to 6.000 ms" in found[0].message and found[0].evidence["calls_after"] == 3
     # thresholds move the bar
     assert qs.compare(before, after, dict(latency_ratio=1.1))[1][1].object == "queryid 2"
+    # 1.0 -> 1.2 ms is 0.2 ms: under a floor of 0.5 ms
+    floor = qs.compare(before, after, dict(latency_ratio=1.1, latency_min_delta_ms=0.5))[1]
+    assert [f.object for f in floor] == ["queryid 1"]
     assert qs.compare(before, after, dict(latency_min_calls=5))[1] == []
+
+
+def test_compare_leaves_out_growth_within_the_noise():
+    # A statement that scatters (stddev 4 ms around 2 ms) and was called 3 times after at 6 ms a call:
+    # the difference (4 ms) is within 3 standard errors (4 * sqrt(1/100 + 1/3) = 2.34 ms; x3 = 7.03 ms).
+    before = [dict(queryid="1", query="SELECT a", mean_time_ms=2.0, stddev_time_ms=4.0, calls=100)]
+    after = [dict(queryid="1", query="SELECT a", mean_time_ms=6.0, calls=3)]
+    rows, found = qs.compare(before, after)
+    assert found == [] and rows[0]["standard_error_ms"] == pytest.approx(2.3438, abs=1e-3)
+    # the same growth over 300 calls is far past the noise (0.34 ms)
+    after[0]["calls"] = 300
+    assert [f.object for f in qs.compare(before, after)[1]] == ["queryid 1"]
+    # a tight statement (stddev 0.1 ms) growing 2 -> 6 ms in three calls is a regression
+    before[0]["stddev_time_ms"], after[0]["calls"] = 0.1, 3
+    assert [f.object for f in qs.compare(before, after)[1]] == ["queryid 1"]
+    # a 0.01 ms statement growing to 0.05 ms (x5) is under the 0.1 ms floor
+    tiny = [dict(queryid="9", query="SELECT 1", mean_time_ms=0.01, stddev_time_ms=0.0, calls=1000)]
+    assert qs.compare(tiny, [dict(queryid="9", query="SELECT 1", mean_time_ms=0.05, calls=500)])[1] == []
+    assert qs.compare(tiny, [dict(queryid="9", query="SELECT 1", mean_time_ms=0.5, calls=500)])[1] != []
