@@ -113,7 +113,7 @@ ruff: venv-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check plugins tests bench scripts
 
-ansible-lint: venv-dev
+ansible-lint: venv-dev $(AWX_COLLECTION)
 	$(BIN)/ansible-lint --profile production
 
 # ansible-test wants the collection at ansible_collections/<ns>/<name> and resolves links,

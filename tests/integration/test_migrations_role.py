@@ -268,6 +268,8 @@ def test_a_migration_that_slows_a_statement_is_reported_and_the_record_survives_
     assert any("WHERE code = $1" in f["message"] for f in slower), applied
     assert applied["summary"]["version_after"] == "1"
     assert applied["summary"]["applied"] == ["V1__drop_code_index.sql"]
+    assert applied["summary"]["latency_compared"] is True
+    assert " ms a call (x" in applied["summary"]["most_grown"][0], applied["summary"]
     # the lint of the file applied (DROP INDEX without CONCURRENTLY) belongs to the record of the change
     assert any(
         f["rule"].startswith("ML-") and f["location"]["file"] == "V1__drop_code_index.sql"
