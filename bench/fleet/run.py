@@ -5,7 +5,8 @@
 
 Each cluster is a throwaway PostgreSQL with the sandbox's demo shop (roles/sandbox/files/demo_schema.sql)
 and its workload run once (pg_stat_statements preloaded), as host fleet-NN of group primary in a
-generated inventory. For each workflow playbook (server_report, schema_review, query_tuning) and each
+generated inventory. For each read-only workflow playbook (server_report, schema_review, query_tuning,
+security_audit, runbook_replication_lag: the primaries have no standbys, so the runbook says so) and each
 forks value, ansible-playbook runs over all hosts; measured: wall time, and the controller's CPU time
 (user + system of ansible-playbook and every process it started: with connection local the modules run
 on the controller too) per host. The PostgreSQL servers' own CPU is not counted.
@@ -30,7 +31,15 @@ BENCH = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, BENCH)
 import common  # noqa: E402
 
-WORKFLOWS = ("server_report", "schema_review", "query_tuning")
+# workflow: (playbook, its report folder variable, the fleet summary's name)
+PLAYBOOKS = {
+    "server_report": ("server_report", "server_report_dest", "server"),
+    "schema_review": ("schema_review", "schema_review_dest", "schema_review"),
+    "query_tuning": ("query_tuning", "query_tuning_dest", "query_tuning"),
+    "security_audit": ("security_audit", "security_audit_dest", "security_audit"),
+    "replication_lag": ("runbook_replication_lag", "replication_report_dest", "replication_lag"),
+}
+WORKFLOWS = tuple(PLAYBOOKS)
 SETTINGS = dict(
     common.FAST_SETTINGS,
     shared_buffers="16MB",
@@ -85,6 +94,7 @@ def _inventory(clusters, folder):
 
 
 def _run(workflow, forks, inventory, folder):
+    playbook, dest_var, summary_name = PLAYBOOKS[workflow]
     dest = os.path.join(folder, "reports-%s-%d" % (workflow, forks))
     argv = [
         os.path.join(common.OUR_VENV_BIN, "ansible-playbook"),
@@ -92,9 +102,9 @@ def _run(workflow, forks, inventory, folder):
         inventory,
         "-f",
         str(forks),
-        os.path.join(common.REPO, "playbooks", "%s.yml" % workflow),
+        os.path.join(common.REPO, "playbooks", "%s.yml" % playbook),
         "-e",
-        json.dumps({"%s_dest" % workflow: dest}),
+        json.dumps({dest_var: dest}),
     ]
     env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(common.REPO, "ansible.cfg"))
     cpu0, t0 = _children_cpu(), time.monotonic()
@@ -104,7 +114,6 @@ def _run(workflow, forks, inventory, folder):
         raise common.ToolFailed(
             "%s at forks %d: %s" % (workflow, forks, common.tail_lines(proc.stdout + proc.stderr))
         )
-    summary_name = "server" if workflow == "server_report" else workflow
     with open(os.path.join(dest, "fleet", "%s_fleet.json" % summary_name), encoding="utf-8") as fh:
         fleet = json.load(fh)["summary"]
     return dict(

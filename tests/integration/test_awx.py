@@ -469,6 +469,10 @@ def test_read_only_job_template(name, sandbox, tmp_path):
         written = json.loads((dest / host / (report + ".json")).read_text())
         assert isinstance(written["findings"], list) and written["summary"]
         assert (dest / host / (report + ".md")).is_file()
+    # Fleets: every read-only workflow also joins its hosts' reports into one summary.
+    fleet = json.loads((dest / "fleet" / (report + "_fleet.json")).read_text())["summary"]
+    assert sorted(fleet["answered"]) == sorted(hosts) and fleet["failed"] == [], fleet
+    assert fleet["missing_reports"] == [] and set(fleet["per_host"]) == set(hosts), fleet
     assert _servers(sandbox) == before
 
 
